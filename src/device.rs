@@ -1,0 +1,59 @@
+//! Choosing a compute device. Only the edges (CLI, browser bindings, tests) call this; the
+//! engine just receives a `Device`.
+
+use crate::error::{Error, Result};
+use burn::tensor::Device;
+
+/// The backends a user can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// burn-flex, pure-Rust CPU.
+    Cpu,
+    /// wgpu: Vulkan/Metal/DX12 natively, WebGPU in the browser.
+    Wgpu,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Backend::Cpu),
+            "wgpu" | "gpu" | "webgpu" => Ok(Backend::Wgpu),
+            other => Err(Error::Input(format!("unknown backend `{other}`: use `cpu` or `wgpu`"))),
+        }
+    }
+}
+
+/// The CPU device.
+pub fn cpu() -> Device {
+    Device::flex()
+}
+
+/// Initialises wgpu natively (blocking). Fails with a clear message when no adapter exists.
+#[cfg(not(target_family = "wasm"))]
+pub fn wgpu() -> Result<Device> {
+    Device::wgpu_options().init().map_err(|e| {
+        Error::Device(format!("no usable GPU adapter ({e}); install a Vulkan driver (e.g. mesa-vulkan-drivers) or use --backend cpu"))
+    })
+}
+
+/// Initialises WebGPU in the browser.
+#[cfg(target_family = "wasm")]
+pub async fn wgpu() -> Result<Device> {
+    Device::wgpu_options().init_async().await.map_err(|e| Error::Device(format!("WebGPU is not available ({e})")))
+}
+
+/// Blocks on a future natively. The engine's reads are async so the browser never blocks; the
+/// CLI drives them with this.
+#[cfg(not(target_family = "wasm"))]
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}

@@ -1,0 +1,45 @@
+//! One error type for the whole engine. Each message says what was found and, where it helps,
+//! what to do about it: these strings reach users verbatim (CLI `error: …`, browser `JsError`).
+
+use thiserror::Error;
+
+/// Everything that can go wrong while loading or running a model.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The GGUF container is malformed: bad magic, truncated, or inconsistent.
+    #[error("{0}")]
+    Gguf(String),
+
+    /// A tensor uses a ggml type this engine cannot dequantize.
+    #[error(
+        "tensor `{tensor}` uses ggml type {type_name} (id {type_id}), which is not supported; supported types are F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K"
+    )]
+    UnsupportedQuant { tensor: String, type_name: String, type_id: u32 },
+
+    /// A safetensors file or its config.json is malformed.
+    #[error("{0}")]
+    Safetensors(String),
+
+    /// The weights do not describe a model this engine can run.
+    #[error("{0}")]
+    Model(String),
+
+    /// The tokenizer could not be built, or does not fit the model.
+    #[error("{0}")]
+    Tokenizer(String),
+
+    /// The chat template failed to parse or render.
+    #[error("chat template: {0}")]
+    Template(String),
+
+    /// Bad arguments to an engine call (empty prompt, sequence too long, ...).
+    #[error("{0}")]
+    Input(String),
+
+    /// The compute device failed (lost WebGPU device, out of memory, failed read-back).
+    #[error("compute device: {0}")]
+    Device(String),
+}
+
+/// Result alias used across the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

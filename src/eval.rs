@@ -1,0 +1,90 @@
+//! Scoring: per-token log-probabilities of a text, optionally after a context. This is the
+//! measurement behind ΔI = H(X) − H(X|Y): score the passage X alone for H(X), and after the
+//! constraint text Y for H(X|Y); the passage tokens are the same in both.
+
+use crate::error::{Error, Result};
+use crate::generate::read_f32;
+use crate::loader::LanguageModel;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::Serialize;
+
+/// Positions projected to the vocabulary at once: bounds the logits buffer
+/// (256 × 49152 × 4 B ≈ 50 MB), which matters under WebGPU's buffer limits.
+const LOGIT_CHUNK: usize = 256;
+
+/// The scoring result, as `cqa score --json` prints it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Score {
+    pub context_ids: Vec<u32>,
+    pub text_ids: Vec<u32>,
+    /// `logprobs[i]` is ln p(scored token i | everything before it). When nothing precedes the
+    /// text (no context and no BOS), the first text token cannot be scored and is skipped.
+    pub logprobs: Vec<f32>,
+    /// Surprisal of the scored tokens, in bits.
+    pub total_bits: f64,
+    pub bits_per_token: f64,
+}
+
+impl Score {
+    /// Text token ids that have a log-probability (all of them, or all but the first).
+    pub fn scored_ids(&self) -> &[u32] {
+        &self.text_ids[self.text_ids.len() - self.logprobs.len()..]
+    }
+}
+
+/// Scores `text`, after `context` if given.
+///
+/// - With a context: the context is tokenized with special tokens (BOS if the model adds one),
+///   the text without, and every text token is scored.
+/// - Without: the text is scored after BOS if the model adds one; otherwise its first token has
+///   nothing to be conditioned on and is not scored.
+pub async fn score(lm: &LanguageModel, text: &str, context: Option<&str>) -> Result<Score> {
+    let text_ids = lm.tokenizer.encode(text, false)?;
+    if text_ids.is_empty() {
+        return Err(Error::Input("the text to score is empty".into()));
+    }
+    let context_ids = match context {
+        Some(c) => lm.tokenizer.encode(c, true)?,
+        None => lm.tokenizer.bos_prepended().into_iter().collect(),
+    };
+    let (context_ids, text_ids, logprobs) = score_ids(lm, context_ids, text_ids).await?;
+    let total_bits = -logprobs.iter().map(|&l| l as f64).sum::<f64>() / std::f64::consts::LN_2;
+    let bits_per_token = total_bits / logprobs.len() as f64;
+    Ok(Score { context_ids, text_ids, logprobs, total_bits, bits_per_token })
+}
+
+/// Log-probabilities of `text_ids` after `context_ids` (see [`score`] for the empty-context rule).
+pub async fn score_ids(
+    lm: &LanguageModel,
+    context_ids: Vec<u32>,
+    text_ids: Vec<u32>,
+) -> Result<(Vec<u32>, Vec<u32>, Vec<f32>)> {
+    let all: Vec<u32> = context_ids.iter().chain(&text_ids).copied().collect();
+    lm.check_ids(&all)?;
+    // The first position that is predicted (and so scored).
+    let first = context_ids.len().max(1);
+    if first >= all.len() {
+        return Err(Error::Input(
+            "the text is a single token with no context before it: there is nothing to score; add a context or a longer text".into(),
+        ));
+    }
+    let n = all.len();
+    let ids: Vec<i32> = all.iter().map(|&t| t as i32).collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &lm.device);
+    let hidden = lm.model.forward_hidden(tokens, &mut lm.model.new_cache())?;
+
+    // Position p predicts token p + 1: score positions first-1 .. n-1.
+    let mut logprobs = Vec::with_capacity(n - first);
+    let mut start = first - 1;
+    while start < n - 1 {
+        let len = LOGIT_CHUNK.min(n - 1 - start);
+        let logits = lm.model.logits(hidden.clone().narrow(1, start, len)); // [1, len, vocab]
+        let targets: Vec<i32> = all[start + 1..start + 1 + len].iter().map(|&t| t as i32).collect();
+        let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, len, 1]), &lm.device);
+        let picked = log_softmax(logits, 2).gather(2, targets); // [1, len, 1]
+        logprobs.extend(read_f32(picked).await?);
+        start += len;
+    }
+    Ok((context_ids, text_ids, logprobs))
+}

@@ -1,0 +1,321 @@
+//! Text generation: a sampler (greedy, temperature, top-k, top-p, repetition penalty, seeded)
+//! and a pull-based session, `next_token()`, that prefills the prompt once and then decodes one
+//! token at a time through the KV cache. The caller owns the loop, so it can stream, pause or
+//! abort (the browser's worker does exactly that).
+
+use crate::error::{Error, Result};
+use crate::loader::LanguageModel;
+use crate::model::KvCache;
+use crate::rng::Rng;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+/// Sampling settings. Defaults follow transformers' `generate` defaults for a fair comparison:
+/// repetition penalty off, and `temperature = 0` means greedy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SamplingParams {
+    /// Softmax temperature; `0` selects greedy decoding.
+    pub temperature: f32,
+    /// Keep only the `k` most likely tokens (`0` = off).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability mass reaches `p` (`1.0` = off).
+    pub top_p: f32,
+    /// HF-style repetition penalty over prompt and output (`1.0` = off).
+    pub repetition_penalty: f32,
+    /// Seed of the sampling RNG.
+    pub seed: u64,
+    /// Upper bound on generated tokens.
+    pub max_new_tokens: usize,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed: 42, max_new_tokens: 128 }
+    }
+}
+
+/// Picks the next token from a logits row.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    params: SamplingParams,
+    rng: Rng,
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams) -> Result<Self> {
+        let p = &params;
+        if !(p.temperature >= 0.0 && p.temperature.is_finite()) {
+            return Err(Error::Input(format!("temperature must be ≥ 0, got {}", p.temperature)));
+        }
+        if !(p.top_p > 0.0 && p.top_p <= 1.0) {
+            return Err(Error::Input(format!("top-p must be in (0, 1], got {}", p.top_p)));
+        }
+        if !(p.repetition_penalty > 0.0 && p.repetition_penalty.is_finite()) {
+            return Err(Error::Input(format!("repetition penalty must be > 0, got {}", p.repetition_penalty)));
+        }
+        let rng = Rng::new(params.seed);
+        Ok(Sampler { params, rng })
+    }
+
+    /// Chooses a token given the logits of the last position and the ids so far.
+    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        let p = &self.params;
+        if p.repetition_penalty != 1.0 {
+            let mut seen = history.to_vec();
+            seen.sort_unstable();
+            seen.dedup();
+            for id in seen {
+                if let Some(l) = logits.get_mut(id as usize) {
+                    *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                }
+            }
+        }
+        if p.temperature == 0.0 {
+            return argmax(logits);
+        }
+
+        // Candidates sorted by logit, best first; ties keep the lower id first, like a stable sort.
+        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
+        if p.top_k > 0 {
+            order.truncate(p.top_k);
+        }
+        let max = logits[order[0] as usize];
+        let mut probs: Vec<f64> =
+            order.iter().map(|&i| (((logits[i as usize] - max) / p.temperature) as f64).exp()).collect();
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|q| *q /= total);
+        if p.top_p < 1.0 {
+            let mut mass = 0.0;
+            let keep = probs
+                .iter()
+                .position(|&q| {
+                    mass += q;
+                    mass >= p.top_p as f64
+                })
+                .map_or(probs.len(), |i| i + 1);
+            probs.truncate(keep);
+            order.truncate(keep);
+        }
+        let total: f64 = probs.iter().sum();
+        let mut target = self.rng.uniform() * total;
+        for (q, &id) in probs.iter().zip(&order) {
+            target -= q;
+            if target < 0.0 {
+                return id;
+            }
+        }
+        *order.last().unwrap_or(&0)
+    }
+}
+
+/// Index of the largest value; the first one on ties (as `torch.argmax`).
+pub fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Why a generation session stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model produced an end-of-sequence / end-of-turn token.
+    EndOfSequence,
+    /// `max_new_tokens` were produced.
+    MaxTokens,
+    /// The model's context window is full.
+    ContextFull,
+}
+
+/// One generation in progress. Holds its own cache; borrows the model only per call.
+pub struct GenerationSession {
+    cache: KvCache,
+    sampler: Sampler,
+    /// Prompt tokens not yet fed through the model.
+    pending: Vec<u32>,
+    /// Prompt + generated ids (for the repetition penalty).
+    history: Vec<u32>,
+    generated: Vec<u32>,
+    max_new_tokens: usize,
+    stop: Option<StopReason>,
+}
+
+impl GenerationSession {
+    /// Starts a session over `prompt_ids` (already tokenized, chat template applied if wanted).
+    pub fn new(lm: &LanguageModel, prompt_ids: Vec<u32>, params: SamplingParams) -> Result<Self> {
+        if prompt_ids.is_empty() {
+            return Err(Error::Input("the prompt is empty: give at least one token".into()));
+        }
+        lm.check_ids(&prompt_ids)?;
+        Ok(GenerationSession {
+            cache: lm.model.new_cache(),
+            max_new_tokens: params.max_new_tokens,
+            sampler: Sampler::new(params)?,
+            history: prompt_ids.clone(),
+            pending: prompt_ids,
+            generated: Vec::new(),
+            stop: None,
+        })
+    }
+
+    /// Produces the next token, or `None` once the session has stopped (see [`Self::stop_reason`]).
+    /// The stop token itself is not returned.
+    pub async fn next_token(&mut self, lm: &LanguageModel) -> Result<Option<u32>> {
+        if self.stop.is_some() {
+            return Ok(None);
+        }
+        if self.generated.len() >= self.max_new_tokens {
+            self.stop = Some(StopReason::MaxTokens);
+            return Ok(None);
+        }
+        let input = if self.pending.is_empty() {
+            vec![*self.generated.last().expect("a decode step follows a generated token")]
+        } else {
+            std::mem::take(&mut self.pending)
+        };
+        if self.cache.len() + input.len() > lm.config.max_position_embeddings {
+            self.stop = Some(StopReason::ContextFull);
+            return Ok(None);
+        }
+        let n = input.len();
+        let ids: Vec<i32> = input.iter().map(|&t| t as i32).collect();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &lm.device);
+        let hidden = lm.model.forward_hidden(tokens, &mut self.cache)?;
+        // Only the last position's logits are needed: skip the vocab projection for the rest.
+        let last = hidden.narrow(1, n - 1, 1);
+        let mut logits = read_f32(lm.model.logits(last)).await?;
+        let next = self.sampler.sample(&mut logits, &self.history);
+        if lm.tokenizer.stop_ids().contains(&next) {
+            self.stop = Some(StopReason::EndOfSequence);
+            return Ok(None);
+        }
+        self.generated.push(next);
+        self.history.push(next);
+        Ok(Some(next))
+    }
+
+    /// Ids generated so far.
+    pub fn generated(&self) -> &[u32] {
+        &self.generated
+    }
+
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop
+    }
+}
+
+/// Turns a growing list of ids into text increments, holding back incomplete UTF-8 (a token can
+/// end mid-character, e.g. half of an emoji).
+#[derive(Debug, Default, Clone)]
+pub struct TextStream {
+    ids: Vec<u32>,
+    emitted: usize,
+}
+
+impl TextStream {
+    /// Adds a token and returns the newly completed text, possibly empty.
+    pub fn push(&mut self, lm: &LanguageModel, id: u32) -> Result<String> {
+        self.ids.push(id);
+        let text = lm.tokenizer.decode(&self.ids, true)?;
+        if text.ends_with('\u{FFFD}') || text.len() < self.emitted || !text.is_char_boundary(self.emitted) {
+            return Ok(String::new());
+        }
+        let new = text[self.emitted..].to_string();
+        self.emitted = text.len();
+        Ok(new)
+    }
+}
+
+/// Reads a tensor back to the host. Always async, so it is safe on WebGPU.
+pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t.into_data_async().await.map_err(|e| Error::Device(format!("reading results back failed: {e:?}")))?;
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("unexpected result data: {e:?}")))
+}
+
+/// Generates from `prompt_ids` to the end, calling `on_text` with each decoded increment.
+pub async fn generate(
+    lm: &LanguageModel,
+    prompt_ids: Vec<u32>,
+    params: SamplingParams,
+    mut on_text: impl FnMut(&str),
+) -> Result<(Vec<u32>, StopReason)> {
+    let mut session = GenerationSession::new(lm, prompt_ids, params)?;
+    let mut stream = TextStream::default();
+    while let Some(id) = session.next_token(lm).await? {
+        let piece = stream.push(lm, id)?;
+        if !piece.is_empty() {
+            on_text(&piece);
+        }
+    }
+    let reason = session.stop_reason().unwrap_or(StopReason::MaxTokens);
+    Ok((session.generated().to_vec(), reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(temperature: f32, top_k: usize, top_p: f32) -> SamplingParams {
+        SamplingParams { temperature, top_k, top_p, ..Default::default() }
+    }
+
+    #[test]
+    fn greedy_takes_the_first_maximum() {
+        let mut s = Sampler::new(params(0.0, 0, 1.0)).unwrap();
+        assert_eq!(s.sample(&mut [0.1, 3.0, 3.0, -1.0], &[]), 1);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let mut s = Sampler::new(params(1.5, 1, 1.0)).unwrap();
+        for _ in 0..20 {
+            assert_eq!(s.sample(&mut [0.1, 0.2, 2.0, 1.9], &[]), 2);
+        }
+    }
+
+    #[test]
+    fn top_p_cuts_the_tail() {
+        // probs ≈ [0.88, 0.12, ~0]: with p = 0.5 only the first survives.
+        let mut s = Sampler::new(params(1.0, 0, 0.5)).unwrap();
+        for _ in 0..50 {
+            assert_eq!(s.sample(&mut [4.0, 2.0, -10.0], &[]), 0);
+        }
+    }
+
+    #[test]
+    fn sampling_follows_the_distribution_and_the_seed() {
+        let logits = [0.0f32, (3.0f32).ln()]; // p = [0.25, 0.75]
+        let mut s = Sampler::new(params(1.0, 0, 1.0)).unwrap();
+        let ones = (0..4000).filter(|_| s.sample(&mut logits.clone(), &[]) == 1).count();
+        assert!((ones as f64 / 4000.0 - 0.75).abs() < 0.03, "{ones}");
+        let draw = |seed| {
+            let mut s = Sampler::new(SamplingParams { seed, temperature: 1.0, ..Default::default() }).unwrap();
+            (0..32).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(1), draw(1));
+        assert_ne!(draw(1), draw(2));
+    }
+
+    #[test]
+    fn repetition_penalty_is_hf_style() {
+        let mut s = Sampler::new(SamplingParams { repetition_penalty: 2.0, ..Default::default() }).unwrap();
+        let mut logits = [3.0, 2.0, -1.0];
+        // Token 0 seen: 3.0 → 1.5, so token 1 (2.0) wins.
+        assert_eq!(s.sample(&mut logits, &[0, 0, 2]), 1);
+        assert_eq!(logits, [1.5, 2.0, -2.0]);
+    }
+
+    #[test]
+    fn bad_parameters_are_rejected() {
+        assert!(Sampler::new(params(-1.0, 0, 1.0)).is_err());
+        assert!(Sampler::new(params(1.0, 0, 0.0)).is_err());
+    }
+}

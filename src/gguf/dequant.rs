@@ -1,0 +1,297 @@
+//! Dequantization of ggml tensor encodings to f32, following ggml's reference
+//! `dequantize_row_*` routines (ggml-quants.c). Checked against the `gguf` Python package in
+//! `tests/dequant_reference.rs`.
+
+use crate::error::{Error, Result};
+use half::{bf16, f16};
+
+/// The ggml tensor encodings this engine reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GgmlType {
+    F32,
+    F16,
+    BF16,
+    Q8_0,
+    Q4_0,
+    Q4_1,
+    Q4K,
+    Q5K,
+    Q6K,
+}
+
+/// Elements per super-block of the K-quants.
+const QK_K: usize = 256;
+
+impl GgmlType {
+    /// Maps a ggml type id (from the GGUF tensor info) to a supported type.
+    pub fn from_id(id: u32) -> Option<Self> {
+        Some(match id {
+            0 => Self::F32,
+            1 => Self::F16,
+            2 => Self::Q4_0,
+            3 => Self::Q4_1,
+            8 => Self::Q8_0,
+            12 => Self::Q4K,
+            13 => Self::Q5K,
+            14 => Self::Q6K,
+            30 => Self::BF16,
+            _ => return None,
+        })
+    }
+
+    pub fn id(self) -> u32 {
+        match self {
+            Self::F32 => 0,
+            Self::F16 => 1,
+            Self::Q4_0 => 2,
+            Self::Q4_1 => 3,
+            Self::Q8_0 => 8,
+            Self::Q4K => 12,
+            Self::Q5K => 13,
+            Self::Q6K => 14,
+            Self::BF16 => 30,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        ggml_type_name(self.id())
+    }
+
+    /// Elements per block.
+    pub fn block_elements(self) -> usize {
+        match self {
+            Self::F32 | Self::F16 | Self::BF16 => 1,
+            Self::Q8_0 | Self::Q4_0 | Self::Q4_1 => 32,
+            Self::Q4K | Self::Q5K | Self::Q6K => QK_K,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::BF16 => 2,
+            Self::Q8_0 => 2 + 32,
+            Self::Q4_0 => 2 + 16,
+            Self::Q4_1 => 2 + 2 + 16,
+            Self::Q4K => 2 + 2 + 12 + QK_K / 2,
+            Self::Q5K => 2 + 2 + 12 + QK_K / 8 + QK_K / 2,
+            Self::Q6K => QK_K / 2 + QK_K / 4 + QK_K / 16 + 2,
+        }
+    }
+}
+
+/// Human name of any ggml type id, supported or not (for error messages and `cqa info`).
+pub fn ggml_type_name(id: u32) -> &'static str {
+    match id {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        6 => "Q5_0",
+        7 => "Q5_1",
+        8 => "Q8_0",
+        9 => "Q8_1",
+        10 => "Q2_K",
+        11 => "Q3_K",
+        12 => "Q4_K",
+        13 => "Q5_K",
+        14 => "Q6_K",
+        15 => "Q8_K",
+        16..=23 | 29 => "IQ (i-quant)",
+        24 => "I8",
+        25 => "I16",
+        26 => "I32",
+        27 => "I64",
+        28 => "F64",
+        30 => "BF16",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        _ => "unknown",
+    }
+}
+
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// Dequantizes `n_elements` values encoded as `ty` in `bytes`.
+pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f32>> {
+    let block = ty.block_elements();
+    if n_elements % block != 0 || bytes.len() != n_elements / block * ty.block_bytes() {
+        return Err(Error::Gguf(format!(
+            "{} data of {} bytes cannot hold {n_elements} elements",
+            ty.name(),
+            bytes.len()
+        )));
+    }
+    let mut out = vec![0f32; n_elements];
+    let blocks = bytes.chunks_exact(ty.block_bytes()).zip(out.chunks_exact_mut(block));
+    match ty {
+        GgmlType::F32 => {
+            for (b, y) in blocks {
+                y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        GgmlType::F16 => {
+            for (b, y) in blocks {
+                y[0] = f16_at(b, 0);
+            }
+        }
+        GgmlType::BF16 => {
+            for (b, y) in blocks {
+                y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        GgmlType::Q8_0 => blocks.for_each(|(b, y)| q8_0(b, y)),
+        GgmlType::Q4_0 => blocks.for_each(|(b, y)| q4_0(b, y)),
+        GgmlType::Q4_1 => blocks.for_each(|(b, y)| q4_1(b, y)),
+        GgmlType::Q4K => blocks.for_each(|(b, y)| q4_k(b, y)),
+        GgmlType::Q5K => blocks.for_each(|(b, y)| q5_k(b, y)),
+        GgmlType::Q6K => blocks.for_each(|(b, y)| q6_k(b, y)),
+    }
+    Ok(out)
+}
+
+/// Q8_0: f16 scale, 32 × i8.
+fn q8_0(b: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    for (yi, &q) in y.iter_mut().zip(&b[2..34]) {
+        *yi = (q as i8) as f32 * d;
+    }
+}
+
+/// Q4_0: f16 scale, 32 × 4-bit, offset 8. Low nibbles are elements 0..16, high 16..32.
+fn q4_0(b: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    for (j, &q) in b[2..18].iter().enumerate() {
+        y[j] = ((q & 0x0f) as i32 - 8) as f32 * d;
+        y[j + 16] = ((q >> 4) as i32 - 8) as f32 * d;
+    }
+}
+
+/// Q4_1: f16 scale and f16 minimum, 32 × 4-bit.
+fn q4_1(b: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    let m = f16_at(b, 2);
+    for (j, &q) in b[4..20].iter().enumerate() {
+        y[j] = (q & 0x0f) as f32 * d + m;
+        y[j + 16] = (q >> 4) as f32 * d + m;
+    }
+}
+
+/// Unpacks the 6-bit (scale, min) pair `j` of a Q4_K/Q5_K super-block (ggml `get_scale_min_k4`).
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Q4_K: f16 d, f16 dmin, 12 bytes of packed 6-bit scales/mins, 128 bytes of nibbles.
+/// Eight sub-blocks of 32; each 32-byte run of `qs` holds two sub-blocks (low, then high nibbles).
+fn q4_k(b: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    let dmin = f16_at(b, 2);
+    let scales = &b[4..16];
+    let qs = &b[16..144];
+    for (chunk, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+        let (d1, m1) = (d * sc1 as f32, dmin * m1 as f32);
+        let (d2, m2) = (d * sc2 as f32, dmin * m2 as f32);
+        for l in 0..32 {
+            y[l] = d1 * (q[l] & 0x0f) as f32 - m1;
+            y[l + 32] = d2 * (q[l] >> 4) as f32 - m2;
+        }
+    }
+}
+
+/// Q5_K: like Q4_K plus a fifth bit per element in `qh` (32 bytes, one bit-plane per sub-block).
+fn q5_k(b: &[u8], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    let dmin = f16_at(b, 2);
+    let scales = &b[4..16];
+    let qh = &b[16..48];
+    let qs = &b[48..176];
+    for (chunk, (ql, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+        let (d1, m1) = (d * sc1 as f32, dmin * m1 as f32);
+        let (d2, m2) = (d * sc2 as f32, dmin * m2 as f32);
+        let (u1, u2) = (1u8 << (2 * chunk), 2u8 << (2 * chunk));
+        for l in 0..32 {
+            let hi1 = if qh[l] & u1 != 0 { 16 } else { 0 };
+            let hi2 = if qh[l] & u2 != 0 { 16 } else { 0 };
+            y[l] = d1 * ((ql[l] & 0x0f) + hi1) as f32 - m1;
+            y[l + 32] = d2 * ((ql[l] >> 4) + hi2) as f32 - m2;
+        }
+    }
+}
+
+/// Q6_K: 128 bytes low nibbles, 64 bytes of 2-bit high parts, 16 × i8 scales, f16 d (last).
+fn q6_k(b: &[u8], y: &mut [f32]) {
+    let ql_all = &b[0..128];
+    let qh_all = &b[128..192];
+    let sc_all = &b[192..208];
+    let d = f16_at(b, 208);
+    for half in 0..2 {
+        let ql = &ql_all[64 * half..];
+        let qh = &qh_all[32 * half..];
+        let sc = &sc_all[8 * half..];
+        let y = &mut y[128 * half..];
+        for l in 0..32 {
+            let is = l / 16;
+            let q1 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) as i32 - 32;
+            let q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+            let s = |k: usize| d * (sc[is + k] as i8) as f32;
+            y[l] = s(0) * q1 as f32;
+            y[l + 32] = s(2) * q2 as f32;
+            y[l + 64] = s(4) * q3 as f32;
+            y[l + 96] = s(6) * q4 as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q4_0_by_hand() {
+        // d = 0.5; byte 0x1f: low nibble 15 → (15-8)*0.5 = 3.5, high nibble 1 → (1-8)*0.5 = -3.5.
+        let mut b = vec![0u8; 18];
+        b[0..2].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
+        b[2] = 0x1f;
+        let y = dequantize(GgmlType::Q4_0, &b, 32).unwrap();
+        assert_eq!(y[0], 3.5);
+        assert_eq!(y[16], -3.5);
+        assert_eq!(y[1], -4.0);
+    }
+
+    #[test]
+    fn q8_0_by_hand() {
+        let mut b = vec![0u8; 34];
+        b[0..2].copy_from_slice(&f16::from_f32(0.25).to_le_bytes());
+        b[2] = (-4i8) as u8;
+        b[33] = 8;
+        let y = dequantize(GgmlType::Q8_0, &b, 32).unwrap();
+        assert_eq!((y[0], y[31]), (-1.0, 2.0));
+    }
+
+    #[test]
+    fn length_mismatch_is_an_error() {
+        assert!(dequantize(GgmlType::Q4_1, &[0u8; 19], 32).is_err());
+        assert!(dequantize(GgmlType::Q6K, &[0u8; 210], 255).is_err());
+    }
+
+    #[test]
+    fn block_sizes_match_ggml() {
+        assert_eq!(GgmlType::Q4K.block_bytes(), 144);
+        assert_eq!(GgmlType::Q5K.block_bytes(), 176);
+        assert_eq!(GgmlType::Q6K.block_bytes(), 210);
+    }
+}

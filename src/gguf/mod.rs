@@ -1,0 +1,457 @@
+//! GGUF container reader, following the GGUF spec (ggml `docs/gguf.md`, versions 2 and 3):
+//! header, metadata key/values of every type, tensor infos, alignment, and the data section.
+//!
+//! Parsing never trusts a length field: every count is checked against the bytes that remain,
+//! so a truncated or corrupted file yields an [`Error::Gguf`] naming the field, never a panic
+//! or a giant allocation.
+
+pub mod dequant;
+pub mod names;
+pub mod writer;
+
+use crate::error::{Error, Result};
+pub use dequant::GgmlType;
+use std::collections::BTreeMap;
+
+const MAGIC: &[u8; 4] = b"GGUF";
+const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// One metadata value. Arrays are homogeneous in valid files, but we keep them general.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    String(String),
+    Array(Vec<MetaValue>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl MetaValue {
+    /// The value as an unsigned integer, if it is any integer type with a non-negative value.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            MetaValue::U8(v) => Some(v as u64),
+            MetaValue::U16(v) => Some(v as u64),
+            MetaValue::U32(v) => Some(v as u64),
+            MetaValue::U64(v) => Some(v),
+            MetaValue::I8(v) => u64::try_from(v).ok(),
+            MetaValue::I16(v) => u64::try_from(v).ok(),
+            MetaValue::I32(v) => u64::try_from(v).ok(),
+            MetaValue::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    /// The value as a float, if it is numeric.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            MetaValue::F32(v) => Some(v as f64),
+            MetaValue::F64(v) => Some(v),
+            _ => self.as_u64().map(|v| v as f64),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            MetaValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            MetaValue::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[MetaValue]> {
+        match self {
+            MetaValue::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// A compact JSON rendering, for `cqa info`. Long arrays are summarised.
+    pub fn to_json_summary(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            MetaValue::String(s) if s.len() > 200 => Value::String(format!("<{} chars>", s.len())),
+            MetaValue::String(s) => Value::String(s.clone()),
+            MetaValue::Bool(b) => Value::Bool(*b),
+            MetaValue::F32(v) => serde_json::json!(v),
+            MetaValue::F64(v) => serde_json::json!(v),
+            MetaValue::Array(a) if a.len() > 16 => Value::String(format!("<array of {}>", a.len())),
+            MetaValue::Array(a) => Value::Array(a.iter().map(|v| v.to_json_summary()).collect()),
+            MetaValue::I8(v) => serde_json::json!(v),
+            MetaValue::I16(v) => serde_json::json!(v),
+            MetaValue::I32(v) => serde_json::json!(v),
+            MetaValue::I64(v) => serde_json::json!(v),
+            other => serde_json::json!(other.as_u64()),
+        }
+    }
+}
+
+/// Where one tensor lives in the data section, and how it is encoded.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    pub name: String,
+    /// Row-major shape, outermost first (GGUF stores `ne` innermost first; we reverse it).
+    pub shape: Vec<usize>,
+    pub ggml_type: GgmlType,
+    /// Absolute byte offset of the tensor data in the file.
+    pub offset: usize,
+    /// Size of the encoded tensor in bytes.
+    pub n_bytes: usize,
+}
+
+impl TensorInfo {
+    pub fn n_elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A parsed GGUF file. Owns the file bytes so tensors can be dequantized lazily, one at a time,
+/// which keeps peak memory near one f32 copy of the model instead of two.
+pub struct GgufFile {
+    pub version: u32,
+    pub metadata: BTreeMap<String, MetaValue>,
+    pub tensors: Vec<TensorInfo>,
+    pub alignment: u64,
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("version", &self.version)
+            .field("metadata_keys", &self.metadata.len())
+            .field("tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
+/// A bounds-checked little-endian cursor.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &dyn Fn() -> String) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
+            Error::Gguf(format!(
+                "GGUF file is truncated: needed {n} bytes for {} at offset {}, but the file has {} bytes; re-download the model",
+                what(),
+                self.pos,
+                self.bytes.len()
+            ))
+        })?;
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    fn array<const N: usize>(&mut self, what: &dyn Fn() -> String) -> Result<[u8; N]> {
+        let s = self.take(N, what)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+
+    fn u32(&mut self, what: &dyn Fn() -> String) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &dyn Fn() -> String) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    /// A count that must be satisfiable by the remaining bytes, at `min_item_bytes` each.
+    fn count(&mut self, min_item_bytes: usize, what: &dyn Fn() -> String) -> Result<usize> {
+        let n = self.u64(what)?;
+        let limit = (self.remaining() / min_item_bytes.max(1)) as u64;
+        if n > limit {
+            return Err(Error::Gguf(format!(
+                "GGUF file is corrupt: {} claims {n} items but only {} bytes remain",
+                what(),
+                self.remaining()
+            )));
+        }
+        Ok(n as usize)
+    }
+
+    fn string(&mut self, what: &dyn Fn() -> String) -> Result<String> {
+        let len = self.count(1, what)?;
+        let raw = self.take(len, what)?;
+        String::from_utf8(raw.to_vec())
+            .map_err(|_| Error::Gguf(format!("GGUF file is corrupt: {} is not valid UTF-8", what())))
+    }
+
+    fn value(&mut self, type_id: u32, depth: usize, what: &dyn Fn() -> String) -> Result<MetaValue> {
+        Ok(match type_id {
+            0 => MetaValue::U8(self.array::<1>(what)?[0]),
+            1 => MetaValue::I8(self.array::<1>(what)?[0] as i8),
+            2 => MetaValue::U16(u16::from_le_bytes(self.array(what)?)),
+            3 => MetaValue::I16(i16::from_le_bytes(self.array(what)?)),
+            4 => MetaValue::U32(self.u32(what)?),
+            5 => MetaValue::I32(i32::from_le_bytes(self.array(what)?)),
+            6 => MetaValue::F32(f32::from_le_bytes(self.array(what)?)),
+            7 => match self.array::<1>(what)?[0] {
+                0 => MetaValue::Bool(false),
+                1 => MetaValue::Bool(true),
+                b => return Err(Error::Gguf(format!("GGUF file is corrupt: {} has bool byte {b}", what()))),
+            },
+            8 => MetaValue::String(self.string(what)?),
+            9 => {
+                if depth > 4 {
+                    return Err(Error::Gguf(format!("GGUF file is corrupt: {} nests arrays too deeply", what())));
+                }
+                let item_type = self.u32(what)?;
+                let n = self.count(1, what)?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.value(item_type, depth + 1, what)?);
+                }
+                MetaValue::Array(items)
+            }
+            10 => MetaValue::U64(self.u64(what)?),
+            11 => MetaValue::I64(i64::from_le_bytes(self.array(what)?)),
+            12 => MetaValue::F64(f64::from_le_bytes(self.array(what)?)),
+            t => return Err(Error::Gguf(format!("GGUF file is corrupt: {} has unknown value type {t}", what()))),
+        })
+    }
+}
+
+impl GgufFile {
+    /// Parses the header, metadata and tensor index, and validates every tensor's extent.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self> {
+        let mut c = Cursor { bytes: &bytes, pos: 0 };
+        let magic = c.take(4, &|| "the magic number".into()).map_err(|_| {
+            Error::Gguf("not a GGUF file: it is shorter than the 4-byte magic number".into())
+        })?;
+        if magic != MAGIC {
+            return Err(Error::Gguf(format!(
+                "not a GGUF file: expected magic `GGUF`, found {:?}; pick a .gguf model file",
+                String::from_utf8_lossy(magic)
+            )));
+        }
+        let version = c.u32(&|| "the version".into())?;
+        if !(2..=3).contains(&version) {
+            return Err(Error::Gguf(format!(
+                "GGUF version {version} is not supported (only versions 2 and 3); re-convert the model with a current llama.cpp"
+            )));
+        }
+        // A tensor info is at least 8 (name len) + 4 (n_dims) + 4 (type) + 8 (offset) bytes.
+        let n_tensors = c.count(24, &|| "the tensor count".into())?;
+        let n_kv = c.count(13, &|| "the metadata count".into())?;
+
+        let mut metadata = BTreeMap::new();
+        for i in 0..n_kv {
+            let key = c.string(&|| format!("metadata key #{i}"))?;
+            let what = || format!("metadata value `{key}`");
+            let type_id = c.u32(&what)?;
+            let value = c.value(type_id, 0, &what)?;
+            metadata.insert(key, value);
+        }
+
+        let alignment = match metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(v) => match v.as_u64() {
+                Some(a) if a > 0 && a.is_power_of_two() => a,
+                _ => return Err(Error::Gguf(format!("GGUF file is corrupt: general.alignment is {v:?}, not a power of two"))),
+            },
+        };
+
+        let mut raw_infos = Vec::with_capacity(n_tensors);
+        for i in 0..n_tensors {
+            let name = c.string(&|| format!("the name of tensor #{i}"))?;
+            let what = || format!("tensor `{name}`");
+            let n_dims = c.u32(&what)? as usize;
+            if n_dims == 0 || n_dims > 4 {
+                return Err(Error::Gguf(format!("GGUF file is corrupt: tensor `{name}` has {n_dims} dimensions")));
+            }
+            let mut ne = Vec::with_capacity(n_dims);
+            for _ in 0..n_dims {
+                ne.push(c.u64(&what)?);
+            }
+            let type_id = c.u32(&what)?;
+            let offset = c.u64(&what)?;
+            raw_infos.push((name, ne, type_id, offset));
+        }
+
+        let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
+        let mut tensors = Vec::with_capacity(raw_infos.len());
+        for (name, ne, type_id, rel_offset) in raw_infos {
+            let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| Error::UnsupportedQuant {
+                tensor: name.clone(),
+                type_name: dequant::ggml_type_name(type_id).to_string(),
+                type_id,
+            })?;
+            let n_elements = ne.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
+            let n_elements = n_elements
+                .filter(|&n| n > 0 && n <= (1u64 << 40))
+                .ok_or_else(|| Error::Gguf(format!("GGUF file is corrupt: tensor `{name}` has shape {ne:?}")))?;
+            let block = ggml_type.block_elements() as u64;
+            if ne[0] % block != 0 {
+                return Err(Error::Gguf(format!(
+                    "GGUF file is corrupt: tensor `{name}` rows of {} elements are not a multiple of the {} block size {block}",
+                    ne[0],
+                    ggml_type.name()
+                )));
+            }
+            let n_bytes = n_elements / block * ggml_type.block_bytes() as u64;
+            let offset = data_start + rel_offset;
+            if rel_offset % alignment != 0 {
+                return Err(Error::Gguf(format!("GGUF file is corrupt: tensor `{name}` is not aligned to {alignment} bytes")));
+            }
+            if offset.checked_add(n_bytes).is_none_or(|end| end > bytes.len() as u64) {
+                return Err(Error::Gguf(format!(
+                    "GGUF file is truncated: tensor `{name}` needs bytes {offset}..{} but the file has {} bytes; re-download the model",
+                    offset + n_bytes,
+                    bytes.len()
+                )));
+            }
+            tensors.push(TensorInfo {
+                name,
+                shape: ne.iter().rev().map(|&d| d as usize).collect(),
+                ggml_type,
+                offset: offset as usize,
+                n_bytes: n_bytes as usize,
+            });
+        }
+
+        Ok(GgufFile { version, metadata, tensors, alignment, bytes })
+    }
+
+    /// Metadata lookup.
+    pub fn get(&self, key: &str) -> Option<&MetaValue> {
+        self.metadata.get(key)
+    }
+
+    /// The `general.architecture` string (e.g. `llama`, `qwen2`).
+    pub fn architecture(&self) -> Result<&str> {
+        self.get("general.architecture")
+            .and_then(MetaValue::as_str)
+            .ok_or_else(|| Error::Gguf("GGUF file has no `general.architecture` metadata; is it a model file?".into()))
+    }
+
+    pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// The raw encoded bytes of a tensor.
+    pub fn tensor_bytes(&self, info: &TensorInfo) -> &[u8] {
+        &self.bytes[info.offset..info.offset + info.n_bytes]
+    }
+
+    /// Dequantizes a tensor by name to f32, in row-major order of [`TensorInfo::shape`].
+    pub fn dequantize(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+        let info = self
+            .tensor_info(name)
+            .ok_or_else(|| Error::Model(format!("the GGUF file has no tensor `{name}`; is it a Llama-family model?")))?;
+        let values = dequant::dequantize(info.ggml_type, self.tensor_bytes(info), info.n_elements())?;
+        Ok((info.shape.clone(), values))
+    }
+
+    /// Total size of the file in bytes.
+    pub fn file_size(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use super::writer::GgufWriter as GgufBuilder;
+
+    fn sample() -> Vec<u8> {
+        GgufBuilder::default()
+            .kv_str("general.architecture", "llama")
+            .kv_u32("llama.block_count", 2)
+            .kv_f32("llama.rope.freq_base", 10000.0)
+            .kv_str_array("tokenizer.ggml.tokens", &["a", "b"])
+            .tensor_f32("w", &[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+            .tensor_f32("v", &[4], &[7.0, 8.0, 9.0, 10.0])
+            .build()
+    }
+
+    #[test]
+    fn parses_metadata_and_tensors() {
+        let f = GgufFile::parse(sample()).unwrap();
+        assert_eq!(f.version, 3);
+        assert_eq!(f.architecture().unwrap(), "llama");
+        assert_eq!(f.get("llama.block_count").unwrap().as_u64(), Some(2));
+        assert_eq!(f.get("llama.rope.freq_base").unwrap().as_f64(), Some(10000.0));
+        assert_eq!(f.get("tokenizer.ggml.tokens").unwrap().as_array().unwrap().len(), 2);
+        let (shape, w) = f.dequantize("w").unwrap();
+        assert_eq!(shape, vec![2, 3]);
+        assert_eq!(w, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(f.dequantize("v").unwrap().1, vec![7.0, 8.0, 9.0, 10.0]);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let bytes = sample();
+        for len in 0..bytes.len() {
+            let err = GgufFile::parse(bytes[..len].to_vec()).unwrap_err().to_string();
+            assert!(
+                err.contains("truncated") || err.contains("not a GGUF") || err.contains("corrupt"),
+                "len {len}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn corrupted_bytes_never_panic() {
+        let bytes = sample();
+        // Flip every byte in turn through a few values: parsing must return, never panic.
+        for i in 0..bytes.len() {
+            for v in [0x00u8, 0xff, 0x7f, 0x80] {
+                let mut b = bytes.clone();
+                b[i] = v;
+                let _ = GgufFile::parse(b);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_magic_names_the_problem() {
+        let mut b = sample();
+        b[0] = b'X';
+        let err = GgufFile::parse(b).unwrap_err().to_string();
+        assert!(err.contains("not a GGUF file"), "{err}");
+    }
+
+    #[test]
+    fn huge_counts_are_rejected_before_allocating() {
+        let mut b = sample();
+        // The tensor count sits at bytes 8..16.
+        b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        let err = GgufFile::parse(b).unwrap_err().to_string();
+        assert!(err.contains("tensor count"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_quant_type_is_named() {
+        let mut b = sample();
+        // Patch the type of tensor `w` (F32 = 0) to Q2_K (10).
+        let pos = b.windows(1 + 8).position(|w| w == b"w\x02\x00\x00\x00\x03\x00\x00\x00").unwrap();
+        let type_pos = pos + 1 + 4 + 16;
+        b[type_pos..type_pos + 4].copy_from_slice(&10u32.to_le_bytes());
+        let err = GgufFile::parse(b).unwrap_err().to_string();
+        assert!(err.contains("Q2_K") && err.contains("`w`"), "{err}");
+    }
+}

@@ -1,0 +1,23 @@
+//! cqa-studio's engine: a Llama-family language model (SmolLM2, Llama, Qwen2) on burn, loaded
+//! from GGUF or HF safetensors, with the model's own tokenizer and chat template, incremental
+//! generation and per-token scoring. The same code runs natively (the `cqa` CLI, on CPU or
+//! wgpu) and in the browser on WebGPU (`web`).
+//!
+//! Layering: `web` / CLI → `generate`, `eval` → `loader` → `model` → `gguf`, `safetensors`,
+//! `tokenizer` → `error`. Nothing below `web` knows about JavaScript or the DOM.
+
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod generate;
+pub mod gguf;
+pub mod loader;
+pub mod model;
+pub mod rng;
+pub mod safetensors;
+pub mod tokenizer;
+#[cfg(target_family = "wasm")]
+pub mod web;
+
+pub use error::{Error, Result};
+pub use loader::LanguageModel;

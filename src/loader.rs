@@ -1,0 +1,125 @@
+//! Turning the user's files into a ready model + tokenizer: a GGUF file, or HF safetensors with
+//! `config.json` and `tokenizer.json`. Loaders take bytes, never paths, so the same code serves
+//! the CLI and the browser.
+
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use crate::model::{Llama, LlamaConfig, WeightSource};
+use crate::safetensors::SafetensorsWeights;
+use crate::tokenizer::TextTokenizer;
+use burn::tensor::Device;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What `cqa info` and the browser's model panel show.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// `gguf` or `safetensors`.
+    pub format: String,
+    pub name: Option<String>,
+    pub config: LlamaConfig,
+    pub parameters: usize,
+    /// Tensor count per storage type, e.g. `{"Q4_1": 210, "F32": 61}`.
+    pub tensor_types: BTreeMap<String, usize>,
+    /// Size of the weight files as given.
+    pub file_bytes: usize,
+    /// Memory the dequantized f32 weights take on the device.
+    pub weight_bytes_f32: usize,
+    pub tokenizer_vocab: usize,
+    pub has_chat_template: bool,
+}
+
+/// A model ready to run: weights on a device, its tokenizer, and a description.
+pub struct LanguageModel {
+    pub model: Llama,
+    pub tokenizer: TextTokenizer,
+    pub config: LlamaConfig,
+    pub info: ModelInfo,
+    pub device: Device,
+}
+
+impl LanguageModel {
+    /// Loads a GGUF file: weights, tokenizer and chat template all come from the one file.
+    pub fn from_gguf_bytes(bytes: Vec<u8>, device: &Device) -> Result<Self> {
+        let file = GgufFile::parse(bytes)?;
+        let config = LlamaConfig::from_gguf(&file)?;
+        let tokenizer = TextTokenizer::from_gguf(&file)?;
+        tokenizer.check_fits(config.vocab_size)?;
+        let mut tensor_types = BTreeMap::new();
+        for t in &file.tensors {
+            *tensor_types.entry(t.ggml_type.name().to_string()).or_insert(0) += 1;
+        }
+        let name = file.get("general.name").and_then(|v| v.as_str()).map(str::to_string);
+        let file_bytes = file.file_size();
+        let source = WeightSource::Gguf(file);
+        let model = Llama::from_weights(&config, &source, device)?;
+        let info = ModelInfo::new("gguf", name, &config, tensor_types, file_bytes, &tokenizer);
+        Ok(LanguageModel { model, tokenizer, config, info, device: device.clone() })
+    }
+
+    /// Loads HF safetensors (one or more shards) with `config.json`, `tokenizer.json` and,
+    /// optionally, `tokenizer_config.json` (which carries the chat template).
+    pub fn from_hf_bytes(
+        safetensors: Vec<Vec<u8>>,
+        config_json: &str,
+        tokenizer_json: &[u8],
+        tokenizer_config_json: Option<&str>,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = LlamaConfig::from_hf_json(config_json)?;
+        let tokenizer = TextTokenizer::from_hf(tokenizer_json, tokenizer_config_json)?;
+        tokenizer.check_fits(config.vocab_size)?;
+        let file_bytes = safetensors.iter().map(Vec::len).sum();
+        let weights = SafetensorsWeights::new(safetensors)?;
+        let mut tensor_types = BTreeMap::new();
+        for (_, dtype) in weights.dtypes() {
+            *tensor_types.entry(dtype).or_insert(0) += 1;
+        }
+        let source = WeightSource::Safetensors(weights);
+        let model = Llama::from_weights(&config, &source, device)?;
+        let info = ModelInfo::new("safetensors", None, &config, tensor_types, file_bytes, &tokenizer);
+        Ok(LanguageModel { model, tokenizer, config, info, device: device.clone() })
+    }
+
+    /// Wraps an already-built model (tests and benchmarks with random weights).
+    pub fn from_parts(model: Llama, tokenizer: TextTokenizer, config: LlamaConfig, device: &Device) -> Result<Self> {
+        tokenizer.check_fits(config.vocab_size)?;
+        let info = ModelInfo::new("memory", None, &config, BTreeMap::new(), 0, &tokenizer);
+        Ok(LanguageModel { model, tokenizer, config, info, device: device.clone() })
+    }
+
+    /// Checks that `ids` are all inside the embedding matrix.
+    pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        match ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            Some(id) => Err(Error::Input(format!(
+                "token id {id} is outside the model's vocabulary of {}",
+                self.config.vocab_size
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ModelInfo {
+    fn new(
+        format: &str,
+        name: Option<String>,
+        config: &LlamaConfig,
+        tensor_types: BTreeMap<String, usize>,
+        file_bytes: usize,
+        tokenizer: &TextTokenizer,
+    ) -> Self {
+        let parameters = config.parameter_count();
+        ModelInfo {
+            format: format.into(),
+            name,
+            config: config.clone(),
+            parameters,
+            tensor_types,
+            file_bytes,
+            weight_bytes_f32: parameters * 4,
+            tokenizer_vocab: tokenizer.vocab_size(),
+            has_chat_template: tokenizer.has_chat_template(),
+        }
+    }
+}

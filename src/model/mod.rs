@@ -1,0 +1,287 @@
+//! The Llama-family decoder (SmolLM2, Llama, Qwen2), following transformers'
+//! `modeling_llama.py`: RMSNorm, grouped-query attention with rotate-half RoPE, SwiGLU MLP,
+//! tied or untied LM head, optional q/k/v bias (Qwen2).
+//!
+//! Module fields carry HF tensor-path names (`embed_tokens`, `self_attn.q_proj`, ...), so the
+//! only rename table is GGUF's (`gguf::names`). burn's `Linear` stores `[in, out]` while HF
+//! stores `[out, in]`: weights are transposed once, in [`linear_from`].
+
+pub mod cache;
+pub mod config;
+pub mod rope;
+pub mod weights;
+
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear};
+use burn::tensor::activation::silu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+pub use cache::KvCache;
+pub use config::LlamaConfig;
+use rope::Rope;
+pub use weights::WeightSource;
+
+/// Root-mean-square layer norm: `x / sqrt(mean(x²) + eps) * weight`.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    pub weight: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    /// # Shapes
+    /// - x: `[batch, seq, d]` → same
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let d = x.dims()[2];
+        let rms = x.clone().square().mean_dim(2).add_scalar(self.eps).sqrt();
+        x.div(rms) * self.weight.val().reshape([1, 1, d])
+    }
+}
+
+/// Multi-head self-attention with grouped key/value heads.
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Attention {
+    /// # Shapes
+    /// - x: `[batch, seq, d]` → `[batch, seq, d]`
+    fn forward(&self, x: Tensor<3>, rope: &Rope, layer: usize, cache: &mut KvCache) -> Tensor<3> {
+        let [batch, seq, _] = x.dims();
+        let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let offset = cache.len();
+
+        // (batch, seq, heads * head_dim) → (batch, heads, seq, head_dim)
+        let q = self.q_proj.forward(x.clone()).reshape([batch, seq, h, hd]).swap_dims(1, 2);
+        let k = self.k_proj.forward(x.clone()).reshape([batch, seq, kvh, hd]).swap_dims(1, 2);
+        let v = self.v_proj.forward(x).reshape([batch, seq, kvh, hd]).swap_dims(1, 2);
+        let q = rope.apply(q, offset);
+        let k = rope.apply(k, offset);
+
+        let (k, v) = cache.append(layer, k, v);
+        let (k, v) = (repeat_kv(k, h / kvh), repeat_kv(v, h / kvh));
+
+        // Causal masking is aligned bottom-right, so it holds with a cache (seq < total).
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: seq > 1 };
+        let out = attention(q, k, v, None, None, options);
+        // (batch, heads, seq, head_dim) → (batch, seq, heads * head_dim)
+        self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, h * hd]))
+    }
+}
+
+/// Repeats each KV head `n_rep` times so grouped heads line up with query heads.
+///
+/// # Shapes
+/// - x: `[batch, kv_heads, seq, head_dim]` → `[batch, kv_heads * n_rep, seq, head_dim]`
+fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
+    if n_rep == 1 {
+        return x;
+    }
+    let [b, kvh, s, hd] = x.dims();
+    x.reshape([b, kvh, 1, s, hd]).expand([b, kvh, n_rep, s, hd]).reshape([b, kvh * n_rep, s, hd])
+}
+
+/// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.down_proj.forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
+    }
+}
+
+/// One pre-norm decoder block.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    pub self_attn: Attention,
+    pub mlp: Mlp,
+    pub input_layernorm: RmsNorm,
+    pub post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    fn forward(&self, x: Tensor<3>, rope: &Rope, layer: usize, cache: &mut KvCache) -> Tensor<3> {
+        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, layer, cache);
+        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+    }
+}
+
+/// The whole causal language model.
+#[derive(Module, Debug)]
+pub struct Llama {
+    pub embed_tokens: Embedding,
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// `None` when the head is tied to `embed_tokens`.
+    pub lm_head: Option<Linear>,
+    rope: Rope,
+}
+
+impl Llama {
+    /// Runs the decoder over `tokens`, appending to `cache`, and returns the final hidden states.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]` → `[batch, seq, d]`
+    pub fn forward_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Result<Tensor<3>> {
+        let seq = tokens.dims()[1];
+        if cache.len() + seq > self.rope.max_positions() {
+            return Err(Error::Input(format!(
+                "the sequence would reach {} tokens, but this model handles at most {}",
+                cache.len() + seq,
+                self.rope.max_positions()
+            )));
+        }
+        let mut x = self.embed_tokens.forward(tokens);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, &self.rope, i, cache);
+        }
+        cache.advance(seq);
+        Ok(self.norm.forward(x))
+    }
+
+    /// Projects hidden states to vocabulary logits.
+    ///
+    /// # Shapes
+    /// - hidden: `[batch, seq, d]` → `[batch, seq, vocab]`
+    pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let [b, s, d] = hidden.dims();
+                let w = self.embed_tokens.weight.val(); // [vocab, d]
+                let vocab = w.dims()[0];
+                hidden.reshape([b * s, d]).matmul(w.transpose()).reshape([b, s, vocab])
+            }
+        }
+    }
+
+    /// Logits for every position. # Shapes: tokens `[batch, seq]` → `[batch, seq, vocab]`
+    pub fn forward(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Result<Tensor<3>> {
+        let hidden = self.forward_hidden(tokens, cache)?;
+        Ok(self.logits(hidden))
+    }
+
+    /// A fresh cache sized for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+
+    /// Builds the model from named weights, checking every shape against `config`.
+    pub fn from_weights(config: &LlamaConfig, source: &WeightSource, device: &Device) -> Result<Self> {
+        let heads = (config.num_attention_heads, config.num_key_value_heads);
+        let load = |name: &str, shape: &[usize]| source.require(name, shape, heads);
+        let optional = |name: &str| source.load(name, heads);
+        Self::build(config, device, &load, &optional)
+    }
+
+    /// A model with seeded N(0, 0.02²) weights (norms at 1), identical on every backend: for tests.
+    pub fn random(config: &LlamaConfig, seed: u64, device: &Device) -> Self {
+        let rng = std::cell::RefCell::new(Rng::new(seed));
+        let load = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let n = shape.iter().product();
+            if name.ends_with("norm.weight") {
+                return Ok(vec![1.0; n]);
+            }
+            let mut rng = rng.borrow_mut();
+            Ok((0..n).map(|_| (rng.normal() * 0.02) as f32).collect())
+        };
+        let optional = |_: &str| Ok(None);
+        Self::build(config, device, &load, &optional).expect("random weights always have the right shape")
+    }
+
+    fn build(
+        c: &LlamaConfig,
+        device: &Device,
+        load: &dyn Fn(&str, &[usize]) -> Result<Vec<f32>>,
+        optional: &dyn Fn(&str) -> Result<Option<(Vec<usize>, Vec<f32>)>>,
+    ) -> Result<Self> {
+        let d = c.hidden_size;
+        let q_dim = c.num_attention_heads * c.head_dim;
+        let kv_dim = c.num_key_value_heads * c.head_dim;
+        let linear = |name: &str, d_in: usize, d_out: usize, bias: bool| -> Result<Linear> {
+            let w = load(&format!("{name}.weight"), &[d_out, d_in])?;
+            let b = if bias { Some(load(&format!("{name}.bias"), &[d_out])?) } else { None };
+            Ok(linear_from(&w, b, d_in, d_out, device))
+        };
+        let norm = |name: &str| -> Result<RmsNorm> {
+            let w = load(name, &[d])?;
+            Ok(RmsNorm { weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [d]), device)), eps: c.rms_norm_eps })
+        };
+
+        let embed = load("model.embed_tokens.weight", &[c.vocab_size, d])?;
+        let embed_tokens =
+            Embedding { weight: Param::from_tensor(Tensor::from_data(TensorData::new(embed, [c.vocab_size, d]), device)) };
+
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let bias = c.attention_bias;
+            layers.push(DecoderLayer {
+                self_attn: Attention {
+                    q_proj: linear(&format!("{p}.self_attn.q_proj"), d, q_dim, bias)?,
+                    k_proj: linear(&format!("{p}.self_attn.k_proj"), d, kv_dim, bias)?,
+                    v_proj: linear(&format!("{p}.self_attn.v_proj"), d, kv_dim, bias)?,
+                    o_proj: linear(&format!("{p}.self_attn.o_proj"), q_dim, d, false)?,
+                    num_heads: c.num_attention_heads,
+                    num_kv_heads: c.num_key_value_heads,
+                    head_dim: c.head_dim,
+                },
+                mlp: Mlp {
+                    gate_proj: linear(&format!("{p}.mlp.gate_proj"), d, c.intermediate_size, false)?,
+                    up_proj: linear(&format!("{p}.mlp.up_proj"), d, c.intermediate_size, false)?,
+                    down_proj: linear(&format!("{p}.mlp.down_proj"), c.intermediate_size, d, false)?,
+                },
+                input_layernorm: norm(&format!("{p}.input_layernorm.weight"))?,
+                post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
+            });
+        }
+
+        // A file may ship an `lm_head` even when the config ties it (some safetensors exports do):
+        // use it only when untied, and require it then.
+        let lm_head = if c.tie_word_embeddings {
+            None
+        } else {
+            match optional("lm_head.weight")? {
+                Some(_) => Some(linear("lm_head", d, c.vocab_size, false)?),
+                None => return Err(Error::Model("the model is untied but has no `lm_head.weight` / `output.weight`".into())),
+            }
+        };
+
+        Ok(Llama {
+            embed_tokens,
+            layers,
+            norm: norm("model.norm.weight")?,
+            lm_head,
+            rope: Rope::new(c.head_dim, c.rope_theta, c.max_position_embeddings, device),
+        })
+    }
+}
+
+/// Builds a burn `Linear` from an HF `[out, in]` weight: the one place we transpose to `[in, out]`.
+fn linear_from(w: &[f32], bias: Option<Vec<f32>>, d_in: usize, d_out: usize, device: &Device) -> Linear {
+    let mut t = vec![0f32; w.len()];
+    for o in 0..d_out {
+        for i in 0..d_in {
+            t[i * d_out + o] = w[o * d_in + i];
+        }
+    }
+    Linear {
+        weight: Param::from_tensor(Tensor::from_data(TensorData::new(t, [d_in, d_out]), device)),
+        bias: bias.map(|b| Param::from_tensor(Tensor::from_data(TensorData::new(b, [d_out]), device))),
+    }
+}

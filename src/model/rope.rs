@@ -1,0 +1,59 @@
+//! Rotary position embedding in HF's rotate-half form (`LlamaRotaryEmbedding` +
+//! `apply_rotary_pos_emb` in transformers' modeling_llama.py).
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// Precomputed cos/sin tables, `[max_positions, head_dim]` each.
+#[derive(Module, Debug)]
+pub struct Rope {
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+}
+
+impl Rope {
+    /// Builds the tables the way transformers does: `inv_freq` and the angles in f32 (so the
+    /// rounding matches), the cos/sin of each angle taken in f64 and rounded once.
+    pub fn new(head_dim: usize, theta: f64, max_positions: usize, device: &Device) -> Self {
+        let half = head_dim / 2;
+        let inv_freq: Vec<f32> =
+            (0..half).map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32)).collect();
+        let mut cos = Vec::with_capacity(max_positions * head_dim);
+        let mut sin = Vec::with_capacity(max_positions * head_dim);
+        for pos in 0..max_positions {
+            // emb = cat(freqs, freqs): both halves of a row use the same angles.
+            for _ in 0..2 {
+                for &f in &inv_freq {
+                    let angle = (pos as f32 * f) as f64;
+                    cos.push(angle.cos() as f32);
+                    sin.push(angle.sin() as f32);
+                }
+            }
+        }
+        let shape = [max_positions, head_dim];
+        Rope {
+            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+        }
+    }
+
+    /// Rotates `x` for positions `offset..offset + seq`.
+    ///
+    /// # Shapes
+    /// - x: `[batch, heads, seq, head_dim]` → same
+    pub fn apply(&self, x: Tensor<4>, offset: usize) -> Tensor<4> {
+        let [_, _, seq, head_dim] = x.dims();
+        let cos = self.cos.clone().narrow(0, offset, seq).reshape([1, 1, seq, head_dim]);
+        let sin = self.sin.clone().narrow(0, offset, seq).reshape([1, 1, seq, head_dim]);
+        let half = head_dim / 2;
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.clone().narrow(3, half, half);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * cos + rotated * sin
+    }
+
+    /// Number of positions the tables cover.
+    pub fn max_positions(&self) -> usize {
+        self.cos.dims()[0]
+    }
+}

@@ -1,0 +1,59 @@
+//! HF `*.safetensors` reading: bytes in, f32 tensors out by HF path. Sharded checkpoints are
+//! several files; the caller passes all of them.
+
+use crate::error::{Error, Result};
+use safetensors::{Dtype, SafeTensors};
+
+/// One or more safetensors files, kept as bytes and decoded tensor by tensor.
+pub struct SafetensorsWeights {
+    files: Vec<Vec<u8>>,
+}
+
+impl SafetensorsWeights {
+    /// Validates every file's header up front, so a bad file is reported at open time.
+    pub fn new(files: Vec<Vec<u8>>) -> Result<Self> {
+        if files.is_empty() {
+            return Err(Error::Safetensors("no .safetensors file was given".into()));
+        }
+        for (i, bytes) in files.iter().enumerate() {
+            SafeTensors::deserialize(bytes)
+                .map_err(|e| Error::Safetensors(format!("safetensors file #{} is corrupt or truncated: {e}", i + 1)))?;
+        }
+        Ok(SafetensorsWeights { files })
+    }
+
+    /// Loads `name` as f32 in row-major order, or `None` if no file has it.
+    pub fn load(&self, name: &str) -> Result<Option<(Vec<usize>, Vec<f32>)>> {
+        for bytes in &self.files {
+            // Cheap: re-reading the header is a JSON parse, not a data copy.
+            let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors(e.to_string()))?;
+            let Ok(view) = st.tensor(name) else { continue };
+            let data = view.data();
+            let values: Vec<f32> = match view.dtype() {
+                Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+                Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                other => {
+                    return Err(Error::Safetensors(format!(
+                        "tensor `{name}` has dtype {other:?}; only F32, F16 and BF16 safetensors are supported"
+                    )));
+                }
+            };
+            return Ok(Some((view.shape().to_vec(), values)));
+        }
+        Ok(None)
+    }
+
+    /// Every tensor name with its dtype, for `cqa info`.
+    pub fn dtypes(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for bytes in &self.files {
+            if let Ok(st) = SafeTensors::deserialize(bytes) {
+                for (name, view) in st.tensors() {
+                    out.push((name, format!("{:?}", view.dtype())));
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,384 @@
+//! Tokenization and chat templates.
+//!
+//! - From HF `tokenizer.json` (+ `tokenizer_config.json` for the chat template), loaded by the
+//!   `tokenizers` crate.
+//! - From GGUF `tokenizer.ggml.*` metadata, rebuilt into the same `tokenizers` pipeline that
+//!   transformers builds for the file (`integrations/gguf/gguf_tokenizer_mapping.py`): byte-level
+//!   BPE over the file's vocab and merges, the pre-tokenizer its `tokenizer.ggml.pre` names, and
+//!   CONTROL tokens as special added tokens. Checked against transformers in
+//!   `tests/tokenizer_reference.rs`.
+//! - Chat templates are the model's own Jinja, rendered by minijinja with the environment
+//!   transformers uses (`trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`, a
+//!   Python-style `tojson`).
+
+use crate::error::{Error, Result};
+use crate::gguf::GgufFile;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::str::FromStr;
+use tokenizers::Tokenizer;
+
+/// One chat turn, as in transformers' `messages` list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: &str) -> Self {
+        ChatMessage { role: role.into(), content: content.into() }
+    }
+}
+
+/// A tokenizer plus what generation needs to know about it.
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    chat_template: Option<String>,
+    bos: Option<(u32, String)>,
+    eos: Option<(u32, String)>,
+    /// Prepend BOS when encoding with special tokens (GGUF `tokenizer.ggml.add_bos_token`).
+    add_bos: bool,
+    /// Token ids that end generation: EOS and the usual end-of-turn markers.
+    stop_ids: Vec<u32>,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextTokenizer").field("vocab", &self.vocab_size()).field("bos", &self.bos).finish()
+    }
+}
+
+/// Pre-tokenizer split patterns by `tokenizer.ggml.pre`, as transformers and llama.cpp use them.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// GGUF token types (llama.cpp `llama_token_type`).
+const TOKEN_TYPE_CONTROL: u64 = 3;
+const TOKEN_TYPE_USER_DEFINED: u64 = 4;
+
+/// GPT-2's byte → printable-char table (`bytes_to_unicode`).
+fn byte_to_char_table() -> [char; 256] {
+    let mut table = ['\0'; 256];
+    let mut n = 0u32;
+    for b in 0..256u32 {
+        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        table[b as usize] = if printable {
+            char::from_u32(b).unwrap_or('\0')
+        } else {
+            n += 1;
+            char::from_u32(255 + n).unwrap_or('\0')
+        };
+    }
+    table
+}
+
+fn pre_tokenizer_for(pre: &str) -> Result<Value> {
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split = |pattern: &str| {
+        json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false},
+            byte_level(false)
+        ]})
+    };
+    Ok(match pre {
+        // GPT-2's own regex inside ByteLevel.
+        "gpt2" | "default" | "" => byte_level(true),
+        // SmolLM2's tokenizer.json: each digit alone, then GPT-2 byte-level.
+        "smollm" | "starcoder" | "refact" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true},
+            byte_level(true)
+        ]}),
+        "llama3" | "llama-v3" | "llama-bpe" | "smaug-bpe" | "dbrx" | "falcon3" => split(LLAMA3_SPLIT),
+        "qwen2" | "deepseek-r1-qwen" => split(QWEN2_SPLIT),
+        other => {
+            return Err(Error::Tokenizer(format!(
+                "GGUF pre-tokenizer `{other}` is not supported (supported: gpt2, smollm, llama-bpe, qwen2); load the model's tokenizer.json instead"
+            )));
+        }
+    })
+}
+
+impl TextTokenizer {
+    /// Rebuilds the tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata.
+    pub fn from_gguf(file: &GgufFile) -> Result<Self> {
+        let get = |k: &str| file.get(k);
+        let model = get("tokenizer.ggml.model").and_then(|v| v.as_str()).unwrap_or("");
+        if model != "gpt2" {
+            return Err(Error::Tokenizer(format!(
+                "GGUF tokenizer model `{model}` is not supported (only byte-level BPE, `gpt2`); load the model's tokenizer.json instead"
+            )));
+        }
+        let tokens: Vec<&str> = get("tokenizer.ggml.tokens")
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| Error::Tokenizer("GGUF file has no `tokenizer.ggml.tokens`".into()))?
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| Error::Tokenizer("`tokenizer.ggml.tokens` holds a non-string".into())))
+            .collect::<Result<_>>()?;
+        let merges: Vec<&str> = get("tokenizer.ggml.merges")
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| Error::Tokenizer("GGUF file has no `tokenizer.ggml.merges`".into()))?
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| Error::Tokenizer("`tokenizer.ggml.merges` holds a non-string".into())))
+            .collect::<Result<_>>()?;
+        let token_types: Vec<u64> = get("tokenizer.ggml.token_type")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(1)).collect())
+            .unwrap_or_default();
+
+        // Tokens are spelled in the byte alphabet; one that is not gets re-spelled from its UTF-8.
+        let table = byte_to_char_table();
+        let alphabet: std::collections::HashSet<char> = table.iter().copied().collect();
+        let mut vocab = serde_json::Map::with_capacity(tokens.len());
+        for (id, tok) in tokens.iter().enumerate() {
+            let spelled = if tok.chars().all(|c| alphabet.contains(&c)) {
+                tok.to_string()
+            } else {
+                tok.bytes().map(|b| table[b as usize]).collect()
+            };
+            vocab.insert(spelled, json!(id));
+        }
+
+        let mut added = Vec::new();
+        for (id, (tok, &ty)) in tokens.iter().zip(&token_types).enumerate() {
+            let special = match ty {
+                // A CONTROL token outside the byte alphabet is a llama.cpp mislabel: skip it.
+                TOKEN_TYPE_CONTROL if tok.chars().all(|c| alphabet.contains(&c)) => true,
+                TOKEN_TYPE_USER_DEFINED => false,
+                _ => continue,
+            };
+            added.push(json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": special}));
+        }
+
+        let pre = get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("gpt2");
+        let spec = json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": null,
+            "pre_tokenizer": pre_tokenizer_for(pre)?,
+            "post_processor": null,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                "vocab": vocab, "merges": merges}
+        });
+        let inner = Tokenizer::from_str(&spec.to_string())
+            .map_err(|e| Error::Tokenizer(format!("could not build the tokenizer from GGUF metadata: {e}")))?;
+
+        let token_at = |key: &str| -> Option<(u32, String)> {
+            let id = get(key)?.as_u64()? as usize;
+            tokens.get(id).map(|t| (id as u32, t.to_string()))
+        };
+        let add_bos = get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
+        let chat_template = get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
+        Ok(Self::assemble(inner, chat_template, token_at("tokenizer.ggml.bos_token_id"), token_at("tokenizer.ggml.eos_token_id"), add_bos))
+    }
+
+    /// Loads HF `tokenizer.json`, with `tokenizer_config.json` for the chat template and the
+    /// BOS/EOS tokens when given.
+    pub fn from_hf(tokenizer_json: &[u8], tokenizer_config_json: Option<&str>) -> Result<Self> {
+        let inner = Tokenizer::from_bytes(tokenizer_json)
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json could not be read: {e}")))?;
+        let config: Value = match tokenizer_config_json {
+            Some(s) => serde_json::from_str(s)
+                .map_err(|e| Error::Tokenizer(format!("tokenizer_config.json is not valid JSON: {e}")))?,
+            None => Value::Null,
+        };
+        // Special tokens appear either as strings or as {"content": ...} objects.
+        let token = |key: &str| -> Option<(u32, String)> {
+            let v = config.get(key)?;
+            let s = v.as_str().or_else(|| v.get("content")?.as_str())?;
+            inner.token_to_id(s).map(|id| (id, s.to_string()))
+        };
+        let chat_template = match config.get("chat_template") {
+            Some(Value::String(s)) => Some(s.clone()),
+            // A list of named templates: take the default one.
+            Some(Value::Array(list)) => list
+                .iter()
+                .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+                .and_then(|t| t.get("template")?.as_str().map(str::to_string)),
+            _ => None,
+        };
+        // tokenizer.json's post-processor already adds BOS where the model wants it.
+        let (bos, eos) = (token("bos_token"), token("eos_token"));
+        Ok(Self::assemble(inner, chat_template, bos, eos, false))
+    }
+
+    fn assemble(
+        inner: Tokenizer,
+        chat_template: Option<String>,
+        bos: Option<(u32, String)>,
+        eos: Option<(u32, String)>,
+        add_bos: bool,
+    ) -> Self {
+        let mut stop_ids: Vec<u32> = eos.iter().map(|(id, _)| *id).collect();
+        for marker in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>"] {
+            if let Some(id) = inner.token_to_id(marker) {
+                if !stop_ids.contains(&id) {
+                    stop_ids.push(id);
+                }
+            }
+        }
+        TextTokenizer { inner, chat_template, bos, eos, add_bos, stop_ids }
+    }
+
+    /// Token ids of `text`. With `add_special_tokens`, BOS is prepended if the model wants one.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let enc = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(|e| Error::Tokenizer(format!("could not tokenize the text: {e}")))?;
+        let mut ids = Vec::with_capacity(enc.len() + 1);
+        if add_special_tokens && self.add_bos {
+            if let Some((bos, _)) = &self.bos {
+                ids.push(*bos);
+            }
+        }
+        ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
+
+    /// Text of `ids`; special tokens are kept unless `skip_special_tokens`.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| Error::Tokenizer(format!("could not decode token ids: {e}")))
+    }
+
+    /// The BOS id when encoding with special tokens prepends one (used by scoring).
+    pub fn bos_prepended(&self) -> Option<u32> {
+        self.add_bos.then(|| self.bos.as_ref().map(|(id, _)| *id)).flatten()
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Ids that end generation.
+    pub fn stop_ids(&self) -> &[u32] {
+        &self.stop_ids
+    }
+
+    pub fn has_chat_template(&self) -> bool {
+        self.chat_template.is_some()
+    }
+
+    /// Renders the model's own chat template, as transformers' `apply_chat_template(messages,
+    /// tokenize=False, add_generation_prompt=...)` does.
+    pub fn apply_chat_template(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let source = self.chat_template.as_deref().ok_or_else(|| {
+            Error::Template("this model has no chat template; use a plain prompt instead of --chat".into())
+        })?;
+        let mut env = minijinja::Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+        });
+        env.add_filter("tojson", python_tojson);
+        env.add_template("chat", source).map_err(|e| Error::Template(e.to_string()))?;
+        let template = env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
+        let bos = self.bos.as_ref().map(|(_, s)| s.as_str()).unwrap_or("");
+        let eos = self.eos.as_ref().map(|(_, s)| s.as_str()).unwrap_or("");
+        template
+            .render(minijinja::context! {
+                messages => messages,
+                add_generation_prompt => add_generation_prompt,
+                bos_token => bos,
+                eos_token => eos,
+            })
+            .map_err(|e| Error::Template(e.to_string()))
+    }
+
+    /// Checks that every token id fits the model's embedding matrix.
+    pub fn check_fits(&self, model_vocab_size: usize) -> Result<()> {
+        let n = self.vocab_size();
+        if n > model_vocab_size {
+            return Err(Error::Tokenizer(format!(
+                "the tokenizer has {n} tokens but the model's embedding has {model_vocab_size} rows: this tokenizer does not belong to this model"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `tojson` as Jinja2/transformers write it: `json.dumps(x, ensure_ascii=False)`, i.e. with
+/// `", "` and `": "` separators and no HTML escaping (minijinja's built-in escapes `<`, `>`).
+fn python_tojson(value: minijinja::Value, indent: Option<usize>) -> std::result::Result<minijinja::Value, minijinja::Error> {
+    let v: Value = serde_json::to_value(&value)
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
+    let mut out = String::new();
+    write_python_json(&v, indent, 0, &mut out);
+    Ok(minijinja::Value::from_safe_string(out))
+}
+
+fn write_python_json(v: &Value, indent: Option<usize>, depth: usize, out: &mut String) {
+    let newline = |out: &mut String, depth: usize| {
+        if let Some(n) = indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(n * depth));
+        }
+    };
+    let item_sep = if indent.is_some() { "," } else { ", " };
+    match v {
+        Value::Array(items) if !items.is_empty() => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, depth + 1);
+                write_python_json(item, indent, depth + 1, out);
+            }
+            newline(out, depth);
+            out.push(']');
+        }
+        Value::Object(map) if !map.is_empty() => {
+            out.push('{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(item_sep);
+                }
+                newline(out, depth + 1);
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push_str(": ");
+                write_python_json(item, indent, depth + 1, out);
+            }
+            newline(out, depth);
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_table_matches_gpt2() {
+        let t = byte_to_char_table();
+        assert_eq!(t[b' ' as usize], 'Ġ');
+        assert_eq!(t[b'\n' as usize], 'Ċ');
+        assert_eq!(t[b'A' as usize], 'A');
+        let unique: std::collections::HashSet<char> = t.iter().copied().collect();
+        assert_eq!(unique.len(), 256);
+    }
+
+    #[test]
+    fn tojson_uses_python_separators() {
+        let v = minijinja::Value::from_serialize(json!({"a": [1, "x<y"], "b": null}));
+        assert_eq!(python_tojson(v, None).unwrap().to_string(), r#"{"a": [1, "x<y"], "b": null}"#);
+    }
+
+    #[test]
+    fn unknown_pre_tokenizer_is_named() {
+        let err = pre_tokenizer_for("mystery").unwrap_err().to_string();
+        assert!(err.contains("`mystery`"), "{err}");
+    }
+}

@@ -1,0 +1,184 @@
+//! The browser facade: wasm-bindgen bindings over the engine, and nothing else. Bytes come in
+//! (the page reads files and fetches from its own origin), JSON and text go out. Every GPU read is
+//! async. Errors become `JsError` here and only here.
+//!
+//! Async methods return Promises built from `'static` futures: the model sits behind an `Rc`, and
+//! a generation session is taken out of its cell for the duration of a step, so no borrow lives
+//! across an `await`.
+
+use crate::eval::score;
+use crate::generate::{GenerationSession, SamplingParams, TextStream};
+use crate::model::{Llama, LlamaConfig};
+use crate::tokenizer::ChatMessage;
+use crate::{Error, LanguageModel};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use js_sys::Promise;
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+thread_local! {
+    static DEVICE: RefCell<Option<(Device, &'static str)>> = const { RefCell::new(None) };
+}
+
+fn js_err(e: Error) -> JsValue {
+    JsError::new(&e.to_string()).into()
+}
+
+fn current_device() -> Result<Device, JsValue> {
+    DEVICE
+        .with(|d| d.borrow().as_ref().map(|(d, _)| d.clone()))
+        .ok_or_else(|| JsError::new("call initDevice() before loading a model").into())
+}
+
+/// Picks the compute device: WebGPU when the browser has it and `prefer_gpu`, else the CPU.
+/// Resolves to `"webgpu"` or `"cpu"`.
+#[wasm_bindgen(js_name = initDevice)]
+pub fn init_device(prefer_gpu: bool) -> Promise {
+    future_to_promise(async move {
+        console_error_panic_hook::set_once();
+        if let Some(name) = DEVICE.with(|d| d.borrow().as_ref().map(|(_, n)| *n)) {
+            return Ok(JsValue::from_str(name));
+        }
+        let has_webgpu = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("navigator"))
+            .ok()
+            .and_then(|nav| js_sys::Reflect::get(&nav, &JsValue::from_str("gpu")).ok())
+            .is_some_and(|gpu| !gpu.is_undefined() && !gpu.is_null());
+        let (device, name) = if prefer_gpu && has_webgpu {
+            match crate::device::wgpu().await {
+                Ok(d) => (d, "webgpu"),
+                Err(_) => (crate::device::cpu(), "cpu"),
+            }
+        } else {
+            (crate::device::cpu(), "cpu")
+        };
+        DEVICE.with(|d| *d.borrow_mut() = Some((device, name)));
+        Ok(JsValue::from_str(name))
+    })
+}
+
+/// A loaded model with at most one generation in progress.
+#[wasm_bindgen]
+pub struct WebModel {
+    lm: Rc<LanguageModel>,
+    session: Rc<RefCell<Option<(GenerationSession, TextStream)>>>,
+}
+
+#[wasm_bindgen]
+impl WebModel {
+    /// Loads a GGUF file from its bytes.
+    #[wasm_bindgen(js_name = loadGguf)]
+    pub fn load_gguf(bytes: Vec<u8>) -> Result<WebModel, JsValue> {
+        let device = current_device()?;
+        let lm = LanguageModel::from_gguf_bytes(bytes, &device).map_err(js_err)?;
+        Ok(WebModel { lm: Rc::new(lm), session: Rc::new(RefCell::new(None)) })
+    }
+
+    /// Loads HF safetensors shards with config.json, tokenizer.json and (optional)
+    /// tokenizer_config.json.
+    #[wasm_bindgen(js_name = loadHf)]
+    pub fn load_hf(
+        shards: Vec<js_sys::Uint8Array>,
+        config_json: String,
+        tokenizer_json: Vec<u8>,
+        tokenizer_config_json: Option<String>,
+    ) -> Result<WebModel, JsValue> {
+        let device = current_device()?;
+        let files = shards.iter().map(|a| a.to_vec()).collect();
+        let lm = LanguageModel::from_hf_bytes(files, &config_json, &tokenizer_json, tokenizer_config_json.as_deref(), &device)
+            .map_err(js_err)?;
+        Ok(WebModel { lm: Rc::new(lm), session: Rc::new(RefCell::new(None)) })
+    }
+
+    /// Architecture, parameter count, tensor types and memory, as JSON.
+    pub fn info(&self) -> String {
+        serde_json::to_string(&self.lm.info).unwrap_or_default()
+    }
+
+    /// Token ids of `text` (special tokens added as the model wants).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        self.lm.tokenizer.encode(text, true).map_err(js_err)
+    }
+
+    /// The text of each token on its own, as a JSON list (for per-token heatmaps). A token that
+    /// holds part of a character shows as U+FFFD.
+    #[wasm_bindgen(js_name = tokenTexts)]
+    pub fn token_texts(&self, ids: Vec<u32>) -> Result<String, JsValue> {
+        let texts = ids.iter().map(|&id| self.lm.tokenizer.decode(&[id], false)).collect::<Result<Vec<_>, _>>().map_err(js_err)?;
+        Ok(serde_json::to_string(&texts).unwrap_or_default())
+    }
+
+    /// Renders `[{role, content}, ...]` (JSON) with the model's chat template.
+    #[wasm_bindgen(js_name = applyChatTemplate)]
+    pub fn apply_chat_template(&self, messages_json: &str, add_generation_prompt: bool) -> Result<String, JsValue> {
+        let messages: Vec<ChatMessage> = serde_json::from_str(messages_json)
+            .map_err(|e| js_err(Error::Input(format!("messages must be a JSON list of {{role, content}}: {e}"))))?;
+        self.lm.tokenizer.apply_chat_template(&messages, add_generation_prompt).map_err(js_err)
+    }
+
+    /// Scores `text` after optional `context`; resolves to the same JSON as `cqa score --json`.
+    pub fn score(&self, text: String, context: Option<String>) -> Promise {
+        let lm = self.lm.clone();
+        future_to_promise(async move {
+            let s = score(&lm, &text, context.as_deref()).await.map_err(js_err)?;
+            Ok(JsValue::from_str(&serde_json::to_string(&s).unwrap_or_default()))
+        })
+    }
+
+    /// Starts generating from `prompt`. With `chat`, the prompt becomes a user turn in the
+    /// model's chat template. `params_json` holds `SamplingParams` fields (all optional).
+    #[wasm_bindgen(js_name = startGeneration)]
+    pub fn start_generation(&self, prompt: &str, chat: bool, params_json: &str) -> Result<(), JsValue> {
+        let params: SamplingParams = serde_json::from_str(if params_json.is_empty() { "{}" } else { params_json })
+            .map_err(|e| js_err(Error::Input(format!("bad sampling parameters: {e}"))))?;
+        let text = if chat {
+            self.lm.tokenizer.apply_chat_template(&[ChatMessage::new("user", prompt)], true).map_err(js_err)?
+        } else {
+            prompt.to_string()
+        };
+        let ids = self.lm.tokenizer.encode(&text, !chat).map_err(js_err)?;
+        let session = GenerationSession::new(&self.lm, ids, params).map_err(js_err)?;
+        *self.session.borrow_mut() = Some((session, TextStream::default()));
+        Ok(())
+    }
+
+    /// Runs one step. Resolves to `{token, text}` (text may be empty while a character is
+    /// incomplete) or to `{done: true, reason}` when the session has stopped.
+    #[wasm_bindgen(js_name = nextToken)]
+    pub fn next_token(&self) -> Promise {
+        let lm = self.lm.clone();
+        let cell = self.session.clone();
+        future_to_promise(async move {
+            let (mut session, mut stream) =
+                cell.borrow_mut().take().ok_or_else(|| JsValue::from(JsError::new("no generation in progress")))?;
+            let step = session.next_token(&lm).await;
+            let out = match step {
+                Ok(Some(id)) => match stream.push(&lm, id) {
+                    Ok(text) => Ok(serde_json::json!({ "token": id, "text": text })),
+                    Err(e) => Err(js_err(e)),
+                },
+                Ok(None) => Ok(serde_json::json!({ "done": true, "reason": session.stop_reason() })),
+                Err(e) => Err(js_err(e)),
+            };
+            *cell.borrow_mut() = Some((session, stream));
+            out.map(|v| JsValue::from_str(&v.to_string()))
+        })
+    }
+}
+
+/// Logits of a tiny seeded random model (`LlamaConfig::tiny`) for `ids`, flattened
+/// `[seq, vocab]`: the browser test compares them with the native CPU backend's.
+#[wasm_bindgen(js_name = tinyModelLogits)]
+pub fn tiny_model_logits(seed: u32, vocab_size: usize, ids: Vec<u32>) -> Promise {
+    future_to_promise(async move {
+        let device = current_device()?;
+        let model = Llama::random(&LlamaConfig::tiny(vocab_size), seed as u64, &device);
+        let n = ids.len();
+        let ids: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device);
+        let logits = model.forward(tokens, &mut model.new_cache()).map_err(js_err)?;
+        let values = crate::generate::read_f32(logits).await.map_err(js_err)?;
+        Ok(js_sys::Float32Array::from(values.as_slice()).into())
+    })
+}

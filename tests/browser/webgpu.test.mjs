@@ -1,0 +1,95 @@
+// Browser tests: the real wasm package in headless Debian Chromium, on WebGPU through SwiftShader
+// (a CPU Vulkan driver), compared with the native CPU backend (`cqa`, built by `./x test`).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { chromium } from 'playwright-core';
+import { createServer } from '../../www/serve.mjs';
+
+const CQA = process.env.CQA_BIN;
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+let server, browser, page, origin;
+const requests = [];
+
+before(async () => {
+  assert.ok(CQA, 'CQA_BIN must point at the native cqa binary');
+  server = createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  origin = `http://127.0.0.1:${server.address().port}`;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader',
+      '--use-angle=swiftshader', '--disable-background-networking', '--disable-component-update',
+      '--no-first-run', '--disable-sync'],
+  });
+  page = await browser.newPage();
+  page.on('request', (r) => requests.push(r.url()));
+  page.on('console', (m) => { if (m.type() === 'error') console.log('[page]', m.text().slice(0, 500)); });
+  await page.goto(`${origin}/harness.html`);
+  const backend = await page.evaluate(async () => {
+    const m = await import('/pkg/cqa_studio.js');
+    await m.default();
+    window.cqa = m;
+    return m.initDevice(true);
+  });
+  assert.equal(backend, 'webgpu', 'Chromium should expose WebGPU (SwiftShader)');
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+const maxAbsDiff = (a, b) => {
+  assert.equal(a.length, b.length);
+  return a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+};
+
+test('WebGPU logits of a tiny random model match the native CPU backend', async () => {
+  const ids = [5, 17, 3, 60, 42, 8, 8, 1, 33, 12, 0, 63];
+  const native = JSON.parse(execFileSync(CQA, ['debug-tiny-logits', '--seed', '7', '--vocab', '64', '--ids', ids.join(',')]));
+  const web = await page.evaluate(async (ids) => Array.from(await window.cqa.tinyModelLogits(7, 64, Uint32Array.from(ids))), ids);
+  assert.equal(web.length, ids.length * 64);
+  const diff = maxAbsDiff(web, native.logits);
+  console.log(`tiny model: max |Δ logit| WebGPU vs CPU = ${diff.toExponential(2)}`);
+  assert.ok(diff < 1e-4, `max |Δ logit| = ${diff}`);
+  // The comparison can fail: another seed gives other logits.
+  const other = await page.evaluate(async (ids) => Array.from(await window.cqa.tinyModelLogits(8, 64, Uint32Array.from(ids))), ids);
+  assert.ok(maxAbsDiff(other, native.logits) > 1e-3);
+});
+
+test('the default model scores and generates in the browser as it does natively', { timeout: 900_000 }, async () => {
+  const text = 'The tide came in over the stones.';
+  const context = 'Write one sentence about the sea.';
+  const native = JSON.parse(execFileSync(CQA, ['score', '--text', text, '--context', context, '--json']));
+  const nativeGen = execFileSync(CQA, ['generate', '--prompt', 'The old lighthouse keeper', '--max-tokens', '6']).toString().trimEnd();
+  const t0 = Date.now();
+  const web = await page.evaluate(async ({ text, context }) => {
+    const bytes = new Uint8Array(await (await fetch('/models/SmolLM2-135M-Instruct.Q4_1.gguf')).arrayBuffer());
+    const model = window.cqa.WebModel.loadGguf(bytes);
+    const info = JSON.parse(model.info());
+    const score = JSON.parse(await model.score(text, context));
+    model.startGeneration('The old lighthouse keeper', false, JSON.stringify({ max_new_tokens: 6, temperature: 0 }));
+    let generated = '';
+    for (;;) {
+      const step = JSON.parse(await model.nextToken());
+      if (step.done) break;
+      generated += step.text;
+    }
+    return { info, score, generated };
+  }, { text, context });
+  console.log(`default model in the browser: load + score + 6 tokens in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  assert.equal(web.info.parameters, 134515008);
+  assert.deepEqual(web.score.text_ids, native.text_ids);
+  assert.deepEqual(web.score.context_ids, native.context_ids);
+  const diff = maxAbsDiff(web.score.logprobs, native.logprobs);
+  console.log(`default model: max |Δ logprob| WebGPU vs CPU = ${diff.toExponential(2)}`);
+  assert.ok(diff < 5e-3, `max |Δ logprob| = ${diff}`);
+  assert.equal(web.generated, nativeGen);
+});
+
+test('the page makes no request outside its own origin', () => {
+  assert.ok(requests.length > 0);
+  const foreign = requests.filter((u) => !u.startsWith(origin));
+  assert.deepEqual(foreign, []);
+});

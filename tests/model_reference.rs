@@ -1,0 +1,87 @@
+//! The default model's log-probabilities, greedy generations and CLI output match transformers
+//! running the same GGUF in float32 (fixtures: tests/reference/make_golden.py).
+
+mod common;
+use cqa_studio::device::block_on;
+use cqa_studio::eval::{score, score_ids};
+use cqa_studio::generate::{SamplingParams, generate};
+
+/// Transformers and this engine both compute in f32; the rest is summation order.
+const LOGPROB_TOLERANCE: f32 = 2e-3;
+
+#[test]
+fn logprobs_match_transformers() {
+    let lm = common::default_model();
+    let fixture = common::fixture("golden_logprobs.json");
+    let cases = fixture["cases"].as_array().unwrap();
+    assert!(cases.len() >= 5);
+    let mut worst = 0f32;
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let text = case["text"].as_str().unwrap();
+        let expected_ids = common::ids(&case["ids"]);
+        let s = block_on(score(lm, text, None)).unwrap();
+        // No BOS for SmolLM2: the text's tokens are exactly transformers' ids.
+        assert_eq!(s.text_ids, expected_ids, "{name}: token ids differ");
+        assert!(s.context_ids.is_empty());
+        let diff = common::max_abs_diff(&s.logprobs, &common::floats(&case["logprobs"]));
+        assert!(diff <= LOGPROB_TOLERANCE, "{name}: max |Δ logprob| = {diff}");
+        worst = worst.max(diff);
+    }
+    eprintln!("worst max |Δ logprob| over {} texts: {worst:.2e}", cases.len());
+}
+
+#[test]
+fn context_scoring_matches_transformers() {
+    let lm = common::default_model();
+    let fixture = common::fixture("golden_logprobs.json");
+    for case in fixture["context_cases"].as_array().unwrap() {
+        let s = block_on(score(lm, case["text"].as_str().unwrap(), Some(case["context"].as_str().unwrap()))).unwrap();
+        assert_eq!(s.context_ids, common::ids(&case["context_ids"]));
+        assert_eq!(s.text_ids, common::ids(&case["text_ids"]));
+        assert_eq!(s.logprobs.len(), s.text_ids.len(), "every text token is scored after a context");
+        let diff = common::max_abs_diff(&s.logprobs, &common::floats(&case["logprobs"]));
+        assert!(diff <= LOGPROB_TOLERANCE, "max |Δ logprob| = {diff}");
+        // ΔI's bookkeeping: bits are the negated natural-log sum over ln 2.
+        let bits: f64 = -s.logprobs.iter().map(|&l| l as f64).sum::<f64>() / std::f64::consts::LN_2;
+        assert!((s.total_bits - bits).abs() < 1e-9 && (s.bits_per_token - bits / s.logprobs.len() as f64).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn chunked_logits_equal_one_pass() {
+    // Scoring projects positions to the vocabulary in chunks; a long text crosses chunk borders.
+    let lm = common::default_model();
+    let text = "Rain on the tin roof, and the dog asleep by the stove. ".repeat(30);
+    let ids = lm.tokenizer.encode(&text, false).unwrap();
+    assert!(ids.len() > 300);
+    let (_, _, all) = block_on(score_ids(lm, vec![], ids.clone())).unwrap();
+    let (_, _, tail) = block_on(score_ids(lm, ids[..280].to_vec(), ids[280..].to_vec())).unwrap();
+    assert!(common::max_abs_diff(&all[279..], &tail) < 1e-4);
+}
+
+#[test]
+fn greedy_generation_matches_transformers() {
+    let lm = common::default_model();
+    let fixture = common::fixture("golden_generate.json");
+    for case in fixture["cases"].as_array().unwrap() {
+        let rendered = case["rendered"].as_str().unwrap();
+        let chat = case["chat"].as_bool().unwrap();
+        if chat {
+            let prompt = case["prompt"].as_str().unwrap();
+            let ours = lm
+                .tokenizer
+                .apply_chat_template(&[cqa_studio::tokenizer::ChatMessage::new("user", prompt)], true)
+                .unwrap();
+            assert_eq!(ours, rendered, "chat template rendering differs");
+        }
+        let prompt_ids = lm.tokenizer.encode(rendered, !chat).unwrap();
+        assert_eq!(prompt_ids, common::ids(&case["prompt_ids"]));
+        let expected = common::ids(&case["new_ids"]);
+        let params = SamplingParams { max_new_tokens: expected.len(), ..Default::default() };
+        let mut text = String::new();
+        let (new_ids, _) = block_on(generate(lm, prompt_ids, params, |piece| text.push_str(piece))).unwrap();
+        assert_eq!(new_ids, expected, "greedy continuation of {rendered:?} differs");
+        assert_eq!(text, case["new_text"].as_str().unwrap());
+    }
+}
