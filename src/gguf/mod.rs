@@ -185,7 +185,7 @@ impl<'a> Cursor<'a> {
         let limit = (self.remaining() / min_item_bytes.max(1)) as u64;
         if n > limit {
             return Err(Error::Gguf(format!(
-                "GGUF file is corrupt: {} claims {n} items but only {} bytes remain",
+                "GGUF file is truncated or corrupt: {} claims {n} items but only {} bytes remain; re-download the model",
                 what(),
                 self.remaining()
             )));
