@@ -14,8 +14,8 @@ tensor to float32 through gguf-py) and runs it in float32 on the CPU. Writes:
   raw prompt and for a chat prompt rendered with the model's chat template.
 * ``tests/fixtures/tokenizer_cases.json``: ids and decoded text for tricky strings, rendered
   chat conversations with their ids, and the special token ids.
-* ``tests/reference/gguf_tokenizer_transformers.json``: the ``tokenizers`` serialization of the
-  tokenizer transformers builds from the GGUF metadata (for inspection and diffing).
+* ``tests/fixtures/smollm2_tokenizer.json``: the ``tokenizers`` serialization of the tokenizer
+  transformers builds from the GGUF metadata: a tokenizer.json for the HF loading path tests.
 * ``tests/reference/gguf_model_config_transformers.json``: the model config transformers
   builds from the GGUF metadata.
 
@@ -334,7 +334,7 @@ def main() -> int:
 
     # Inspection artefacts: what transformers built from the GGUF metadata.
     # The tokenizer is written exactly as `tokenizers` serializes it (the tokenizer.json format).
-    tokenizer_json = REFERENCE / "gguf_tokenizer_transformers.json"
+    tokenizer_json = FIXTURES / "smollm2_tokenizer.json"
     tokenizer_json.write_text(tok.backend_tokenizer.to_str(pretty=True) + "\n", encoding="utf-8")
     print(f"wrote {tokenizer_json.relative_to(REPO_ROOT)} ({tokenizer_json.stat().st_size} bytes)")
     config = model.config.to_dict()

@@ -1,0 +1,136 @@
+//! The two weight formats agree: the same tiny model written as HF safetensors and as a llama.cpp
+//! style GGUF (q/k rows permuted, GGUF names) gives identical logits. And the HF `tokenizer.json`
+//! path tokenizes exactly like the GGUF-built tokenizer.
+
+mod common;
+use burn::tensor::{Int, Tensor, TensorData};
+use cqa_studio::device::block_on;
+use cqa_studio::generate::read_f32;
+use cqa_studio::gguf::writer::GgufWriter;
+use cqa_studio::gguf::{GgufFile, names};
+use cqa_studio::model::{Llama, LlamaConfig, WeightSource};
+use cqa_studio::rng::Rng;
+use cqa_studio::safetensors::SafetensorsWeights;
+use cqa_studio::tokenizer::TextTokenizer;
+
+/// llama.cpp's HF→GGUF row permutation for q/k (`convert_hf_to_gguf.py`, `permute`).
+fn permute_rows(values: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
+    let head_dim = values.len() / cols / n_heads;
+    let half = head_dim / 2;
+    let mut out = vec![0f32; values.len()];
+    for h in 0..n_heads {
+        for j in 0..2 {
+            for i in 0..half {
+                let src = h * head_dim + j * half + i;
+                let dst = h * head_dim + 2 * i + j;
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&values[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// Every HF tensor of a tiny model with seeded values.
+fn hf_tensors(c: &LlamaConfig) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut rng = Rng::new(11);
+    let mut t = |name: String, shape: Vec<usize>| {
+        let n = shape.iter().product();
+        let values = (0..n).map(|_| (rng.normal() * 0.1) as f32 + if name.contains("norm") { 1.0 } else { 0.0 }).collect();
+        (name, shape, values)
+    };
+    let (d, q, kv) = (c.hidden_size, c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim);
+    let mut out = vec![t("model.embed_tokens.weight".into(), vec![c.vocab_size, d]), t("model.norm.weight".into(), vec![d])];
+    for l in 0..c.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        out.push(t(format!("{p}.self_attn.q_proj.weight"), vec![q, d]));
+        out.push(t(format!("{p}.self_attn.k_proj.weight"), vec![kv, d]));
+        out.push(t(format!("{p}.self_attn.v_proj.weight"), vec![kv, d]));
+        out.push(t(format!("{p}.self_attn.o_proj.weight"), vec![d, q]));
+        out.push(t(format!("{p}.mlp.gate_proj.weight"), vec![c.intermediate_size, d]));
+        out.push(t(format!("{p}.mlp.up_proj.weight"), vec![c.intermediate_size, d]));
+        out.push(t(format!("{p}.mlp.down_proj.weight"), vec![d, c.intermediate_size]));
+        out.push(t(format!("{p}.input_layernorm.weight"), vec![d]));
+        out.push(t(format!("{p}.post_attention_layernorm.weight"), vec![d]));
+    }
+    out
+}
+
+fn logits(model: &Llama, device: &burn::tensor::Device) -> Vec<f32> {
+    let ids = vec![3i32, 9, 27, 1, 60, 44, 2];
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [1, ids.len()]), device);
+    block_on(read_f32(model.forward(tokens, &mut model.new_cache()).unwrap())).unwrap()
+}
+
+#[test]
+fn safetensors_and_gguf_give_the_same_model() {
+    let device = cqa_studio::device::cpu();
+    let config = LlamaConfig::tiny(64);
+    let tensors = hf_tensors(&config);
+
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(name, shape, values)| {
+            let bytes: &[u8] = bytemuck_cast(values);
+            (name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).unwrap())
+        })
+        .collect();
+    let st_bytes = safetensors::serialize(views, None).unwrap();
+    let st = WeightSource::Safetensors(SafetensorsWeights::new(vec![st_bytes]).unwrap());
+
+    let from_st = logits(&Llama::from_weights(&config, &st, &device).unwrap(), &device);
+    let gguf = |permute| WeightSource::Gguf(GgufFile::parse(gguf_bytes(&config, &tensors, permute)).unwrap());
+    let from_gguf = logits(&Llama::from_weights(&config, &gguf(true), &device).unwrap(), &device);
+    assert_eq!(from_st, from_gguf);
+    // The check can fail: a GGUF whose q/k rows were not permuted by the converter differs.
+    let unpermuted = logits(&Llama::from_weights(&config, &gguf(false), &device).unwrap(), &device);
+    assert!(common::max_abs_diff(&from_st, &unpermuted) > 1e-4);
+}
+
+/// The tensors as llama.cpp's converter would write them (GGUF names; q/k rows permuted).
+fn gguf_bytes(config: &LlamaConfig, tensors: &[(String, Vec<usize>, Vec<f32>)], permute: bool) -> Vec<u8> {
+    let mut gguf = GgufWriter::default()
+        .kv_str("general.architecture", "llama")
+        .kv_u32("llama.embedding_length", config.hidden_size as u32)
+        .kv_u32("llama.feed_forward_length", config.intermediate_size as u32)
+        .kv_u32("llama.block_count", config.num_hidden_layers as u32)
+        .kv_u32("llama.attention.head_count", config.num_attention_heads as u32)
+        .kv_u32("llama.attention.head_count_kv", config.num_key_value_heads as u32)
+        .kv_u32("llama.context_length", config.max_position_embeddings as u32)
+        .kv_u32("llama.vocab_size", config.vocab_size as u32)
+        .kv_f32("llama.rope.freq_base", config.rope_theta as f32)
+        .kv_f32("llama.attention.layer_norm_rms_epsilon", config.rms_norm_eps as f32);
+    for (name, shape, values) in tensors {
+        let values = if permute && name.contains("q_proj") {
+            permute_rows(values, config.num_attention_heads, shape[1])
+        } else if permute && name.contains("k_proj") {
+            permute_rows(values, config.num_key_value_heads, shape[1])
+        } else {
+            values.clone()
+        };
+        gguf = gguf.tensor_f32(&names::gguf_name(name).unwrap(), shape, &values);
+    }
+    let bytes = gguf.build();
+    // The metadata round-trips (epsilon through f32, so within f32 rounding).
+    let mut parsed = LlamaConfig::from_gguf(&GgufFile::parse(bytes.clone()).unwrap()).unwrap();
+    assert!((parsed.rms_norm_eps - config.rms_norm_eps).abs() < 1e-12);
+    parsed.rms_norm_eps = config.rms_norm_eps;
+    assert_eq!(parsed, *config);
+    bytes
+}
+
+fn bytemuck_cast(values: &[f32]) -> &[u8] {
+    // f32 has no padding and u8 has alignment 1, so viewing the buffer as bytes is sound.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) }
+}
+
+#[test]
+fn tokenizer_json_matches_the_gguf_tokenizer() {
+    let json = std::fs::read(common::root().join("tests/fixtures/smollm2_tokenizer.json")).unwrap();
+    let from_json = TextTokenizer::from_hf(&json, None).unwrap();
+    let file = GgufFile::parse(common::default_model_bytes()).unwrap();
+    let from_gguf = TextTokenizer::from_gguf(&file).unwrap();
+    for case in common::fixture("tokenizer_cases.json")["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        assert_eq!(from_json.encode(text, true).unwrap(), from_gguf.encode(text, true).unwrap(), "{text:?}");
+    }
+}
