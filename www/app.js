@@ -474,7 +474,7 @@ function renderScore(result) {
   if (offset > 0) notes.push(offset === 1
     ? 'The first token of X has nothing before it, so it is not scored.'
     : `The first ${offset} tokens of X are not scored.`);
-  notes.push('Chips show each scored token’s surprisal (−log₂ p) and its position in X; token text is not shown because the engine exposes no decoder.');
+  notes.push('Each chip is one scored token of X, coloured by its surprisal (−log₂ p) in bits.');
   el.scoreNote.textContent = notes.join(' ');
 
   const frag = document.createDocumentFragment();
@@ -490,7 +490,9 @@ function renderScore(result) {
     b.textContent = fmt1.format(bits);
     const idx = document.createElement('span');
     idx.className = 'chip-index';
-    idx.textContent = `#${pos + 1}`;
+    // Show whitespace visibly so a chip for " " or "\n" is not blank.
+    const tokenText = result.token_texts ? result.token_texts[pos] : null;
+    idx.textContent = tokenText != null ? tokenText.replace(/ /g, '·').replace(/\n/g, '↵') : `#${pos + 1}`;
     li.append(b, idx);
     frag.append(li);
   }

@@ -171,6 +171,8 @@ async function score({ id, text, context }) {
   post({ type: 'status', phase: 'score', message: 'Scoring…' });
   const ctx = context && context.length > 0 ? context : undefined;
   const result = JSON.parse(await m.score(String(text), ctx));
+  // Each token's own text, for the per-token view (a token holding part of a character shows as �).
+  result.token_texts = JSON.parse(m.tokenTexts(Uint32Array.from(result.text_ids)));
   post({ type: 'score', id, result });
 }
 
