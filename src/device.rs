@@ -4,6 +4,9 @@
 use crate::error::{Error, Result};
 use burn::tensor::Device;
 
+#[cfg(not(any(feature = "native", feature = "webgpu")))]
+compile_error!("enable a backend: the `native` feature (default) or `webgpu` (the browser build)");
+
 /// The backends a user can pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
