@@ -46,6 +46,11 @@ fn hf_tensors(c: &LlamaConfig) -> Vec<(String, Vec<usize>, Vec<f32>)> {
         out.push(t(format!("{p}.self_attn.k_proj.weight"), vec![kv, d]));
         out.push(t(format!("{p}.self_attn.v_proj.weight"), vec![kv, d]));
         out.push(t(format!("{p}.self_attn.o_proj.weight"), vec![d, q]));
+        if c.attention_bias {
+            out.push(t(format!("{p}.self_attn.q_proj.bias"), vec![q]));
+            out.push(t(format!("{p}.self_attn.k_proj.bias"), vec![kv]));
+            out.push(t(format!("{p}.self_attn.v_proj.bias"), vec![kv]));
+        }
         out.push(t(format!("{p}.mlp.gate_proj.weight"), vec![c.intermediate_size, d]));
         out.push(t(format!("{p}.mlp.up_proj.weight"), vec![c.intermediate_size, d]));
         out.push(t(format!("{p}.mlp.down_proj.weight"), vec![d, c.intermediate_size]));
@@ -67,15 +72,7 @@ fn safetensors_and_gguf_give_the_same_model() {
     let config = LlamaConfig::tiny(64);
     let tensors = hf_tensors(&config);
 
-    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .map(|(name, shape, values)| {
-            let bytes: &[u8] = bytemuck_cast(values);
-            (name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).unwrap())
-        })
-        .collect();
-    let st_bytes = safetensors::serialize(views, None).unwrap();
-    let st = WeightSource::Safetensors(SafetensorsWeights::new(vec![st_bytes]).unwrap());
+    let st = safetensors_source(&tensors);
 
     let from_st = logits(&Llama::from_weights(&config, &st, &device).unwrap(), &device);
     let gguf = |permute| WeightSource::Gguf(GgufFile::parse(gguf_bytes(&config, &tensors, permute)).unwrap());
@@ -86,24 +83,55 @@ fn safetensors_and_gguf_give_the_same_model() {
     assert!(common::max_abs_diff(&from_st, &unpermuted) > 1e-4);
 }
 
+fn safetensors_source(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> WeightSource {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(name, shape, values)| {
+            let bytes: &[u8] = bytemuck_cast(values);
+            (name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).unwrap())
+        })
+        .collect();
+    let st_bytes = safetensors::serialize(views, None).unwrap();
+    WeightSource::Safetensors(SafetensorsWeights::new(vec![st_bytes]).unwrap())
+}
+
+#[test]
+fn qwen2_biases_load_from_both_formats() {
+    let device = cqa_studio::device::cpu();
+    let config = LlamaConfig { architecture: "qwen2".into(), attention_bias: true, ..LlamaConfig::tiny(64) };
+    let tensors = hf_tensors(&config);
+    let st = safetensors_source(&tensors);
+    // qwen2 GGUF files keep HF's q/k row order: nothing to permute.
+    let gguf = WeightSource::Gguf(GgufFile::parse(gguf_bytes(&config, &tensors, false)).unwrap());
+    let from_st = logits(&Llama::from_weights(&config, &st, &device).unwrap(), &device);
+    assert_eq!(from_st, logits(&Llama::from_weights(&config, &gguf, &device).unwrap(), &device));
+    // The biases take part: the same weights without them give other logits.
+    let unbiased = LlamaConfig { attention_bias: false, ..config.clone() };
+    let without = logits(&Llama::from_weights(&unbiased, &st, &device).unwrap(), &device);
+    assert!(common::max_abs_diff(&from_st, &without) > 1e-4);
+}
+
 /// The tensors as llama.cpp's converter would write them (GGUF names; q/k rows permuted).
 fn gguf_bytes(config: &LlamaConfig, tensors: &[(String, Vec<usize>, Vec<f32>)], permute: bool) -> Vec<u8> {
+    let arch = config.architecture.as_str();
+    let key = |k: &str| format!("{arch}.{k}");
     let mut gguf = GgufWriter::default()
-        .kv_str("general.architecture", "llama")
-        .kv_u32("llama.embedding_length", config.hidden_size as u32)
-        .kv_u32("llama.feed_forward_length", config.intermediate_size as u32)
-        .kv_u32("llama.block_count", config.num_hidden_layers as u32)
-        .kv_u32("llama.attention.head_count", config.num_attention_heads as u32)
-        .kv_u32("llama.attention.head_count_kv", config.num_key_value_heads as u32)
-        .kv_u32("llama.context_length", config.max_position_embeddings as u32)
-        .kv_u32("llama.vocab_size", config.vocab_size as u32)
-        .kv_f32("llama.rope.freq_base", config.rope_theta as f32)
-        .kv_f32("llama.attention.layer_norm_rms_epsilon", config.rms_norm_eps as f32);
+        .kv_str("general.architecture", arch)
+        .kv_u32(&key("embedding_length"), config.hidden_size as u32)
+        .kv_u32(&key("feed_forward_length"), config.intermediate_size as u32)
+        .kv_u32(&key("block_count"), config.num_hidden_layers as u32)
+        .kv_u32(&key("attention.head_count"), config.num_attention_heads as u32)
+        .kv_u32(&key("attention.head_count_kv"), config.num_key_value_heads as u32)
+        .kv_u32(&key("context_length"), config.max_position_embeddings as u32)
+        .kv_u32(&key("vocab_size"), config.vocab_size as u32)
+        .kv_f32(&key("rope.freq_base"), config.rope_theta as f32)
+        .kv_f32(&key("attention.layer_norm_rms_epsilon"), config.rms_norm_eps as f32);
     for (name, shape, values) in tensors {
+        // Biases are permuted like their weight rows (one column).
         let values = if permute && name.contains("q_proj") {
-            permute_rows(values, config.num_attention_heads, shape[1])
+            permute_rows(values, config.num_attention_heads, shape.get(1).copied().unwrap_or(1))
         } else if permute && name.contains("k_proj") {
-            permute_rows(values, config.num_key_value_heads, shape[1])
+            permute_rows(values, config.num_key_value_heads, shape.get(1).copied().unwrap_or(1))
         } else {
             values.clone()
         };
