@@ -26,13 +26,6 @@ pub struct Score {
     pub bits_per_token: f64,
 }
 
-impl Score {
-    /// Text token ids that have a log-probability (all of them, or all but the first).
-    pub fn scored_ids(&self) -> &[u32] {
-        &self.text_ids[self.text_ids.len() - self.logprobs.len()..]
-    }
-}
-
 /// Scores `text`, after `context` if given.
 ///
 /// - With a context: the context is tokenized with special tokens (BOS if the model adds one),

@@ -79,25 +79,6 @@ impl MetaValue {
             _ => None,
         }
     }
-
-    /// A compact JSON rendering, for `cqa info`. Long arrays are summarised.
-    pub fn to_json_summary(&self) -> serde_json::Value {
-        use serde_json::Value;
-        match self {
-            MetaValue::String(s) if s.len() > 200 => Value::String(format!("<{} chars>", s.len())),
-            MetaValue::String(s) => Value::String(s.clone()),
-            MetaValue::Bool(b) => Value::Bool(*b),
-            MetaValue::F32(v) => serde_json::json!(v),
-            MetaValue::F64(v) => serde_json::json!(v),
-            MetaValue::Array(a) if a.len() > 16 => Value::String(format!("<array of {}>", a.len())),
-            MetaValue::Array(a) => Value::Array(a.iter().map(|v| v.to_json_summary()).collect()),
-            MetaValue::I8(v) => serde_json::json!(v),
-            MetaValue::I16(v) => serde_json::json!(v),
-            MetaValue::I32(v) => serde_json::json!(v),
-            MetaValue::I64(v) => serde_json::json!(v),
-            other => serde_json::json!(other.as_u64()),
-        }
-    }
 }
 
 /// Where one tensor lives in the data section, and how it is encoded.

@@ -38,10 +38,4 @@ impl KvCache {
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;
     }
-
-    /// Drops everything.
-    pub fn clear(&mut self) {
-        self.layers.iter_mut().for_each(|l| *l = None);
-        self.len = 0;
-    }
 }
