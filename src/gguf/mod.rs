@@ -294,17 +294,17 @@ impl GgufFile {
                 )));
             }
             let n_bytes = n_elements / block * ggml_type.block_bytes() as u64;
-            let offset = data_start + rel_offset;
             if rel_offset % alignment != 0 {
                 return Err(Error::Gguf(format!("GGUF file is corrupt: tensor `{name}` is not aligned to {alignment} bytes")));
             }
-            if offset.checked_add(n_bytes).is_none_or(|end| end > bytes.len() as u64) {
+            // Checked: a corrupt offset near u64::MAX must not wrap around into the file.
+            let extent = data_start.checked_add(rel_offset).and_then(|o| Some((o, o.checked_add(n_bytes)?)));
+            let Some((offset, _)) = extent.filter(|&(_, end)| end <= bytes.len() as u64) else {
                 return Err(Error::Gguf(format!(
-                    "GGUF file is truncated: tensor `{name}` needs bytes {offset}..{} but the file has {} bytes; re-download the model",
-                    offset + n_bytes,
+                    "GGUF file is truncated or corrupt: tensor `{name}` needs {n_bytes} bytes at data offset {rel_offset}, but the file has {} bytes; re-download the model",
                     bytes.len()
                 )));
-            }
+            };
             tensors.push(TensorInfo {
                 name,
                 shape: ne.iter().rev().map(|&d| d as usize).collect(),
@@ -406,6 +406,18 @@ mod tests {
                 let _ = GgufFile::parse(b);
             }
         }
+    }
+
+    /// Found by the fuzz target: a tensor offset near u64::MAX overflowed the extent check.
+    #[test]
+    fn tensor_offset_overflow_is_an_error() {
+        let mut b = sample();
+        // Tensor `v`'s info: name, n_dims = 1, ne[0] (u64), type (u32), then its offset (u64).
+        let pos = b.windows(1 + 4).position(|w| w == b"v\x01\x00\x00\x00").unwrap();
+        let offset_at = pos + 1 + 4 + 8 + 4;
+        b[offset_at..offset_at + 8].copy_from_slice(&(u64::MAX - 31).to_le_bytes());
+        let err = GgufFile::parse(b).unwrap_err().to_string();
+        assert!(err.contains("`v`"), "{err}");
     }
 
     #[test]
