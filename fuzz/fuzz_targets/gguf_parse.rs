@@ -1,7 +1,7 @@
 //! Fuzzes the GGUF parser and dequantizer: any byte string must give a model description or an
 //! error, never a panic, an overflow or a huge allocation.
-//! Run: `cd fuzz && cargo fuzz run gguf_parse` (cargo-fuzz needs a nightly toolchain, or
-//! RUSTC_BOOTSTRAP=1 on stable).
+//! Run: `./x fuzz` (stable toolchain; seeds in fuzz/seeds), or `cargo fuzz run gguf_parse` with
+//! a nightly toolchain.
 #![no_main]
 
 use cqa_studio::gguf::GgufFile;
