@@ -3,34 +3,21 @@
 // across a reload, and shows a clear error for a bad model file without losing the loaded one.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
-import { createServer } from '../../www/serve.mjs';
+import { openPage } from './launch.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-let server, browser, page, origin;
-const requests = [];
+let session, page, origin, requests;
 const pageErrors = [];
 
 before(async () => {
-  server = createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  origin = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader',
-      '--use-angle=swiftshader', '--disable-background-networking', '--disable-component-update',
-      '--no-first-run', '--disable-sync'],
-  });
-  page = await browser.newPage();
-  page.on('request', (r) => requests.push(r.url()));
+  session = await openPage('/');
+  ({ page, origin, requests } = session);
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
-  await page.goto(`${origin}/`);
+  await session.goto();
 });
 
 after(async () => {
-  await browser?.close();
-  server?.close();
+  await session?.close();
 });
 
 const ready = () => page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout: 300_000 });

@@ -3,29 +3,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chromium } from 'playwright-core';
-import { createServer } from '../../www/serve.mjs';
+import { openPage } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-let server, browser, page, origin;
-const requests = [];
+let session, page, origin, requests;
 
 before(async () => {
   assert.ok(CQA, 'CQA_BIN must point at the native cqa binary');
-  server = createServer();
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  origin = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader',
-      '--use-angle=swiftshader', '--disable-background-networking', '--disable-component-update',
-      '--no-first-run', '--disable-sync'],
-  });
-  page = await browser.newPage();
-  page.on('request', (r) => requests.push(r.url()));
+  session = await openPage('/harness.html');
+  ({ page, origin, requests } = session);
   page.on('console', (m) => { if (m.type() === 'error') console.log('[page]', m.text().slice(0, 500)); });
-  await page.goto(`${origin}/harness.html`);
+  await session.goto();
   const backend = await page.evaluate(async () => {
     const m = await import('/pkg/cqa_studio.js');
     await m.default();
@@ -36,8 +24,7 @@ before(async () => {
 });
 
 after(async () => {
-  await browser?.close();
-  server?.close();
+  await session?.close();
 });
 
 const maxAbsDiff = (a, b) => {

@@ -1,0 +1,24 @@
+// Shared set-up for the browser tests: the app's own server on a free loopback port and headless
+// Debian Chromium with WebGPU on SwiftShader (a CPU Vulkan driver), recording every request.
+import { chromium } from 'playwright-core';
+import { createServer } from '../../www/serve.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+
+/** Serves the app, opens `path` in a fresh page, and returns handles plus the requests seen. */
+export async function openPage(path) {
+  const server = createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader',
+      '--use-angle=swiftshader', '--disable-background-networking', '--disable-component-update',
+      '--no-first-run', '--disable-sync'],
+  });
+  const page = await browser.newPage();
+  const requests = [];
+  page.on('request', (r) => requests.push(r.url()));
+  const close = async () => { await browser.close(); server.close(); };
+  return { origin, page, requests, close, goto: () => page.goto(`${origin}${path}`) };
+}
