@@ -6,16 +6,19 @@
 //! Layering: `web` / CLI → `generate`, `eval` → `loader` → `model` → `gguf`, `safetensors`,
 //! `tokenizer` → `error`. Nothing below `web` knows about JavaScript or the DOM.
 
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod gguf;
 pub mod loader;
+pub mod lora;
 pub mod model;
 pub mod rng;
 pub mod safetensors;
 pub mod tokenizer;
+pub mod train;
 #[cfg(target_family = "wasm")]
 pub mod web;
 

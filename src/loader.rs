@@ -88,6 +88,19 @@ impl LanguageModel {
         Ok(LanguageModel { model, tokenizer, config, info, device: device.clone() })
     }
 
+    /// The same model with a LoRA adapter: merged into the weights (`merge`, the fast choice
+    /// for inference) or kept factored. Base weights are shared, not copied, when factored.
+    pub fn with_adapter(&self, adapter: &crate::lora::Adapter, merge: bool) -> Result<Self> {
+        let model = if merge { self.model.merged(adapter)? } else { self.model.with_adapter(adapter, false)? };
+        Ok(LanguageModel {
+            model,
+            tokenizer: self.tokenizer.clone(),
+            config: self.config.clone(),
+            info: self.info.clone(),
+            device: self.device.clone(),
+        })
+    }
+
     /// Checks that `ids` are all inside the embedding matrix.
     pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
         match ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {

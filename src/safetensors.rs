@@ -28,17 +28,7 @@ impl SafetensorsWeights {
             // Cheap: re-reading the header is a JSON parse, not a data copy.
             let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors(e.to_string()))?;
             let Ok(view) = st.tensor(name) else { continue };
-            let data = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-                Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-                Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-                other => {
-                    return Err(Error::Safetensors(format!(
-                        "tensor `{name}` has dtype {other:?}; only F32, F16 and BF16 safetensors are supported"
-                    )));
-                }
-            };
+            let values = view_to_f32(name, &view)?;
             return Ok(Some((view.shape().to_vec(), values)));
         }
         Ok(None)
@@ -56,4 +46,19 @@ impl SafetensorsWeights {
         }
         out
     }
+}
+
+/// A tensor's values as f32, from F32, F16 or BF16 storage.
+pub fn view_to_f32(name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>> {
+    let data = view.data();
+    Ok(match view.dtype() {
+        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        other => {
+            return Err(Error::Safetensors(format!(
+                "tensor `{name}` has dtype {other:?}; only F32, F16 and BF16 safetensors are supported"
+            )));
+        }
+    })
 }

@@ -32,6 +32,7 @@ impl ChatMessage {
 }
 
 /// A tokenizer plus what generation needs to know about it.
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
     chat_template: Option<String>,

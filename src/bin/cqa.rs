@@ -5,7 +5,10 @@ use clap::{Args, Parser, Subcommand};
 use cqa_studio::device::{self, Backend, block_on};
 use cqa_studio::eval::score;
 use cqa_studio::generate::{SamplingParams, generate};
+use cqa_studio::data::parse_annotations;
+use cqa_studio::lora::{Adapter, LoraConfig};
 use cqa_studio::tokenizer::ChatMessage;
+use cqa_studio::train::{AsyncEventSink, Checkpoint, TrainConfig, TrainControl, TrainEvent, Trainer};
 use cqa_studio::{Error, LanguageModel, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,6 +34,71 @@ struct Common {
     /// Compute backend: `cpu` (burn-flex) or `wgpu` (Vulkan/Metal/DX12).
     #[arg(long, global = true, default_value = "cpu")]
     backend: String,
+    /// A LoRA adapter directory in PEFT layout (adapter_config.json + adapter_model.safetensors),
+    /// merged into the model for generate / score.
+    #[arg(long, global = true)]
+    adapter: Option<PathBuf>,
+}
+
+/// `cqa train` settings. Defaults are those of `TrainConfig::default()`.
+#[derive(Args)]
+struct TrainArgs {
+    /// Annotation JSONL (docs/annotation-format.md).
+    #[arg(long)]
+    data: PathBuf,
+    /// Output directory: the PEFT adapter, a resumable checkpoint and the training log.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 16)]
+    rank: usize,
+    #[arg(long, default_value_t = 32.0)]
+    alpha: f64,
+    #[arg(long, default_value_t = 0.05)]
+    dropout: f64,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    #[arg(long, default_value_t = 512)]
+    max_len: usize,
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = 2)]
+    batch: usize,
+    /// Forward passes per optimizer step.
+    #[arg(long, default_value_t = 2)]
+    grad_accum: usize,
+    /// Projections to adapt: any of q,k,v,o,gate,up,down (or `all`).
+    #[arg(long, default_value = "q,k,v,o,gate,up,down")]
+    targets: String,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Share of records held out for evaluation; 0 trains on all of them, with no evaluation.
+    #[arg(long, default_value_t = 0.15)]
+    held_out: f64,
+    /// Held-out evaluation period, in steps.
+    #[arg(long, default_value_t = 10)]
+    eval_every: usize,
+    #[arg(long, default_value_t = 0.1)]
+    warmup_ratio: f64,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    /// Global gradient-norm clip (0 disables).
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    /// Also save a checkpoint every this many steps (one is always saved at each evaluation
+    /// and at the end).
+    #[arg(long, default_value_t = 10)]
+    checkpoint_every: usize,
+    /// Continue the run saved in OUT/checkpoint.safetensors.
+    #[arg(long)]
+    resume: bool,
+    /// Import the valid records of a file that has bad lines (they are listed either way).
+    #[arg(long)]
+    keep_good_lines: bool,
+    /// One JSON object per line: steps (`step`, `loss`, `tokens_per_s`, …) and held-out losses.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -100,6 +168,33 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
+    /// LoRA fine-tuning on expert annotations (the appreciation task).
+    Train(Box<TrainArgs>),
+    /// Measure LoRA training throughput and peak memory on synthetic sequences.
+    BenchTrain {
+        /// `factored` (x·W + s·(x·A)·B, what `train` uses) or `burn` (burn's apply_lora, W + s·A·B).
+        #[arg(long, default_value = "factored")]
+        lora: String,
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        #[arg(long, default_value_t = 256)]
+        seq: usize,
+        #[arg(long, default_value_t = 16)]
+        rank: usize,
+        #[arg(long, default_value = "all")]
+        targets: String,
+        /// Timed steps (after one warm-up); the median is reported.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+    },
+    /// Write a tiny random-weight GGUF that carries the model's tokenizer (browser tests).
+    #[command(hide = true)]
+    DebugTinyGguf {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Logits of the seeded tiny random test model, as JSON (used by the browser tests).
     #[command(hide = true)]
     DebugTinyLogits {
@@ -131,8 +226,17 @@ fn run(cli: Cli) -> Result<()> {
         return tiny_logits(*seed, *vocab, ids, &device);
     }
     let model_path = resolve_model_path(cli.common.model)?;
+    if let Command::DebugTinyGguf { out, seed } = &cli.command {
+        let source = cqa_studio::gguf::GgufFile::parse(read(&model_path)?)?;
+        let bytes = cqa_studio::gguf::writer::tiny_random_gguf(&source, *seed);
+        return write_atomic(out, &bytes);
+    }
     let t0 = Instant::now();
     let lm = load(&model_path, &device)?;
+    let lm = match &cli.common.adapter {
+        Some(dir) => lm.with_adapter(&read_adapter(dir, &lm)?, true)?,
+        None => lm,
+    };
     let load_s = t0.elapsed().as_secs_f64();
 
     match cli.command {
@@ -182,7 +286,17 @@ fn run(cli: Cli) -> Result<()> {
             let report = cqa_studio_bench::run(&lm, &lengths, decode, repeats.max(1), load_s)?;
             println!("{report}");
         }
-        Command::DebugTinyLogits { .. } => unreachable!("handled before loading a model"),
+        Command::Train(args) => {
+            if cli.common.adapter.is_some() {
+                return Err(Error::Input("--adapter applies to generate / score; to continue a run use `train --resume`".into()));
+            }
+            train_command(&lm, *args, &model_path)?;
+        }
+        Command::BenchTrain { lora, batch, seq, rank, targets, steps } => {
+            let report = cqa_studio_bench::train(&lm, &model_path, &lora, batch, seq, rank, &targets, steps.max(1))?;
+            println!("{report}");
+        }
+        Command::DebugTinyLogits { .. } | Command::DebugTinyGguf { .. } => unreachable!("handled before loading a model"),
     }
     Ok(())
 }
@@ -200,6 +314,128 @@ fn tiny_logits(seed: u64, vocab: usize, ids: &str, device: &burn::tensor::Device
     let logits = block_on(cqa_studio::generate::read_f32(model.forward(tokens, &mut model.new_cache())?))?;
     println!("{}", serde_json::json!({ "logits": logits }));
     Ok(())
+}
+
+/// Reads a PEFT adapter directory for `lm`.
+fn read_adapter(dir: &Path, lm: &LanguageModel) -> Result<Adapter> {
+    let config = std::fs::read_to_string(dir.join("adapter_config.json"))
+        .map_err(|e| Error::Input(format!("cannot read `{}`: {e}", dir.join("adapter_config.json").display())))?;
+    let weights = read(&dir.join("adapter_model.safetensors"))?;
+    Adapter::from_peft(&config, &weights, &lm.model.projection_shapes())
+}
+
+/// Writes `bytes` to `path` through a temporary file, so an interrupted write never leaves a
+/// half-written checkpoint or adapter behind.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::Input(format!("cannot write `{}`: {e}", path.display())))
+}
+
+fn train_command(lm: &LanguageModel, a: TrainArgs, model_path: &Path) -> Result<()> {
+    let bytes = read(&a.data)?;
+    let report = parse_annotations(&bytes);
+    for e in &report.errors {
+        eprintln!("{}: {e}", a.data.display());
+    }
+    let records = report.accept(a.keep_good_lines)?;
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::Input(format!("cannot create `{}`: {e}", a.out.display())))?;
+    let checkpoint_path = a.out.join("checkpoint.safetensors");
+    let mut trainer = if a.resume {
+        let bytes = read(&checkpoint_path)?;
+        Trainer::resume(lm, &records, Checkpoint::from_bytes(&bytes)?)?
+    } else {
+        let config = TrainConfig {
+            lora: LoraConfig { rank: a.rank, alpha: a.alpha, dropout: a.dropout, targets: LoraConfig::parse_targets(&a.targets)? },
+            learning_rate: a.lr,
+            epochs: a.epochs,
+            max_len: a.max_len,
+            batch_size: a.batch,
+            grad_accum: a.grad_accum,
+            weight_decay: a.weight_decay,
+            warmup_ratio: a.warmup_ratio,
+            max_grad_norm: a.max_grad_norm,
+            held_out: a.held_out,
+            eval_every: a.eval_every,
+            seed: a.seed,
+            ..TrainConfig::default()
+        };
+        Trainer::new(lm, &records, config, None)?
+    };
+    for w in trainer.warnings() {
+        eprintln!("warning: {w}");
+    }
+    if !a.json {
+        println!(
+            "training on {} examples ({} held out), {} steps, LoRA r={} on {}",
+            trainer.train_examples().len(),
+            trainer.held_out_examples().len(),
+            trainer.total_steps(),
+            trainer.config().lora.rank,
+            trainer.config().lora.targets.join(",")
+        );
+    }
+    let log_path = a.out.join("training_log.jsonl");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(a.resume)
+        .write(true)
+        .truncate(!a.resume)
+        .open(&log_path)
+        .map_err(|e| Error::Input(format!("cannot write `{}`: {e}", log_path.display())))?;
+    let mut sink = CliSink { json: a.json, checkpoint_path: checkpoint_path.clone(), checkpoint_every: a.checkpoint_every.max(1), log };
+    block_on(cqa_studio::train::run(&mut trainer, &TrainControl::default(), &mut sink, || std::future::ready(())))?;
+
+    let adapter = block_on(trainer.adapter())?;
+    let base_name = model_path.file_name().map(|n| n.to_string_lossy().into_owned());
+    write_atomic(&a.out.join("adapter_config.json"), adapter.peft_config_json(base_name.as_deref()).as_bytes())?;
+    write_atomic(&a.out.join("adapter_model.safetensors"), &adapter.peft_safetensors()?)?;
+    write_atomic(&checkpoint_path, &block_on(trainer.checkpoint())?.to_bytes()?)?;
+    let config_json = serde_json::to_string_pretty(trainer.config()).map_err(|e| Error::Input(e.to_string()))?;
+    write_atomic(&a.out.join("train_config.json"), config_json.as_bytes())?;
+    if !a.json {
+        println!("saved the adapter to {}", a.out.display());
+    }
+    Ok(())
+}
+
+struct CliSink {
+    json: bool,
+    checkpoint_path: PathBuf,
+    checkpoint_every: usize,
+    log: std::fs::File,
+}
+
+impl AsyncEventSink for &mut CliSink {
+    async fn event(&mut self, event: TrainEvent, trainer: &Trainer) -> Result<()> {
+        let line = match &event {
+            TrainEvent::Step(r) => serde_json::json!({
+                "step": r.step, "total_steps": r.total_steps, "epoch": r.epoch, "loss": r.loss,
+                "learning_rate": r.learning_rate, "grad_norm": r.grad_norm, "tokens": r.tokens,
+                "tokens_per_s": r.tokens_per_s, "eta_s": r.eta_s,
+            }),
+            TrainEvent::HeldOut { step, held_out_loss } => serde_json::json!({ "step": step, "held_out_loss": held_out_loss }),
+        };
+        let _ = writeln!(self.log, "{line}");
+        if self.json {
+            println!("{line}");
+        } else {
+            match &event {
+                TrainEvent::Step(r) => println!(
+                    "step {:>4}/{}  epoch {}  loss {:.4}  lr {:.2e}  {:.0} tok/s  ETA {:.0}s",
+                    r.step, r.total_steps, r.epoch, r.loss, r.learning_rate, r.tokens_per_s, r.eta_s
+                ),
+                TrainEvent::HeldOut { step, held_out_loss } => println!("step {step:>4}  held-out loss {held_out_loss:.4}"),
+            }
+        }
+        let step = trainer.step_index();
+        let due = matches!(event, TrainEvent::HeldOut { .. }) || (step > 0 && step % self.checkpoint_every == 0);
+        if due && step > 0 {
+            write_atomic(&self.checkpoint_path, &trainer.checkpoint().await?.to_bytes()?)?;
+        }
+        Ok(())
+    }
 }
 
 /// `--model`, else the default model beside the working directory or the source tree.
@@ -300,6 +536,96 @@ mod cqa_studio_bench {
             "load_seconds": load_s,
             "prefill_tokens_per_second": prefill,
             "decode_tokens_per_second": decode_tps,
+            "peak_rss_mib": peak_rss_mib(),
+        })
+        .to_string())
+    }
+
+    /// Moves every parameter onto the autodiff device without copying (for burn's own LoRA).
+    struct ToAutodiff;
+
+    impl burn::module::ModuleMapper for ToAutodiff {
+        fn map_float<const D: usize>(&mut self, param: burn::module::Param<burn::tensor::Tensor<D>>) -> burn::module::Param<burn::tensor::Tensor<D>> {
+            let (id, tensor, mapper) = param.consume();
+            burn::module::Param::from_mapped_value(id, tensor.autodiff(), mapper)
+        }
+    }
+
+    /// LoRA training throughput on `batch` synthetic sequences of `seq` tokens, loss on their
+    /// second half. `factored` times whole optimizer steps of the real trainer; `burn` times
+    /// forward + backward with burn's `apply_lora` (its optimizer step is not needed to compare).
+    #[allow(clippy::too_many_arguments)]
+    pub fn train(
+        lm: &LanguageModel,
+        model_path: &Path,
+        lora_impl: &str,
+        batch: usize,
+        seq: usize,
+        rank: usize,
+        targets: &str,
+        steps: usize,
+    ) -> Result<String> {
+        use burn::module::{Lora, Module, ParamGroup};
+        use cqa_studio::train::{Example, token_loss_sum};
+        let text = "The lighthouse keeper counted the ships by their lights, and the lights by their colours. ".repeat(400);
+        let ids = lm.tokenizer.encode(&text, false)?;
+        let examples: Vec<Example> = (0..batch)
+            .map(|b| Example { id: format!("synthetic-{b}"), ids: ids[b * 7..b * 7 + seq].to_vec(), loss_from: seq / 2 })
+            .collect();
+        let lora = LoraConfig { rank, alpha: 2.0 * rank as f64, dropout: 0.0, targets: LoraConfig::parse_targets(targets)? };
+        let tokens = batch * seq;
+        let mut times = Vec::new();
+        match lora_impl {
+            "factored" => {
+                let config = TrainConfig { lora: lora.clone(), batch_size: batch, grad_accum: 1, epochs: steps + 1, held_out: 0.0, ..TrainConfig::default() };
+                let mut trainer = Trainer::from_examples(lm, examples, vec![], config, None)?;
+                for i in 0..=steps {
+                    let t = Instant::now();
+                    block_on(trainer.step())?;
+                    if i > 0 {
+                        times.push(t.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            "burn" => {
+                let ids: Vec<_> = lm
+                    .model
+                    .projections()
+                    .into_iter()
+                    .filter(|(path, _)| lora.targets_path(path))
+                    .map(|(_, p)| p.base.weight.id)
+                    .collect();
+                let device = lm.device.clone().autodiff();
+                let model = lm
+                    .model
+                    .clone()
+                    .map(&mut ToAutodiff)
+                    .apply_lora(Lora::new(rank, lora.alpha).set_param_group(ParamGroup::from_ids(ids)));
+                let pad = lm.tokenizer.stop_ids()[0];
+                let batch_refs: Vec<&Example> = examples.iter().collect();
+                for i in 0..=steps {
+                    let t = Instant::now();
+                    let loss = token_loss_sum(&model, &batch_refs, pad, &device)?;
+                    let _grads = loss.clone().backward();
+                    block_on(cqa_studio::generate::read_f32(loss.inner()))?;
+                    if i > 0 {
+                        times.push(t.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            other => return Err(Error::Input(format!("unknown --lora `{other}`: use factored or burn"))),
+        }
+        let step_s = median(times);
+        Ok(serde_json::json!({
+            "engine": "cqa-studio (burn)",
+            "model": model_path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "lora": lora_impl,
+            "rank": rank,
+            "targets": lora.targets,
+            "batch": batch,
+            "seq": seq,
+            "step_seconds": step_s,
+            "train_tokens_per_second": tokens as f64 / step_s,
             "peak_rss_mib": peak_rss_mib(),
         })
         .to_string())

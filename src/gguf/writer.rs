@@ -1,5 +1,7 @@
-//! A minimal GGUF v3 writer (F32 tensors, scalar/string metadata). It exists for tests, fuzz
-//! seeds and tiny demo models; real models come from llama.cpp's converter.
+//! A minimal GGUF v3 writer (F32 tensors, any metadata). It exists for tests, fuzz seeds and
+//! tiny demo models; real models come from llama.cpp's converter.
+
+use super::MetaValue;
 
 /// Builds a GGUF v3 file in memory.
 #[derive(Default)]
@@ -14,6 +16,98 @@ pub struct GgufWriter {
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend((s.len() as u64).to_le_bytes());
     out.extend(s.as_bytes());
+}
+
+/// GGUF value type ids (gguf.md).
+fn type_id(v: &MetaValue) -> u32 {
+    match v {
+        MetaValue::U8(_) => 0,
+        MetaValue::I8(_) => 1,
+        MetaValue::U16(_) => 2,
+        MetaValue::I16(_) => 3,
+        MetaValue::U32(_) => 4,
+        MetaValue::I32(_) => 5,
+        MetaValue::F32(_) => 6,
+        MetaValue::Bool(_) => 7,
+        MetaValue::String(_) => 8,
+        MetaValue::Array(_) => 9,
+        MetaValue::U64(_) => 10,
+        MetaValue::I64(_) => 11,
+        MetaValue::F64(_) => 12,
+    }
+}
+
+fn put_payload(out: &mut Vec<u8>, v: &MetaValue) {
+    match v {
+        MetaValue::U8(x) => out.push(*x),
+        MetaValue::I8(x) => out.extend(x.to_le_bytes()),
+        MetaValue::U16(x) => out.extend(x.to_le_bytes()),
+        MetaValue::I16(x) => out.extend(x.to_le_bytes()),
+        MetaValue::U32(x) => out.extend(x.to_le_bytes()),
+        MetaValue::I32(x) => out.extend(x.to_le_bytes()),
+        MetaValue::F32(x) => out.extend(x.to_le_bytes()),
+        MetaValue::Bool(x) => out.push(*x as u8),
+        MetaValue::String(s) => put_str(out, s),
+        MetaValue::U64(x) => out.extend(x.to_le_bytes()),
+        MetaValue::I64(x) => out.extend(x.to_le_bytes()),
+        MetaValue::F64(x) => out.extend(x.to_le_bytes()),
+        MetaValue::Array(items) => {
+            // GGUF arrays are homogeneous; an empty one is written as an array of u8.
+            let item_type = items.first().map(type_id).unwrap_or(0);
+            out.extend(item_type.to_le_bytes());
+            out.extend((items.len() as u64).to_le_bytes());
+            for item in items {
+                put_payload(out, item);
+            }
+        }
+    }
+}
+
+fn put_value(out: &mut Vec<u8>, v: &MetaValue) {
+    out.extend(type_id(v).to_le_bytes());
+    put_payload(out, v);
+}
+
+/// A small random-weight Llama (2 layers, d=32) that carries `tokenizer_source`'s tokenizer
+/// and chat template, so real text runs through it: the fixture of fast tests and browser tests.
+pub fn tiny_random_gguf(tokenizer_source: &super::GgufFile, seed: u64) -> Vec<u8> {
+    let vocab = match tokenizer_source.metadata.get("tokenizer.ggml.tokens") {
+        Some(MetaValue::Array(tokens)) => tokens.len(),
+        _ => 0,
+    };
+    let (d, ff, layers, heads, kv_heads) = (32usize, 48usize, 2usize, 4usize, 2usize);
+    let head_dim = d / heads;
+    let mut w = GgufWriter::default()
+        .kv_str("general.architecture", "llama")
+        .kv_str("general.name", "tiny-random")
+        .kv_u32("llama.embedding_length", d as u32)
+        .kv_u32("llama.feed_forward_length", ff as u32)
+        .kv_u32("llama.block_count", layers as u32)
+        .kv_u32("llama.attention.head_count", heads as u32)
+        .kv_u32("llama.attention.head_count_kv", kv_heads as u32)
+        .kv_u32("llama.context_length", 2048)
+        .kv_u32("llama.vocab_size", vocab as u32)
+        .kv_f32("llama.rope.freq_base", 10_000.0)
+        .kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5);
+    for (key, value) in &tokenizer_source.metadata {
+        if key.starts_with("tokenizer.") {
+            w = w.kv(key, value);
+        }
+    }
+    let mut rng = crate::rng::Rng::new(seed);
+    let mut normal = |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.normal() * 0.02) as f32).collect() };
+    w = w.tensor_f32("token_embd.weight", &[vocab, d], &normal(vocab * d)).tensor_f32("output_norm.weight", &[d], &vec![1.0; d]);
+    let (q, kv) = (heads * head_dim, kv_heads * head_dim);
+    for i in 0..layers {
+        for (name, rows, cols) in
+            [("attn_q", q, d), ("attn_k", kv, d), ("attn_v", kv, d), ("attn_output", d, q), ("ffn_gate", ff, d), ("ffn_up", ff, d), ("ffn_down", d, ff)]
+        {
+            w = w.tensor_f32(&format!("blk.{i}.{name}.weight"), &[rows, cols], &normal(rows * cols));
+        }
+        w = w.tensor_f32(&format!("blk.{i}.attn_norm.weight"), &[d], &vec![1.0; d]);
+        w = w.tensor_f32(&format!("blk.{i}.ffn_norm.weight"), &[d], &vec![1.0; d]);
+    }
+    w.build()
 }
 
 impl GgufWriter {
@@ -57,6 +151,13 @@ impl GgufWriter {
         for v in items {
             self.kv.extend(v.to_le_bytes());
         }
+        self.n_kv += 1;
+        self
+    }
+    /// Adds any metadata value (e.g. copied from another file's `metadata`).
+    pub fn kv(mut self, key: &str, value: &MetaValue) -> Self {
+        put_str(&mut self.kv, key);
+        put_value(&mut self.kv, value);
         self.n_kv += 1;
         self
     }

@@ -12,6 +12,7 @@ pub mod rope;
 pub mod weights;
 
 use crate::error::{Error, Result};
+use crate::lora::{Adapter, LoraFactors, Projection};
 use crate::rng::Rng;
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
@@ -44,10 +45,10 @@ impl RmsNorm {
 /// Multi-head self-attention with grouped key/value heads.
 #[derive(Module, Debug)]
 pub struct Attention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
-    pub o_proj: Linear,
+    pub q_proj: Projection,
+    pub k_proj: Projection,
+    pub v_proj: Projection,
+    pub o_proj: Projection,
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
@@ -94,9 +95,9 @@ fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
 /// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
 #[derive(Module, Debug)]
 pub struct Mlp {
-    pub gate_proj: Linear,
-    pub up_proj: Linear,
-    pub down_proj: Linear,
+    pub gate_proj: Projection,
+    pub up_proj: Projection,
+    pub down_proj: Projection,
 }
 
 impl Mlp {
@@ -176,6 +177,111 @@ impl Llama {
         Ok(self.logits(hidden))
     }
 
+    /// Every projection LoRA can adapt, with its HF module path
+    /// (`model.layers.N.self_attn.q_proj`), in a fixed order.
+    pub fn projections(&self) -> Vec<(String, &Projection)> {
+        let mut out = Vec::with_capacity(self.layers.len() * 7);
+        for (i, l) in self.layers.iter().enumerate() {
+            let (a, m) = (&l.self_attn, &l.mlp);
+            let named = [
+                ("self_attn.q_proj", &a.q_proj),
+                ("self_attn.k_proj", &a.k_proj),
+                ("self_attn.v_proj", &a.v_proj),
+                ("self_attn.o_proj", &a.o_proj),
+                ("mlp.gate_proj", &m.gate_proj),
+                ("mlp.up_proj", &m.up_proj),
+                ("mlp.down_proj", &m.down_proj),
+            ];
+            out.extend(named.into_iter().map(|(n, p)| (format!("model.layers.{i}.{n}"), p)));
+        }
+        out
+    }
+
+    /// Mutable access to the projections, in the order of [`Self::projections`].
+    pub fn projections_mut(&mut self) -> Vec<(String, &mut Projection)> {
+        let mut out = Vec::with_capacity(self.layers.len() * 7);
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let (a, m) = (&mut l.self_attn, &mut l.mlp);
+            let named = [
+                ("self_attn.q_proj", &mut a.q_proj),
+                ("self_attn.k_proj", &mut a.k_proj),
+                ("self_attn.v_proj", &mut a.v_proj),
+                ("self_attn.o_proj", &mut a.o_proj),
+                ("mlp.gate_proj", &mut m.gate_proj),
+                ("mlp.up_proj", &mut m.up_proj),
+                ("mlp.down_proj", &mut m.down_proj),
+            ];
+            out.extend(named.into_iter().map(|(n, p)| (format!("model.layers.{i}.{n}"), p)));
+        }
+        out
+    }
+
+    /// `(path, in, out)` of every adaptable projection.
+    pub fn projection_shapes(&self) -> Vec<(String, usize, usize)> {
+        self.projections().into_iter().map(|(path, p)| {
+            let (d_in, d_out) = p.dims();
+            (path, d_in, d_out)
+        }).collect()
+    }
+
+    /// A copy of this model (sharing the base weights) with `adapter` attached, factored, on
+    /// the model's device. With `trainable`, the factors live on `device.autodiff()` and take
+    /// gradients; the base stays frozen because its tensors never enter the autodiff graph.
+    pub fn with_adapter(&self, adapter: &Adapter, trainable: bool) -> Result<Llama> {
+        let mut model = self.without_adapter();
+        let rank = adapter.config.rank;
+        let scale = adapter.config.scale();
+        let mut attached = 0;
+        for (path, projection) in model.projections_mut() {
+            let Some(factors) = adapter.factors.get(&path) else { continue };
+            let (d_in, d_out) = projection.dims();
+            if (factors.d_in, factors.d_out) != (d_in, d_out) {
+                return Err(Error::Model(format!(
+                    "the adapter's `{path}` is {}×{} but the model's is {d_in}×{d_out}: it was made for another model",
+                    factors.d_in, factors.d_out
+                )));
+            }
+            let device = projection.base.weight.val().device();
+            let device = if trainable { device.autodiff() } else { device };
+            let (a, b) = factors.to_tensors(rank, &device);
+            let (a, b) = if trainable { (a.require_grad(), b.require_grad()) } else { (a, b) };
+            projection.lora = Some(LoraFactors {
+                a: Param::from_tensor(a),
+                b: Param::from_tensor(b),
+                scale,
+                dropout: adapter.config.dropout,
+            });
+            attached += 1;
+        }
+        if attached != adapter.factors.len() {
+            return Err(Error::Model("the adapter names projections this model does not have: it was made for another model".into()));
+        }
+        Ok(model)
+    }
+
+    /// A copy of this model with `adapter` merged into the base weights, `W + s·A·B`: the
+    /// tuned model at the base model's inference cost.
+    pub fn merged(&self, adapter: &Adapter) -> Result<Llama> {
+        let factored = self.with_adapter(adapter, false)?;
+        let mut model = factored.without_adapter();
+        for ((_, target), (_, source)) in model.projections_mut().into_iter().zip(factored.projections()) {
+            if let Some(lora) = &source.lora {
+                let delta = lora.a.val().matmul(lora.b.val()).mul_scalar(lora.scale);
+                target.base.weight = Param::from_tensor(target.base.weight.val() + delta);
+            }
+        }
+        Ok(model)
+    }
+
+    /// A copy of this model with every adapter removed (the base model; weights are shared).
+    pub fn without_adapter(&self) -> Llama {
+        let mut model = self.clone();
+        for (_, projection) in model.projections_mut() {
+            projection.lora = None;
+        }
+        model
+    }
+
     /// A fresh cache sized for this model.
     pub fn new_cache(&self) -> KvCache {
         KvCache::new(self.layers.len())
@@ -218,6 +324,9 @@ impl Llama {
             let b = if bias { Some(load(&format!("{name}.bias"), &[d_out])?) } else { None };
             Ok(linear_from(&w, b, d_in, d_out, device))
         };
+        let projection = |name: &str, d_in: usize, d_out: usize, bias: bool| -> Result<Projection> {
+            Ok(Projection::new(linear(name, d_in, d_out, bias)?))
+        };
         let norm = |name: &str| -> Result<RmsNorm> {
             let w = load(name, &[d])?;
             Ok(RmsNorm { weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [d]), device)), eps: c.rms_norm_eps })
@@ -233,18 +342,18 @@ impl Llama {
             let bias = c.attention_bias;
             layers.push(DecoderLayer {
                 self_attn: Attention {
-                    q_proj: linear(&format!("{p}.self_attn.q_proj"), d, q_dim, bias)?,
-                    k_proj: linear(&format!("{p}.self_attn.k_proj"), d, kv_dim, bias)?,
-                    v_proj: linear(&format!("{p}.self_attn.v_proj"), d, kv_dim, bias)?,
-                    o_proj: linear(&format!("{p}.self_attn.o_proj"), q_dim, d, false)?,
+                    q_proj: projection(&format!("{p}.self_attn.q_proj"), d, q_dim, bias)?,
+                    k_proj: projection(&format!("{p}.self_attn.k_proj"), d, kv_dim, bias)?,
+                    v_proj: projection(&format!("{p}.self_attn.v_proj"), d, kv_dim, bias)?,
+                    o_proj: projection(&format!("{p}.self_attn.o_proj"), q_dim, d, false)?,
                     num_heads: c.num_attention_heads,
                     num_kv_heads: c.num_key_value_heads,
                     head_dim: c.head_dim,
                 },
                 mlp: Mlp {
-                    gate_proj: linear(&format!("{p}.mlp.gate_proj"), d, c.intermediate_size, false)?,
-                    up_proj: linear(&format!("{p}.mlp.up_proj"), d, c.intermediate_size, false)?,
-                    down_proj: linear(&format!("{p}.mlp.down_proj"), c.intermediate_size, d, false)?,
+                    gate_proj: projection(&format!("{p}.mlp.gate_proj"), d, c.intermediate_size, false)?,
+                    up_proj: projection(&format!("{p}.mlp.up_proj"), d, c.intermediate_size, false)?,
+                    down_proj: projection(&format!("{p}.mlp.down_proj"), c.intermediate_size, d, false)?,
                 },
                 input_layernorm: norm(&format!("{p}.input_layernorm.weight"))?,
                 post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm.weight"))?,

@@ -1,0 +1,374 @@
+//! Expert annotations: the record an expert produces in a BC Protocol session, its JSONL
+//! import/export with line-numbered validation, the chat rendering used for training and for
+//! the TRL export, and the craft / audience / reality coverage summary.
+//!
+//! The format is documented in `docs/annotation-format.md`.
+
+use crate::error::{Error, Result};
+use crate::tokenizer::ChatMessage;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// The record format version this build reads and writes.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// What a reasoning step is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dimension {
+    /// Technique: imagery, rhythm, diction, structure, point of view.
+    Craft,
+    /// What the intended reader can reasonably expect.
+    Audience,
+    /// Consistency with the world and the story's own logic.
+    Reality,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 3] = [Dimension::Craft, Dimension::Audience, Dimension::Reality];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Craft => "craft",
+            Dimension::Audience => "audience",
+            Dimension::Reality => "reality",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReasoningStep {
+    pub dimension: Dimension,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// 1–10.
+    pub score: u8,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub expert: String,
+    pub knowledge_engineer: String,
+    pub session: String,
+    /// The session date, `YYYY-MM-DD`.
+    pub date: String,
+}
+
+/// One expert judgement of one work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Annotation {
+    pub schema: u64,
+    pub id: String,
+    /// The passage being judged.
+    pub work: String,
+    /// The author's intent or assignment.
+    pub brief: String,
+    /// The intended reader.
+    pub audience: String,
+    pub genre: String,
+    /// The expert's steps, in order.
+    pub reasoning: Vec<ReasoningStep>,
+    pub verdict: Verdict,
+    /// The expert's improved passage, if they wrote one.
+    #[serde(default)]
+    pub revision: Option<String>,
+    pub provenance: Provenance,
+    /// RFC 3339 timestamps.
+    pub created: String,
+    pub updated: String,
+}
+
+/// One problem found while importing, tied to its line (1-based) and field.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LineError {
+    pub line: usize,
+    /// The JSON path of the bad field, e.g. `reasoning[2].dimension`; `None` for the whole line.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "line {}: `{}`: {}", self.line, field, self.message),
+            None => write!(f, "line {}: {}", self.line, self.message),
+        }
+    }
+}
+
+/// The outcome of reading a JSONL file: the good records (with their line numbers) and every
+/// problem. Nothing is dropped silently: the caller decides with [`ImportReport::accept`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    pub records: Vec<(usize, Annotation)>,
+    pub errors: Vec<LineError>,
+}
+
+impl ImportReport {
+    /// The records to import. A file with any bad line imports nothing unless `keep_good_lines`,
+    /// and the error then lists every problem.
+    pub fn accept(self, keep_good_lines: bool) -> Result<Vec<Annotation>> {
+        if !self.errors.is_empty() && !keep_good_lines {
+            let lines: BTreeSet<usize> = self.errors.iter().map(|e| e.line).collect();
+            let list: Vec<String> = self.errors.iter().map(|e| e.to_string()).collect();
+            return Err(Error::Input(format!(
+                "{} of the file's lines are not valid annotations, so nothing was imported (keep the {} good ones explicitly if you want them):\n{}",
+                lines.len(),
+                self.records.len(),
+                list.join("\n")
+            )));
+        }
+        Ok(self.records.into_iter().map(|(_, r)| r).collect())
+    }
+}
+
+/// Reads annotation JSONL. Blank lines, a UTF-8 BOM and CRLF endings are accepted.
+pub fn parse_annotations(bytes: &[u8]) -> ImportReport {
+    let mut report = ImportReport::default();
+    let mut seen_ids = std::collections::HashMap::new();
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = index + 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => t,
+            Err(e) => {
+                report.errors.push(LineError {
+                    line,
+                    field: None,
+                    message: format!("not valid UTF-8 (bad byte at column {}); save the file as UTF-8", e.valid_up_to() + 1),
+                });
+                continue;
+            }
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                report.errors.push(LineError { line, field: None, message: format!("not valid JSON ({e})") });
+                continue;
+            }
+        };
+        let problems = validate(&value);
+        if !problems.is_empty() {
+            report.errors.extend(problems.into_iter().map(|(field, message)| LineError { line, field, message }));
+            continue;
+        }
+        match serde_json::from_value::<Annotation>(value) {
+            Ok(record) => {
+                if let Some(first) = seen_ids.insert(record.id.clone(), line) {
+                    report.errors.push(LineError {
+                        line,
+                        field: Some("id".into()),
+                        message: format!("`{}` is already used on line {first}", record.id),
+                    });
+                } else {
+                    report.records.push((line, record));
+                }
+            }
+            // validate() checks every field serde reads, so this is a safety net.
+            Err(e) => report.errors.push(LineError { line, field: None, message: e.to_string() }),
+        }
+    }
+    report
+}
+
+/// Every problem with one record, as `(field path, message)`.
+fn validate(v: &Value) -> Vec<(Option<String>, String)> {
+    let mut problems = Vec::new();
+    let mut bad = |field: &str, msg: &str| problems.push((Some(field.to_string()), msg.to_string()));
+    let Some(obj) = v.as_object() else {
+        return vec![(None, "expected a JSON object `{…}` for one annotation".into())];
+    };
+    match obj.get("schema") {
+        None => bad("schema", "missing (expected 1)"),
+        Some(s) if s.as_u64() == Some(SCHEMA_VERSION) => {}
+        Some(s) => bad("schema", &format!("version {s} is not supported; this build reads version {SCHEMA_VERSION}")),
+    }
+    let string = |field: &str, non_empty: bool| -> Option<String> {
+        match obj.get(field) {
+            None => Some("missing".into()),
+            Some(Value::String(s)) if non_empty && s.trim().is_empty() => Some("must not be empty".into()),
+            Some(Value::String(_)) => None,
+            Some(_) => Some("must be a string".into()),
+        }
+    };
+    for (field, non_empty) in
+        [("id", true), ("work", true), ("brief", false), ("audience", false), ("genre", false), ("created", false), ("updated", false)]
+    {
+        if let Some(msg) = string(field, non_empty) {
+            bad(field, &msg);
+        }
+    }
+    match obj.get("reasoning") {
+        None => bad("reasoning", "missing (a list of {dimension, text} steps)"),
+        Some(Value::Array(steps)) if steps.is_empty() => bad("reasoning", "is empty: a record needs at least one reasoning step"),
+        Some(Value::Array(steps)) => {
+            for (i, step) in steps.iter().enumerate() {
+                let Some(step) = step.as_object() else {
+                    bad(&format!("reasoning[{i}]"), "must be an object {dimension, text}");
+                    continue;
+                };
+                match step.get("dimension") {
+                    None => bad(&format!("reasoning[{i}].dimension"), "missing (craft, audience or reality)"),
+                    Some(Value::String(d)) if ["craft", "audience", "reality"].contains(&d.as_str()) => {}
+                    Some(d) => bad(
+                        &format!("reasoning[{i}].dimension"),
+                        &format!("unknown dimension {d}: use craft, audience or reality"),
+                    ),
+                }
+                match step.get("text") {
+                    Some(Value::String(t)) if !t.trim().is_empty() => {}
+                    Some(Value::String(_)) => bad(&format!("reasoning[{i}].text"), "must not be empty"),
+                    Some(_) => bad(&format!("reasoning[{i}].text"), "must be a string"),
+                    None => bad(&format!("reasoning[{i}].text"), "missing"),
+                }
+            }
+        }
+        Some(_) => bad("reasoning", "must be a list of {dimension, text} steps"),
+    }
+    match obj.get("verdict").and_then(|v| v.as_object()) {
+        None if obj.contains_key("verdict") => bad("verdict", "must be an object {score, summary}"),
+        None => bad("verdict", "missing ({score 1–10, summary})"),
+        Some(verdict) => {
+            match verdict.get("score") {
+                None => bad("verdict.score", "missing (an integer from 1 to 10)"),
+                Some(s) => match s.as_u64() {
+                    Some(n) if (1..=10).contains(&n) => {}
+                    _ => bad("verdict.score", &format!("{s} is not an integer from 1 to 10")),
+                },
+            }
+            match verdict.get("summary") {
+                Some(Value::String(_)) => {}
+                None => bad("verdict.summary", "missing"),
+                Some(_) => bad("verdict.summary", "must be a string"),
+            }
+        }
+    }
+    match obj.get("revision") {
+        None | Some(Value::Null) | Some(Value::String(_)) => {}
+        Some(_) => bad("revision", "must be a string or null"),
+    }
+    match obj.get("provenance").and_then(|v| v.as_object()) {
+        None if obj.contains_key("provenance") => bad("provenance", "must be an object"),
+        None => bad("provenance", "missing ({expert, knowledge_engineer, session, date})"),
+        Some(p) => {
+            for field in ["expert", "knowledge_engineer", "session", "date"] {
+                match p.get(field) {
+                    Some(Value::String(_)) => {}
+                    None => bad(&format!("provenance.{field}"), "missing"),
+                    Some(_) => bad(&format!("provenance.{field}"), "must be a string"),
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Writes records as JSONL, one per line, in the given order.
+pub fn annotations_to_jsonl(records: &[Annotation]) -> String {
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&serde_json::to_string(r).expect("annotations always serialize"));
+        out.push('\n');
+    }
+    out
+}
+
+/// The system prompt of the appreciation task.
+pub const APPRECIATION_SYSTEM_PROMPT: &str = "You are an expert reader of creative writing. Judge the work against its brief, its intended audience and the logic of its world. Reason step by step, tagging each step [craft], [audience] or [reality], then give a verdict from 1 to 10.";
+
+/// The system and user turns that ask for an appreciation of `work`.
+pub fn appreciation_prompt(brief: &str, audience: &str, genre: &str, work: &str) -> Vec<ChatMessage> {
+    let user = format!("Brief: {brief}\nAudience: {audience}\nGenre: {genre}\n\nWork:\n{work}");
+    vec![ChatMessage::new("system", APPRECIATION_SYSTEM_PROMPT), ChatMessage::new("user", &user)]
+}
+
+impl Annotation {
+    /// The prompt turns for this record.
+    pub fn prompt_messages(&self) -> Vec<ChatMessage> {
+        appreciation_prompt(&self.brief, &self.audience, &self.genre, &self.work)
+    }
+
+    /// The assistant turn the model learns: the expert's steps, then the verdict.
+    pub fn response(&self) -> String {
+        let mut out = String::from("Reasoning:\n");
+        for (i, step) in self.reasoning.iter().enumerate() {
+            out.push_str(&format!("{}. [{}] {}\n", i + 1, step.dimension.name(), step.text.trim()));
+        }
+        out.push_str(&format!("\nVerdict: {}/10. {}", self.verdict.score, self.verdict.summary.trim()));
+        out
+    }
+
+    /// The whole conversation, as TRL's chat format holds it.
+    pub fn chat(&self) -> Vec<ChatMessage> {
+        let mut messages = self.prompt_messages();
+        messages.push(ChatMessage::new("assistant", &self.response()));
+        messages
+    }
+}
+
+/// The training set as HF TRL chat-format JSONL: one `{"messages": [...]}` per line.
+pub fn trl_jsonl(records: &[Annotation]) -> String {
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&serde_json::json!({ "messages": r.chat() }).to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Steps and share for one dimension.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DimensionCount {
+    pub steps: usize,
+    pub share: f64,
+}
+
+/// How balanced a set of annotations is across craft / audience / reality.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Coverage {
+    pub records: usize,
+    pub steps: usize,
+    pub dimensions: std::collections::BTreeMap<String, DimensionCount>,
+    pub warnings: Vec<String>,
+}
+
+/// Below this share of all steps, a dimension is flagged as under-covered.
+pub const COVERAGE_WARNING_SHARE: f64 = 0.20;
+
+pub fn coverage(records: &[Annotation]) -> Coverage {
+    let steps: Vec<Dimension> = records.iter().flat_map(|r| r.reasoning.iter().map(|s| s.dimension)).collect();
+    let total = steps.len();
+    let mut dimensions = std::collections::BTreeMap::new();
+    let mut warnings = Vec::new();
+    for d in Dimension::ALL {
+        let n = steps.iter().filter(|&&s| s == d).count();
+        let share = if total == 0 { 0.0 } else { n as f64 / total as f64 };
+        if total > 0 && share < COVERAGE_WARNING_SHARE {
+            warnings.push(format!(
+                "{} has {n} of {total} steps ({:.0}%), under {:.0}%: add {} reasoning{}",
+                d.name(),
+                share * 100.0,
+                COVERAGE_WARNING_SHARE * 100.0,
+                d.name(),
+                match d {
+                    Dimension::Craft => "",
+                    _ => " — public alignment data rarely covers it",
+                }
+            ));
+        }
+        dimensions.insert(d.name().to_string(), DimensionCount { steps: n, share });
+    }
+    if total == 0 {
+        warnings.push("there are no reasoning steps yet".into());
+    }
+    Coverage { records: records.len(), steps: total, dimensions, warnings }
+}
