@@ -23,6 +23,7 @@ pub const ALL_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gat
 
 /// LoRA hyper-parameters: what `adapter_config.json` records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LoraConfig {
     pub rank: usize,
     pub alpha: f64,

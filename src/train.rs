@@ -527,14 +527,20 @@ impl Trainer {
 
     /// The current adapter, read back to the host.
     pub async fn adapter(&self) -> Result<Adapter> {
+        let adapted: Vec<_> = self.model.projections().into_iter().filter(|(_, p)| p.lora.is_some()).collect();
+        let tensors = adapted
+            .iter()
+            .flat_map(|(_, p)| {
+                let lora = p.lora.as_ref().expect("filtered");
+                [lora.a.val().inner(), lora.b.val().inner()]
+            })
+            .collect();
+        let mut values = read_all(tensors).await?.into_iter();
         let mut factors = std::collections::BTreeMap::new();
-        for (path, projection) in self.model.projections() {
-            if let Some(lora) = &projection.lora {
-                let (d_in, d_out) = projection.dims();
-                let a = read_f32(lora.a.val().inner()).await?;
-                let b = read_f32(lora.b.val().inner()).await?;
-                factors.insert(path, FactorData { d_in, d_out, a, b });
-            }
+        for (path, projection) in adapted {
+            let (d_in, d_out) = projection.dims();
+            let (a, b) = (values.next().expect("one per factor"), values.next().expect("one per factor"));
+            factors.insert(path, FactorData { d_in, d_out, a, b });
         }
         Ok(Adapter { config: self.config.lora.clone(), factors })
     }
@@ -542,14 +548,12 @@ impl Trainer {
     /// Everything needed to continue this run later.
     pub async fn checkpoint(&self) -> Result<Checkpoint> {
         let adapter = self.adapter().await?;
+        let tensors = self.moments.iter().flat_map(|m| [m.m_a.clone(), m.v_a.clone(), m.m_b.clone(), m.v_b.clone()]).collect();
+        let mut values = read_all(tensors).await?.into_iter();
         let mut moments = std::collections::BTreeMap::new();
-        for (path, m) in self.paths.iter().zip(&self.moments) {
-            moments.insert(path.clone(), [
-                read_f32(m.m_a.clone()).await?,
-                read_f32(m.v_a.clone()).await?,
-                read_f32(m.m_b.clone()).await?,
-                read_f32(m.v_b.clone()).await?,
-            ]);
+        for path in &self.paths {
+            let mut next = || values.next().expect("four moments per factor pair");
+            moments.insert(path.clone(), [next(), next(), next(), next()]);
         }
         Ok(Checkpoint {
             state: CheckpointState {
@@ -602,6 +606,23 @@ impl Trainer {
         trainer.busy_s = state.busy_s;
         Ok(trainer)
     }
+}
+
+/// Reads many tensors with one device round trip (each is one GPU map in the browser).
+async fn read_all(tensors: Vec<Tensor<2>>) -> Result<Vec<Vec<f32>>> {
+    if tensors.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sizes: Vec<usize> = tensors.iter().map(|t| t.dims().iter().product()).collect();
+    let flat = Tensor::cat(tensors.into_iter().zip(&sizes).map(|(t, &n)| t.reshape([n])).collect(), 0);
+    let all = read_f32(flat).await?;
+    let mut out = Vec::with_capacity(sizes.len());
+    let mut at = 0;
+    for n in sizes {
+        out.push(all[at..at + n].to_vec());
+        at += n;
+    }
+    Ok(out)
 }
 
 /// Sum over the batch's assistant tokens of −ln p(token | prefix). Sequences are right-padded

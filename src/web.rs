@@ -6,7 +6,10 @@
 //! a generation session is taken out of its cell for the duration of a step, so no borrow lives
 //! across an `await`.
 
+use crate::data::{coverage, parse_annotations, trl_jsonl};
 use crate::eval::score;
+use crate::lora::Adapter;
+use crate::train::{AsyncEventSink, Checkpoint, RunOutcome, TrainConfig, TrainControl, TrainEvent, Trainer};
 use crate::generate::{GenerationSession, SamplingParams, TextStream};
 use crate::model::{Llama, LlamaConfig};
 use crate::tokenizer::ChatMessage;
@@ -88,6 +91,14 @@ impl WebModel {
         let files = shards.iter().map(|a| a.to_vec()).collect();
         let lm = LanguageModel::from_hf_bytes(files, &config_json, &tokenizer_json, tokenizer_config_json.as_deref(), &device)
             .map_err(js_err)?;
+        Ok(WebModel { lm: Rc::new(lm), session: Rc::new(RefCell::new(None)) })
+    }
+
+    /// The same model with a PEFT LoRA adapter merged in (the base stays loaded and usable).
+    #[wasm_bindgen(js_name = withAdapter)]
+    pub fn with_adapter(&self, config_json: &str, safetensors: Vec<u8>) -> Result<WebModel, JsValue> {
+        let adapter = Adapter::from_peft(config_json, &safetensors, &self.lm.model.projection_shapes()).map_err(js_err)?;
+        let lm = self.lm.with_adapter(&adapter, true).map_err(js_err)?;
         Ok(WebModel { lm: Rc::new(lm), session: Rc::new(RefCell::new(None)) })
     }
 
@@ -181,4 +192,173 @@ pub fn tiny_model_logits(seed: u32, vocab_size: usize, ids: Vec<u32>) -> Promise
         let values = crate::generate::read_f32(logits).await.map_err(js_err)?;
         Ok(js_sys::Float32Array::from(values.as_slice()).into())
     })
+}
+
+/// Validates annotation JSONL. Returns `{records: [...], errors: [{line, field, message}]}`;
+/// the caller decides whether a file with errors is imported.
+#[wasm_bindgen(js_name = parseAnnotations)]
+pub fn parse_annotations_js(bytes: Vec<u8>) -> String {
+    let report = parse_annotations(&bytes);
+    let records: Vec<_> = report.records.iter().map(|(_, r)| r).collect();
+    serde_json::json!({ "records": records, "errors": report.errors }).to_string()
+}
+
+/// Coverage of valid annotation JSONL, as `cqa coverage --json` prints it.
+#[wasm_bindgen(js_name = annotationCoverage)]
+pub fn annotation_coverage(jsonl: &str) -> Result<String, JsValue> {
+    let records = parse_annotations(jsonl.as_bytes()).accept(false).map_err(js_err)?;
+    Ok(serde_json::to_string(&coverage(&records)).unwrap_or_default())
+}
+
+/// The training set in HF TRL chat format (JSONL).
+#[wasm_bindgen(js_name = exportTrl)]
+pub fn export_trl(jsonl: &str) -> Result<String, JsValue> {
+    let records = parse_annotations(jsonl.as_bytes()).accept(false).map_err(js_err)?;
+    Ok(trl_jsonl(&records))
+}
+
+/// Pause / resume / cancel for a running [`WebTrainer`]; a separate object so it can be used
+/// while `run` holds the trainer.
+#[wasm_bindgen]
+pub struct WebTrainControl(TrainControl);
+
+#[wasm_bindgen]
+impl WebTrainControl {
+    pub fn pause(&self) {
+        self.0.pause();
+    }
+    pub fn resume(&self) {
+        self.0.resume();
+    }
+    pub fn cancel(&self) {
+        self.0.cancel();
+    }
+}
+
+/// A LoRA training run in the browser. `run` is the engine's own loop (`train::run`).
+#[wasm_bindgen]
+pub struct WebTrainer {
+    trainer: Rc<RefCell<Option<Trainer>>>,
+    control: TrainControl,
+}
+
+/// Resolves after a macrotask, so the worker handles its messages between steps.
+async fn yield_to_event_loop() {
+    let promise = Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        let set_timeout = js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        match set_timeout {
+            Some(f) => {
+                let _ = f.call2(&global, &resolve, &JsValue::from(0));
+            }
+            None => {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+struct JsSink {
+    on_event: js_sys::Function,
+    checkpoint_every: usize,
+}
+
+impl AsyncEventSink for &mut JsSink {
+    async fn event(&mut self, event: TrainEvent, trainer: &Trainer) -> crate::Result<()> {
+        let json = serde_json::to_string(&event).unwrap_or_default();
+        let step = trainer.step_index();
+        let due = match event {
+            TrainEvent::HeldOut { .. } => step > 0,
+            TrainEvent::Step(_) => step % self.checkpoint_every == 0 || trainer.is_finished(),
+        };
+        let checkpoint = if due && self.checkpoint_every > 0 {
+            let bytes = trainer.checkpoint().await?.to_bytes()?;
+            JsValue::from(js_sys::Uint8Array::from(bytes.as_slice()))
+        } else {
+            JsValue::UNDEFINED
+        };
+        self.on_event
+            .call2(&JsValue::NULL, &JsValue::from_str(&json), &checkpoint)
+            .map_err(|e| Error::Input(format!("the progress handler failed: {e:?}")))?;
+        Ok(())
+    }
+}
+
+#[wasm_bindgen]
+impl WebTrainer {
+    /// Prepares a run on annotation JSONL with `TrainConfig` JSON (missing fields take their
+    /// defaults). A file with bad lines is refused unless `keep_good_lines`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(model: &WebModel, records_jsonl: Vec<u8>, config_json: &str, keep_good_lines: bool) -> Result<WebTrainer, JsValue> {
+        let records = parse_annotations(&records_jsonl).accept(keep_good_lines).map_err(js_err)?;
+        let config: TrainConfig = serde_json::from_str(if config_json.is_empty() { "{}" } else { config_json })
+            .map_err(|e| js_err(Error::Input(format!("bad training settings: {e}"))))?;
+        let trainer = Trainer::new(&model.lm, &records, config, None).map_err(js_err)?;
+        Ok(WebTrainer { trainer: Rc::new(RefCell::new(Some(trainer))), control: TrainControl::default() })
+    }
+
+    /// Continues a run from checkpoint bytes (as given to `run`'s handler), on the same records.
+    pub fn resume(model: &WebModel, records_jsonl: Vec<u8>, checkpoint: Vec<u8>) -> Result<WebTrainer, JsValue> {
+        let records = parse_annotations(&records_jsonl).accept(true).map_err(js_err)?;
+        let checkpoint = Checkpoint::from_bytes(&checkpoint).map_err(js_err)?;
+        let trainer = Trainer::resume(&model.lm, &records, checkpoint).map_err(js_err)?;
+        Ok(WebTrainer { trainer: Rc::new(RefCell::new(Some(trainer))), control: TrainControl::default() })
+    }
+
+    /// `{train, held_out, step, total_steps, warnings, config}` as JSON.
+    pub fn info(&self) -> Result<String, JsValue> {
+        let cell = self.trainer.borrow();
+        let t = cell.as_ref().ok_or_else(|| JsValue::from(JsError::new("the trainer is running")))?;
+        Ok(serde_json::json!({
+            "train": t.train_examples().len(),
+            "held_out": t.held_out_examples().len(),
+            "step": t.step_index(),
+            "total_steps": t.total_steps(),
+            "warnings": t.warnings(),
+            "config": t.config(),
+        })
+        .to_string())
+    }
+
+    pub fn control(&self) -> WebTrainControl {
+        WebTrainControl(self.control.clone())
+    }
+
+    /// Trains to the end, or until cancelled. `on_event(json, checkpoint?)` receives every step
+    /// and held-out evaluation; `checkpoint` (bytes) comes every `checkpoint_every` steps, at
+    /// each evaluation and at the end. Resolves to `"finished"` or `"cancelled"`.
+    pub fn run(&self, on_event: js_sys::Function, checkpoint_every: usize) -> Promise {
+        let cell = self.trainer.clone();
+        let control = self.control.clone();
+        future_to_promise(async move {
+            let mut trainer =
+                cell.borrow_mut().take().ok_or_else(|| JsValue::from(JsError::new("this run is already in progress")))?;
+            let mut sink = JsSink { on_event, checkpoint_every: checkpoint_every.max(1) };
+            let outcome = crate::train::run(&mut trainer, &control, &mut sink, yield_to_event_loop).await;
+            *cell.borrow_mut() = Some(trainer);
+            match outcome.map_err(js_err)? {
+                RunOutcome::Finished => Ok(JsValue::from_str("finished")),
+                RunOutcome::Cancelled => Ok(JsValue::from_str("cancelled")),
+            }
+        })
+    }
+
+    /// The adapter in PEFT layout: resolves to `{config_json, safetensors}`.
+    pub fn adapter(&self, base_model: Option<String>) -> Promise {
+        let cell = self.trainer.clone();
+        future_to_promise(async move {
+            let trainer = cell.borrow_mut().take().ok_or_else(|| JsValue::from(JsError::new("the trainer is running")))?;
+            let adapter = trainer.adapter().await;
+            *cell.borrow_mut() = Some(trainer);
+            let adapter = adapter.map_err(js_err)?;
+            let out = js_sys::Object::new();
+            let bytes = adapter.peft_safetensors().map_err(js_err)?;
+            js_sys::Reflect::set(&out, &"config_json".into(), &adapter.peft_config_json(base_model.as_deref()).into())?;
+            js_sys::Reflect::set(&out, &"safetensors".into(), &js_sys::Uint8Array::from(bytes.as_slice()).into())?;
+            Ok(out.into())
+        })
+    }
 }
