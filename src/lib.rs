@@ -6,6 +6,8 @@
 //! Layering: `web` / CLI → `generate`, `eval` → `loader` → `model` → `gguf`, `safetensors`,
 //! `tokenizer` → `error`. Nothing below `web` knows about JavaScript or the DOM.
 
+pub mod appreciate;
+pub mod calibrate;
 pub mod data;
 pub mod device;
 pub mod error;
@@ -17,6 +19,7 @@ pub mod lora;
 pub mod model;
 pub mod rng;
 pub mod safetensors;
+pub mod stats;
 pub mod tokenizer;
 pub mod train;
 #[cfg(target_family = "wasm")]

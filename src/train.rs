@@ -59,7 +59,7 @@ impl Default for TrainConfig {
             lora: LoraConfig::default(),
             learning_rate: 2e-4,
             epochs: 3,
-            max_len: 512,
+            max_len: 768,
             batch_size: 2,
             grad_accum: 2,
             weight_decay: 0.01,

@@ -5,7 +5,9 @@ use clap::{Args, Parser, Subcommand};
 use cqa_studio::device::{self, Backend, block_on};
 use cqa_studio::eval::score;
 use cqa_studio::generate::{SamplingParams, generate};
-use cqa_studio::data::parse_annotations;
+use cqa_studio::appreciate::{appraise, summarize};
+use cqa_studio::calibrate::{parse_benchmark, report_json, run_item};
+use cqa_studio::data::{Annotation, coverage, parse_annotations, trl_jsonl};
 use cqa_studio::lora::{Adapter, LoraConfig};
 use cqa_studio::tokenizer::ChatMessage;
 use cqa_studio::train::{AsyncEventSink, Checkpoint, TrainConfig, TrainControl, TrainEvent, Trainer};
@@ -60,7 +62,7 @@ struct TrainArgs {
     lr: f64,
     #[arg(long, default_value_t = 3)]
     epochs: usize,
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 768)]
     max_len: usize,
     /// Examples per forward pass.
     #[arg(long, default_value_t = 2)]
@@ -187,6 +189,46 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         steps: usize,
     },
+    /// The Calibrated Surprise benchmark: H(X), H(X|Y) and ΔI per item, and per group the
+    /// mean / median / SD, a one-sided Wilcoxon signed-rank p and Cohen's d — of Δ(ΔI) = ΔI(tuned) −
+    /// ΔI(base) with --adapter, else of the base ΔI (testing ΔI > 0).
+    Calibrate {
+        /// Benchmark JSONL (docs/calibration-format.md).
+        #[arg(long)]
+        bench: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Also print the scored token ids and per-token log-probs (and their tuned − base shift).
+        #[arg(long)]
+        tokens: bool,
+    },
+    /// Appreciation on held-out annotations: NLL of the expert's reasoning, and agreement of the
+    /// model's own verdict with the expert's (Spearman ρ, share within ±1); base and, with
+    /// --adapter, tuned.
+    Appreciate {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Longest critique generated per record.
+        #[arg(long, default_value_t = 200)]
+        max_tokens: usize,
+    },
+    /// Craft / audience / reality balance of an annotation file.
+    Coverage {
+        #[arg(long)]
+        data: PathBuf,
+        /// Print one JSON object (`records`, `steps`, `dimensions`, `warnings`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the training set in Hugging Face TRL chat format (`{"messages": [...]}` JSONL).
+    ExportTrl {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write a tiny random-weight GGUF that carries the model's tokenizer (browser tests).
     #[command(hide = true)]
     DebugTinyGguf {
@@ -222,8 +264,30 @@ fn run(cli: Cli) -> Result<()> {
         Backend::Cpu => device::cpu(),
         Backend::Wgpu => device::wgpu()?,
     };
-    if let Command::DebugTinyLogits { seed, vocab, ids } = &cli.command {
-        return tiny_logits(*seed, *vocab, ids, &device);
+    match &cli.command {
+        Command::DebugTinyLogits { seed, vocab, ids } => return tiny_logits(*seed, *vocab, ids, &device),
+        Command::Coverage { data, json } => {
+            let c = coverage(&read_annotations(data, false)?);
+            if *json {
+                println!("{}", serde_json::to_string(&c).map_err(|e| Error::Input(e.to_string()))?);
+            } else {
+                println!("{} records, {} reasoning steps", c.records, c.steps);
+                for (name, d) in &c.dimensions {
+                    println!("  {name:<9} {:>4} steps  {:>5.1}%", d.steps, d.share * 100.0);
+                }
+                for w in &c.warnings {
+                    println!("warning: {w}");
+                }
+            }
+            return Ok(());
+        }
+        Command::ExportTrl { data, out } => {
+            let records = read_annotations(data, false)?;
+            write_atomic(out, trl_jsonl(&records).as_bytes())?;
+            eprintln!("wrote {} conversations to {}", records.len(), out.display());
+            return Ok(());
+        }
+        _ => {}
     }
     let model_path = resolve_model_path(cli.common.model)?;
     if let Command::DebugTinyGguf { out, seed } = &cli.command {
@@ -232,11 +296,14 @@ fn run(cli: Cli) -> Result<()> {
         return write_atomic(out, &bytes);
     }
     let t0 = Instant::now();
-    let lm = load(&model_path, &device)?;
-    let lm = match &cli.common.adapter {
-        Some(dir) => lm.with_adapter(&read_adapter(dir, &lm)?, true)?,
-        None => lm,
+    let base = load(&model_path, &device)?;
+    // With --adapter, `tuned` is the merged model: generate/score use it, calibrate and
+    // appreciate compare it with the base.
+    let tuned = match &cli.common.adapter {
+        Some(dir) => Some(base.with_adapter(&read_adapter(dir, &base)?, true)?),
+        None => None,
     };
+    let lm = tuned.as_ref().unwrap_or(&base);
     let load_s = t0.elapsed().as_secs_f64();
 
     match cli.command {
@@ -253,14 +320,14 @@ fn run(cli: Cli) -> Result<()> {
             let ids = lm.tokenizer.encode(&text, !chat)?;
             let params = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, max_new_tokens: max_tokens };
             let mut out = std::io::stdout().lock();
-            block_on(generate(&lm, ids, params, |piece| {
+            block_on(generate(lm, ids, params, |piece| {
                 let _ = out.write_all(piece.as_bytes());
                 let _ = out.flush();
             }))?;
             let _ = writeln!(out);
         }
         Command::Score { text, context, json: _ } => {
-            let s = block_on(score(&lm, &text, context.as_deref()))?;
+            let s = block_on(score(lm, &text, context.as_deref()))?;
             println!("{}", serde_json::to_string(&s).map_err(|e| Error::Input(e.to_string()))?);
         }
         Command::Tokenize { text, json: _ } => {
@@ -283,20 +350,26 @@ fn run(cli: Cli) -> Result<()> {
                 .split(',')
                 .map(|s| s.trim().parse().map_err(|_| Error::Input(format!("bad --prefill length `{s}`"))))
                 .collect::<Result<_>>()?;
-            let report = cqa_studio_bench::run(&lm, &lengths, decode, repeats.max(1), load_s)?;
+            let report = cqa_studio_bench::run(lm, &lengths, decode, repeats.max(1), load_s)?;
             println!("{report}");
+        }
+        Command::Calibrate { bench, json, tokens } => calibrate_command(&base, tuned.as_ref(), &bench, json, tokens)?,
+        Command::Appreciate { data, json, max_tokens } => {
+            appreciate_command(&base, tuned.as_ref(), &data, json, max_tokens)?
         }
         Command::Train(args) => {
             if cli.common.adapter.is_some() {
                 return Err(Error::Input("--adapter applies to generate / score; to continue a run use `train --resume`".into()));
             }
-            train_command(&lm, *args, &model_path)?;
+            train_command(&base, *args, &model_path)?;
         }
         Command::BenchTrain { lora, batch, seq, rank, targets, steps } => {
-            let report = cqa_studio_bench::train(&lm, &model_path, &lora, batch, seq, rank, &targets, steps.max(1))?;
+            let report = cqa_studio_bench::train(&base, &model_path, &lora, batch, seq, rank, &targets, steps.max(1))?;
             println!("{report}");
         }
-        Command::DebugTinyLogits { .. } | Command::DebugTinyGguf { .. } => unreachable!("handled before loading a model"),
+        Command::DebugTinyLogits { .. } | Command::DebugTinyGguf { .. } | Command::Coverage { .. } | Command::ExportTrl { .. } => {
+            unreachable!("handled before loading a model")
+        }
     }
     Ok(())
 }
@@ -333,13 +406,97 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::Input(format!("cannot write `{}`: {e}", path.display())))
 }
 
-fn train_command(lm: &LanguageModel, a: TrainArgs, model_path: &Path) -> Result<()> {
-    let bytes = read(&a.data)?;
-    let report = parse_annotations(&bytes);
-    for e in &report.errors {
-        eprintln!("{}: {e}", a.data.display());
+fn calibrate_command(base: &LanguageModel, tuned: Option<&LanguageModel>, bench: &Path, json: bool, tokens: bool) -> Result<()> {
+    let items = parse_benchmark(&read(bench)?).map_err(|e| Error::Input(format!("{}: {e}", bench.display())))?;
+    let started = Instant::now();
+    let mut results = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        results.push(block_on(run_item(base, tuned, item))?);
+        eprint!("\rscored {}/{} items", i + 1, items.len());
     }
-    let records = report.accept(a.keep_good_lines)?;
+    eprintln!(" in {:.1} s", started.elapsed().as_secs_f64());
+    let report = report_json(&results, tokens);
+    if json {
+        println!("{report}");
+        return Ok(());
+    }
+    let compare = tuned.is_some();
+    println!("{:<10} {:<9} {:>6} {:>10} {:>12} {:>10}{}", "item", "group", "tokens", "H(X)", "H(X|Y)", "ΔI", if compare { "     Δ(ΔI)" } else { "" });
+    for r in &results {
+        let m = &r.base.passage;
+        print!("{:<10} {:<9} {:>6} {:>10.2} {:>12.2} {:>10.2}", r.id, r.group.name(), r.n_tokens(), m.h_x_bits, m.h_x_given_y_bits, m.delta_i_bits);
+        match r.delta_delta_i_bits() {
+            Some(dd) => println!(" {dd:>10.3}"),
+            None => println!(),
+        }
+    }
+    let what = if compare { "Δ(ΔI), tuned − base" } else { "ΔI (base)" };
+    println!("\n{what}, bits; one-sided Wilcoxon signed-rank (H1: > 0):");
+    for (name, g) in report["groups"].as_object().into_iter().flatten() {
+        println!(
+            "  {name:<9} n={:<3} mean {:>8.3}  median {:>8.3}  sd {:>8.3}  p {:<10}  d {}",
+            g["n"], g["mean"].as_f64().unwrap_or(f64::NAN), g["median"].as_f64().unwrap_or(f64::NAN),
+            g["sd"].as_f64().unwrap_or(f64::NAN), fmt_opt(&g["wilcoxon_p"]), fmt_opt(&g["cohens_d"])
+        );
+    }
+    Ok(())
+}
+
+fn fmt_opt(v: &serde_json::Value) -> String {
+    v.as_f64().map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
+}
+
+fn appreciate_command(base: &LanguageModel, tuned: Option<&LanguageModel>, data: &Path, json: bool, max_tokens: usize) -> Result<()> {
+    let records = read_annotations(data, false)?;
+    let mut models = vec![("base", base)];
+    if let Some(t) = tuned {
+        models.push(("tuned", t));
+    }
+    let mut out = serde_json::Map::new();
+    let mut per_record: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| serde_json::json!({ "id": r.id, "expert_score": r.verdict.score }))
+        .collect();
+    for (name, lm) in models {
+        eprintln!("{name}: appraising {} records", records.len());
+        let appraisals = block_on(appraise(lm, &records, max_tokens))?;
+        for (row, a) in per_record.iter_mut().zip(&appraisals) {
+            row[name] = serde_json::to_value(a).map_err(|e| Error::Input(e.to_string()))?;
+        }
+        let summary = summarize(&records, &appraisals);
+        if !json {
+            println!(
+                "{name:<6} NLL {:.4} nats/token   Spearman ρ {}   within ±1 {:.0}%   parsed {}/{}",
+                summary.nll_per_token,
+                summary.spearman.map(|r| format!("{r:.3}")).unwrap_or_else(|| "n/a".into()),
+                summary.within_1 * 100.0,
+                summary.parsed,
+                summary.records
+            );
+        }
+        out.insert(name.to_string(), serde_json::to_value(summary).map_err(|e| Error::Input(e.to_string()))?);
+    }
+    out.insert("records".into(), serde_json::Value::Array(per_record));
+    if json {
+        println!("{}", serde_json::Value::Object(out));
+    }
+    Ok(())
+}
+
+/// Reads annotation JSONL, listing every bad line on stderr; a file with bad lines is refused
+/// unless `keep_good_lines`.
+fn read_annotations(path: &Path, keep_good_lines: bool) -> Result<Vec<Annotation>> {
+    let report = parse_annotations(&read(path)?);
+    if keep_good_lines {
+        for e in &report.errors {
+            eprintln!("warning: {}: skipped {e}", path.display());
+        }
+    }
+    report.accept(keep_good_lines).map_err(|e| Error::Input(format!("{}: {e}", path.display())))
+}
+
+fn train_command(lm: &LanguageModel, a: TrainArgs, model_path: &Path) -> Result<()> {
+    let records = read_annotations(&a.data, a.keep_good_lines)?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::Input(format!("cannot create `{}`: {e}", a.out.display())))?;
     let checkpoint_path = a.out.join("checkpoint.safetensors");
     let mut trainer = if a.resume {
