@@ -6,7 +6,10 @@
 //! a generation session is taken out of its cell for the duration of a step, so no borrow lives
 //! across an `await`.
 
-use crate::data::{coverage, parse_annotations, trl_jsonl};
+use crate::appreciate::parse_verdict_score;
+use crate::calibrate::{BenchItem, parse_benchmark, run_item};
+use crate::data::{Annotation, annotations_to_jsonl, appreciation_prompt, coverage, parse_annotations, trl_jsonl};
+use crate::stats::paired_summary;
 use crate::eval::score;
 use crate::lora::Adapter;
 use crate::train::{AsyncEventSink, Checkpoint, RunOutcome, TrainConfig, TrainControl, TrainEvent, Trainer};
@@ -154,6 +157,44 @@ impl WebModel {
         Ok(())
     }
 
+    /// Starts the appreciation task on `work`: the same system prompt and user turn the model
+    /// is fine-tuned on, so base and tuned critiques are comparable.
+    #[wasm_bindgen(js_name = startAppreciation)]
+    pub fn start_appreciation(&self, brief: &str, audience: &str, genre: &str, work: &str, params_json: &str) -> Result<(), JsValue> {
+        let params: SamplingParams = serde_json::from_str(if params_json.is_empty() { "{}" } else { params_json })
+            .map_err(|e| js_err(Error::Input(format!("bad sampling parameters: {e}"))))?;
+        let text = self.lm.tokenizer.apply_chat_template(&appreciation_prompt(brief, audience, genre, work), true).map_err(js_err)?;
+        let ids = self.lm.tokenizer.encode(&text, false).map_err(js_err)?;
+        let session = GenerationSession::new(&self.lm, ids, params).map_err(js_err)?;
+        *self.session.borrow_mut() = Some((session, TextStream::default()));
+        Ok(())
+    }
+
+    /// Scores one benchmark item (JSON, as in the benchmark file) with this model alone:
+    /// resolves to the item's `cqa calibrate --json --tokens` object.
+    #[wasm_bindgen(js_name = calibrateItem)]
+    pub fn calibrate_item(&self, item_json: String) -> Promise {
+        let lm = self.lm.clone();
+        future_to_promise(async move {
+            let item: BenchItem = serde_json::from_str(&item_json).map_err(|e| js_err(Error::Input(format!("bad benchmark item: {e}"))))?;
+            let result = run_item(&lm, None, &item).await.map_err(js_err)?;
+            Ok(JsValue::from_str(&result.to_json(true).to_string()))
+        })
+    }
+
+    /// Scores one benchmark item with this (base) model and `tuned`: the object adds `tuned`,
+    /// `delta_delta_i_bits` and the per-token `token_shift`.
+    #[wasm_bindgen(js_name = calibrateItemAgainst)]
+    pub fn calibrate_item_against(&self, item_json: String, tuned: &WebModel) -> Promise {
+        let lm = self.lm.clone();
+        let tuned = tuned.lm.clone();
+        future_to_promise(async move {
+            let item: BenchItem = serde_json::from_str(&item_json).map_err(|e| js_err(Error::Input(format!("bad benchmark item: {e}"))))?;
+            let result = run_item(&lm, Some(&tuned), &item).await.map_err(js_err)?;
+            Ok(JsValue::from_str(&result.to_json(true).to_string()))
+        })
+    }
+
     /// Runs one step. Resolves to `{token, text}` (text may be empty while a character is
     /// incomplete) or to `{done: true, reason}` when the session has stopped.
     #[wasm_bindgen(js_name = nextToken)]
@@ -201,6 +242,40 @@ pub fn parse_annotations_js(bytes: Vec<u8>) -> String {
     let report = parse_annotations(&bytes);
     let records: Vec<_> = report.records.iter().map(|(_, r)| r).collect();
     serde_json::json!({ "records": records, "errors": report.errors }).to_string()
+}
+
+/// Writes records (a JSON list of annotation objects) as canonical JSONL, refusing invalid ones.
+#[wasm_bindgen(js_name = annotationsToJsonl)]
+pub fn annotations_to_jsonl_js(records_json: &str) -> Result<String, JsValue> {
+    let records: Vec<Annotation> = serde_json::from_str(records_json)
+        .map_err(|e| js_err(Error::Input(format!("the records are not valid annotations: {e}"))))?;
+    Ok(annotations_to_jsonl(&records))
+}
+
+/// The 1–10 score in a critique's verdict, or undefined.
+#[wasm_bindgen(js_name = parseVerdictScore)]
+pub fn parse_verdict_score_js(text: &str) -> Option<u8> {
+    parse_verdict_score(text)
+}
+
+/// Validates benchmark JSONL; resolves to the items as a JSON list (errors list every bad line).
+#[wasm_bindgen(js_name = parseBenchmark)]
+pub fn parse_benchmark_js(bytes: Vec<u8>) -> Result<String, JsValue> {
+    let items = parse_benchmark(&bytes).map_err(js_err)?;
+    Ok(serde_json::to_string(&items).unwrap_or_default())
+}
+
+/// `{n, mean, median, sd, wilcoxon_p, cohens_d, wilcoxon_method}` of paired differences (one-sided
+/// Wilcoxon, H1: > 0), as `cqa calibrate` reports per group.
+#[wasm_bindgen(js_name = pairedSummary)]
+pub fn paired_summary_js(values: Vec<f64>) -> String {
+    let s = paired_summary(&values);
+    let finite = |x: f64| x.is_finite().then_some(x);
+    serde_json::json!({
+        "n": s.n, "mean": finite(s.mean), "median": finite(s.median), "sd": finite(s.sd),
+        "wilcoxon_p": s.wilcoxon_p, "cohens_d": s.cohens_d, "wilcoxon_method": s.wilcoxon_method,
+    })
+    .to_string()
 }
 
 /// Coverage of valid annotation JSONL, as `cqa coverage --json` prints it.
@@ -343,6 +418,18 @@ impl WebTrainer {
                 RunOutcome::Finished => Ok(JsValue::from_str("finished")),
                 RunOutcome::Cancelled => Ok(JsValue::from_str("cancelled")),
             }
+        })
+    }
+
+    /// A checkpoint of the run now (e.g. when pausing): resolves to its bytes.
+    pub fn checkpoint(&self) -> Promise {
+        let cell = self.trainer.clone();
+        future_to_promise(async move {
+            let trainer = cell.borrow_mut().take().ok_or_else(|| JsValue::from(JsError::new("the trainer is running")))?;
+            let checkpoint = trainer.checkpoint().await;
+            *cell.borrow_mut() = Some(trainer);
+            let bytes = checkpoint.map_err(js_err)?.to_bytes().map_err(js_err)?;
+            Ok(js_sys::Uint8Array::from(bytes.as_slice()).into())
         })
     }
 

@@ -160,6 +160,16 @@ fn coverage_and_trl_export() {
     assert_eq!(v["warnings"], serde_json::json!([]));
     assert_eq!(v["steps"], v["dimensions"]["craft"]["steps"].as_u64().unwrap() + v["dimensions"]["audience"]["steps"].as_u64().unwrap() + v["dimensions"]["reality"]["steps"].as_u64().unwrap());
 
+    // A craft-only file warns about the two missing dimensions.
+    let craft_only = temp_dir("craft").join("craft.jsonl");
+    let line = std::fs::read_to_string(records()).unwrap().lines().next().unwrap().replace("\"dimension\": \"audience\"", "\"dimension\": \"craft\"").replace("\"dimension\": \"reality\"", "\"dimension\": \"craft\"");
+    std::fs::write(&craft_only, line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(cqa(&["coverage", "--data", s(&craft_only), "--json"]))).unwrap();
+    assert_eq!(v["dimensions"]["craft"]["share"], 1.0);
+    let warnings = v["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].as_str().unwrap().starts_with("audience has 0 of"));
+
     let out = temp_dir("trl").join("train.jsonl");
     ok(cqa(&["export-trl", "--data", s(&samples), "--out", s(&out)]));
     let lines = json_lines(&std::fs::read_to_string(&out).unwrap());
