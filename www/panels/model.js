@@ -1,0 +1,247 @@
+// Model panel: the backend, loading (default, a file from /models/, a GGUF or an HF folder from
+// the user's disk), the model card, and a quick generation to try the model.
+import { $, h, announce, showError, sentence, mb, fmtInt, fmt1, fmt2, setProgress, getPref, setPref, readNumber } from '../lib/ui.js';
+
+const DEFAULT_MODEL = 'SmolLM2-135M-Instruct.Q4_1.gguf';
+let app;
+let tryId = null;
+
+const el = {};
+
+export function init(a) {
+  app = a;
+  for (const id of ['model-status', 'backend-line', 'model-progress-row', 'model-progress', 'model-progress-label', 'load-default',
+    'model-files', 'forget-models', 'dropzone', 'model-drop', 'model-error', 'model-info', 'model-info-empty',
+    'try-form', 'try-prompt', 'try-chat', 'try-max', 'try-temp', 'try-run', 'try-stop', 'try-output', 'try-note', 'try-error',
+    'try-count', 'try-rate']) el[id] = $(id);
+
+  app.on('engine', updateControls);
+  el['load-default'].addEventListener('click', () => load({ source: 'default', name: DEFAULT_MODEL }, DEFAULT_MODEL));
+  el['model-files'].addEventListener('change', () => {
+    const files = Array.from(el['model-files'].files || []);
+    el['model-files'].value = '';
+    if (files.length) openFiles(files);
+  });
+  el['forget-models'].addEventListener('click', forget);
+  setupDrop();
+  el['try-form'].addEventListener('submit', (e) => { e.preventDefault(); tryGenerate(); });
+  el['try-prompt'].addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); el['try-form'].requestSubmit(); }
+  });
+  el['try-stop'].addEventListener('click', () => { if (tryId !== null) app.engine.send({ type: 'stop', target: tryId }); });
+
+  initDevice();
+  startupLoad();
+}
+
+function updateControls() {
+  const idle = !app.state.dead && !app.state.job && app.engine;
+  el['load-default'].disabled = !idle;
+  el['model-files'].disabled = !idle;
+  el['forget-models'].disabled = !idle;
+  el['try-run'].disabled = !app.ready();
+  el['try-stop'].disabled = !(app.state.job && app.state.job.kind === 'try');
+  if (app.state.dead) {
+    el['model-status'].textContent = 'Engine unavailable';
+    showError(el['model-error'], app.state.dead);
+  }
+}
+
+async function initDevice() {
+  if (!app.engine) return;
+  try {
+    const d = await app.engine.call('init-device');
+    app.state.backend = d.backend;
+    const line = el['backend-line'];
+    line.replaceChildren();
+    if (d.backend === 'webgpu') {
+      const a = d.adapter || {};
+      const name = [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' · ');
+      line.append(h('strong', { text: 'WebGPU' }), ` — adapter: ${name || 'unnamed'}`);
+    } else {
+      line.append(h('strong', { text: 'CPU fallback' }), ` — ${d.reason || 'WebGPU is unavailable'}. Everything works, more slowly.`);
+    }
+    app.updateBadge();
+  } catch (e) {
+    el['backend-line'].textContent = `The engine could not start: ${sentence(e.message)}`;
+  }
+}
+
+function startupLoad() {
+  const param = new URLSearchParams(location.search).get('model');
+  if (param) { load({ source: 'url', name: param }, param, { remember: false }); return; }
+  const saved = getPref('model');
+  if (saved && saved.source === 'local' && saved.name) {
+    load({ source: 'local', name: saved.name }, saved.name, { fallback: true });
+    return;
+  }
+  load({ source: 'default', name: DEFAULT_MODEL }, DEFAULT_MODEL);
+}
+
+async function load(payload, label, { remember = true, fallback = false } = {}) {
+  if (!app.engine) return;
+  showError(el['model-error'], '');
+  el['model-status'].textContent = `Loading ${label}…`;
+  el['model-progress-row'].hidden = false;
+  setProgress(el['model-progress'], el['model-progress-label'], 0, 0, 'Starting…');
+  try {
+    const r = await app.runEngine('load', 'loading model', 'load', payload, {
+      onEvent(ev) {
+        if (ev.type !== 'progress') return;
+        const stage = { cache: 'From cache', download: 'Downloading', read: 'Reading', prepare: 'Preparing' }[ev.stage] || ev.stage;
+        let text = stage;
+        if (ev.stage === 'prepare') text = 'Preparing the weights…';
+        else if (ev.total > 0) text = `${stage}: ${mb(ev.loaded)} of ${mb(ev.total)} (${Math.floor((100 * ev.loaded) / ev.total)}%)`;
+        else if (ev.loaded > 0) text = `${stage}: ${mb(ev.loaded)}`;
+        setProgress(el['model-progress'], el['model-progress-label'], ev.loaded, ev.stage === 'prepare' ? 0 : ev.total, text);
+        if (ev.message) el['model-status'].textContent = ev.message;
+      },
+    });
+    app.state.info = r.info;
+    app.state.modelName = r.info.name || r.name;
+    el['model-progress-row'].hidden = true;
+    el['model-status'].textContent = {
+      default: 'Default model loaded', url: `Loaded ${r.name}`, file: 'Loaded from your file', local: 'Loaded from this browser’s cache', files: 'Loaded from your files',
+    }[r.source] + (r.cached && r.source !== 'local' ? ' (kept in this browser for next time)' : '');
+    if (remember) setPref('model', r.source === 'file' || r.source === 'local' ? { source: 'local', name: r.name } : { source: 'default' });
+    renderInfo(r.info);
+    app.emit('model', r);
+    app.emit('engine', app.state);
+    app.updateBadge();
+    announce(`${app.state.modelName} loaded on ${app.state.backend === 'webgpu' ? 'WebGPU' : 'the CPU'}.`);
+  } catch (e) {
+    el['model-progress-row'].hidden = true;
+    const kept = app.state.info ? ` The previous model (${app.state.modelName}) is still loaded.` : '';
+    el['model-status'].textContent = app.state.info ? `Kept ${app.state.modelName}` : 'No model loaded';
+    showError(el['model-error'], `Could not load “${label}”: ${sentence(e.message)}${kept}`);
+    announce('Loading the model failed.');
+    if (fallback) { setPref('model', { source: 'default' }); load({ source: 'default', name: DEFAULT_MODEL }, DEFAULT_MODEL); }
+  }
+}
+
+/** A .gguf, or safetensors shard(s) + config.json + tokenizer.json (+ tokenizer_config.json). */
+function openFiles(files) {
+  const byName = (n) => files.find((f) => f.name.toLowerCase() === n);
+  const ggufs = files.filter((f) => /\.gguf$/i.test(f.name));
+  const shards = files.filter((f) => /\.safetensors$/i.test(f.name)).sort((a, b) => a.name.localeCompare(b.name));
+  if (ggufs.length === 1 && shards.length === 0) { load({ file: ggufs[0] }, ggufs[0].name); return; }
+  if (ggufs.length > 1) { showError(el['model-error'], 'Open one .gguf file at a time'); return; }
+  if (shards.length) {
+    const config = byName('config.json');
+    const tokenizer = byName('tokenizer.json');
+    const missing = [!config && 'config.json', !tokenizer && 'tokenizer.json'].filter(Boolean);
+    if (missing.length) {
+      showError(el['model-error'], `A safetensors model also needs ${missing.join(' and ')}: select them together with the .safetensors file(s)`);
+      return;
+    }
+    load({ hf: { shards, config, tokenizer, tokenizerConfig: byName('tokenizer_config.json') || null } }, shards.length === 1 ? shards[0].name : `${shards.length} safetensors shards`);
+    return;
+  }
+  showError(el['model-error'], `${files.map((f) => `“${f.name}”`).join(', ')} is not a model: choose a .gguf file, or .safetensors with config.json and tokenizer.json`);
+}
+
+function setupDrop() {
+  const zone = el['model-drop'];
+  zone.addEventListener('dragover', (e) => { e.preventDefault(); el.dropzone.classList.add('over'); });
+  zone.addEventListener('dragleave', (e) => { if (!zone.contains(e.relatedTarget)) el.dropzone.classList.remove('over'); });
+  zone.addEventListener('drop', (e) => {
+    e.preventDefault();
+    el.dropzone.classList.remove('over');
+    const files = Array.from(e.dataTransfer?.files || []);
+    if (!files.length) return;
+    if (app.state.job) { showError(el['model-error'], `The engine is busy (${app.state.job.label}); drop the files again when it is done`); return; }
+    openFiles(files);
+  });
+  // Dropping a file anywhere else must not navigate away from the app.
+  addEventListener('dragover', (e) => e.preventDefault());
+  addEventListener('drop', (e) => e.preventDefault());
+}
+
+async function forget() {
+  try {
+    const n = await app.runEngine('forget', 'clearing the model cache', 'forget-models', {});
+    setPref('model', { source: 'default' });
+    el['model-status'].textContent = n ? `Removed ${n} cached model file${n === 1 ? '' : 's'} from this browser` : 'No cached models';
+  } catch (e) {
+    showError(el['model-error'], e.message);
+  }
+}
+
+function fmtParams(n) {
+  if (!Number.isFinite(n)) return null;
+  if (n >= 1e9) return `${fmt2.format(n / 1e9)} B`;
+  if (n >= 1e6) return `${fmt1.format(n / 1e6)} M (${fmtInt.format(n)})`;
+  return fmtInt.format(n);
+}
+
+function renderInfo(info) {
+  const c = info.config || {};
+  const types = Object.entries(info.tensor_types || {}).sort((a, b) => b[1] - a[1]).map(([t, n]) => `${t} × ${n}`).join(', ');
+  const heads = c.num_attention_heads ? `${c.num_attention_heads} query / ${c.num_key_value_heads ?? c.num_attention_heads} key-value` : null;
+  const backend = app.state.backend === 'webgpu' ? 'WebGPU' : 'CPU';
+  const rows = [
+    ['Name', info.name],
+    ['Format', info.format ? String(info.format).toUpperCase() : null],
+    ['Architecture', c.architecture],
+    ['Parameters', fmtParams(info.parameters)],
+    ['Layers × width', c.num_hidden_layers ? `${c.num_hidden_layers} × ${c.hidden_size}` : null],
+    ['Attention heads', heads],
+    ['Context length', c.max_position_embeddings ? fmtInt.format(c.max_position_embeddings) : null],
+    ['Vocabulary', info.tokenizer_vocab ? fmtInt.format(info.tokenizer_vocab) : (c.vocab_size ? fmtInt.format(c.vocab_size) : null)],
+    ['Quantization (tensor types)', types || null],
+    ['File size', Number.isFinite(info.file_bytes) ? mb(info.file_bytes) : null],
+    ['Weights in memory', Number.isFinite(info.weight_bytes_f32) ? `${mb(info.weight_bytes_f32)} (f32, ${backend})` : null],
+    ['Chat template', info.has_chat_template === undefined ? null : (info.has_chat_template ? 'yes' : 'no')],
+  ];
+  const frag = document.createDocumentFragment();
+  for (const [label, value] of rows) {
+    if (value === null || value === undefined || value === '') continue;
+    frag.append(h('div', {}, h('dt', { text: label }), h('dd', { text: String(value) })));
+  }
+  el['model-info'].replaceChildren(frag);
+  el['model-info-empty'].hidden = true;
+  el['try-chat'].disabled = info.has_chat_template === false;
+}
+
+async function tryGenerate() {
+  const problems = [];
+  const max = readNumber(el['try-max'], { min: 1, max: 2048, integer: true });
+  const temperature = readNumber(el['try-temp'], { min: 0, max: 5 });
+  const prompt = el['try-prompt'].value;
+  if (!prompt.trim()) problems.push('Write a prompt first.');
+  if (max === null) problems.push('Max tokens must be a whole number from 1 to 2048.');
+  if (temperature === null) problems.push('Temperature must be between 0 and 5.');
+  if (problems.length) { showError(el['try-error'], problems.join(' ')); return; }
+  showError(el['try-error'], '');
+  const out = el['try-output'];
+  out.replaceChildren();
+  const text = document.createTextNode('');
+  out.append(text);
+  out.setAttribute('aria-busy', 'true');
+  el['try-note'].textContent = '';
+  el['try-count'].textContent = '0';
+  el['try-rate'].textContent = '…';
+  const params = { temperature, top_p: 0.9, top_k: 40, max_new_tokens: max, seed: 42 };
+  try {
+    const job = app.runEngine('try', 'generating', 'generate', { prompt, chat: el['try-chat'].checked && !el['try-chat'].disabled, params }, {
+      onEvent(ev) {
+        if (ev.type !== 'token') return;
+        text.appendData(ev.text);
+        el['try-count'].textContent = fmtInt.format(ev.count);
+        el['try-rate'].textContent = ev.tokensPerSecond > 0 ? fmt1.format(ev.tokensPerSecond) : '–';
+      },
+    });
+    tryId = app.state.job?.id ?? null;
+    updateControls();
+    const r = await job;
+    const notes = { end_of_sequence: 'The model ended its answer.', max_tokens: 'Stopped at the max-tokens limit.', context_full: 'The context window is full.', stopped: 'Stopped by you.' };
+    el['try-note'].textContent = `${notes[r.reason] || r.reason} ${fmtInt.format(r.count)} tokens in ${fmt1.format(r.elapsedMs / 1000)} s.`;
+    announce(el['try-note'].textContent);
+  } catch (e) {
+    showError(el['try-error'], e.message);
+  } finally {
+    tryId = null;
+    out.setAttribute('aria-busy', 'false');
+    updateControls();
+  }
+}
