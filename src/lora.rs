@@ -299,11 +299,10 @@ impl Adapter {
 fn parse_peft_config(json: &str) -> Result<LoraConfig> {
     let bad = |msg: String| Error::Safetensors(format!("adapter_config.json: {msg}"));
     let v: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(format!("not valid JSON ({e})")))?;
-    if let Some(kind) = v.get("peft_type").and_then(|t| t.as_str()) {
-        if kind != "LORA" {
+    if let Some(kind) = v.get("peft_type").and_then(|t| t.as_str())
+        && kind != "LORA" {
             return Err(bad(format!("`{kind}` adapters are not supported, only LORA")));
         }
-    }
     for (flag, what) in [("use_dora", "DoRA"), ("use_rslora", "rsLoRA scaling")] {
         if v.get(flag).and_then(|f| f.as_bool()) == Some(true) {
             return Err(bad(format!("{what} is not supported")));

@@ -217,11 +217,10 @@ impl TextTokenizer {
     ) -> Self {
         let mut stop_ids: Vec<u32> = eos.iter().map(|(id, _)| *id).collect();
         for marker in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>"] {
-            if let Some(id) = inner.token_to_id(marker) {
-                if !stop_ids.contains(&id) {
+            if let Some(id) = inner.token_to_id(marker)
+                && !stop_ids.contains(&id) {
                     stop_ids.push(id);
                 }
-            }
         }
         TextTokenizer { inner, chat_template, bos, eos, add_bos, stop_ids }
     }
@@ -233,11 +232,10 @@ impl TextTokenizer {
             .encode(text, add_special_tokens)
             .map_err(|e| Error::Tokenizer(format!("could not tokenize the text: {e}")))?;
         let mut ids = Vec::with_capacity(enc.len() + 1);
-        if add_special_tokens && self.add_bos {
-            if let Some((bos, _)) = &self.bos {
+        if add_special_tokens && self.add_bos
+            && let Some((bos, _)) = &self.bos {
                 ids.push(*bos);
             }
-        }
         ids.extend_from_slice(enc.get_ids());
         Ok(ids)
     }

@@ -373,7 +373,7 @@ impl Trainer {
 
     /// Whether the held-out loss is due after the step just taken.
     pub fn eval_due(&self) -> bool {
-        !self.held.is_empty() && self.step > 0 && (self.step % self.config.eval_every == 0 || self.is_finished())
+        !self.held.is_empty() && self.step > 0 && (self.step.is_multiple_of(self.config.eval_every) || self.is_finished())
     }
 
     fn start_epoch(&mut self) {
@@ -710,11 +710,10 @@ where
     F: AsyncEventSink,
 {
     // The starting point of the held-out curve.
-    if trainer.step_index() == 0 {
-        if let Some(loss) = trainer.held_out_loss().await? {
+    if trainer.step_index() == 0
+        && let Some(loss) = trainer.held_out_loss().await? {
             on_event.event(TrainEvent::HeldOut { step: 0, held_out_loss: loss }, trainer).await?;
         }
-    }
     loop {
         if control.is_cancelled() {
             return Ok(RunOutcome::Cancelled);

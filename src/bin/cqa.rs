@@ -587,7 +587,7 @@ impl AsyncEventSink for &mut CliSink {
             }
         }
         let step = trainer.step_index();
-        let due = matches!(event, TrainEvent::HeldOut { .. }) || (step > 0 && step % self.checkpoint_every == 0);
+        let due = matches!(event, TrainEvent::HeldOut { .. }) || (step > 0 && step.is_multiple_of(self.checkpoint_every));
         if due && step > 0 {
             write_atomic(&self.checkpoint_path, &trainer.checkpoint().await?.to_bytes()?)?;
         }

@@ -118,7 +118,7 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 /// Dequantizes `n_elements` values encoded as `ty` in `bytes`.
 pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f32>> {
     let block = ty.block_elements();
-    if n_elements % block != 0 || bytes.len() != n_elements / block * ty.block_bytes() {
+    if !n_elements.is_multiple_of(block) || bytes.len() != n_elements / block * ty.block_bytes() {
         return Err(Error::Gguf(format!(
             "{} data of {} bytes cannot hold {n_elements} elements",
             ty.name(),

@@ -164,7 +164,7 @@ impl GgufWriter {
     /// Adds an F32 tensor; `shape` is row-major (outermost first).
     pub fn tensor_f32(mut self, name: &str, shape: &[usize], values: &[f32]) -> Self {
         assert_eq!(shape.iter().product::<usize>(), values.len());
-        while self.data.len() % 32 != 0 {
+        while !self.data.len().is_multiple_of(32) {
             self.data.push(0);
         }
         put_str(&mut self.infos, name);
@@ -187,7 +187,7 @@ impl GgufWriter {
         out.extend(self.n_kv.to_le_bytes());
         out.extend(self.kv);
         out.extend(self.infos);
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         out.extend(self.data);

@@ -122,6 +122,11 @@ impl DecoderLayer {
     }
 }
 
+/// Reads a required tensor by HF name, checking its shape.
+type LoadFn<'a> = dyn Fn(&str, &[usize]) -> Result<Vec<f32>> + 'a;
+/// Reads a tensor that may be absent, with its shape.
+type OptionalFn<'a> = dyn Fn(&str) -> Result<Option<(Vec<usize>, Vec<f32>)>> + 'a;
+
 /// The whole causal language model.
 #[derive(Module, Debug)]
 pub struct Llama {
@@ -310,12 +315,7 @@ impl Llama {
         Self::build(config, device, &load, &optional).expect("random weights always have the right shape")
     }
 
-    fn build(
-        c: &LlamaConfig,
-        device: &Device,
-        load: &dyn Fn(&str, &[usize]) -> Result<Vec<f32>>,
-        optional: &dyn Fn(&str) -> Result<Option<(Vec<usize>, Vec<f32>)>>,
-    ) -> Result<Self> {
+    fn build(c: &LlamaConfig, device: &Device, load: &LoadFn, optional: &OptionalFn) -> Result<Self> {
         let d = c.hidden_size;
         let q_dim = c.num_attention_heads * c.head_dim;
         let kv_dim = c.num_key_value_heads * c.head_dim;
