@@ -164,9 +164,9 @@ fn coverage_and_trl_export() {
     let craft_only = temp_dir("craft").join("craft.jsonl");
     let line = std::fs::read_to_string(records()).unwrap().lines().next().unwrap().replace("\"dimension\": \"audience\"", "\"dimension\": \"craft\"").replace("\"dimension\": \"reality\"", "\"dimension\": \"craft\"");
     std::fs::write(&craft_only, line).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&ok(cqa(&["coverage", "--data", s(&craft_only), "--json"]))).unwrap();
-    assert_eq!(v["dimensions"]["craft"]["share"], 1.0);
-    let warnings = v["warnings"].as_array().unwrap();
+    let skewed: serde_json::Value = serde_json::from_str(&ok(cqa(&["coverage", "--data", s(&craft_only), "--json"]))).unwrap();
+    assert_eq!(skewed["dimensions"]["craft"]["share"], 1.0);
+    let warnings = skewed["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings[0].as_str().unwrap().starts_with("audience has 0 of"));
 
