@@ -16,9 +16,10 @@ export async function openPage(path) {
       '--use-angle=swiftshader', '--disable-background-networking', '--disable-component-update',
       '--no-first-run', '--disable-sync'],
   });
-  const page = await browser.newPage();
+  const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
   const requests = [];
-  page.on('request', (r) => requests.push(r.url()));
+  // On the context, so that requests made by workers and the service worker are seen too.
+  page.context().on('request', (r) => requests.push(r.url()));
   const close = async () => { await browser.close(); server.close(); };
   return { origin, page, requests, close, goto: () => page.goto(`${origin}${path}`) };
 }

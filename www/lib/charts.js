@@ -16,10 +16,10 @@ const ro = new ResizeObserver((entries) => {
   }
 });
 
-function axisStyle() {
+function axisStyle(small = false) {
   const text = cssVar('--muted') || '#5b6275';
   const grid = cssVar('--border') || '#d9dde7';
-  return { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, font: '12px system-ui, sans-serif' };
+  return { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, font: `${small ? 11 : 12}px system-ui, sans-serif`, labelFont: 'bold 11px system-ui, sans-serif' };
 }
 
 class Chart {
@@ -53,7 +53,7 @@ export class BarChart extends Chart {
     // Each category belongs to one group (the others hold null there), so bars never overlap.
     const bars = uPlot.paths.bars({ size: [0.6, 80], align: 0 });
     const threshold = this.threshold;
-    const axis = axisStyle();
+    const axis = axisStyle(true);
     const opts = {
       legend: { show: false },
       cursor: { show: true, drag: { x: false, y: false }, points: { show: false } },
@@ -102,7 +102,9 @@ export class LineChart extends Chart {
       legend: { show: true, live: true },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: false }, y: { auto: true } },
-      axes: [{ ...axis, label: this.xLabel, labelSize: 16 }, { ...axis, label: this.yLabel, size: 52, labelSize: 16 }],
+      // Whole steps on the x axis.
+      axes: [{ ...axis, label: this.xLabel, labelSize: 16, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] },
+        { ...axis, label: this.yLabel, size: 56, labelSize: 16 }],
       series: [{ label: this.xLabel || 'x' }, ...series.map((s) => ({
         label: s.label, stroke: s.color, width: 2, spanGaps: true,
         points: { show: s.points ?? x.length < 40, size: 6, fill: s.color },

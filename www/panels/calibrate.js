@@ -45,6 +45,8 @@ export function init(a) {
   app.on('adapters', (list) => fillAdapterSelect(el['cal-adapter'], list, 'calibrate-adapter'));
   app.on('tab', (t) => { if (t === 'calibrate') { ensureBundled(); drawChart(); } });
   fillAdapterSelect(el['cal-adapter'], train.list(), 'calibrate-adapter');
+  renderTable(false);
+  renderSummary(false);
   store.kvGet('benchmark').then((b) => { if (b) importBench(b.name, b.bytes, false); }).catch(() => {});
 }
 
