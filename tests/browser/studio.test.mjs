@@ -38,7 +38,10 @@ after(async () => {
 const idle = (timeout = 300_000) => page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout });
 const count = () => page.$$eval('#ann-list li .ann-item', (b) => b.length);
 const tab = async (name) => { await page.click(`#tab-${name}`); await page.evaluate(() => window.scrollTo(0, 0)); };
-const shot = async (name) => { await page.evaluate(() => window.scrollTo(0, 0)); await page.screenshot({ path: path.join(SHOTS, `${name}.png`) }); };
+const shot = async (name, scrollTo) => {
+  await page.evaluate((sel) => { if (sel) document.querySelector(sel).scrollIntoView({ block: 'start' }); else window.scrollTo(0, 0); }, scrollTo || null);
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+};
 const saved = () => page.waitForFunction(() => document.getElementById('ann-saved').dataset.state === 'saved', null, { timeout: 30_000 });
 
 async function downloadText(selector) {
@@ -145,7 +148,7 @@ test('Compare streams base and tuned side by side', { timeout: 300_000 }, async 
   await page.click('#s-run');
   await page.waitForSelector('#s-result:not([hidden]) .heatmap .tok', { timeout: 120_000 });
   assert.match(await page.getAttribute('#s-result .heatmap .tok:nth-child(2)', 'title'), /base .* bits, tuned .* bits, shift/);
-  await shot('compare');
+  await shot('compare', '#c-run');
 });
 
 test('Calibrate runs an imported 2-item benchmark and shows the summary', { timeout: 300_000 }, async () => {
