@@ -185,6 +185,7 @@ async function trainJob(payload) {
             run.history.steps.push({ step: e.step, loss: e.loss, epoch: e.epoch, tokens_per_s: e.tokens_per_s, eta_s: e.eta_s, learning_rate: e.learning_rate, grad_norm: e.grad_norm });
             run.step = e.step;
             run.last = e;
+            if (paused) el['run-status'].textContent = `Paused at step ${e.step} of ${run.total_steps}`;
           } else if (e.kind === 'held_out') {
             run.history.held_out.push({ step: e.step, loss: e.held_out_loss });
           }
@@ -216,13 +217,17 @@ async function trainJob(payload) {
     }
   } catch (e) {
     paused = false;
-    if (run) {
+    if (run && run.total_steps > 0) {
       run.status = 'failed';
       run.error = e.message;
       await saveRun();
       showBanner();
+      el['run-status'].textContent = 'Stopped by an error';
+    } else {
+      // The run never started (bad settings or records): nothing to resume.
+      await discardRun({ quiet: true });
+      el['run-status'].textContent = 'Not started';
     }
-    el['run-status'].textContent = 'Stopped by an error';
     showError(el['train-error'], `Training stopped: ${sentence(e.message)}${run?.checkpointStep ? ` You can resume from step ${run.checkpointStep}.` : ''}`);
   } finally {
     updateControls();
