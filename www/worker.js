@@ -37,7 +37,8 @@
 //   {type: 'load', id, hf: {shards: File[], config: File, tokenizer: File, tokenizerConfig?: File}}
 //        events: {type: 'progress', id, stage, loaded, total, message}
 //                stage: 'cache' | 'download' | 'read' | 'prepare'; total may be 0 (unknown)
-//        result: {info, name, source, cached}
+//        result: {info, name, source, cached, fromCache}   cached: kept in Cache Storage;
+//                fromCache: read from it this time
 //   {type: 'forget-models', id}                       [number of cached model files deleted]
 //   {type: 'generate', id, prompt, chat, params}      the base model alone
 //        events: {type: 'token', id, side: 'base', text, count, tokensPerSecond}
@@ -67,8 +68,6 @@
 //   {type: 'train-control', action: 'pause' | 'resume' | 'cancel'}     (no reply)
 //   `adapter` everywhere is {key, config_json, safetensors}: the worker keeps the last merged
 //   tuned model for `key`, so repeated comparisons do not merge again.
-// worker → page (unsolicited)
-//   {type: 'status', message}                         what the engine is doing, for the badge
 // ----------------------------------------------------------------------------------------------
 
 const ROLE = self.name === 'data' ? 'data' : 'engine';
@@ -155,8 +154,6 @@ let tuned = null;            // {key, model}: the last adapter merged into the b
 let busy = null;             // the id of the running job
 const stops = new Set();     // ids asked to stop
 let trainControl = null;     // WebTrainControl of the running training
-
-const status = (message) => post({ type: 'status', message });
 
 async function ensureDevice() {
   if (!devicePromise) {
@@ -250,7 +247,7 @@ async function load(msg, ev) {
   await ensureDevice();
   const progress = (stage, message) => (loaded, total) => ev({ type: 'progress', stage, loaded, total, message });
   const cache = await openCache();
-  let name, source, cached = false;
+  let name, source, cached = false, fromCache = false;
   let next;
   if (msg.hf) {
     const { shards, config, tokenizer, tokenizerConfig } = msg.hf;
@@ -286,6 +283,7 @@ async function load(msg, ev) {
       const hit = cache ? await cache.match(key) : null;
       if (hit && hit.body) {
         cached = true;
+        fromCache = true;
         bytes = await readAll(hit.body, Number(hit.headers.get('Content-Length')) || 0, progress('cache', `Reading ${name} from this browser’s cache…`));
       } else if (local) {
         throw new Error(`${name} is no longer in this browser’s cache; open the file again`);
@@ -314,7 +312,7 @@ async function load(msg, ev) {
   let info;
   try { info = JSON.parse(base.info()); } catch { info = {}; }
   if (!info.name) info.name = name;
-  return { info, name, source, cached };
+  return { info, name, source, cached, fromCache };
 }
 
 async function forgetModels() {

@@ -21,5 +21,7 @@ export async function openPage(path) {
   // On the context, so that requests made by workers and the service worker are seen too.
   page.context().on('request', (r) => requests.push(r.url()));
   const close = async () => { await browser.close(); server.close(); };
-  return { origin, page, requests, close, goto: () => page.goto(`${origin}${path}`) };
+  // Takes the server away (for offline checks): no new connection, and open ones are dropped.
+  const stopServer = () => new Promise((r) => { server.close(r); server.closeAllConnections(); });
+  return { origin, page, requests, close, stopServer, goto: () => page.goto(`${origin}${path}`) };
 }

@@ -129,11 +129,29 @@ test('trains two LoRA steps with a live loss chart and saves the adapter', { tim
   await shot('train');
 });
 
+test('an adapter exports as a PEFT zip and imports back', { timeout: 120_000 }, async () => {
+  await tab('train');
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#adapter-list li.adapter:first-child button:has-text("Export PEFT zip")')]);
+  const zip = readFileSync(await dl.path());
+  assert.equal(zip.subarray(0, 2).toString(), 'PK');
+  assert.ok(zip.includes(Buffer.from('adapter_config.json')) && zip.includes(Buffer.from('adapter_model.safetensors')));
+  await page.setInputFiles('#adapter-import', { name: 'adapter.zip', mimeType: 'application/zip', buffer: zip });
+  await page.waitForFunction(() => document.querySelectorAll('#adapter-list li.adapter').length === 2 || document.getElementById('adapter-error').textContent, null, { timeout: 100_000 });
+  assert.equal(await page.textContent('#adapter-error'), '');
+  assert.match(await page.textContent('#adapter-list li.adapter:first-child'), /Imported/);
+  // A file that is not an adapter is refused in words, and nothing is added.
+  await page.setInputFiles('#adapter-import', { name: 'notes.zip', mimeType: 'application/zip', buffer: Buffer.from('not a zip') });
+  await page.waitForFunction(() => document.getElementById('adapter-error').textContent.length > 0);
+  assert.match(await page.textContent('#adapter-error'), /not a readable zip/);
+  assert.equal(await page.$$eval('#adapter-list li.adapter', (l) => l.length), 2);
+});
+
 test('Compare streams base and tuned side by side', { timeout: 300_000 }, async () => {
   await tab('compare');
   await page.check('input[name="c-mode"][value="appreciation"]');
   await page.selectOption('#c-pick', { index: 1 });
-  assert.notEqual(await page.inputValue('#c-adapter'), '');
+  // The newest adapter is chosen: the one just imported back from its zip.
+  assert.match(await page.$eval('#c-adapter', (s) => s.selectedOptions[0].textContent), /imported/);
   await page.fill('#c-max', '4');
   await page.fill('#c-temp', '0');
   await page.click('#c-run');
@@ -172,6 +190,20 @@ test('Calibrate runs an imported 2-item benchmark and shows the summary', { time
   assert.equal(report.items.length, 2);
   assert.ok(Number.isFinite(report.items[0].delta_delta_i_bits));
   await shot('calibrate');
+});
+
+test('works offline: a reload with the server gone still loads the app and the model', { timeout: 200_000 }, async () => {
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60_000 });
+  await session.stopServer();
+  await page.context().setOffline(true);
+  await page.evaluate(() => { window.beforeReload = true; });
+  await page.reload();
+  assert.equal(await page.evaluate(() => window.beforeReload), undefined, 'the page really reloaded');
+  await idle(180_000);
+  assert.match(await page.textContent('#model-info'), /tiny-random/);
+  assert.match(await page.textContent('#model-status'), /from this browser’s cache/);
+  await page.click('#tab-annotate');
+  assert.equal(await count(), 30);
 });
 
 test('no request leaves the origin and the page logs no errors', () => {

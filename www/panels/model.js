@@ -102,7 +102,7 @@ async function load(payload, label, { remember = true, fallback = false } = {}) 
     el['model-progress-row'].hidden = true;
     el['model-status'].textContent = {
       default: 'Default model loaded', url: `Loaded ${r.name}`, file: 'Loaded from your file', local: 'Loaded from this browser’s cache', files: 'Loaded from your files',
-    }[r.source] + (r.cached && r.source !== 'local' ? ' (kept in this browser for next time)' : '');
+    }[r.source] + (r.source === 'local' ? '' : r.fromCache ? ' from this browser’s cache' : r.cached ? ' (kept in this browser for next time)' : '');
     if (remember) setPref('model', r.source === 'file' || r.source === 'local' ? { source: 'local', name: r.name } : { source: 'default' });
     renderInfo(r.info);
     app.emit('model', r);
