@@ -104,7 +104,7 @@ export class LineChart extends Chart {
       scales: { x: { time: false }, y: { auto: true } },
       // Whole steps on the x axis.
       axes: [{ ...axis, label: this.xLabel, labelSize: 16, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000] },
-        { ...axis, label: this.yLabel, size: 56, labelSize: 16 }],
+        { ...axis, label: this.yLabel, size: 70, labelSize: 16 }],
       series: [{ label: this.xLabel || 'x' }, ...series.map((s) => ({
         label: s.label, stroke: s.color, width: 2, spanGaps: true,
         points: { show: s.points ?? x.length < 40, size: 6, fill: s.color },
