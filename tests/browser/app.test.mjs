@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { openPage } from './launch.mjs';
 
 const SHOTS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../docs/screenshots');
-let session, page, origin, requests;
+let session, page, origin, requests, openedAt;
 const pageErrors = [];
 
 before(async () => {
@@ -18,6 +18,7 @@ before(async () => {
   ({ page, origin, requests } = session);
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });
+  openedAt = Date.now();
   await session.goto();
 });
 
@@ -31,6 +32,7 @@ test('shows the page at once and loads the default model on WebGPU by itself', {
   // Something useful is on screen before the engine is up.
   assert.match(await page.textContent('#tab-annotate'), /Annotate/);
   await ready();
+  console.log(`default model ready in the app ${((Date.now() - openedAt) / 1000).toFixed(1)} s after opening the page`);
   assert.match(await page.textContent('#badge-backend'), /WebGPU/);
   assert.match(await page.textContent('#model-info'), /134\.5 M|134,515,008/);
   assert.match(await page.textContent('#model-info'), /Q4_1/);
@@ -43,7 +45,10 @@ test('generates a few greedy tokens', { timeout: 300_000 }, async () => {
   await page.uncheck('#try-chat');
   await page.fill('#try-temp', '0');
   await page.fill('#try-max', '4');
+  const clickedAt = Date.now();
   await page.click('#try-run');
+  await page.waitForFunction(() => document.getElementById('try-output').textContent.trim().length > 0, null, { timeout: 280_000 });
+  console.log(`time to first token in the app: ${((Date.now() - clickedAt) / 1000).toFixed(1)} s`);
   await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready'
     && document.getElementById('try-output').textContent.trim().length > 0, null, { timeout: 280_000 });
   // The greedy continuation per transformers starts ", a man named".
