@@ -231,25 +231,16 @@ impl Adapter {
     /// `adapter_model.safetensors` with PEFT's key names and `[r, in]` / `[out, r]` layouts.
     pub fn peft_safetensors(&self) -> Result<Vec<u8>> {
         let r = self.config.rank;
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut transposed = Vec::with_capacity(self.factors.len());
         for (path, f) in &self.factors {
-            let lora_a = transpose(&f.a, f.d_in, r); // [r, in]
-            let lora_b = transpose(&f.b, r, f.d_out); // [out, r]
-            tensors.push((format!("{PEFT_PREFIX}{path}.lora_A.weight"), vec![r, f.d_in], f32_bytes(&lora_a)));
-            tensors.push((format!("{PEFT_PREFIX}{path}.lora_B.weight"), vec![f.d_out, r], f32_bytes(&lora_b)));
+            transposed.push((path, f, transpose(&f.a, f.d_in, r), transpose(&f.b, r, f.d_out))); // [r, in], [out, r]
         }
-        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-            .iter()
-            .map(|(name, shape, bytes)| {
-                let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                    .expect("shape and byte length agree by construction");
-                (name.clone(), view)
-            })
-            .collect();
-        let mut metadata = std::collections::HashMap::new();
-        metadata.insert("format".to_string(), "pt".to_string());
-        safetensors::serialize(views, Some(metadata))
-            .map_err(|e| Error::Safetensors(format!("could not write the adapter: {e}")))
+        let mut tensors = Vec::with_capacity(2 * transposed.len());
+        for (path, f, lora_a, lora_b) in &transposed {
+            tensors.push((format!("{PEFT_PREFIX}{path}.lora_A.weight"), vec![r, f.d_in], lora_a.as_slice()));
+            tensors.push((format!("{PEFT_PREFIX}{path}.lora_B.weight"), vec![f.d_out, r], lora_b.as_slice()));
+        }
+        crate::safetensors::write_f32(&tensors, &[("format", "pt".to_string())])
     }
 
     /// Reads a PEFT adapter. `projections` lists the model's `(path, in, out)`, so that an
@@ -351,10 +342,6 @@ fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     t
-}
-
-fn f32_bytes(x: &[f32]) -> Vec<u8> {
-    x.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 impl FactorData {

@@ -62,3 +62,19 @@ pub fn view_to_f32(name: &str, view: &safetensors::tensor::TensorView<'_>) -> Re
         }
     })
 }
+
+/// One f32 tensor to write: name, shape (row-major) and values.
+pub type F32Tensor<'a> = (String, Vec<usize>, &'a [f32]);
+
+/// Serializes f32 tensors, with string metadata, as one safetensors file.
+pub fn write_f32(tensors: &[F32Tensor<'_>], metadata: &[(&str, String)]) -> Result<Vec<u8>> {
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let mut views = Vec::with_capacity(tensors.len());
+    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
+        let view = safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
+            .map_err(|e| Error::Safetensors(format!("tensor `{name}`: {e}")))?;
+        views.push((name.clone(), view));
+    }
+    let metadata = metadata.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Safetensors(format!("could not write safetensors: {e}")))
+}

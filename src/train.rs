@@ -768,27 +768,20 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// One self-contained file: a safetensors archive whose metadata holds the run state.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let r = self.adapter.config.rank;
+        let mut tensors = Vec::new();
         for (path, f) in &self.adapter.factors {
-            tensors.push((format!("{path}.a"), vec![f.d_in, r], bytes(&f.a)));
-            tensors.push((format!("{path}.b"), vec![r, f.d_out], bytes(&f.b)));
             let m = self.moments.get(path).ok_or_else(|| Error::Input(format!("no optimizer state for `{path}`")))?;
+            let (shape_a, shape_b) = (vec![f.d_in, r], vec![r, f.d_out]);
+            tensors.push((format!("{path}.a"), shape_a.clone(), f.a.as_slice()));
+            tensors.push((format!("{path}.b"), shape_b.clone(), f.b.as_slice()));
             for (k, name) in ["m_a", "v_a", "m_b", "v_b"].iter().enumerate() {
-                let shape = if k < 2 { vec![f.d_in, r] } else { vec![r, f.d_out] };
-                tensors.push((format!("{path}.{name}"), shape, bytes(&m[k])));
+                let shape = if k < 2 { shape_a.clone() } else { shape_b.clone() };
+                tensors.push((format!("{path}.{name}"), shape, m[k].as_slice()));
             }
         }
-        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-            .iter()
-            .map(|(n, s, b)| {
-                (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).expect("consistent"))
-            })
-            .collect();
-        let mut meta = std::collections::HashMap::new();
-        meta.insert("cqa_state".to_string(), serde_json::to_string(&self.state).expect("state serializes"));
-        safetensors::serialize(views, Some(meta)).map_err(|e| Error::Safetensors(e.to_string()))
+        let state = serde_json::to_string(&self.state).expect("the run state serializes");
+        crate::safetensors::write_f32(&tensors, &[("cqa_state", state)])
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {

@@ -25,3 +25,20 @@ export async function openPage(path) {
   const stopServer = () => new Promise((r) => { server.close(r); server.closeAllConnections(); });
   return { origin, page, requests, close, stopServer, goto: () => page.goto(`${origin}${path}`) };
 }
+
+/**
+ * Opens the bare harness page with the wasm package loaded as `window.cqa` and its device
+ * initialised; resolves to the session plus the backend name (`webgpu` or `cpu`).
+ */
+export async function openEngine() {
+  const session = await openPage('/harness.html');
+  session.page.on('console', (m) => { if (m.type() === 'error') console.log('[page]', m.text().slice(0, 500)); });
+  await session.goto();
+  const backend = await session.page.evaluate(async () => {
+    const m = await import('/pkg/cqa_studio.js');
+    await m.default();
+    window.cqa = m;
+    return m.initDevice(true);
+  });
+  return { ...session, backend };
+}

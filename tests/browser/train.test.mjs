@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openPage } from './launch.mjs';
+import { openEngine } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -26,16 +26,9 @@ const config = {
 before(async () => {
   assert.ok(CQA, 'CQA_BIN must point at the native cqa binary');
   execFileSync(CQA, ['debug-tiny-gguf', '--out', path.join(ROOT, TINY), '--seed', '3']);
-  session = await openPage('/harness.html');
+  session = await openEngine();
   page = session.page;
-  page.on('console', (m) => { if (m.type() === 'error') console.log('[page]', m.text().slice(0, 500)); });
-  await session.goto();
-  const backend = await page.evaluate(async () => {
-    const m = await import('/pkg/cqa_studio.js');
-    await m.default();
-    window.cqa = m;
-    return m.initDevice(true);
-  });
+  const { backend } = session;
   assert.equal(backend, 'webgpu');
 });
 

@@ -3,23 +3,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { openPage } from './launch.mjs';
+import { openEngine } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 let session, page, origin, requests;
 
 before(async () => {
   assert.ok(CQA, 'CQA_BIN must point at the native cqa binary');
-  session = await openPage('/harness.html');
+  session = await openEngine();
   ({ page, origin, requests } = session);
-  page.on('console', (m) => { if (m.type() === 'error') console.log('[page]', m.text().slice(0, 500)); });
-  await session.goto();
-  const backend = await page.evaluate(async () => {
-    const m = await import('/pkg/cqa_studio.js');
-    await m.default();
-    window.cqa = m;
-    return m.initDevice(true);
-  });
+  const { backend } = session;
   assert.equal(backend, 'webgpu', 'Chromium should expose WebGPU (SwiftShader)');
 });
 
