@@ -8,6 +8,7 @@
 //!
 //! The file format is documented in `docs/calibration-format.md`.
 
+use crate::data::jsonl_lines;
 use crate::error::{Error, Result};
 use crate::eval::score;
 use crate::loader::LanguageModel;
@@ -49,17 +50,14 @@ pub struct BenchItem {
 pub fn parse_benchmark(bytes: &[u8]) -> Result<Vec<BenchItem>> {
     let mut items: Vec<BenchItem> = Vec::new();
     let mut problems = Vec::new();
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = i + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let Ok(text) = std::str::from_utf8(raw) else {
-            problems.push(format!("line {line}: not valid UTF-8"));
-            continue;
+    for (line, text) in jsonl_lines(bytes) {
+        let text = match text {
+            Ok(t) => t,
+            Err(message) => {
+                problems.push(format!("line {line}: {message}"));
+                continue;
+            }
         };
-        if text.trim().is_empty() {
-            continue;
-        }
         match serde_json::from_str::<BenchItem>(text) {
             Ok(item) if item.passage.trim().is_empty() => problems.push(format!("line {line}: `passage` is empty")),
             Ok(item) if item.constraint.trim().is_empty() => problems.push(format!("line {line}: `constraint` is empty")),
@@ -280,4 +278,30 @@ pub fn report_json(results: &[ItemResult], with_tokens: bool) -> serde_json::Val
 /// JSON has no NaN: report an undefined statistic as null.
 fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_benchmark_line_is_listed() {
+        let text = concat!(
+            r#"{"id":"a","group":"literary","constraint":"Y","passage":"X"}"#, "\n",
+            r#"{"id":"b","group":"poetry","constraint":"Y","passage":"X"}"#, "\n",
+            "\n",
+            r#"{"id":"a","group":"factual","constraint":"Y","passage":"X"}"#, "\n",
+            r#"{"id":"c","group":"factual","constraint":"Y","passage":" "}"#, "\n",
+        );
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.extend(b"{\"id\":\"\xff\"}\n");
+        let err = parse_benchmark(&bytes).unwrap_err().to_string();
+        assert!(err.contains("4 bad lines"), "{err}");
+        for want in ["line 2: unknown variant `poetry`", "line 4: `id` `a` is used twice", "line 5: `passage` is empty", "line 6: not valid UTF-8"] {
+            assert!(err.contains(want), "missing {want:?} in {err}");
+        }
+        let good = parse_benchmark(text.lines().next().unwrap().as_bytes()).unwrap();
+        assert_eq!(good[0].group, Group::Literary);
+        assert!(good[0].degraded.is_none());
+    }
 }

@@ -127,28 +127,35 @@ impl ImportReport {
     }
 }
 
+/// The non-blank lines of a JSONL file as `(1-based line number, text)`, or the UTF-8 problem of
+/// a line. A UTF-8 byte-order mark and CRLF endings are accepted.
+pub fn jsonl_lines(bytes: &[u8]) -> impl Iterator<Item = (usize, std::result::Result<&str, String>)> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    bytes.split(|&b| b == b'\n').enumerate().filter_map(|(index, raw)| {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        match std::str::from_utf8(raw) {
+            Ok(text) if text.trim().is_empty() => None,
+            Ok(text) => Some((index + 1, Ok(text))),
+            Err(e) => Some((
+                index + 1,
+                Err(format!("not valid UTF-8 (bad byte at column {}); save the file as UTF-8", e.valid_up_to() + 1)),
+            )),
+        }
+    })
+}
+
 /// Reads annotation JSONL. Blank lines, a UTF-8 BOM and CRLF endings are accepted.
 pub fn parse_annotations(bytes: &[u8]) -> ImportReport {
     let mut report = ImportReport::default();
     let mut seen_ids = std::collections::HashMap::new();
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = index + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let text = match std::str::from_utf8(raw) {
+    for (line, text) in jsonl_lines(bytes) {
+        let text = match text {
             Ok(t) => t,
-            Err(e) => {
-                report.errors.push(LineError {
-                    line,
-                    field: None,
-                    message: format!("not valid UTF-8 (bad byte at column {}); save the file as UTF-8", e.valid_up_to() + 1),
-                });
+            Err(message) => {
+                report.errors.push(LineError { line, field: None, message });
                 continue;
             }
         };
-        if text.trim().is_empty() {
-            continue;
-        }
         let value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
