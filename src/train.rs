@@ -732,6 +732,34 @@ where
     }
 }
 
+/// When a sink should save a checkpoint: every `every` steps, after each held-out evaluation and
+/// at the end, never twice for the same step.
+#[derive(Debug, Clone)]
+pub struct CheckpointSchedule {
+    every: usize,
+    last_saved: usize,
+}
+
+impl CheckpointSchedule {
+    pub fn new(every: usize) -> Self {
+        CheckpointSchedule { every: every.max(1), last_saved: 0 }
+    }
+
+    /// True when a checkpoint is due after `event`; records it as saved.
+    pub fn due(&mut self, event: &TrainEvent, trainer: &Trainer) -> bool {
+        let step = trainer.step_index();
+        let wanted = match event {
+            TrainEvent::HeldOut { .. } => true,
+            TrainEvent::Step(_) => step.is_multiple_of(self.every) || trainer.is_finished(),
+        };
+        if step == 0 || step == self.last_saved || !wanted {
+            return false;
+        }
+        self.last_saved = step;
+        true
+    }
+}
+
 /// Receives training events; async so that a handler can read the trainer (e.g. to save a
 /// checkpoint) without blocking.
 #[allow(async_fn_in_trait)]

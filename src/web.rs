@@ -12,7 +12,7 @@ use crate::data::{Annotation, annotations_to_jsonl, appreciation_prompt, coverag
 use crate::stats::paired_summary;
 use crate::eval::score;
 use crate::lora::Adapter;
-use crate::train::{AsyncEventSink, Checkpoint, RunOutcome, TrainConfig, TrainControl, TrainEvent, Trainer};
+use crate::train::{AsyncEventSink, Checkpoint, CheckpointSchedule, RunOutcome, TrainConfig, TrainControl, TrainEvent, Trainer};
 use crate::generate::{GenerationSession, SamplingParams, TextStream};
 use crate::model::{Llama, LlamaConfig};
 use crate::tokenizer::ChatMessage;
@@ -338,18 +338,14 @@ async fn yield_to_event_loop() {
 
 struct JsSink {
     on_event: js_sys::Function,
-    checkpoint_every: usize,
+    checkpoints: CheckpointSchedule,
 }
 
 impl AsyncEventSink for &mut JsSink {
     async fn event(&mut self, event: TrainEvent, trainer: &Trainer) -> crate::Result<()> {
         let json = serde_json::to_string(&event).unwrap_or_default();
-        let step = trainer.step_index();
-        let due = match event {
-            TrainEvent::HeldOut { .. } => step > 0,
-            TrainEvent::Step(_) => step % self.checkpoint_every == 0 || trainer.is_finished(),
-        };
-        let checkpoint = if due && self.checkpoint_every > 0 {
+        let due = self.checkpoints.due(&event, trainer);
+        let checkpoint = if due {
             let bytes = trainer.checkpoint().await?.to_bytes()?;
             JsValue::from(js_sys::Uint8Array::from(bytes.as_slice()))
         } else {
@@ -411,7 +407,7 @@ impl WebTrainer {
         future_to_promise(async move {
             let mut trainer =
                 cell.borrow_mut().take().ok_or_else(|| JsValue::from(JsError::new("this run is already in progress")))?;
-            let mut sink = JsSink { on_event, checkpoint_every: checkpoint_every.max(1) };
+            let mut sink = JsSink { on_event, checkpoints: CheckpointSchedule::new(checkpoint_every) };
             let outcome = crate::train::run(&mut trainer, &control, &mut sink, yield_to_event_loop).await;
             *cell.borrow_mut() = Some(trainer);
             match outcome.map_err(js_err)? {

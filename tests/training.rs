@@ -231,3 +231,26 @@ fn adapters_round_trip_through_the_peft_layout_and_merge() {
 fn tiny_lm_config(config: LlamaConfig) -> Llama {
     Llama::random(&config, 1, &cpu())
 }
+
+#[test]
+fn checkpoints_are_due_on_schedule_and_never_twice_for_a_step() {
+    let lm = tiny_lm(6);
+    let records: Vec<Annotation> = samples().into_iter().take(8).collect();
+    let config = TrainConfig { epochs: 2, batch_size: 2, grad_accum: 1, held_out: 0.25, eval_every: 2, ..small_config() };
+    let mut trainer = Trainer::new(&lm, &records, config, None).unwrap();
+    struct Saves(cqa_studio::train::CheckpointSchedule, Vec<usize>);
+    impl cqa_studio::train::AsyncEventSink for &mut Saves {
+        async fn event(&mut self, event: TrainEvent, trainer: &Trainer) -> cqa_studio::Result<()> {
+            if self.0.due(&event, trainer) {
+                self.1.push(trainer.step_index());
+            }
+            Ok(())
+        }
+    }
+    let mut saves = Saves(cqa_studio::train::CheckpointSchedule::new(3), Vec::new());
+    block_on(cqa_studio::train::run(&mut trainer, &TrainControl::default(), &mut saves, || std::future::ready(()))).unwrap();
+    // 6 training records, batch 2 → 3 steps per epoch, 6 in all: every 3rd step, after each
+    // evaluation (every 2nd step and the last), each step at most once.
+    assert_eq!(trainer.total_steps(), 6);
+    assert_eq!(saves.1, [2, 3, 4, 6]);
+}

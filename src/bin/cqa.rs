@@ -10,7 +10,7 @@ use cqa_studio::calibrate::{parse_benchmark, report_json, run_item};
 use cqa_studio::data::{Annotation, coverage, parse_annotations, trl_jsonl};
 use cqa_studio::lora::{Adapter, LoraConfig};
 use cqa_studio::tokenizer::ChatMessage;
-use cqa_studio::train::{AsyncEventSink, Checkpoint, TrainConfig, TrainControl, TrainEvent, Trainer};
+use cqa_studio::train::{AsyncEventSink, Checkpoint, CheckpointSchedule, TrainConfig, TrainControl, TrainEvent, Trainer};
 use cqa_studio::{Error, LanguageModel, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -541,7 +541,7 @@ fn train_command(lm: &LanguageModel, a: TrainArgs, model_path: &Path) -> Result<
         .truncate(!a.resume)
         .open(&log_path)
         .map_err(|e| Error::Input(format!("cannot write `{}`: {e}", log_path.display())))?;
-    let mut sink = CliSink { json: a.json, checkpoint_path: checkpoint_path.clone(), checkpoint_every: a.checkpoint_every.max(1), log };
+    let mut sink = CliSink { json: a.json, checkpoint_path: checkpoint_path.clone(), checkpoints: CheckpointSchedule::new(a.checkpoint_every), log };
     block_on(cqa_studio::train::run(&mut trainer, &TrainControl::default(), &mut sink, || std::future::ready(())))?;
 
     let adapter = block_on(trainer.adapter())?;
@@ -560,7 +560,7 @@ fn train_command(lm: &LanguageModel, a: TrainArgs, model_path: &Path) -> Result<
 struct CliSink {
     json: bool,
     checkpoint_path: PathBuf,
-    checkpoint_every: usize,
+    checkpoints: CheckpointSchedule,
     log: std::fs::File,
 }
 
@@ -586,9 +586,7 @@ impl AsyncEventSink for &mut CliSink {
                 TrainEvent::HeldOut { step, held_out_loss } => println!("step {step:>4}  held-out loss {held_out_loss:.4}"),
             }
         }
-        let step = trainer.step_index();
-        let due = matches!(event, TrainEvent::HeldOut { .. }) || (step > 0 && step.is_multiple_of(self.checkpoint_every));
-        if due && step > 0 {
+        if self.checkpoints.due(&event, trainer) {
             write_atomic(&self.checkpoint_path, &trainer.checkpoint().await?.to_bytes()?)?;
         }
         Ok(())
