@@ -17,7 +17,7 @@ fn statistics_match_scipy() {
     let mut methods = std::collections::BTreeSet::new();
     for case in fixture["stats"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let d: Vec<f64> = case["d"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let d = common::f64s(&case["d"]);
         let s = paired_summary(&d);
         let want_p = case["wilcoxon_p"].as_f64().unwrap();
         let p = s.wilcoxon_p.unwrap();
@@ -32,8 +32,8 @@ fn statistics_match_scipy() {
     }
     assert_eq!(methods.len(), 2, "both the exact and the normal path are exercised");
     for case in fixture["spearman"].as_array().unwrap() {
-        let x: Vec<f64> = case["x"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        let y: Vec<f64> = case["y"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let x = common::f64s(&case["x"]);
+        let y = common::f64s(&case["y"]);
         let rho = spearman(&x, &y).unwrap();
         assert!(close(rho, case["rho"].as_f64().unwrap(), 1e-9), "{rho} vs {}", case["rho"]);
     }

@@ -43,6 +43,10 @@ pub fn floats(v: &serde_json::Value) -> Vec<f32> {
     v.as_array().expect("float list").iter().map(|x| x.as_f64().expect("float") as f32).collect()
 }
 
+pub fn f64s(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().expect("float list").iter().map(|x| x.as_f64().expect("float")).collect()
+}
+
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
