@@ -154,7 +154,7 @@ pub async fn measure_item(lm: &LanguageModel, item: &BenchItem) -> Result<ModelM
     Ok(ModelMeasures { passage, degraded })
 }
 
-/// One item's result, as `cqa calibrate --json` prints it.
+/// One item's measurements, base and (optionally) tuned; [`ItemResult::report`] is what is printed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemResult {
     pub id: String,
@@ -180,42 +180,86 @@ impl ItemResult {
         })
     }
 
-    pub fn to_json(&self, with_tokens: bool) -> serde_json::Value {
-        let measures = |m: &ModelMeasures| {
-            serde_json::json!({
-                "h_x_bits": m.passage.h_x_bits,
-                "h_x_given_y_bits": m.passage.h_x_given_y_bits,
-                "delta_i_bits": m.passage.delta_i_bits,
-            })
+    /// The item as reports carry it; `with_tokens` adds the scored ids and per-token log-probs.
+    pub fn report(&self, with_tokens: bool) -> ItemReport {
+        let measures = |m: &ModelMeasures| MeasuresReport {
+            h_x_bits: m.passage.h_x_bits,
+            h_x_given_y_bits: m.passage.h_x_given_y_bits,
+            delta_i_bits: m.passage.delta_i_bits,
+            logprobs_x: with_tokens.then(|| m.passage.logprobs_x.clone()),
+            logprobs_x_given_y: with_tokens.then(|| m.passage.logprobs_x_given_y.clone()),
         };
-        let mut v = serde_json::json!({
-            "id": self.id,
-            "group": self.group,
-            "n_tokens": self.n_tokens(),
-            "base": measures(&self.base),
+        let quality_contrast_bits = self.base.quality_contrast_bits().map(|base| QualityContrast {
+            base,
+            tuned: self.tuned.as_ref().and_then(ModelMeasures::quality_contrast_bits),
         });
-        if let Some(t) = &self.tuned {
-            v["tuned"] = measures(t);
-            v["delta_delta_i_bits"] = serde_json::json!(self.delta_delta_i_bits());
+        ItemReport {
+            id: self.id.clone(),
+            group: self.group,
+            n_tokens: self.n_tokens(),
+            base: measures(&self.base),
+            tuned: self.tuned.as_ref().map(measures),
+            delta_delta_i_bits: self.delta_delta_i_bits(),
+            quality_contrast_bits,
+            token_ids: with_tokens.then(|| self.base.passage.token_ids.clone()),
+            token_shift: if with_tokens { self.token_shift() } else { None },
         }
-        if let Some(c) = self.base.quality_contrast_bits() {
-            let mut contrast = serde_json::json!({ "base": c });
-            if let Some(t) = self.tuned.as_ref().and_then(ModelMeasures::quality_contrast_bits) {
-                contrast["tuned"] = serde_json::json!(t);
-            }
-            v["quality_contrast_bits"] = contrast;
-        }
-        if with_tokens {
-            v["token_ids"] = serde_json::json!(self.base.passage.token_ids);
-            v["base"]["logprobs_x"] = serde_json::json!(self.base.passage.logprobs_x);
-            v["base"]["logprobs_x_given_y"] = serde_json::json!(self.base.passage.logprobs_x_given_y);
-            if let Some(t) = &self.tuned {
-                v["tuned"]["logprobs_x"] = serde_json::json!(t.passage.logprobs_x);
-                v["tuned"]["logprobs_x_given_y"] = serde_json::json!(t.passage.logprobs_x_given_y);
-                v["token_shift"] = serde_json::json!(self.token_shift());
-            }
-        }
-        v
+    }
+}
+
+/// One model's figures for one item in a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasuresReport {
+    pub h_x_bits: f64,
+    pub h_x_given_y_bits: f64,
+    pub delta_i_bits: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs_x: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs_x_given_y: Option<Vec<f32>>,
+}
+
+/// ΔI(passage) − ΔI(degraded), per model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityContrast {
+    pub base: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuned: Option<f64>,
+}
+
+/// One item of a [`CalibrationReport`]: the shape `cqa calibrate --json` prints and the browser
+/// receives, documented in `docs/calibration-format.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemReport {
+    pub id: String,
+    pub group: Group,
+    pub n_tokens: usize,
+    pub base: MeasuresReport,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuned: Option<MeasuresReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_delta_i_bits: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_contrast_bits: Option<QualityContrast>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_ids: Option<Vec<u32>>,
+    /// Per passage token: ln p_tuned − ln p_base, given Y.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_shift: Option<Vec<f32>>,
+}
+
+/// The whole benchmark report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibrationReport {
+    pub items: Vec<ItemReport>,
+    /// Per group: the statistics of Δ(ΔI) when a tuned model was run, else of the base ΔI.
+    pub groups: BTreeMap<String, PairedSummary>,
+}
+
+impl CalibrationReport {
+    pub fn new(items: Vec<ItemReport>) -> Self {
+        let groups = group_summaries(&items);
+        CalibrationReport { items, groups }
     }
 }
 
@@ -239,45 +283,22 @@ pub async fn run_item(base: &LanguageModel, tuned: Option<&LanguageModel>, item:
     Ok(ItemResult { id: item.id.clone(), group: item.group, base: base_measures, tuned: tuned_measures })
 }
 
-/// Per group: the statistics of Δ(ΔI) when a tuned model was run, else of the base ΔI.
-pub fn group_summaries(results: &[ItemResult]) -> BTreeMap<String, PairedSummary> {
+/// Per group: the statistics of Δ(ΔI) when a tuned model was run, else of the base ΔI. Items
+/// whose value is not finite are left out (a failed score never poisons a group).
+pub fn group_summaries(items: &[ItemReport]) -> BTreeMap<String, PairedSummary> {
     let mut out = BTreeMap::new();
     for group in [Group::Literary, Group::Factual] {
-        let values: Vec<f64> = results
+        let values: Vec<f64> = items
             .iter()
             .filter(|r| r.group == group)
-            .map(|r| r.delta_delta_i_bits().unwrap_or(r.base.passage.delta_i_bits))
+            .map(|r| r.delta_delta_i_bits.unwrap_or(r.base.delta_i_bits))
+            .filter(|v| v.is_finite())
             .collect();
         if !values.is_empty() {
             out.insert(group.name().to_string(), paired_summary(&values));
         }
     }
     out
-}
-
-/// The whole report, as `cqa calibrate --json` prints it.
-pub fn report_json(results: &[ItemResult], with_tokens: bool) -> serde_json::Value {
-    let groups: serde_json::Map<String, serde_json::Value> = group_summaries(results)
-        .into_iter()
-        .map(|(name, s)| {
-            (
-                name,
-                serde_json::json!({
-                    "n": s.n, "mean": s.mean, "median": s.median, "sd": finite(s.sd),
-                    "wilcoxon_p": s.wilcoxon_p, "cohens_d": s.cohens_d,
-                }),
-            )
-        })
-        .collect();
-    serde_json::json!({
-        "items": results.iter().map(|r| r.to_json(with_tokens)).collect::<Vec<_>>(),
-        "groups": groups,
-    })
-}
-
-/// JSON has no NaN: report an undefined statistic as null.
-fn finite(x: f64) -> Option<f64> {
-    x.is_finite().then_some(x)
 }
 
 #[cfg(test)]

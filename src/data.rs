@@ -1,11 +1,10 @@
 //! Expert annotations: the record an expert produces in a BC Protocol session, its JSONL
-//! import/export with line-numbered validation, the chat rendering used for training and for
-//! the TRL export, and the craft / audience / reality coverage summary.
+//! import/export with line-numbered validation, and the craft / audience / reality coverage
+//! summary. How a record becomes a prompt is `prompt`'s job.
 //!
 //! The format is documented in `docs/annotation-format.md`.
 
 use crate::error::{Error, Result};
-use crate::tokenizer::ChatMessage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -284,49 +283,6 @@ pub fn annotations_to_jsonl(records: &[Annotation]) -> String {
     let mut out = String::new();
     for r in records {
         out.push_str(&serde_json::to_string(r).expect("annotations always serialize"));
-        out.push('\n');
-    }
-    out
-}
-
-/// The system prompt of the appreciation task.
-pub const APPRECIATION_SYSTEM_PROMPT: &str = "You are an expert reader of creative writing. Judge the work against its brief, its intended audience and the logic of its world. Reason step by step, tagging each step [craft], [audience] or [reality], then give a verdict from 1 to 10.";
-
-/// The system and user turns that ask for an appreciation of `work`.
-pub fn appreciation_prompt(brief: &str, audience: &str, genre: &str, work: &str) -> Vec<ChatMessage> {
-    let user = format!("Brief: {brief}\nAudience: {audience}\nGenre: {genre}\n\nWork:\n{work}");
-    vec![ChatMessage::new("system", APPRECIATION_SYSTEM_PROMPT), ChatMessage::new("user", &user)]
-}
-
-impl Annotation {
-    /// The prompt turns for this record.
-    pub fn prompt_messages(&self) -> Vec<ChatMessage> {
-        appreciation_prompt(&self.brief, &self.audience, &self.genre, &self.work)
-    }
-
-    /// The assistant turn the model learns: the expert's steps, then the verdict.
-    pub fn response(&self) -> String {
-        let mut out = String::from("Reasoning:\n");
-        for (i, step) in self.reasoning.iter().enumerate() {
-            out.push_str(&format!("{}. [{}] {}\n", i + 1, step.dimension.name(), step.text.trim()));
-        }
-        out.push_str(&format!("\nVerdict: {}/10. {}", self.verdict.score, self.verdict.summary.trim()));
-        out
-    }
-
-    /// The whole conversation, as TRL's chat format holds it.
-    pub fn chat(&self) -> Vec<ChatMessage> {
-        let mut messages = self.prompt_messages();
-        messages.push(ChatMessage::new("assistant", &self.response()));
-        messages
-    }
-}
-
-/// The training set as HF TRL chat-format JSONL: one `{"messages": [...]}` per line.
-pub fn trl_jsonl(records: &[Annotation]) -> String {
-    let mut out = String::new();
-    for r in records {
-        out.push_str(&serde_json::json!({ "messages": r.chat() }).to_string());
         out.push('\n');
     }
     out

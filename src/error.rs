@@ -36,9 +36,20 @@ pub enum Error {
     #[error("{0}")]
     Input(String),
 
+    /// A file could not be read or written (CLI and tests; the browser passes bytes).
+    #[error("cannot {action} `{path}`: {source}")]
+    Io { action: &'static str, path: String, source: std::io::Error },
+
     /// The compute device failed (lost WebGPU device, out of memory, failed read-back).
     #[error("compute device: {0}")]
     Device(String),
+}
+
+impl Error {
+    /// An I/O error on `path`, e.g. `Error::io("read", path, e)`.
+    pub fn io(action: &'static str, path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        Error::Io { action, path: path.to_string(), source }
+    }
 }
 
 /// Result alias used across the engine.

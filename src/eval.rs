@@ -5,8 +5,10 @@
 use crate::error::{Error, Result};
 use crate::generate::read_f32;
 use crate::loader::LanguageModel;
+use crate::model::Llama;
+use crate::prompt::Example;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
 /// Positions projected to the vocabulary at once: bounds the logits buffer
@@ -80,4 +82,33 @@ pub async fn score_ids(
         start += len;
     }
     Ok((context_ids, text_ids, logprobs))
+}
+
+/// Sum over the batch's completion tokens (`ids[loss_from..]`) of −ln p(token | prefix): the
+/// training loss and the appreciation NLL. Sequences are right-padded
+/// with `pad_id`; causal attention keeps padding from touching real positions, and padded
+/// positions are never scored. Only scored positions are projected to the vocabulary.
+pub fn completion_nll_sum(model: &Llama, batch: &[&Example], pad_id: u32, device: &Device) -> Result<Tensor<1>> {
+    let seq = batch.iter().map(|e| e.ids.len()).max().expect("a batch is not empty");
+    let mut ids = Vec::with_capacity(batch.len() * seq);
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    for (b, example) in batch.iter().enumerate() {
+        ids.extend(example.ids.iter().map(|&t| t as i32));
+        ids.extend(std::iter::repeat_n(pad_id as i32, seq - example.ids.len()));
+        // Position p predicts token p + 1.
+        for p in example.loss_from - 1..example.ids.len() - 1 {
+            rows.push((b * seq + p) as i32);
+            targets.push(example.ids[p + 1] as i32);
+        }
+    }
+    let n = rows.len();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), seq]), device);
+    let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), device);
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, n, 1]), device);
+    let hidden = model.forward_hidden(tokens, &mut model.new_cache())?;
+    let [b, s, d] = hidden.dims();
+    let scored = hidden.reshape([b * s, d]).select(0, rows).reshape([1, n, d]);
+    let logp = log_softmax(model.logits(scored), 2).gather(2, targets);
+    Ok(logp.sum().neg())
 }

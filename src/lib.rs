@@ -3,8 +3,9 @@
 //! generation and per-token scoring. The same code runs natively (the `cqa` CLI, on CPU or
 //! wgpu) and in the browser on WebGPU (`web`).
 //!
-//! Layering: `web` / CLI → `generate`, `eval` → `loader` → `model` → `gguf`, `safetensors`,
-//! `tokenizer` → `error`. Nothing below `web` knows about JavaScript or the DOM.
+//! Layering: `web` / CLI → `train`, `appreciate`, `calibrate` → `prompt`, `generate`, `eval` →
+//! `loader` → `model`, `lora` → `gguf`, `safetensors`, `tokenizer` → `error`. Nothing below
+//! `web` knows about JavaScript or the DOM; `schema` holds the constants every front-end reads.
 
 pub mod appreciate;
 pub mod calibrate;
@@ -17,8 +18,10 @@ pub mod gguf;
 pub mod loader;
 pub mod lora;
 pub mod model;
+pub mod prompt;
 pub mod rng;
 pub mod safetensors;
+pub mod schema;
 pub mod stats;
 pub mod tokenizer;
 pub mod train;

@@ -352,3 +352,28 @@ impl FactorData {
         (a, b)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn projection_adds_the_scaled_low_rank_update() {
+        // W = I₂, A = [[1], [2]] (in 2, r 1), B = [[3, 4]] (r 1, out 2), scale 0.5:
+        // y = x·W + 0.5·(x·A)·B. For x = [1, 1]: x·A = 3, so y = [1, 1] + 0.5·[9, 12] = [5.5, 7].
+        let device = crate::device::cpu();
+        let t2 = |v: Vec<f32>, s: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, s), &device);
+        let base = Linear { weight: Param::from_tensor(t2(vec![1.0, 0.0, 0.0, 1.0], [2, 2])), bias: None };
+        let mut projection = Projection::new(base);
+        let x = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 1.0], [1, 1, 2]), &device);
+        assert_eq!(projection.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
+        projection.lora = Some(LoraFactors {
+            a: Param::from_tensor(t2(vec![1.0, 2.0], [2, 1])),
+            b: Param::from_tensor(t2(vec![3.0, 4.0], [1, 2])),
+            scale: 0.5,
+            dropout: 0.5, // off outside training: the factors are not on an autodiff device
+        });
+        assert_eq!(projection.forward(x).into_data().try_to_vec::<f32>().unwrap(), vec![5.5, 7.0]);
+    }
+}

@@ -13,12 +13,22 @@ use serde::Serialize;
 /// Up to this many non-zero differences, with no ties, the exact null distribution is used.
 pub const WILCOXON_EXACT_MAX_N: usize = 25;
 
-/// Mean, median, sample SD, Wilcoxon p and Cohen's d of paired differences.
+/// JSON has no NaN: an undefined statistic is written as null, the same in the CLI and the browser.
+fn finite_or_null<S: serde::Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if x.is_finite() { s.serialize_f64(*x) } else { s.serialize_none() }
+}
+
+/// Mean, median, sample SD, Wilcoxon p and Cohen's d of paired differences: the per-group
+/// summary of the calibration benchmark, serialised once for every front-end.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PairedSummary {
     pub n: usize,
+    #[serde(serialize_with = "finite_or_null")]
     pub mean: f64,
+    #[serde(serialize_with = "finite_or_null")]
     pub median: f64,
+    /// NaN (null in JSON) for n < 2.
+    #[serde(serialize_with = "finite_or_null")]
     pub sd: f64,
     /// One-sided, H1: differences > 0. `None` when every difference is zero (or n = 0).
     pub wilcoxon_p: Option<f64>,

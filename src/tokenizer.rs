@@ -40,6 +40,9 @@ pub struct TextTokenizer {
     eos: Option<(u32, String)>,
     /// Prepend BOS when encoding with special tokens (GGUF `tokenizer.ggml.add_bos_token`).
     add_bos: bool,
+    /// The BOS id that encoding with special tokens puts first, by our own `add_bos` (GGUF) or by
+    /// `tokenizer.json`'s post-processor (HF); found once by probing.
+    bos_on_encode: Option<u32>,
     /// Token ids that end generation: EOS and the usual end-of-turn markers.
     stop_ids: Vec<u32>,
 }
@@ -222,7 +225,17 @@ impl TextTokenizer {
                     stop_ids.push(id);
                 }
         }
-        TextTokenizer { inner, chat_template, bos, eos, add_bos, stop_ids }
+        let mut tokenizer = TextTokenizer { inner, chat_template, bos, eos, add_bos, bos_on_encode: None, stop_ids };
+        tokenizer.bos_on_encode = tokenizer.probe_bos();
+        tokenizer
+    }
+
+    /// Whether encoding with special tokens prepends BOS: compare a probe text with and without.
+    fn probe_bos(&self) -> Option<u32> {
+        let (bos, _) = self.bos.as_ref()?;
+        let with = self.encode("a", true).ok()?;
+        let without = self.encode("a", false).ok()?;
+        (with.len() == without.len() + 1 && with.first() == Some(bos) && with[1..] == without[..]).then_some(*bos)
     }
 
     /// Token ids of `text`. With `add_special_tokens`, BOS is prepended if the model wants one.
@@ -247,9 +260,10 @@ impl TextTokenizer {
             .map_err(|e| Error::Tokenizer(format!("could not decode token ids: {e}")))
     }
 
-    /// The BOS id when encoding with special tokens prepends one (used by scoring).
+    /// The BOS id when encoding with special tokens prepends one (used by scoring and prompts),
+    /// whether the GGUF metadata or an HF post-processor asks for it.
     pub fn bos_prepended(&self) -> Option<u32> {
-        self.add_bos.then(|| self.bos.as_ref().map(|(id, _)| *id)).flatten()
+        self.bos_on_encode
     }
 
     /// Vocabulary size including added tokens.

@@ -1,7 +1,8 @@
 //! Annotation JSONL import: every bad line is reported with its line number and field, a bad
 //! file imports nothing unless asked, and good records survive a round trip unchanged.
 
-use cqa_studio::data::{Annotation, Dimension, annotations_to_jsonl, coverage, parse_annotations, trl_jsonl};
+use cqa_studio::data::{Annotation, Dimension, annotations_to_jsonl, coverage, parse_annotations};
+use cqa_studio::prompt::trl_jsonl;
 
 fn good(id: &str) -> serde_json::Value {
     serde_json::json!({

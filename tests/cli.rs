@@ -175,7 +175,7 @@ fn wrong_tokenizer_json_for_safetensors_model() {
     std::fs::write(
         dir.join("config.json"),
         r#"{"model_type":"llama","vocab_size":32,"hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,
-            "num_attention_heads":2,"num_key_value_heads":1,"tie_word_embeddings":true}"#,
+            "num_attention_heads":2,"num_key_value_heads":1,"tie_word_embeddings":true,"rope_theta":10000.0,"rms_norm_eps":1e-5}"#,
     )
     .unwrap();
     std::fs::copy(common::root().join("tests/fixtures/smollm2_tokenizer.json"), dir.join("tokenizer.json")).unwrap();

@@ -66,6 +66,14 @@ fn train_prints_json_lines_and_writes_a_peft_adapter() {
     }
     // Held-out loss before training, then after every step.
     assert_eq!(held.iter().map(|h| h["step"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2]);
+    // Every line is the engine's own `TrainEvent` (the type the browser's events serialise from),
+    // with nothing dropped or added: parsing and re-serialising gives the line back.
+    for line in &lines {
+        let event: cqa_studio::train::TrainEvent = serde_json::from_value(line.clone()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(&serde_json::to_value(&event).unwrap(), line);
+        assert!(line["kind"] == "step" || line["kind"] == "held_out", "{line}");
+    }
+    assert!(steps.iter().all(|s| s["kind"] == "step" && s["elapsed_s"].as_f64().unwrap() > 0.0));
 
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap()).unwrap();
@@ -228,17 +236,52 @@ fn calibrate_and_appreciate_json_shapes() {
     assert_eq!(item["token_shift"].as_array().unwrap().len() as u64, item["n_tokens"].as_u64().unwrap());
     assert_eq!(tuned["groups"]["literary"]["mean"].as_f64().unwrap(), item["delta_delta_i_bits"].as_f64().unwrap());
 
-    // Appreciation: NLL and a parsed-or-not verdict per record, for base and tuned.
-    let one = dir.join("one.jsonl");
-    std::fs::write(&one, std::fs::read_to_string(records()).unwrap().lines().next().unwrap()).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&ok(cqa(&[
-        "--model", s(tiny_model()), "--adapter", s(&adapter), "appreciate", "--data", s(&one), "--json", "--max-tokens", "4",
-    ])))
-    .unwrap();
+    // Appreciation: per record a verdict distribution (10 continuations, p sums to 1) next to
+    // the critique, for base and tuned; the summary's agreement figures and tuned − base.
+    let two = dir.join("two.jsonl");
+    std::fs::write(&two, std::fs::read_to_string(records()).unwrap().lines().take(2).collect::<Vec<_>>().join("\n")).unwrap();
+    let appreciate = |mode: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(cqa(&[
+            "--model", s(tiny_model()), "--adapter", s(&adapter), "appreciate", "--data", s(&two), "--json", "--max-tokens", "4",
+            "--mode", mode, "--bootstrap", "50",
+        ])))
+        .unwrap()
+    };
+    let v = appreciate("critique");
+    let summary = &v["summary"];
+    assert_eq!(summary["mode"], "critique");
+    assert_eq!(summary["records"], 2);
     for model in ["base", "tuned"] {
-        assert!(v[model]["nll_per_token"].as_f64().unwrap() > 0.0, "{v}");
-        assert_eq!(v[model]["records"], 1);
-        assert!(v["records"][0][model]["critique"].is_string());
+        assert!(summary[model]["nll_per_token"].as_f64().unwrap() > 0.0, "{v}");
+        assert_eq!(summary[model]["agreement"]["n"], 2);
+        for key in ["mae", "within_1", "log_loss"] {
+            assert!(summary[model]["agreement"][key].is_f64(), "{key}: {summary}");
+        }
+        let r = &v["records"][0][model];
+        assert!(r["critique"].is_string());
+        let continuations = r["continuations"].as_array().unwrap();
+        assert_eq!(continuations.len(), 10);
+        assert_eq!(continuations[6], "Verdict: 7/10");
+        let p: Vec<f64> = r["p"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        let expected: f64 = p.iter().enumerate().map(|(i, p)| (i + 1) as f64 * p).sum();
+        assert!((r["expected"].as_f64().unwrap() - expected).abs() < 1e-9);
+        let mass = r["verdict_mass"].as_f64().unwrap();
+        assert!(mass > 0.0 && mass <= 1.0, "{mass}");
+        assert!(r["prefix"].as_str().unwrap().starts_with("<|im_start|>system"), "the prefix holds the chat template");
     }
-    assert!(v["tuned"]["nll_per_token"].as_f64().unwrap() < v["base"]["nll_per_token"].as_f64().unwrap(), "training lowers the NLL of a trained record");
+    assert!(summary["tuned"]["nll_per_token"].as_f64().unwrap() < summary["base"]["nll_per_token"].as_f64().unwrap(), "training lowers the NLL of a trained record");
+    let diff = &summary["tuned_minus_base"]["mae"];
+    let point = diff["tuned_minus_base"].as_f64().unwrap();
+    let mae = |m: &str| summary[m]["agreement"]["mae"].as_f64().unwrap();
+    assert!((point - (mae("tuned") - mae("base"))).abs() < 1e-12);
+    assert!(diff["ci_low"].as_f64().unwrap() <= diff["ci_high"].as_f64().unwrap());
+    // Direct and reasoning prefixes sample nothing: the same command gives the same bytes.
+    for mode in ["direct", "reasoning"] {
+        let a = appreciate(mode);
+        assert_eq!(a, appreciate(mode), "{mode} is deterministic");
+        assert!(a["records"][0]["base"].get("critique").is_none());
+    }
+    let reasoning = appreciate("reasoning");
+    assert!(reasoning["records"][0]["base"]["prefix"].as_str().unwrap().ends_with("\n\n"), "the expert's steps, then the blank line before the verdict");
 }

@@ -85,3 +85,49 @@ fn greedy_generation_matches_transformers() {
         assert_eq!(text, case["new_text"].as_str().unwrap());
     }
 }
+
+#[test]
+fn transformers5_safetensors_layout_matches_transformers() {
+    // The default model as an HF directory whose config.json is the one transformers 5.24 wrote
+    // for this GGUF: RoPE base under `rope_parameters`, no top-level `rope_theta`. Reading it as
+    // the default 10000 gave a max |Δ logprob| of 1.3 nats; read right, it matches transformers.
+    use cqa_studio::gguf::GgufFile;
+    use cqa_studio::model::{LlamaConfig, WeightSource};
+    let file = GgufFile::parse(common::default_model_bytes()).unwrap();
+    let c = LlamaConfig::from_gguf(&file).unwrap();
+    let source = WeightSource::Gguf(file);
+    let mut names = vec!["model.embed_tokens.weight".to_string(), "model.norm.weight".to_string()];
+    for l in 0..c.num_hidden_layers {
+        for m in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm"] {
+            names.push(format!("model.layers.{l}.{m}.weight"));
+        }
+    }
+    let heads = (c.num_attention_heads, c.num_key_value_heads);
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = names
+        .into_iter()
+        .map(|n| {
+            let (shape, values) = source.load(&n, heads).unwrap().unwrap_or_else(|| panic!("{n} is missing"));
+            (n, shape, values)
+        })
+        .collect();
+    drop(source);
+    let views: Vec<_> = tensors.iter().map(|(n, s, v)| (n.clone(), s.clone(), v.as_slice())).collect();
+    let shard = cqa_studio::safetensors::write_f32(&views, &[]).unwrap();
+    drop(views);
+    drop(tensors);
+    let config_json = std::fs::read_to_string(common::root().join("tests/reference/gguf_model_config_transformers.json")).unwrap();
+    assert!(config_json.contains("\"rope_parameters\"") && !config_json.contains("\n \"rope_theta\""), "the fixture is the transformers-5 layout");
+    let tokenizer = std::fs::read(common::root().join("tests/fixtures/smollm2_tokenizer.json")).unwrap();
+    let lm = cqa_studio::LanguageModel::from_hf_bytes(vec![shard], &config_json, &tokenizer, None, &cqa_studio::device::cpu()).unwrap();
+    assert_eq!(lm.config.rope_theta, 100_000.0);
+    let fixture = common::fixture("golden_logprobs.json");
+    let mut worst = 0f32;
+    for case in fixture["cases"].as_array().unwrap() {
+        let s = block_on(score(&lm, case["text"].as_str().unwrap(), None)).unwrap();
+        assert_eq!(s.text_ids, common::ids(&case["ids"]));
+        let diff = common::max_abs_diff(&s.logprobs, &common::floats(&case["logprobs"]));
+        assert!(diff <= LOGPROB_TOLERANCE, "{}: max |Δ logprob| = {diff}", case["name"]);
+        worst = worst.max(diff);
+    }
+    eprintln!("transformers-5 layout: worst max |Δ logprob| {worst:.2e}");
+}

@@ -10,7 +10,8 @@ use cqa_studio::gguf::GgufFile;
 use cqa_studio::lora::{Adapter, LoraConfig};
 use cqa_studio::model::{Llama, LlamaConfig};
 use cqa_studio::tokenizer::TextTokenizer;
-use cqa_studio::train::{Checkpoint, TrainConfig, TrainControl, TrainEvent, Trainer, build_example, split_indices};
+use cqa_studio::prompt::build_example;
+use cqa_studio::train::{Checkpoint, TrainConfig, TrainControl, TrainEvent, Trainer, split_indices};
 use cqa_studio::device::{block_on, cpu};
 
 /// A 2-layer random model that shares the default model's tokenizer (so real annotations fit).

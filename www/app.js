@@ -1,13 +1,16 @@
-// cqa-studio page: UI state and rendering only. The engine runs in two module workers
-// (worker.js: 'engine' for the model, 'data' for validation, statistics and exports); the
-// message protocol is documented at the top of worker.js. Each panel lives in panels/*.js.
+// cqa-studio page: UI state and rendering only. The engine runs in two module workers:
+// engine-worker.js ('engine': the model) and data-worker.js ('data': the record format,
+// validation, statistics and exports). Each documents its requests at its top; the protocol they
+// share is described in lib/worker-core.js. Each panel lives in panels/ (the Annotate panel in
+// panels/annotate/; the Calibrate tab's agreement section in panels/agreement.js).
 import { $, announce, autosave, getPref, setPref } from './lib/ui.js';
 import { WorkerClient } from './lib/engine.js';
 import * as modelPanel from './panels/model.js';
-import * as annotatePanel from './panels/annotate.js';
+import * as annotatePanel from './panels/annotate/index.js';
 import * as trainPanel from './panels/train.js';
 import * as comparePanel from './panels/compare.js';
 import * as calibratePanel from './panels/calibrate.js';
+import * as agreementPanel from './panels/agreement.js';
 
 // ---- tabs ------------------------------------------------------------------------------------
 
@@ -66,17 +69,17 @@ const state = {
   dead: null,         // why the engine could not start
 };
 
-function startWorker(name) {
+function startWorker(url, name) {
   try {
-    return new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name });
+    return new Worker(url, { type: 'module', name });
   } catch (e) {
     state.dead = `this browser cannot run the engine (module workers are required): ${e.message || e}`;
     return null;
   }
 }
 
-const engineWorker = startWorker('engine');
-const dataWorker = startWorker('data');
+const engineWorker = startWorker(new URL('./engine-worker.js', import.meta.url), 'engine');
+const dataWorker = startWorker(new URL('./data-worker.js', import.meta.url), 'data');
 const onWorkerDeath = (msg) => { if (msg.type === 'dead') { state.dead = msg.message; emit('engine', state); updateBadge(); } };
 const engine = engineWorker ? new WorkerClient(engineWorker, onWorkerDeath) : null;
 const data = dataWorker ? new WorkerClient(dataWorker, onWorkerDeath) : null;
@@ -91,6 +94,12 @@ const data = dataWorker ? new WorkerClient(dataWorker, onWorkerDeath) : null;
   engineWorker?.postMessage({ type: 'init', module });
   dataWorker?.postMessage({ type: 'init', module });
 })();
+
+// The record format and every default (dimensions, schema version, training settings, the
+// default model), from the engine itself: a Promise, asked for once. Panels read it with
+// `app.schema.then(use, onError)`; it fails only when the data worker cannot run the engine.
+const schema = data ? data.call('schema') : Promise.reject(new Error(state.dead || 'the engine is unavailable'));
+schema.catch(() => { /* each reader handles the failure where it shows it */ });
 
 /** Runs an engine job, keeping every panel's controls in step with the engine's state. */
 async function runEngine(kind, label, type, payload, opts) {
@@ -127,7 +136,7 @@ function updateBadge() {
 }
 
 const app = {
-  state, engine, data, on, emit, runEngine, selectTab, announce, updateBadge,
+  state, engine, data, schema, on, emit, runEngine, selectTab, announce, updateBadge,
   /** True when a model is loaded and the engine is idle. */
   ready: () => !state.dead && !state.job && state.info !== null,
   /** Why an engine action is unavailable now, or null. */
@@ -161,6 +170,7 @@ annotatePanel.init(app);
 trainPanel.init(app);
 comparePanel.init(app);
 calibratePanel.init(app);
+agreementPanel.init(app);
 updateBadge();
 selectTab(location.hash.slice(1) || getPref('tab', 'model'), { remember: false });
 emit('engine', state);

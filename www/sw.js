@@ -3,12 +3,15 @@
 // refreshed from the network whenever the network answers (so an update is never hidden by the
 // cache). Models are read from the cache the engine worker fills after a successful load
 // ('cqa-studio-models-v1'); they are not stored twice. Only this origin is ever contacted.
-const SHELL_CACHE = 'cqa-studio-shell-v1';
+const SHELL_CACHE = 'cqa-studio-shell-v2';
 const MODEL_CACHE = 'cqa-studio-models-v1';
 const SHELL = [
-  '/', '/index.html', '/style.css', '/app.js', '/worker.js', '/favicon.svg',
+  '/', '/index.html', '/style.css', '/app.js', '/engine-worker.js', '/data-worker.js', '/favicon.svg',
   '/lib/ui.js', '/lib/engine.js', '/lib/store.js', '/lib/charts.js', '/lib/heatmap.js', '/lib/adapters.js',
-  '/panels/model.js', '/panels/annotate.js', '/panels/train.js', '/panels/compare.js', '/panels/calibrate.js',
+  '/lib/worker-core.js', '/lib/model-files.js', '/lib/model-loops.js', '/lib/verdict-chart.js',
+  '/panels/model.js', '/panels/train.js', '/panels/adapters.js', '/panels/compare.js', '/panels/calibrate.js', '/panels/agreement.js',
+  '/panels/annotate/index.js', '/panels/annotate/state.js', '/panels/annotate/list.js', '/panels/annotate/editor.js',
+  '/panels/annotate/coverage.js', '/panels/annotate/import.js',
   '/vendor/uPlot.esm.js', '/vendor/uPlot.min.css', '/vendor/idb.js', '/vendor/fflate.js',
   '/pkg/cqa_studio.js', '/pkg/cqa_studio_bg.wasm',
   '/data/samples/annotations.jsonl', '/data/benchmarks/calibration.jsonl',

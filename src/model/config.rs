@@ -36,7 +36,9 @@ pub struct LlamaConfig {
     pub attention_bias: bool,
 }
 
-/// The subset of HF `config.json` that we read; absent fields take HF's defaults.
+/// The subset of HF `config.json` that we read. Absent structural fields take HF's class
+/// defaults (`num_key_value_heads` = heads, `head_dim` = width / heads); the fields that change
+/// the numbers with no safe default (`rope_theta`, `rms_norm_eps`) must be present.
 #[derive(Debug, Deserialize)]
 struct HfConfig {
     model_type: Option<String>,
@@ -53,6 +55,61 @@ struct HfConfig {
     tie_word_embeddings: Option<bool>,
     attention_bias: Option<bool>,
     rope_scaling: Option<serde_json::Value>,
+    /// transformers ≥ 5 writes `{"rope_theta": …, "rope_type": …}` here instead of a top-level
+    /// `rope_theta`.
+    rope_parameters: Option<serde_json::Value>,
+    hidden_act: Option<String>,
+}
+
+/// The RoPE base of a `config.json` in either layout (top-level `rope_theta`, transformers ≤ 4;
+/// `rope_parameters`, transformers ≥ 5). Any RoPE variant other than the default one is refused:
+/// computing it as plain RoPE would give wrong numbers silently.
+fn resolve_rope_theta(hf: &HfConfig) -> Result<f64> {
+    let refuse = |what: String| Err(Error::Model(format!("config.json {what}; only the default RoPE is implemented")));
+    let rope_type = |v: &serde_json::Value| {
+        v.get("rope_type").or_else(|| v.get("type")).and_then(|t| t.as_str()).unwrap_or("default").to_string()
+    };
+    if let Some(scaling) = hf.rope_scaling.as_ref().filter(|v| !v.is_null()) {
+        let kind = rope_type(scaling);
+        if kind != "default" {
+            return refuse(format!("uses rope_scaling of type `{kind}`"));
+        }
+    }
+    let mut theta = hf.rope_theta;
+    if let Some(params) = hf.rope_parameters.as_ref().filter(|v| !v.is_null()) {
+        let Some(map) = params.as_object() else {
+            return refuse(format!("has a rope_parameters value that is not an object ({params})"));
+        };
+        let kind = rope_type(params);
+        if kind != "default" {
+            return refuse(format!("uses rope_type `{kind}` in rope_parameters"));
+        }
+        for (key, value) in map {
+            match key.as_str() {
+                "rope_theta" | "rope_type" | "type" => {}
+                "partial_rotary_factor" if value.as_f64() == Some(1.0) => {}
+                other => return refuse(format!("sets rope_parameters.{other} = {value}")),
+            }
+        }
+        if let Some(v) = map.get("rope_theta") {
+            let Some(nested) = v.as_f64() else {
+                return refuse(format!("has a rope_parameters.rope_theta that is not a number ({v})"));
+            };
+            if let Some(top) = theta
+                && top != nested
+            {
+                return Err(Error::Model(format!(
+                    "config.json gives two RoPE bases: rope_theta = {top} and rope_parameters.rope_theta = {nested}"
+                )));
+            }
+            theta = Some(nested);
+        }
+    }
+    theta.ok_or_else(|| {
+        Error::Model(
+            "config.json gives no RoPE base (neither `rope_theta` nor `rope_parameters.rope_theta`); it changes every log-prob, so it is not guessed".into(),
+        )
+    })
 }
 
 /// RoPE tables are allocated for this many positions at most, whatever the model claims.
@@ -72,9 +129,13 @@ impl LlamaConfig {
                 )));
             }
         };
-        if hf.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err(Error::Model("config.json uses rope_scaling, which is not supported yet".into()));
+        if let Some(act) = hf.hidden_act.as_deref().filter(|a| *a != "silu") {
+            return Err(Error::Model(format!("config.json has hidden_act `{act}`; only `silu` (SwiGLU) is implemented")));
         }
+        let rope_theta = resolve_rope_theta(&hf)?;
+        let rms_norm_eps = hf.rms_norm_eps.ok_or_else(|| {
+            Error::Model("config.json gives no `rms_norm_eps`; it changes every log-prob, so it is not guessed".into())
+        })?;
         let cfg = LlamaConfig {
             architecture: architecture.to_string(),
             vocab_size: hf.vocab_size,
@@ -84,8 +145,8 @@ impl LlamaConfig {
             num_attention_heads: hf.num_attention_heads,
             num_key_value_heads: hf.num_key_value_heads.unwrap_or(hf.num_attention_heads),
             head_dim: hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads.max(1)),
-            rms_norm_eps: hf.rms_norm_eps.unwrap_or(1e-6),
-            rope_theta: hf.rope_theta.unwrap_or(10_000.0),
+            rms_norm_eps,
+            rope_theta,
             max_position_embeddings: hf.max_position_embeddings.unwrap_or(2048).min(MAX_ROPE_POSITIONS),
             tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(false),
             attention_bias: hf.attention_bias.unwrap_or(architecture == "qwen2"),
@@ -228,5 +289,39 @@ mod tests {
         assert_eq!(c.head_dim, 64);
         assert!(c.attention_bias);
         assert!(LlamaConfig::from_hf_json(r#"{"model_type":"gpt2"}"#).is_err());
+    }
+
+    const SMOLLM2: &str = r#""vocab_size":49152,"hidden_size":576,"intermediate_size":1536,"num_hidden_layers":30,
+        "num_attention_heads":9,"num_key_value_heads":3,"rms_norm_eps":1e-5"#;
+
+    fn parse(extra: &str) -> Result<LlamaConfig> {
+        LlamaConfig::from_hf_json(&format!(r#"{{"model_type":"llama",{SMOLLM2}{extra}}}"#))
+    }
+
+    #[test]
+    fn reads_both_rope_layouts() {
+        // transformers ≤ 4: top level; transformers ≥ 5: rope_parameters.
+        assert_eq!(parse(r#","rope_theta":100000.0"#).unwrap().rope_theta, 100_000.0);
+        let v5 = parse(r#","rope_parameters":{"rope_theta":100000.0,"rope_type":"default"}"#).unwrap();
+        assert_eq!(v5.rope_theta, 100_000.0);
+        assert_eq!(v5, parse(r#","rope_theta":100000.0,"rope_scaling":null"#).unwrap());
+    }
+
+    #[test]
+    fn refuses_what_would_change_the_numbers() {
+        let err = |extra: &str| parse(extra).unwrap_err().to_string();
+        assert!(err("").contains("no RoPE base"), "{}", err(""));
+        let llama3 = r#","rope_parameters":{"rope_theta":500000.0,"rope_type":"llama3","factor":8.0}"#;
+        assert!(err(llama3).contains("rope_type `llama3`"), "{}", err(llama3));
+        let yarn = r#","rope_theta":10000.0,"rope_scaling":{"type":"yarn","factor":4.0}"#;
+        assert!(err(yarn).contains("rope_scaling of type `yarn`"), "{}", err(yarn));
+        let both = r#","rope_theta":10000.0,"rope_parameters":{"rope_theta":100000.0}"#;
+        assert!(err(both).contains("two RoPE bases"), "{}", err(both));
+        let partial = r#","rope_parameters":{"rope_theta":10000.0,"partial_rotary_factor":0.5}"#;
+        assert!(err(partial).contains("partial_rotary_factor"), "{}", err(partial));
+        let no_eps = LlamaConfig::from_hf_json(r#"{"model_type":"llama","vocab_size":8,"hidden_size":8,"intermediate_size":8,
+            "num_hidden_layers":1,"num_attention_heads":2,"rope_theta":10000.0}"#);
+        assert!(no_eps.unwrap_err().to_string().contains("rms_norm_eps"));
+        assert!(err(r#","rope_theta":1.0,"hidden_act":"gelu""#).contains("hidden_act `gelu`"));
     }
 }

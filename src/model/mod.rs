@@ -315,6 +315,17 @@ impl Llama {
         Self::build(config, device, &load, &optional).expect("random weights always have the right shape")
     }
 
+    /// Logits `[seq, vocab]`, flattened, of the seeded tiny random model (`LlamaConfig::tiny`)
+    /// for `ids`: one computation that the CLI and the browser both expose, so a test can compare
+    /// backends.
+    pub async fn tiny_random_logits(seed: u64, vocab_size: usize, ids: &[u32], device: &Device) -> Result<Vec<f32>> {
+        let model = Llama::random(&LlamaConfig::tiny(vocab_size), seed, device);
+        let n = ids.len();
+        let ids: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), device);
+        crate::generate::read_f32(model.forward(tokens, &mut model.new_cache())?).await
+    }
+
     fn build(c: &LlamaConfig, device: &Device, load: &LoadFn, optional: &OptionalFn) -> Result<Self> {
         let d = c.hidden_size;
         let q_dim = c.num_attention_heads * c.head_dim;
@@ -392,5 +403,42 @@ fn linear_from(w: &[f32], bias: Option<Vec<f32>>, d_in: usize, d_out: usize, dev
     Linear {
         weight: Param::from_tensor(Tensor::from_data(TensorData::new(t, [d_in, d_out]), device)),
         bias: bias.map(|b| Param::from_tensor(Tensor::from_data(TensorData::new(b, [d_out]), device))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(device: &Device) -> Projection {
+        Projection::new(linear_from(&[1.0, 0.0, 0.0, 1.0], None, 2, 2, device))
+    }
+
+    #[test]
+    fn one_causal_attention_step_by_hand() {
+        // One head of width 2 with identity projections; x = [e₀, e₁]. RoPE (θ irrelevant for
+        // width 2: inv_freq = [1]) leaves position 0 alone and turns e₁ at position 1 into
+        // [−sin 1, cos 1]. Row 0 sees only itself → v₀ = e₀. Row 1 attends with scores
+        // q₁·k₀/√2 = −sin 1/√2 and q₁·k₁/√2 = 1/√2, so its output is softmax of those over
+        // [v₀, v₁] = [e₀, e₁].
+        let device = crate::device::cpu();
+        let attn = Attention { q_proj: identity(&device), k_proj: identity(&device), v_proj: identity(&device), o_proj: identity(&device), num_heads: 1, num_kv_heads: 1, head_dim: 2 };
+        let rope = Rope::new(2, 10_000.0, 4, &device);
+        let x = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [1, 2, 2]), &device);
+        let out = attn.forward(x, &rope, 0, &mut KvCache::new(1)).into_data().try_to_vec::<f32>().unwrap();
+        let (a, b) = (-(1f64.sin()) / 2f64.sqrt(), 1.0 / 2f64.sqrt());
+        let w0 = a.exp() / (a.exp() + b.exp());
+        let expected = [1.0, 0.0, w0, 1.0 - w0];
+        for (o, e) in out.iter().zip(expected) {
+            assert!((*o as f64 - e).abs() < 1e-6, "{out:?} vs {expected:?}");
+        }
+    }
+
+    #[test]
+    fn grouped_kv_heads_repeat_in_place() {
+        let device = crate::device::cpu();
+        // [1, 2 kv heads, 1, 1] → [1, 4, 1, 1]: each kv head serves two consecutive query heads.
+        let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 2.0], [1, 2, 1, 1]), &device);
+        assert_eq!(repeat_kv(x, 2).into_data().try_to_vec::<f32>().unwrap(), vec![1.0, 1.0, 2.0, 2.0]);
     }
 }

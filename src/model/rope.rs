@@ -57,3 +57,25 @@ impl Rope {
         self.cos.dims()[0]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_each_half_pair_by_position_times_frequency() {
+        // head_dim 4, θ = 100: inv_freq = [1, 100^(-1/2)] = [1, 0.1]. At position 3 the angles
+        // are [3, 0.3]; rotate-half pairs element i with i + 2.
+        let device = crate::device::cpu();
+        let rope = Rope::new(4, 100.0, 8, &device);
+        let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [1, 1, 1, 4]), &device);
+        let out = rope.apply(x.clone(), 3).into_data().try_to_vec::<f32>().unwrap();
+        let (c3, s3, c03, s03) = (3f64.cos(), 3f64.sin(), 0.3f64.cos(), 0.3f64.sin());
+        let expected = [1.0 * c3 - 3.0 * s3, 2.0 * c03 - 4.0 * s03, 3.0 * c3 + 1.0 * s3, 4.0 * c03 + 2.0 * s03];
+        for (o, e) in out.iter().zip(expected) {
+            assert!((*o as f64 - e).abs() < 1e-6, "{out:?} vs {expected:?}");
+        }
+        // Position 0 is the identity.
+        assert_eq!(rope.apply(x, 0).into_data().try_to_vec::<f32>().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+    }
+}

@@ -28,17 +28,19 @@ export async function openPage(path) {
 
 /**
  * Opens the bare harness page with the wasm package loaded as `window.cqa` and its device
- * initialised; resolves to the session plus the backend name (`webgpu` or `cpu`).
+ * initialised; resolves to the session plus the backend name (`webgpu` or `cpu`) and, on the
+ * CPU, the engine's reason (e.g. WebGPU's own error).
  */
 export async function openEngine() {
   const session = await openPage('/harness.html');
   session.page.on('console', (m) => { if (m.type() === 'error') console.log('[page]', m.text().slice(0, 500)); });
   await session.goto();
-  const backend = await session.page.evaluate(async () => {
+  const { backend, reason } = await session.page.evaluate(async () => {
     const m = await import('/pkg/cqa_studio.js');
     await m.default();
     window.cqa = m;
     return m.initDevice(true);
   });
-  return { ...session, backend };
+  if (reason) console.log(`engine device: ${backend} (${reason})`);
+  return { ...session, backend, reason };
 }

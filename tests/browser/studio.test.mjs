@@ -1,9 +1,10 @@
 // The whole app end to end in headless Chromium (WebGPU via SwiftShader), on the tiny random
 // model with the real SmolLM2 tokenizer (`/?model=test-tiny-random.gguf`): annotations survive a
 // reload, a bad JSONL file is reported line by line with nothing lost, JSONL round-trips, two
-// LoRA steps give a loss chart and a saved adapter, Compare streams base and tuned, Calibrate
-// summarises a 2-item benchmark, and no request leaves the origin. It also saves a screenshot
-// of each panel (1366×768) into docs/screenshots/.
+// LoRA steps give a loss chart and a saved adapter, Compare streams base and tuned and draws each
+// model's verdict distribution, Calibrate summarises a 2-item benchmark, Agreement measures base
+// and tuned on the held-out record, and no request leaves the origin. It also saves a screenshot
+// of each panel (1366×768), and of the agreement table, into docs/screenshots/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -162,6 +163,17 @@ test('Compare streams base and tuned side by side', { timeout: 300_000 }, async 
   assert.ok((await page.textContent('#c-base')).trim().length > 0);
   assert.ok((await page.textContent('#c-tuned')).trim().length > 0);
   assert.match(await page.textContent('#c-tuned-stats'), /6 tokens/);
+  // Each model's verdict as a distribution over 1–10 after its critique: ten bars each, the
+  // expected scores in words, the picked record's expert score marked, the numbers as text.
+  const verdicts = await page.$$eval('#c-verdict .verdict-expected', (ps) => ps.map((p) => [p.dataset.series, p.dataset.state, p.textContent]));
+  assert.deepEqual(verdicts.map(([s, state]) => [s, state]), [['base', 'done'], ['tuned', 'done']], JSON.stringify(verdicts));
+  for (const side of ['base', 'tuned']) {
+    assert.equal(await page.$$eval(`#c-verdict svg rect.vbar[data-series="${side}"]`, (r) => r.length), 10);
+    assert.match(await page.textContent(`#c-verdict .verdict-expected[data-series="${side}"]`), /expected score \d+\.\d/);
+    assert.ok(await page.$(`#c-verdict svg text.vexp-label.vexp-${side}`), `the ${side} expected score is marked`);
+  }
+  assert.ok(await page.$('#c-verdict svg .vexpert-band'), 'the expert’s score of the picked record is marked');
+  assert.match(await page.getAttribute('#c-verdict svg', 'aria-label'), /Base: 1: \d\.\d\d, 2: .*Tuned: 1: \d\.\d\d/);
   // The per-token shift of a passage, with each token's numbers on hover.
   await page.click('#s-use-work');
   await page.click('#s-run');
@@ -191,6 +203,37 @@ test('Calibrate runs an imported 2-item benchmark and shows the summary', { time
   assert.equal(report.items.length, 2);
   assert.ok(Number.isFinite(report.items[0].delta_delta_i_bits));
   await shot('calibrate');
+});
+
+test('Agreement measures base and tuned on the held-out record in direct mode', { timeout: 200_000 }, async () => {
+  await tab('calibrate');
+  // The training run above held one record out; the adapter it saved is chosen.
+  assert.ok(await page.isChecked('#ag-records-held'), await page.textContent('#ag-source-note'));
+  assert.match(await page.textContent('#ag-source-note'), /held out 1 record /);
+  assert.match(await page.$eval('#ag-adapter', (s) => s.selectedOptions[0].textContent), /the last training run/);
+  await page.check('input[name="ag-mode"][value="direct"]');
+  const t0 = Date.now();
+  await page.click('#ag-run');
+  await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready'
+    && (!document.getElementById('ag-export').disabled || document.getElementById('ag-error').textContent), null, { timeout: 180_000 });
+  console.log(`agreement on 1 held-out record, direct mode: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  assert.equal(await page.textContent('#ag-error'), '');
+  const cell = (m, c) => page.textContent(`#ag-table tr[data-measure="${m}"] td[data-col="${c}"]`);
+  for (const m of ['mae', 'within_1', 'log_loss', 'nll']) {
+    for (const c of ['base', 'tuned']) assert.match(await cell(m, c), /\d/, `${m} ${c}`);
+  }
+  assert.match(await cell('mae', 'diff'), /95 % CI \[[−+±]\d[\d.]*, [−+±]\d[\d.]*\]/);
+  // One record: ρ is undefined, and the page says why in words.
+  assert.equal(await cell('spearman', 'base'), 'undefined');
+  const note = await page.textContent('#ag-note');
+  assert.match(note, /at least two records/);
+  assert.match(note, /paired bootstrap, \d+ resamples/);
+  const report = JSON.parse(await downloadText('#ag-export'));
+  assert.equal(report.summary.mode, 'direct');
+  assert.equal(report.summary.base.agreement.n, 1);
+  assert.equal(report.records.length, 1);
+  assert.ok(Number.isFinite(report.summary.tuned_minus_base.mae.ci_low));
+  await shot('agreement', '#ag-title');
 });
 
 test('works offline: a reload with the server gone still loads the app and the model', { timeout: 200_000 }, async () => {

@@ -40,17 +40,16 @@ async function browserRun(records, config, cancelAfter) {
   return page.evaluate(async ({ tiny, records, config, cancelAfter }) => {
     const bytes = new Uint8Array(await (await fetch(`/${tiny}`)).arrayBuffer());
     const model = window.cqa.WebModel.loadGguf(bytes);
-    const trainer = new window.cqa.WebTrainer(model, new TextEncoder().encode(records), JSON.stringify(config), false);
+    const trainer = new window.cqa.WebTrainer(model, new TextEncoder().encode(records), config, false);
     const control = trainer.control();
     const events = [];
     let checkpoints = 0;
-    const outcome = await trainer.run((json, checkpoint) => {
-      const e = JSON.parse(json);
+    const outcome = await trainer.run((e, checkpoint) => {
       events.push(e);
       if (checkpoint) checkpoints += 1;
       if (cancelAfter && e.kind === 'step' && e.step === cancelAfter) control.cancel();
     }, 1);
-    const info = JSON.parse(trainer.info());
+    const info = trainer.info();
     const adapter = await trainer.adapter('tiny');
     return { outcome, events, checkpoints, info, adapterBytes: adapter.safetensors.length, adapterConfig: JSON.parse(adapter.config_json) };
   }, { tiny: TINY, records, config, cancelAfter });
@@ -62,7 +61,7 @@ test('two LoRA steps on WebGPU match the native CPU run', { timeout: 600_000 }, 
     '--rank', `${SETTINGS.rank}`, '--alpha', `${SETTINGS.alpha}`, '--dropout', '0', '--lr', `${SETTINGS.lr}`,
     '--epochs', `${SETTINGS.epochs}`, '--batch', `${SETTINGS.batch}`, '--grad-accum', '1', '--max-len', `${SETTINGS.maxLen}`,
     '--held-out', '0', '--seed', '42', '--json']).toString().trim().split('\n').map((l) => JSON.parse(l));
-  const nativeLosses = native.filter((e) => 'loss' in e).map((e) => e.loss);
+  const nativeLosses = native.filter((e) => e.kind === 'step').map((e) => e.loss);
   assert.equal(nativeLosses.length, 2);
 
   const records = readFileSync(path.join(ROOT, RECORDS), 'utf8');
@@ -82,6 +81,25 @@ test('two LoRA steps on WebGPU match the native CPU run', { timeout: 600_000 }, 
   for (const e of web.events.filter((e) => e.kind === 'step')) {
     assert.ok(e.tokens_per_s > 0 && Number.isFinite(e.eta_s) && e.total_steps === 2, JSON.stringify(e));
   }
+  // The browser receives the very objects `cqa train --json` prints: per kind, the same keys.
+  const keySets = (events) => {
+    const byKind = new Map();
+    for (const e of events) {
+      const keys = JSON.stringify(Object.keys(e).sort());
+      if (!byKind.has(e.kind)) byKind.set(e.kind, new Set());
+      byKind.get(e.kind).add(keys);
+    }
+    return byKind;
+  };
+  const nativeKeys = keySets(native);
+  const webKeys = keySets(web.events);
+  // Both runs hold nothing out, so both have only steps, and every event of a kind has one key set.
+  assert.deepEqual([...nativeKeys.keys()], ['step']);
+  assert.deepEqual([...webKeys.keys()], ['step']);
+  for (const [kind, sets] of [...nativeKeys, ...webKeys]) assert.equal(sets.size, 1, `${kind}: ${[...sets].join(' vs ')}`);
+  assert.deepEqual([...webKeys.get('step')], [...nativeKeys.get('step')]);
+  const stepKeys = JSON.parse([...webKeys.get('step')][0]);
+  for (const k of ['kind', 'step', 'loss', 'elapsed_s', 'eta_s']) assert.ok(stepKeys.includes(k), `step events lack ${k}: ${stepKeys}`);
   assert.equal(web.checkpoints, 2);
   assert.equal(web.adapterConfig.peft_type, 'LORA');
   assert.equal(web.adapterConfig.r, SETTINGS.rank);

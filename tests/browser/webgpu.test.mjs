@@ -47,12 +47,12 @@ test('the default model scores and generates in the browser as it does natively'
   const web = await page.evaluate(async ({ text, context }) => {
     const bytes = new Uint8Array(await (await fetch('/models/SmolLM2-135M-Instruct.Q4_1.gguf')).arrayBuffer());
     const model = window.cqa.WebModel.loadGguf(bytes);
-    const info = JSON.parse(model.info());
-    const score = JSON.parse(await model.score(text, context));
-    model.startGeneration('The old lighthouse keeper', false, JSON.stringify({ max_new_tokens: 6, temperature: 0 }));
+    const info = model.info();
+    const score = await model.score(text, context);
+    model.startGeneration('The old lighthouse keeper', false, { max_new_tokens: 6, temperature: 0 });
     let generated = '';
     for (;;) {
-      const step = JSON.parse(await model.nextToken());
+      const step = await model.nextToken();
       if (step.done) break;
       generated += step.text;
     }

@@ -55,7 +55,7 @@ FIXTURES = REPO_ROOT / "tests" / "fixtures"
 DEFAULT_MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
-# Must equal cqa's src/data.rs.
+# Must equal cqa's src/prompt.rs.
 SYSTEM_PROMPT = (
     "You are an expert reader of creative writing. Judge the work against its brief, its intended "
     "audience and the logic of its world. Reason step by step, tagging each step [craft], [audience] "
@@ -89,13 +89,24 @@ def response(r: dict) -> str:
     return "\n".join(lines) + f"\n\nVerdict: {r['verdict']['score']}/10. {r['verdict']['summary'].strip()}"
 
 
+def encode_rendered(tok, text: str) -> list[int]:
+    """cqa's one rule for rendered chat templates: no special tokens added, then BOS once if the
+    tokenizer adds one and the template did not write it (SmolLM2 adds none)."""
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    with_special = tok("a", add_special_tokens=True)["input_ids"]
+    bos = tok.bos_token_id
+    if bos is not None and with_special[:1] == [bos] and ids[:1] != [bos]:
+        ids = [bos] + ids
+    return ids
+
+
 def build_example(tok, r: dict, max_len: int) -> dict:
     prompt = tok.apply_chat_template(prompt_messages(r), tokenize=False, add_generation_prompt=True)
     full = tok.apply_chat_template(
         prompt_messages(r) + [{"role": "assistant", "content": response(r)}], tokenize=False
     )
     assert full.startswith(prompt), "template renders the prompt differently in the full chat"
-    ids = tok(prompt, add_special_tokens=True)["input_ids"]
+    ids = encode_rendered(tok, prompt)
     loss_from = len(ids)
     ids += tok(full[len(prompt):], add_special_tokens=False)["input_ids"]
     return {"id": r["id"], "ids": ids[:max_len], "loss_from": loss_from, "full_length": len(ids)}

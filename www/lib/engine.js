@@ -1,5 +1,6 @@
-// The page's side of the worker protocol (documented at the top of worker.js): requests with
-// ids, events routed to the caller, one result or error per request.
+// The page's side of the worker protocol (lib/worker-core.js describes it; engine-worker.js and
+// data-worker.js list their requests): requests with ids, events routed to the caller, one result
+// or error per request.
 
 export class EngineError extends Error {
   constructor(code, message) { super(message); this.code = code; }

@@ -1,7 +1,8 @@
 // Calibrate panel: the Calibrated Surprise benchmark (docs/calibration-format.md), item by item,
-// for base vs a chosen adapter; per-item table, group statistics (pairedSummary from the
-// engine), a chart, a per-token heatmap and an exportable report.
-import { $, h, announce, showError, download, num, pval, fmt2, cssVar, fileBytes, today } from '../lib/ui.js';
+// for base vs a chosen adapter; per-item table, group statistics (the engine's
+// calibrationGroups, as `cqa calibrate` computes them), a chart, a per-token heatmap and an
+// exportable report.
+import { $, h, announce, showError, sentence, download, num, pval, fmt2, cssVar, fileBytes, today } from '../lib/ui.js';
 import * as store from '../lib/store.js';
 import { BarChart } from '../lib/charts.js';
 import { renderHeatmap } from '../lib/heatmap.js';
@@ -14,11 +15,12 @@ let chart;
 let imported = null;   // {name, items}
 let bundled = null;    // items
 let results = [];      // per item, as the engine returns them
-let groups = {};       // group → pairedSummary
+let groups = {};       // group → paired summary, in GROUPS order
 let report = null;     // {bench, adapter, model, items, groups}
 let jobId = null;
 let selectedItem = null;
 const LN2 = Math.LN2;
+const GROUPS = ['literary', 'factual']; // display order
 
 export function init(a) {
   app = a;
@@ -116,6 +118,7 @@ async function run() {
   el['cal-progress'].max = items.length;
   el['cal-progress'].value = 0;
   el['cal-progress-label'].textContent = `0 of ${items.length} items`;
+  let scored = false; // the engine job ended; a later failure is the summary's
   try {
     const job = app.runEngine('calibrate', 'calibrating', 'calibrate', { items, adapter }, {
       onEvent(ev) {
@@ -131,6 +134,7 @@ async function run() {
     jobId = app.state.job?.id ?? null;
     updateControls();
     const r = await job;
+    scored = true;
     await summarise(!!adapter);
     report = {
       benchmark: source() === 'imported' ? imported.name : 'data/benchmarks/calibration.jsonl',
@@ -142,7 +146,10 @@ async function run() {
     if (results.length && !selectedItem) showItem(results[0]);
   } catch (e) {
     showError(el['cal-error'], e.message);
-    if (results.length) await summarise(!!adapter);
+    // What was scored before the engine failed is still summarised.
+    if (!scored && results.length) {
+      await summarise(!!adapter).catch((e2) => showError(el['cal-error'], `${sentence(e.message)} The summary failed too: ${e2.message}`));
+    }
   } finally {
     jobId = null;
     updateControls();
@@ -151,13 +158,12 @@ async function run() {
 
 const valueOf = (r, tuned) => (tuned ? r.delta_delta_i_bits : r.base.delta_i_bits);
 
+// The engine summarises each group (of Δ(ΔI) when the items were scored against a tuned model,
+// else of the base ΔI); the table lists them literary first, then any other group.
 async function summarise(tuned) {
-  groups = {};
-  for (const g of ['literary', 'factual']) {
-    const values = results.filter((r) => r.group === g).map((r) => valueOf(r, tuned)).filter(Number.isFinite);
-    if (!values.length) continue;
-    groups[g] = await app.data.call('pairedSummary', { values });
-  }
+  const summaries = await app.data.call('calibrationGroups', { items: results.map(({ token_texts, ...rest }) => rest) });
+  const names = [...GROUPS.filter((g) => g in summaries), ...Object.keys(summaries).filter((g) => !GROUPS.includes(g))];
+  groups = Object.fromEntries(names.map((g) => [g, summaries[g]]));
   renderSummary(tuned);
 }
 
@@ -219,7 +225,7 @@ function showItem(r) {
 function drawChart() {
   const tuned = results.some((r) => r.delta_delta_i_bits !== undefined);
   const ids = results.map((r) => r.id);
-  chart.update(ids, ['literary', 'factual'].map((g) => ({
+  chart.update(ids, GROUPS.map((g) => ({
     label: g, color: g === 'literary' ? (cssVar('--accent') || '#4f46e5') : (cssVar('--muted') || '#5b6275'),
     values: results.map((r) => (r.group === g ? valueOf(r, tuned) : null)),
   })));

@@ -1,22 +1,25 @@
 // Compare panel: base and tuned stream side by side (appreciation of a passage, or generation to
-// a brief), a judge (the tuned model critiques both generations), and the per-token log-prob
-// shift of a passage, tuned − base.
+// a brief), each model's verdict as a distribution over 1–10 after its critique, a judge (the
+// tuned model critiques both generations and gives its verdict distribution for each), and the
+// per-token log-prob shift of a passage, tuned − base.
 import { $, h, announce, showError, sentence, readNumber, fmtInt, fmt1, getPref, setPref } from '../lib/ui.js';
 import { renderHeatmap } from '../lib/heatmap.js';
+import { renderVerdicts } from '../lib/verdict-chart.js';
 import { fillAdapterSelect, adapterPayload } from '../lib/adapters.js';
 import * as train from './train.js';
-import * as annotate from './annotate.js';
+import * as annotate from './annotate/index.js';
 
 let app;
 const el = {};
 let jobId = null;
 let last = null; // {mode, brief, base, tuned} of the last finished comparison
+let picked = null; // the annotation record last picked to fill the fields
 
 export function init(a) {
   app = a;
   for (const id of ['compare-form', 'c-adapter', 'c-appreciation', 'c-generation', 'c-pick', 'c-brief', 'c-audience', 'c-genre', 'c-work',
     'c-prompt', 'c-temp', 'c-topp', 'c-topk', 'c-rep', 'c-max', 'c-seed', 'c-run', 'c-stop', 'c-judge', 'compare-error',
-    'c-base', 'c-tuned', 'c-base-stats', 'c-tuned-stats', 'c-judge-base', 'c-judge-tuned',
+    'c-base', 'c-tuned', 'c-base-stats', 'c-tuned-stats', 'c-judge-base', 'c-judge-tuned', 'c-verdicts', 'c-verdict', 'c-judge-verdict',
     'shift-form', 's-context', 's-text', 's-run', 's-use-work', 's-use-tuned', 's-result', 'shift-error']) el[id] = $(id);
 
   const mode = getPref('compare-mode', 'appreciation');
@@ -79,11 +82,32 @@ function pick() {
   const row = annotate.allRows().find((r) => r.key === el['c-pick'].value);
   if (!row) return;
   const r = row.record;
+  picked = r;
   el['c-brief'].value = r.brief || '';
   el['c-audience'].value = r.audience || '';
   el['c-genre'].value = r.genre || '';
   el['c-work'].value = r.work || '';
   for (const id of ['c-brief', 'c-audience', 'c-genre', 'c-work']) el[id].dispatchEvent(new Event('input'));
+}
+
+/** The expert's score when the passage is still exactly the picked record's, else null. */
+function expertScore(p) {
+  const r = picked;
+  const norm = (t) => String(t || '').replace(/\s+/g, ' ').trim(); // inputs drop line breaks
+  const same = r && ['brief', 'audience', 'genre', 'work'].every((k) => norm(r[k]) === norm(p[k]));
+  const score = same ? Number(r.verdict?.score) : NaN;
+  return Number.isInteger(score) && score >= 1 && score <= 10 ? score : null;
+}
+
+/** Clears the verdict section (both blocks); `show` keeps the section itself visible. */
+function clearVerdicts(show) {
+  for (const id of ['c-verdict', 'c-judge-verdict']) { el[id].replaceChildren(); el[id].hidden = true; }
+  el['c-verdicts'].hidden = !show;
+}
+
+/** Marks the series still waiting for a distribution as failed (the job ended without one). */
+function settle(entries, why) {
+  for (const k of ['base', 'tuned']) if (entries[k] && !entries[k].dist && !entries[k].error) entries[k] = { error: why };
 }
 
 function readParams() {
@@ -136,12 +160,24 @@ async function runCompare() {
   }
   if (!payload.adapter) out.tuned.box.replaceChildren(h('span', { class: 'hint', text: 'Choose an adapter to see the tuned model here.' }));
   last = null;
+  // Appreciation: each model's verdict distribution, drawn as each arrives.
+  const verdicts = mode === 'generation' ? null : { expert: expertScore(payload), base: { pending: 'waiting for its critique to end…' }, tuned: payload.adapter ? { pending: 'waiting for its critique to end…' } : null };
+  const drawVerdicts = () => renderVerdicts(el['c-verdict'], {
+    title: 'Each model’s verdict, as a distribution over 1–10',
+    expert: verdicts.expert,
+    series: [['base', 'Base'], ['tuned', 'Tuned']].filter(([k]) => verdicts[k]).map(([key, label]) => ({ key, label, ...verdicts[key] })),
+  });
+  clearVerdicts(Boolean(verdicts));
+  if (verdicts) drawVerdicts();
   try {
     const job = app.runEngine('compare', 'comparing base and tuned', 'compare', payload, {
       onEvent(ev) {
         const o = out[ev.side];
         if (!o) return;
-        if (ev.type === 'token') {
+        if (ev.type === 'verdict' && verdicts) {
+          verdicts[ev.side] = { dist: ev.verdict, error: ev.error };
+          drawVerdicts();
+        } else if (ev.type === 'token') {
           texts[ev.side].appendData(ev.text);
           o.stats.textContent = `${fmtInt.format(ev.count)} tokens${ev.tokensPerSecond > 0 ? ` · ${fmt1.format(ev.tokensPerSecond)} tok/s` : ''}`;
         } else if (ev.type === 'side-done') {
@@ -156,9 +192,22 @@ async function runCompare() {
     updateControls();
     const r = await job;
     last = { mode, brief: payload.prompt || payload.brief, audience: payload.audience, genre: payload.genre, params, base: r.base, tuned: r.tuned };
-    announce(`Done: base ${r.base.count} tokens${r.tuned ? `, tuned ${r.tuned.count} tokens` : ''}.`);
+    let said = `Done: base ${r.base.count} tokens${r.tuned ? `, tuned ${r.tuned.count} tokens` : ''}.`;
+    if (verdicts) {
+      for (const side of ['base', 'tuned']) {
+        if (!r[side] || !verdicts[side]) continue;
+        verdicts[side] = r[side].verdict || r[side].verdict_error
+          ? { dist: r[side].verdict, error: r[side].verdict_error }
+          : { error: r[side].reason === 'stopped' ? 'stopped before the verdict' : 'none computed' };
+      }
+      drawVerdicts();
+      const e = (side) => (verdicts[side]?.dist ? fmt1.format(verdicts[side].dist.expected) : null);
+      if (e('base')) said += ` Expected score: base ${e('base')}${e('tuned') ? `, tuned ${e('tuned')}` : ''}.`;
+    }
+    announce(said);
   } catch (e) {
     showError(el['compare-error'], e.message);
+    if (verdicts) { settle(verdicts, 'the comparison did not finish'); drawVerdicts(); }
   } finally {
     jobId = null;
     for (const o of Object.values(out)) o.box.setAttribute('aria-busy', 'false');
@@ -178,31 +227,57 @@ async function runJudge() {
     o.judge.replaceChildren(h('p', { class: 'judge-score', text: 'Judging…' }), h('p', { class: 'judge-text' }, texts[side]));
     o.judge.hidden = !last[side]?.text;
   }
+  const judged = { base: last.base?.text ? { pending: 'waiting for the judge’s critique…' } : null, tuned: last.tuned?.text ? { pending: 'waiting for the judge’s critique…' } : null };
+  let judgeName = adapter ? 'tuned' : 'base';
+  const drawJudged = () => renderVerdicts(el['c-judge-verdict'], {
+    title: `The ${judgeName} judge’s verdict on each generation`,
+    headline: judgeHeadline(judgeName, judged),
+    series: [['base', 'Base text'], ['tuned', 'Tuned text']].filter(([k]) => judged[k]).map(([key, label]) => ({ key, label, ...judged[key] })),
+  });
+  el['c-verdicts'].hidden = false;
+  drawJudged();
   try {
     const job = app.runEngine('judge', 'judging', 'judge', {
       brief: last.brief, audience: '', genre: '', works: { base: last.base?.text || '', tuned: last.tuned?.text || '' },
       params: { ...last.params, temperature: 0 }, adapter,
     }, {
-      onEvent(ev) { if (ev.type === 'token' && texts[ev.side]) texts[ev.side].appendData(ev.text); },
+      onEvent(ev) {
+        if (ev.type === 'token' && texts[ev.side]) texts[ev.side].appendData(ev.text);
+        else if (ev.type === 'verdict' && judged[ev.side]) { judged[ev.side] = { dist: ev.verdict, error: ev.error }; drawJudged(); }
+      },
     });
     jobId = app.state.job?.id ?? null;
     updateControls();
     const r = await job;
     const who = r.judge === 'tuned' ? 'the tuned model' : 'the base model (no adapter chosen)';
+    judgeName = r.judge;
     for (const side of ['base', 'tuned']) {
       const o = out[side];
       const j = r[side];
       if (!j) continue;
       const score = Number.isInteger(j.score) ? `${j.score}/10` : 'no verdict found';
-      o.judge.firstChild.replaceChildren(h('strong', { text: `Verdict by ${who}: ` }), h('span', { class: 'score', text: score }));
+      o.judge.firstChild.replaceChildren(h('strong', { text: `Verdict written by ${who}: ` }), h('span', { class: 'score', text: score }),
+        j.verdict ? ` · expected score ${fmt1.format(j.verdict.expected)}` : '');
+      if (judged[side]) judged[side] = j.verdict || j.verdict_error ? { dist: j.verdict, error: j.verdict_error } : { error: 'stopped before the verdict' };
     }
-    announce(`Judged: base ${r.base?.score ?? 'none'}, tuned ${r.tuned?.score ?? 'none'}.`);
+    settle(judged, 'stopped before the verdict');
+    drawJudged();
+    announce(judgeHeadline(judgeName, judged) || `Judged: base ${r.base?.score ?? 'none'}, tuned ${r.tuned?.score ?? 'none'}.`);
   } catch (e) {
     showError(el['compare-error'], `Judging failed: ${sentence(e.message)}`);
+    settle(judged, 'judging did not finish');
+    drawJudged();
   } finally {
     jobId = null;
     updateControls();
   }
+}
+
+/** “The tuned judge’s expected score: base text 5.1 vs tuned text 6.3”, or '' before any. */
+function judgeHeadline(judgeName, judged) {
+  const e = (side) => (judged[side]?.dist ? fmt1.format(judged[side].dist.expected) : null);
+  const parts = [['base', 'base text'], ['tuned', 'tuned text']].filter(([k]) => e(k)).map(([k, label]) => `${label} ${e(k)}`);
+  return parts.length ? `The ${judgeName} judge’s expected score: ${parts.join(' vs ')}` : '';
 }
 
 async function runShift() {

@@ -2,7 +2,6 @@
 // the user's disk), the model card, and a quick generation to try the model.
 import { $, h, announce, showError, sentence, mb, fmtInt, fmt1, fmt2, setProgress, getPref, setPref, readNumber } from '../lib/ui.js';
 
-const DEFAULT_MODEL = 'SmolLM2-135M-Instruct.Q4_1.gguf';
 let app;
 let tryId = null;
 
@@ -16,7 +15,7 @@ export function init(a) {
     'try-count', 'try-rate']) el[id] = $(id);
 
   app.on('engine', updateControls);
-  el['load-default'].addEventListener('click', () => load({ source: 'default', name: DEFAULT_MODEL }, DEFAULT_MODEL));
+  el['load-default'].addEventListener('click', () => loadDefault());
   el['model-files'].addEventListener('change', () => {
     const files = Array.from(el['model-files'].files || []);
     el['model-files'].value = '';
@@ -75,7 +74,13 @@ function startupLoad() {
     load({ source: 'local', name: saved.name }, saved.name, { fallback: true });
     return;
   }
-  load({ source: 'default', name: DEFAULT_MODEL }, DEFAULT_MODEL);
+  loadDefault();
+}
+
+/** Loads the engine's default model; the engine worker picks the file, the schema names it here. */
+async function loadDefault() {
+  const name = await app.schema.then((s) => s.default_model, () => 'the default model');
+  load({ source: 'default' }, name);
 }
 
 async function load(payload, label, { remember = true, fallback = false } = {}) {
@@ -115,7 +120,7 @@ async function load(payload, label, { remember = true, fallback = false } = {}) 
     el['model-status'].textContent = app.state.info ? `Kept ${app.state.modelName}` : 'No model loaded';
     showError(el['model-error'], `Could not load “${label}”: ${sentence(e.message)}${kept}`);
     announce('Loading the model failed.');
-    if (fallback) { setPref('model', { source: 'default' }); load({ source: 'default', name: DEFAULT_MODEL }, DEFAULT_MODEL); }
+    if (fallback) { setPref('model', { source: 'default' }); loadDefault(); }
   }
 }
 

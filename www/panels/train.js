@@ -1,15 +1,15 @@
-// Train panel: LoRA settings, the run (start, pause, cancel, resume from a checkpoint), the live
-// loss chart, and the adapters kept in IndexedDB (export as a PEFT zip, import one).
-import { zipSync, unzipSync, strToU8 } from '/vendor/fflate.js';
-import { $, h, announce, showError, sentence, download, readNumber, fmt3, fmtInt, fmt1, duration, today, cssVar, fileBytes } from '../lib/ui.js';
+// Train panel: LoRA settings (their defaults from the engine), the run (start, pause, cancel,
+// resume from a checkpoint), the live loss chart, and the adapters kept in IndexedDB
+// (adapters.js: export as a PEFT zip, import one).
+import { $, h, announce, showError, sentence, download, readNumber, fmt3, fmtInt, duration, today, cssVar } from '../lib/ui.js';
 import * as store from '../lib/store.js';
 import { LineChart } from '../lib/charts.js';
-import * as annotate from './annotate.js';
+import * as annotate from './annotate/index.js';
+import * as adapterStore from './adapters.js';
 
 let app;
 const el = {};
 let chart;
-let adapters = [];
 let run = null;        // the run record (metadata + history), mirrored in IndexedDB
 let paused = false;
 let runMeta = null;    // what the current run was started with
@@ -20,7 +20,7 @@ export function init(a) {
     't-maxlen', 't-batch', 't-accum', 't-heldout', 't-evalevery', 't-seed', 't-wd', 't-warmup', 't-clip', 't-ckpt', 't-split',
     't-start', 't-pause', 't-cancel', 't-export-trl', 'train-error', 'run-status', 'resume-banner', 'resume-text', 'resume-run',
     'discard-run', 't-progress', 't-progress-label', 'm-step', 'm-epoch', 'm-loss', 'm-heldout', 'm-tps', 'm-eta', 'loss-chart',
-    't-warnings', 'adapters-count', 'adapter-list', 'adapter-import', 'adapter-error']) el[id] = $(id);
+    't-warnings']) el[id] = $(id);
   chart = new LineChart(el['loss-chart'], { height: 220, xLabel: 'step', yLabel: 'loss (nats)' });
 
   el['train-form'].addEventListener('submit', (e) => { e.preventDefault(); start(); });
@@ -33,25 +33,56 @@ export function init(a) {
   el['t-export-trl'].addEventListener('click', exportTrl);
   el['resume-run'].addEventListener('click', resume);
   el['discard-run'].addEventListener('click', discardRun);
-  el['adapter-import'].addEventListener('change', async () => {
-    const files = Array.from(el['adapter-import'].files || []);
-    el['adapter-import'].value = '';
-    if (files.length) importAdapter(files);
-  });
   for (const input of el['train-form'].querySelectorAll('input')) input.addEventListener('input', describeSet);
 
   app.on('engine', updateControls);
   app.on('annotations', describeSet);
   app.on('model', updateControls);
   app.on('tab', (t) => { if (t === 'train') drawChart(); });
+  app.schema.then(applyDefaults, (e) => showError(el['train-error'], `The engine’s training defaults are unavailable: ${e.message}`));
 
-  loadAdapters();
+  adapterStore.init(app, {
+    loss(a) { drawChart(a.history); el['run-status'].textContent = `Loss of “${a.name}”`; },
+  });
   restoreRun();
 }
 
-export const list = () => adapters;
+/** The saved adapters, newest first (the Compare and Calibrate panels offer them). */
+export const list = () => adapterStore.list();
 
 // ---- settings -------------------------------------------------------------------------------
+
+// Each setting's input and where its default sits in the engine's schema.
+const DEFAULTS = [
+  ['t-rank', (s) => s.train_defaults.lora.rank],
+  ['t-alpha', (s) => s.train_defaults.lora.alpha],
+  ['t-dropout', (s) => s.train_defaults.lora.dropout],
+  ['t-lr', (s) => s.train_defaults.learning_rate],
+  ['t-epochs', (s) => s.train_defaults.epochs],
+  ['t-maxlen', (s) => s.train_defaults.max_len],
+  ['t-batch', (s) => s.train_defaults.batch_size],
+  ['t-accum', (s) => s.train_defaults.grad_accum],
+  ['t-heldout', (s) => s.train_defaults.held_out],
+  ['t-evalevery', (s) => s.train_defaults.eval_every],
+  ['t-seed', (s) => s.train_defaults.seed],
+  ['t-wd', (s) => s.train_defaults.weight_decay],
+  ['t-warmup', (s) => s.train_defaults.warmup_ratio],
+  ['t-clip', (s) => s.train_defaults.max_grad_norm],
+  ['t-ckpt', (s) => s.checkpoint_every],
+];
+
+// The engine's defaults replace the placeholders in index.html. They go into each control's
+// default (the value attribute, `defaultChecked`), which the browser shows only while the control
+// is untouched: a value the user typed, or a draft restored by autosave, stays.
+function applyDefaults(schema) {
+  for (const [id, pick] of DEFAULTS) {
+    const v = pick(schema);
+    if (Number.isFinite(v)) el[id].defaultValue = String(v);
+  }
+  const targets = schema.train_defaults.lora.targets;
+  for (const c of document.querySelectorAll('.t-target')) c.defaultChecked = targets.includes(c.value);
+  describeSet();
+}
 
 function readConfig() {
   const problems = [];
@@ -151,11 +182,15 @@ async function resume() {
   }
   const cp = await store.kvGet('run-checkpoint');
   if (!cp) { showError(el['train-error'], 'This run has no checkpoint to resume from'); return; }
+  let checkpointEvery = run.checkpointEvery;
+  if (!checkpointEvery) {
+    try { checkpointEvery = (await app.schema).checkpoint_every; } catch (e) { showError(el['train-error'], e.message); return; }
+  }
   // The history after the checkpoint is replayed by the resumed run.
   run.history.steps = run.history.steps.filter((s) => s.step <= cp.step);
   run.history.held_out = run.history.held_out.filter((s) => s.step <= cp.step);
   run.status = 'running';
-  await trainJob({ records: run.records, checkpoint: cp.bytes, checkpointEvery: run.checkpointEvery || 5 });
+  await trainJob({ records: run.records, checkpoint: cp.bytes, checkpointEvery });
 }
 
 async function trainJob(payload) {
@@ -175,6 +210,7 @@ async function trainJob(payload) {
           run.total_steps = ev.info.total_steps;
           run.config = ev.info.config;
           run.split = { train: ev.info.train, held_out: ev.info.held_out };
+          run.heldOutIds = ev.info.held_out_ids || null;
           el['t-warnings'].replaceChildren(...(ev.info.warnings || []).map((w) => h('li', { class: 'warning', text: sentence(w) })));
           el['run-status'].textContent = `Training on ${ev.info.train} record${ev.info.train === 1 ? '' : 's'}, ${ev.info.held_out} held out, ${ev.info.total_steps} steps`;
           renderMetrics();
@@ -204,7 +240,7 @@ async function trainJob(payload) {
     });
     paused = false;
     if (result.outcome === 'finished' && result.adapter) {
-      const adapter = await saveTrainedAdapter(result);
+      const adapter = await adapterStore.saveTrained(result, run);
       await discardRun({ quiet: true, keepChart: true });
       el['run-status'].textContent = `Finished: adapter “${adapter.name}” saved`;
       announce('Training finished; the adapter is saved.');
@@ -303,137 +339,7 @@ async function discardRun({ quiet = false, keepChart = false } = {}) {
   if (!quiet) { el['run-status'].textContent = 'Not started'; announce('The stopped run was discarded.'); }
 }
 
-// ---- adapters ------------------------------------------------------------------------------
-
-async function loadAdapters() {
-  try { adapters = await store.allAdapters(); } catch { adapters = []; }
-  renderAdapters();
-}
-
-async function saveTrainedAdapter(result) {
-  const c = result.info.config || run.config;
-  const when = new Date();
-  const adapter = {
-    key: store.newKey(),
-    name: `r${c.lora.rank} · ${result.info.train} records · ${when.toLocaleString()}`,
-    created: when.toISOString(),
-    model: run.model,
-    source: 'trained',
-    settings: c,
-    info: { train: result.info.train, held_out: result.info.held_out, total_steps: result.info.total_steps, warnings: result.info.warnings, records: run.recordIds },
-    history: run.history,
-    config_json: result.adapter.config_json,
-    safetensors: result.adapter.safetensors,
-  };
-  await store.putAdapter(adapter);
-  adapters.unshift(adapter);
-  renderAdapters();
-  return adapter;
-}
-
-function summary(a) {
-  const s = a.settings || {};
-  const parts = [];
-  if (s.lora) parts.push(`r ${s.lora.rank}, α ${s.lora.alpha}, ${(s.lora.targets || []).length} projections`);
-  if (s.learning_rate) parts.push(`lr ${s.learning_rate}`);
-  if (s.epochs) parts.push(`${s.epochs} epoch${s.epochs === 1 ? '' : 's'}`);
-  if (a.info?.total_steps) parts.push(`${a.info.total_steps} steps`);
-  const last = a.history?.steps?.at(-1);
-  if (last) parts.push(`final loss ${fmt3.format(last.loss)}`);
-  const ho = a.history?.held_out?.at(-1);
-  if (ho) parts.push(`held-out ${fmt3.format(ho.loss)}`);
-  parts.push(`${fmt1.format((a.safetensors?.byteLength || 0) / 1e6)} MB`);
-  return parts.join(' · ');
-}
-
-function renderAdapters() {
-  el['adapters-count'].textContent = adapters.length ? `${adapters.length} saved in this browser` : '';
-  if (!adapters.length) {
-    el['adapter-list'].replaceChildren(h('li', { class: 'hint empty', text: 'No adapters yet: train one above, or import a PEFT adapter.' }));
-  } else {
-    el['adapter-list'].replaceChildren(...adapters.map((a) => {
-      const name = h('input', { type: 'text', class: 'adapter-name', 'aria-label': 'Adapter name', value: a.name });
-      name.addEventListener('change', async () => {
-        a.name = name.value.trim() || a.name;
-        await store.putAdapter(a).catch(() => {});
-        app.emit('adapters', adapters);
-      });
-      const show = h('button', { type: 'button', class: 'quiet', text: 'Show loss', disabled: !a.history?.steps?.length, onclick: () => { drawChart(a.history); el['run-status'].textContent = `Loss of “${a.name}”`; } });
-      const exp = h('button', { type: 'button', text: 'Export PEFT zip', onclick: () => exportAdapter(a) });
-      const del = h('button', {
-        type: 'button', class: 'quiet danger-text', text: 'Delete',
-        onclick: async () => {
-          if (!confirm(`Delete the adapter “${a.name}” from this browser?`)) return;
-          await store.deleteAdapter(a.key).catch(() => {});
-          adapters = adapters.filter((x) => x.key !== a.key);
-          renderAdapters();
-        },
-      });
-      return h('li', { class: 'adapter', dataset: { key: a.key } },
-        h('div', { class: 'adapter-main' }, name,
-          h('p', { class: 'hint', text: `${a.source === 'imported' ? 'Imported' : 'Trained'} ${new Date(a.created).toLocaleString()} on ${a.model || 'unknown model'}` }),
-          h('p', { class: 'adapter-summary', text: summary(a) })),
-        h('div', { class: 'actions' }, show, exp, del));
-    }));
-  }
-  app.emit('adapters', adapters);
-}
-
-const slug = (s) => String(s).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 60) || 'adapter';
-
-function exportAdapter(a) {
-  const zip = zipSync({
-    'adapter_config.json': strToU8(a.config_json),
-    'adapter_model.safetensors': [new Uint8Array(a.safetensors), { level: 0 }],
-  });
-  download(`${slug(a.name)}.zip`, zip, 'application/zip');
-  announce('Adapter exported.');
-}
-
-async function importAdapter(files) {
-  showError(el['adapter-error'], '');
-  let config, weights;
-  try {
-    if (files.length === 1 && /\.zip$/i.test(files[0].name)) {
-      const entries = unzipSync(await fileBytes(files[0]));
-      const find = (n) => Object.keys(entries).find((k) => k === n || k.endsWith(`/${n}`));
-      const c = find('adapter_config.json');
-      const w = find('adapter_model.safetensors');
-      if (!c || !w) throw new Error(`${files[0].name} must hold adapter_config.json and adapter_model.safetensors`);
-      config = new TextDecoder().decode(entries[c]);
-      weights = entries[w];
-    } else {
-      const c = files.find((f) => /adapter_config\.json$/i.test(f.name)) || files.find((f) => /\.json$/i.test(f.name));
-      const w = files.find((f) => /\.safetensors$/i.test(f.name));
-      if (!c || !w) throw new Error('choose a PEFT zip, or adapter_config.json together with adapter_model.safetensors');
-      config = await c.text();
-      weights = await fileBytes(w);
-    }
-  } catch (e) {
-    showError(el['adapter-error'], e.message.startsWith('invalid zip') ? 'That file is not a readable zip archive' : e.message);
-    return;
-  }
-  let parsed;
-  try { parsed = JSON.parse(config); } catch { showError(el['adapter-error'], 'adapter_config.json is not valid JSON'); return; }
-  if (!app.ready()) { showError(el['adapter-error'], app.blocker() || 'Load the base model first'); return; }
-  const key = store.newKey();
-  try {
-    await app.runEngine('adapter', 'checking the adapter', 'check-adapter', { adapter: { key, config_json: config, safetensors: weights } });
-  } catch (e) {
-    showError(el['adapter-error'], `This adapter does not fit ${app.state.modelName}: ${sentence(e.message)}`);
-    return;
-  }
-  const a = {
-    key, name: `${parsed.base_model_name_or_path ? `${parsed.base_model_name_or_path} ` : ''}r${parsed.r ?? '?'} (imported ${today()})`,
-    created: new Date().toISOString(), model: app.state.modelName, source: 'imported',
-    settings: { lora: { rank: parsed.r, alpha: parsed.lora_alpha, dropout: parsed.lora_dropout, targets: parsed.target_modules || [] } },
-    info: {}, history: null, config_json: config, safetensors: weights,
-  };
-  await store.putAdapter(a);
-  adapters.unshift(a);
-  renderAdapters();
-  announce('Adapter imported and checked.');
-}
+// ---- export ----------------------------------------------------------------------------------
 
 async function exportTrl() {
   showError(el['train-error'], '');

@@ -1,0 +1,360 @@
+// The engine worker: the model(s) on WebGPU (or the CPU), so that loading, generating, training
+// and calibrating never freeze the page. The page starts it as a module worker named 'engine';
+// the engine's pure functions run in the data worker (data-worker.js). The protocol common to
+// both workers (init, ids, result and error replies) is described in lib/worker-core.js.
+//
+// One job at a time: a second request while one runs gets {type: 'error', code: 'busy'} (except
+// 'init-device'). Control messages (stop, train-control) are handled at once and get no reply.
+//
+// page → engine worker (requests; results in brackets)
+//   {type: 'init-device', id}                         [{backend, adapter, reason}]
+//        backend: 'webgpu' | 'cpu'; adapter: GPUAdapterInfo fields (on WebGPU) or null;
+//        reason: why the engine runs on the CPU (the engine's words, e.g. WebGPU's own error), or null
+//   {type: 'load', id, source: 'default' | 'url' | 'local', name?}   a file under /models/ (name
+//        defaults to the engine's default model), or a GGUF cached earlier from the user's disk
+//   {type: 'load', id, file: File}                    a GGUF from the user's disk (then cached)
+//   {type: 'load', id, hf: {shards: File[], config: File, tokenizer: File, tokenizerConfig?: File}}
+//        events: {type: 'progress', id, stage, loaded, total, message}
+//                stage: 'cache' | 'download' | 'read' | 'prepare'; total may be 0 (unknown)
+//        result: {info, name, source, cached, fromCache}   info: `cqa info --json`'s fields;
+//                cached: kept in Cache Storage; fromCache: read from it this time
+//   {type: 'forget-models', id}                       [number of cached model files deleted]
+//   {type: 'generate', id, prompt, chat, params}      the base model alone; params: sampling settings
+//        events: {type: 'token', id, side: 'base', text, count, tokensPerSecond}
+//                {type: 'side-done', id, side, reason, count}
+//        result: {text, reason, count, elapsedMs, tokensPerSecond}
+//   {type: 'compare', id, mode: 'appreciation' | 'generation', brief, audience, genre, work,
+//        prompt, params, adapter?}                    base and tuned, tokens interleaved
+//        events: {type: 'token', id, side: 'base' | 'tuned', text, count, tokensPerSecond}
+//                {type: 'side-done', id, side, reason, count}
+//                {type: 'progress', id, stage: 'prepare', message}   while merging the adapter
+//                {type: 'verdict', id, side, verdict, error}   appreciation, once both critiques
+//                  are done (not when stopped): `verdictDistribution(input, 'critique', text)` of
+//                  that side's model ({prefix, continuations, logprobs, p[10], expected, mode,
+//                  entropy_bits, verdict_mass}), or null and `error` (a sentence) if it failed
+//        result: {base: {text, reason, count, …, verdict?, verdict_error?}, tuned: {…} | null}
+//                (verdict and verdict_error in appreciation mode, as in the event)
+//   {type: 'judge', id, brief, audience, genre, works: {base, tuned}, params, adapter?}
+//        the tuned model (the base without an adapter) critiques each work in turn, then gives
+//        its verdict distribution after that critique
+//        events: {type: 'token', id, side, text, count, tokensPerSecond}, {type: 'side-done', …},
+//                {type: 'verdict', id, side, verdict, error}   side: the work judged
+//        result: {base: {text, reason, score, verdict, verdict_error} | null, tuned: {…} | null,
+//                judge: 'tuned' | 'base'}   score: the verdict written in the critique, or null
+//   {type: 'shift', id, text, context, adapter}       [{ids, texts, base, tuned}] per-token log-probs
+//        base, tuned: `cqa score --json`'s objects (tuned null without an adapter)
+//   {type: 'calibrate', id, items, adapter?}          item by item
+//        events: {type: 'item', id, index, total, result}   result as `cqa calibrate --json
+//                --tokens` prints one item, plus `token_texts`
+//        result: {outcome: 'finished' | 'cancelled', done}
+//   {type: 'agreement', id, records, adapter?, options}   agreement with the expert's scores,
+//        record by record like 'calibrate' ('stop' ends it after the current record)
+//        records: annotation objects; options: AppraiseOptions fields, all optional:
+//        {mode: 'direct' | 'critique' | 'reasoning', max_new_tokens, bootstrap, seed, level}
+//        events: {type: 'record', id, index, total, recordId, base, tuned}   base, tuned: the
+//                  engine's `appraiseRecord` results (the VerdictDistribution fields plus nll,
+//                  tokens, critique?, parsed_score?); tuned null without an adapter
+//        result: {outcome: 'finished' | 'cancelled', done, total, records, summary}
+//                records, summary: `appreciationReport` over the records done (`cqa appreciate
+//                --json`'s shape), both null when none was done
+//   {type: 'check-adapter', id, adapter}              [{ok: true}] merges it once to validate
+//   {type: 'train', id, records (JSONL string), config, keepGoodLines, checkpoint?, checkpointEvery}
+//        config: TrainConfig fields (missing ones take the engine's defaults); with checkpoint
+//        (bytes) the run resumes from it and config is not used
+//        events: {type: 'train-info', id, info}      {train, held_out, held_out_ids, step, total_steps,
+//                  warnings, config}   held_out_ids: the ids of the records held out of training
+//                {type: 'train-event', id, event, checkpoint?: Uint8Array}   event: what
+//                  `cqa train --json` prints: {kind: 'step', step, total_steps, epoch, loss,
+//                  learning_rate, grad_norm, tokens, tokens_per_s, elapsed_s, eta_s} or
+//                  {kind: 'held_out', step, held_out_loss}; checkpoint bytes when one was taken
+//        result: {outcome: 'finished' | 'cancelled', info, adapter: {config_json, safetensors} | null}
+// page → engine worker (control; no reply)
+//   {type: 'stop', target}                            stop generation / calibration / agreement `target` (an id)
+//   {type: 'train-control', action: 'pause' | 'resume' | 'cancel'}
+//
+// `adapter` everywhere is {key, config_json, safetensors}: the worker keeps the last merged tuned
+// model for `key`, so repeated comparisons do not merge again.
+import { allowList, ensureWasm, lookup, post, refuse, runJob, serve, yieldToEvents } from './lib/worker-core.js';
+import { forgetModels, readGguf, readHfFiles, storeModel } from './lib/model-files.js';
+import { measureAgreement, stream, verdictAfter } from './lib/model-loops.js';
+
+let backend = null;          // 'webgpu' | 'cpu'
+let devicePromise = null;
+let base = null;             // the loaded WebModel
+let baseName = null;
+let tuned = null;            // {key, model}: the last adapter merged into the base
+let busy = null;             // the id of the running job
+const stops = new Set();     // ids asked to stop
+let trainControl = null;     // WebTrainControl of the running training
+
+// ---- device --------------------------------------------------------------------------------
+
+/** The browser's description of its WebGPU adapter, for display only (the engine has its own). */
+async function adapterInfo() {
+  try {
+    const a = await navigator.gpu?.requestAdapter();
+    const i = a?.info;
+    if (!i) return null;
+    return { vendor: i.vendor || '', architecture: i.architecture || '', device: i.device || '', description: i.description || '' };
+  } catch {
+    return null;
+  }
+}
+
+function ensureDevice() {
+  if (!devicePromise) {
+    devicePromise = (async () => {
+      const m = await ensureWasm();
+      const choice = await m.initDevice(true);
+      backend = choice.backend;
+      const adapter = backend === 'webgpu' ? await adapterInfo() : null;
+      return { backend, adapter, reason: backend === 'webgpu' ? null : choice.reason ?? null };
+    })();
+    devicePromise.catch(() => { devicePromise = null; });
+  }
+  return devicePromise;
+}
+
+const backendWords = () => (backend === 'webgpu' ? 'WebGPU' : 'the CPU');
+
+// ---- models --------------------------------------------------------------------------------
+
+async function load(msg, ev) {
+  const m = await ensureWasm();
+  await ensureDevice();
+  let next, name, source, cached = false, fromCache = false;
+  if (msg.hf) {
+    const f = await readHfFiles(msg.hf, ev);
+    ({ name, source } = f);
+    ev({ type: 'progress', stage: 'prepare', loaded: f.total, total: f.total, message: `Preparing the weights for ${backendWords()}…` });
+    await yieldToEvents();
+    next = m.WebModel.loadHf(f.shards, f.configText, f.tokenizer, f.tokenizerConfigText);
+  } else {
+    const f = await readGguf(msg, ev, m.schema().default_model);
+    ({ name, source, cached, fromCache } = f);
+    ev({ type: 'progress', stage: 'prepare', loaded: f.bytes.length, total: f.bytes.length, message: `Preparing ${name} (${(f.bytes.length / 1e6).toFixed(1)} MB) for ${backendWords()}…` });
+    await yieldToEvents();
+    next = m.WebModel.loadGguf(f.bytes);
+    // Cache only what loaded: a broken file is not kept.
+    if (!cached) cached = await storeModel(f.cacheKey, f.bytes);
+  }
+  let info;
+  try {
+    info = next.info();
+  } catch (e) {
+    next.free();
+    throw e;
+  }
+  if (!info.name) info.name = name;
+  // Only replace (and free) the old model once the new one has loaded.
+  dropTuned();
+  if (base) { try { base.free(); } catch { /* already freed */ } }
+  base = next;
+  baseName = name;
+  return { info, name, source, cached, fromCache };
+}
+
+function requireModel() {
+  if (!base) throw new Error('no model is loaded yet: load one in the Model panel');
+  return base;
+}
+
+function dropTuned() {
+  if (tuned) { try { tuned.model.free(); } catch { /* already freed */ } tuned = null; }
+}
+
+async function tunedFor(adapter, ev) {
+  if (!adapter) return null;
+  if (tuned && tuned.key === adapter.key) return tuned.model;
+  const b = requireModel();
+  dropTuned();
+  ev?.({ type: 'progress', stage: 'prepare', loaded: 0, total: 0, message: 'Merging the adapter into a copy of the model…' });
+  await yieldToEvents();
+  const model = b.withAdapter(adapter.config_json, new Uint8Array(adapter.safetensors));
+  tuned = { key: adapter.key, model };
+  return model;
+}
+
+// ---- generation ----------------------------------------------------------------------------
+
+const appreciation = (msg, work) => ({ brief: msg.brief || '', audience: msg.audience || '', genre: msg.genre || '', work: work ?? msg.work ?? '' });
+
+const stopped = (id) => () => stops.has(id);
+
+async function generate(msg, ev) {
+  const b = requireModel();
+  b.startGeneration(String(msg.prompt), Boolean(msg.chat), msg.params);
+  const out = await stream([{ side: 'base', model: b }], ev, stopped(msg.id));
+  return out.base;
+}
+
+function start(model, msg) {
+  if (msg.mode === 'generation') model.startGeneration(String(msg.prompt), true, msg.params);
+  else model.startAppreciation(appreciation(msg), msg.params);
+}
+
+async function compare(msg, ev) {
+  const b = requireModel();
+  const t = await tunedFor(msg.adapter, ev);
+  start(b, msg);
+  const sides = [{ side: 'base', model: b }];
+  if (t) { start(t, msg); sides.push({ side: 'tuned', model: t }); }
+  const out = await stream(sides, ev, stopped(msg.id));
+  // Appreciation: each model's verdict distribution after its own critique.
+  if (msg.mode !== 'generation' && !stops.has(msg.id)) {
+    for (const s of sides) Object.assign(out[s.side], await verdictAfter(s.model, appreciation(msg), out[s.side].text, s.side, ev));
+  }
+  return { base: out.base, tuned: out.tuned || null };
+}
+
+async function judge(msg, ev) {
+  const b = requireModel();
+  const t = await tunedFor(msg.adapter, ev);
+  const judgeModel = t || b;
+  const m = await ensureWasm();
+  const result = { judge: t ? 'tuned' : 'base' };
+  for (const side of ['base', 'tuned']) {
+    const work = msg.works?.[side];
+    if (!work) { result[side] = null; continue; }
+    const input = appreciation(msg, work);
+    judgeModel.startAppreciation(input, msg.params);
+    const out = await stream([{ side, model: judgeModel }], ev, stopped(msg.id));
+    const { text, reason } = out[side];
+    const score = m.parseVerdictScore(text);
+    result[side] = { text, reason, score: score ?? null, verdict: null, verdict_error: null };
+    if (stops.has(msg.id)) break;
+    Object.assign(result[side], await verdictAfter(judgeModel, input, text, side, ev));
+  }
+  return result;
+}
+
+// Agreement with the expert: each record appraised by base (and tuned), then the engine's report.
+async function agreement(msg, ev) {
+  const m = await ensureWasm();
+  const b = requireModel();
+  const records = Array.isArray(msg.records) ? msg.records : [];
+  if (!records.length) throw new Error('there are no records to measure agreement on');
+  const t = await tunedFor(msg.adapter, ev);
+  const options = msg.options && typeof msg.options === 'object' ? msg.options : {};
+  return measureAgreement(m, { base: b, tuned: t, records, options, stopped: stopped(msg.id), ev });
+}
+
+// ---- scoring -------------------------------------------------------------------------------
+
+async function shift(msg, ev) {
+  const b = requireModel();
+  const t = await tunedFor(msg.adapter, ev);
+  const ctx = msg.context && msg.context.length ? msg.context : undefined;
+  ev({ type: 'progress', stage: 'score', loaded: 0, total: t ? 2 : 1, message: 'Scoring with the base model…' });
+  const sb = await b.score(String(msg.text), ctx);
+  let st = null;
+  if (t) {
+    ev({ type: 'progress', stage: 'score', loaded: 1, total: 2, message: 'Scoring with the tuned model…' });
+    st = await t.score(String(msg.text), ctx);
+  }
+  const texts = b.tokenTexts(Uint32Array.from(sb.text_ids));
+  return { ids: sb.text_ids, texts, base: sb, tuned: st };
+}
+
+async function calibrate(msg, ev) {
+  const b = requireModel();
+  const t = await tunedFor(msg.adapter, ev);
+  const items = msg.items;
+  let done = 0;
+  for (let i = 0; i < items.length; i++) {
+    await yieldToEvents();
+    if (stops.has(msg.id)) return { outcome: 'cancelled', done };
+    const result = t ? await b.calibrateItemAgainst(items[i], t) : await b.calibrateItem(items[i]);
+    result.token_texts = b.tokenTexts(Uint32Array.from(result.token_ids || []));
+    done += 1;
+    ev({ type: 'item', index: i, total: items.length, result });
+  }
+  return { outcome: 'finished', done };
+}
+
+async function checkAdapter(msg, ev) {
+  requireModel();
+  await tunedFor(msg.adapter, ev);
+  return { ok: true };
+}
+
+// ---- training ------------------------------------------------------------------------------
+
+async function train(msg, ev) {
+  const m = await ensureWasm();
+  const b = requireModel();
+  const bytes = new TextEncoder().encode(msg.records);
+  const trainer = msg.checkpoint
+    ? m.WebTrainer.resume(b, bytes, new Uint8Array(msg.checkpoint))
+    : new m.WebTrainer(b, bytes, msg.config, Boolean(msg.keepGoodLines));
+  try {
+    ev({ type: 'train-info', info: trainer.info() });
+    trainControl = trainer.control();
+    const every = Number.isInteger(msg.checkpointEvery) && msg.checkpointEvery > 0 ? msg.checkpointEvery : m.schema().checkpoint_every;
+    const outcome = await trainer.run((event, checkpoint) => {
+      if (checkpoint) ev({ type: 'train-event', event, checkpoint }, [checkpoint.buffer]);
+      else ev({ type: 'train-event', event });
+    }, every);
+    const info = trainer.info();
+    let adapter = null;
+    if (outcome === 'finished') {
+      const a = await trainer.adapter(baseName);
+      adapter = { config_json: a.config_json, safetensors: a.safetensors };
+    }
+    return { outcome, info, adapter };
+  } finally {
+    try { trainControl?.free(); } catch { /* freed */ }
+    trainControl = null;
+    try { trainer.free(); } catch { /* freed */ }
+  }
+}
+
+// ---- dispatch ------------------------------------------------------------------------------
+
+const requests = allowList({
+  'init-device': () => ensureDevice(),
+  load,
+  'forget-models': () => forgetModels(),
+  generate,
+  compare,
+  judge,
+  shift,
+  calibrate,
+  agreement,
+  'check-adapter': checkAdapter,
+  train,
+});
+
+// The only calls a 'train-control' message can make on the running trainer's control.
+const trainActions = allowList({
+  pause: (c) => c.pause(),
+  resume: (c) => c.resume(),
+  cancel: (c) => c.cancel(),
+});
+
+const controls = allowList({
+  stop(msg) { stops.add(msg.target); },
+  'train-control'(msg) {
+    const act = lookup(trainActions, msg.action);
+    if (act && trainControl) act(trainControl);
+  },
+});
+
+serve(async (msg) => {
+  const control = lookup(controls, msg.type);
+  if (control) { control(msg); return; }
+  const job = lookup(requests, msg.type);
+  if (!job) { refuse(msg); return; }
+  const exclusive = msg.type !== 'init-device';
+  if (exclusive && busy !== null) {
+    post({ type: 'error', id: msg.id, code: 'busy', message: 'the engine is busy with another task; wait for it to finish or stop it' });
+    return;
+  }
+  if (exclusive) busy = msg.id;
+  try {
+    await runJob(job, msg);
+  } finally {
+    if (busy === msg.id) busy = null;
+    stops.delete(msg.id);
+  }
+}, { onInit: () => { ensureDevice().catch(() => {}); } });

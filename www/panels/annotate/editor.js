@@ -1,0 +1,159 @@
+// The Annotate panel's record editor: the simple fields, the reasoning steps (tagged with the
+// engine's dimensions, reordered, removed), and the engine's problems for the record.
+import { h, announce, sentence, nowIso, setPref } from '../../lib/ui.js';
+import * as store from '../../lib/store.js';
+import { state, el, current, persist } from './state.js';
+import * as list from './list.js';
+
+let onChange = () => {};
+
+/** `changed()` runs after every edit (index.js passes the engine check's scheduler). */
+export function init({ changed: after }) {
+  onChange = after;
+  for (const b of document.querySelectorAll('.add-step')) b.addEventListener('click', () => addStep(b.dataset.dimension));
+  bindFields();
+}
+
+const times = (rec) => `Created ${rec.created || '–'} · updated ${rec.updated || '–'}`;
+
+/** Opens the record `key` in the editor. */
+export function select(key) {
+  state.selected = key;
+  setPref('ann-selected', key);
+  list.markSelected(key);
+  renderEditor();
+}
+
+function changed(row) {
+  row.record.updated = nowIso();
+  persist(() => store.putAnnotation(row));
+  list.updateListItem(row);
+  el['f-times'].textContent = times(row.record);
+  onChange();
+  state.app.emit('annotations', state.rows);
+}
+
+// Each simple field: the input, how to read it into the record, how to show it.
+const FIELDS = [
+  ['f-id', (r, v) => { r.id = v; }, (r) => r.id],
+  ['f-genre', (r, v) => { r.genre = v; }, (r) => r.genre],
+  ['f-audience', (r, v) => { r.audience = v; }, (r) => r.audience],
+  ['f-brief', (r, v) => { r.brief = v; }, (r) => r.brief],
+  ['f-work', (r, v) => { r.work = v; }, (r) => r.work],
+  ['f-score', (r, v) => { r.verdict.score = v.trim() === '' ? null : (Number.isFinite(Number(v)) ? Number(v) : v); }, (r) => r.verdict?.score ?? ''],
+  ['f-summary', (r, v) => { r.verdict.summary = v; }, (r) => r.verdict?.summary],
+  ['f-revision', (r, v) => { r.revision = v.trim() === '' ? null : v; }, (r) => r.revision ?? ''],
+  ['f-expert', (r, v) => { r.provenance.expert = v; }, (r) => r.provenance?.expert],
+  ['f-ke', (r, v) => { r.provenance.knowledge_engineer = v; }, (r) => r.provenance?.knowledge_engineer],
+  ['f-session', (r, v) => { r.provenance.session = v; }, (r) => r.provenance?.session],
+  ['f-date', (r, v) => { r.provenance.date = v; }, (r) => r.provenance?.date],
+];
+
+function bindFields() {
+  for (const [id, write] of FIELDS) {
+    el[id].addEventListener('input', () => {
+      const row = current();
+      if (!row) return;
+      row.record.verdict ||= { score: null, summary: '' };
+      row.record.provenance ||= { expert: '', knowledge_engineer: '', session: '', date: '' };
+      write(row.record, el[id].value);
+      if (id === 'f-expert' || id === 'f-ke' || id === 'f-session') setPref(`last-${id}`, el[id].value);
+      changed(row);
+    });
+  }
+}
+
+export function renderEditor() {
+  const row = current();
+  el['ann-form'].hidden = !row;
+  el['ann-empty'].hidden = !!row;
+  if (!row) { el['ann-saved'].textContent = ''; return; }
+  for (const [id, , read] of FIELDS) {
+    const v = read(row.record);
+    el[id].value = v === null || v === undefined ? '' : String(v);
+  }
+  el['f-times'].textContent = times(row.record);
+  renderSteps();
+  renderProblems();
+}
+
+// A step's dimension picker offers the engine's dimensions (none until its schema is known),
+// plus the step's own tag when that is not one of them, so an invalid tag stays visible.
+function fillDimensions(select, dimension) {
+  const dims = state.dimensions || [];
+  select.replaceChildren(...dims.map((d) => h('option', { value: d, text: d, selected: d === dimension })));
+  if (!dims.includes(dimension)) select.prepend(h('option', { value: dimension, text: String(dimension), selected: true }));
+}
+
+/** Refills the step pickers in place once the engine's dimensions are known (focus stays put). */
+export function refreshDimensions() {
+  const row = current();
+  if (!row) return;
+  for (const li of el['f-steps'].children) {
+    const step = row.record.reasoning?.[Number(li.dataset.index)];
+    if (step && li.refs) fillDimensions(li.refs.select, step.dimension);
+  }
+}
+
+function renderSteps(focus) {
+  const row = current();
+  if (!row) return;
+  const steps = row.record.reasoning || (row.record.reasoning = []);
+  const items = steps.map((step, i) => {
+    const n = i + 1;
+    const select = h('select', { 'aria-label': `Step ${n} dimension`, class: `dim dim-${step.dimension}` });
+    fillDimensions(select, step.dimension);
+    select.addEventListener('change', () => { step.dimension = select.value; select.className = `dim dim-${step.dimension}`; changed(row); });
+    const text = h('textarea', { rows: 2, 'aria-label': `Step ${n} text` });
+    text.value = step.text ?? '';
+    text.addEventListener('input', () => { step.text = text.value; changed(row); });
+    const move = (to, which) => {
+      const [s] = steps.splice(i, 1);
+      steps.splice(to, 0, s);
+      changed(row);
+      renderSteps({ index: to, which });
+      announce(`Step moved to position ${to + 1}.`);
+    };
+    const up = h('button', { type: 'button', class: 'icon', 'aria-label': `Move step ${n} up`, title: 'Move up', disabled: i === 0, onclick: () => move(i - 1, 'up'), text: '↑' });
+    const down = h('button', { type: 'button', class: 'icon', 'aria-label': `Move step ${n} down`, title: 'Move down', disabled: i === steps.length - 1, onclick: () => move(i + 1, 'down'), text: '↓' });
+    const remove = h('button', {
+      type: 'button', class: 'icon', 'aria-label': `Remove step ${n}`, title: 'Remove',
+      onclick: () => {
+        steps.splice(i, 1);
+        changed(row);
+        renderSteps({ index: Math.min(i, steps.length - 1), which: 'text' });
+        announce(`Step ${n} removed.`);
+      },
+      text: '✕',
+    });
+    const li = h('li', { class: 'step' }, h('span', { class: 'step-n', text: `${n}.` }), select, text, h('span', { class: 'step-buttons' }, up, down, remove));
+    li.dataset.index = String(i);
+    li.refs = { up, down, remove, text, select };
+    return li;
+  });
+  el['f-steps'].replaceChildren(...items);
+  if (focus && items[focus.index]) {
+    const refs = items[focus.index].refs;
+    const target = refs[focus.which];
+    (target && !target.disabled ? target : refs.text).focus();
+  }
+}
+
+function addStep(dimension) {
+  const row = current();
+  if (!row) return;
+  row.record.reasoning ||= [];
+  row.record.reasoning.push({ dimension, text: '' });
+  changed(row);
+  renderSteps({ index: row.record.reasoning.length - 1, which: 'text' });
+}
+
+export function renderProblems() {
+  const row = current();
+  const found = row ? state.problems.get(row.key) || [] : [];
+  el['f-problems-box'].hidden = found.length === 0;
+  el['f-problems'].replaceChildren(...found.map((p) => h('li', {}, p.field ? h('code', { text: p.field }) : null, p.field ? ': ' : '', sentence(p.message))));
+  for (const [id] of FIELDS) el[id].removeAttribute('aria-invalid');
+  const fieldToInput = { id: 'f-id', work: 'f-work', 'verdict.score': 'f-score', 'verdict.summary': 'f-summary', 'provenance.date': 'f-date', 'provenance.expert': 'f-expert' };
+  for (const p of found) if (fieldToInput[p.field]) el[fieldToInput[p.field]].setAttribute('aria-invalid', 'true');
+}
