@@ -57,6 +57,9 @@ impl std::fmt::Debug for TextTokenizer {
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// The work (minijinja fuel units) one chat-template rendering may do.
+const TEMPLATE_FUEL: u64 = 2_000_000;
+
 /// GGUF token types (llama.cpp `llama_token_type`).
 const TOKEN_TYPE_CONTROL: u64 = 3;
 const TOKEN_TYPE_USER_DEFINED: u64 = 4;
@@ -287,6 +290,9 @@ impl TextTokenizer {
             Error::Template("this model has no chat template; use a plain prompt instead of --chat".into())
         })?;
         let mut env = minijinja::Environment::new();
+        // A template comes from the model file: bound its work, so a hostile one (nested loops)
+        // is refused instead of hanging the engine. Real templates use a few thousand units.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -305,7 +311,15 @@ impl TextTokenizer {
                 bos_token => bos,
                 eos_token => eos,
             })
-            .map_err(|e| Error::Template(e.to_string()))
+            .map_err(|e| {
+                if e.kind() == minijinja::ErrorKind::OutOfFuel {
+                    Error::Template(format!(
+                        "this model's chat template did more than {TEMPLATE_FUEL} steps of work for one prompt and was stopped; the template is broken or hostile, so use a plain prompt or another model file"
+                    ))
+                } else {
+                    Error::Template(e.to_string())
+                }
+            })
     }
 
     /// Checks that every token id fits the model's embedding matrix.
@@ -387,6 +401,22 @@ mod tests {
     fn tojson_uses_python_separators() {
         let v = minijinja::Value::from_serialize(json!({"a": [1, "x<y"], "b": null}));
         assert_eq!(python_tojson(v, None).unwrap().to_string(), r#"{"a": [1, "x<y"], "b": null}"#);
+    }
+
+    #[test]
+    fn a_template_that_never_ends_is_stopped() {
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"a":0,"<unk>":1},"unk_token":"<unk>"}}"#;
+        let hostile = "{% for i in range(10000) %}{% for j in range(10000) %}{{ i }}{% endfor %}{% endfor %}";
+        let config = json!({ "chat_template": hostile }).to_string();
+        let tok = TextTokenizer::from_hf(json.as_bytes(), Some(&config)).unwrap();
+        let started = std::time::Instant::now();
+        let err = tok.apply_chat_template(&[ChatMessage::new("user", "hi")], true).unwrap_err().to_string();
+        assert!(err.contains("was stopped"), "{err}");
+        assert!(started.elapsed().as_secs() < 10, "refused within seconds");
+        let fine = json!({ "chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}" }).to_string();
+        let tok = TextTokenizer::from_hf(json.as_bytes(), Some(&fine)).unwrap();
+        assert_eq!(tok.apply_chat_template(&[ChatMessage::new("user", "hi")], false).unwrap(), "hi");
     }
 
     #[test]

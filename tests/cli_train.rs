@@ -82,6 +82,9 @@ fn train_prints_json_lines_and_writes_a_peft_adapter() {
     assert_eq!(config["target_modules"], serde_json::json!(["q_proj", "v_proj", "down_proj"]));
     assert!(out.join("adapter_model.safetensors").exists());
     assert!(out.join("checkpoint.safetensors").exists());
+    // The held-out record (1 of 3 at --held-out 0.34) is written out for `cqa appreciate`.
+    let held = std::fs::read_to_string(out.join("held_out.jsonl")).unwrap();
+    assert_eq!(held.lines().count(), 1, "{held}");
 
     // --adapter changes what score and generate see.
     let text = ["--text", "The tide came in over the stones.", "--json"];

@@ -1,7 +1,9 @@
-// Static server for the app: www/ at /, the wasm package at /pkg/, the default model at /models/,
+// Development server for the app: www/ at /, the wasm package at /pkg/, the default model at /models/,
 // the repository's sample data at /data/, and the app's npm libraries (uPlot, idb, fflate) at
 // /vendor/ straight from www/node_modules. It sends a Content-Security-Policy that forbids any
 // request outside this origin, so the browser itself enforces that nothing leaves the machine.
+// It answers only to localhost names, serves only its own table of files, never follows a
+// symlink out of the served folders, and answers every bad request instead of throwing.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,31 +12,44 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const modules = path.join(root, 'www', 'node_modules');
 // /vendor/<name> → one file of an installed package (nothing else under node_modules is served).
-const vendor = {
-  'uPlot.esm.js': 'uplot/dist/uPlot.esm.js',
-  'uPlot.min.css': 'uplot/dist/uPlot.min.css',
-  'idb.js': 'idb/build/index.js',
-  'fflate.js': 'fflate/esm/browser.js',
-};
+// A Map, not an object: `/vendor/constructor` or `/vendor/__proto__` must not reach an inherited
+// property.
+const vendor = new Map([
+  ['uPlot.esm.js', 'uplot/dist/uPlot.esm.js'],
+  ['uPlot.min.css', 'uplot/dist/uPlot.min.css'],
+  ['idb.js', 'idb/build/index.js'],
+  ['fflate.js', 'fflate/esm/browser.js'],
+]);
 const mounts = [
   ['/pkg/', path.join(root, 'pkg')],
   ['/models/', path.join(root, 'models')],
   ['/data/', path.join(root, 'data')],
   ['/', path.join(root, 'www')],
 ];
-const types = {
+const types = new Map(Object.entries({
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',
   '.css': 'text/css', '.wasm': 'application/wasm', '.json': 'application/json', '.svg': 'image/svg+xml',
   '.jsonl': 'application/jsonl; charset=utf-8', '.png': 'image/png', '.webmanifest': 'application/manifest+json',
   '.md': 'text/markdown; charset=utf-8',
-};
+}));
 const CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self'; img-src 'self' data: blob:; style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'";
+
+// Only these names reach the server (DNS rebinding: a foreign page that resolves its own name to
+// 127.0.0.1 sends its own Host header, and is refused).
+const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+function hostAllowed(header) {
+  if (typeof header !== 'string') return false;
+  const m = /^(\[[^\]]+\]|[^:]+)(?::\d+)?$/.exec(header.trim().toLowerCase());
+  return Boolean(m) && LOCAL_HOSTS.has(m[1]);
+}
 
 function resolve(urlPath) {
   let clean;
-  try { clean = decodeURIComponent(urlPath.split('?')[0]); } catch { return null; }
+  try { clean = decodeURIComponent(String(urlPath).split('?')[0]); } catch { return null; }
+  if (clean.includes('\0')) return null; // fs calls throw synchronously on NUL bytes
   if (clean.startsWith('/vendor/')) {
-    const rel = vendor[clean.slice('/vendor/'.length)];
+    const rel = vendor.get(clean.slice('/vendor/'.length));
     return rel ? path.join(modules, rel) : null;
   }
   for (const [prefix, dir] of mounts) {
@@ -48,28 +63,61 @@ function resolve(urlPath) {
   return null;
 }
 
+/** The real path of `file` if it stays inside one of the served roots (symlinks resolved). */
+function insideRoots(file, done) {
+  fs.realpath(file, (err, real) => {
+    if (err) { done(null); return; }
+    const roots = [...mounts.map(([, dir]) => dir), modules].map((dir) => {
+      try { return fs.realpathSync(dir); } catch { return null; }
+    }).filter(Boolean);
+    done(roots.some((dir) => real === dir || real.startsWith(dir + path.sep)) ? real : null);
+  });
+}
+
+function fail(res, status = 404, text = 'not found') {
+  if (res.headersSent) { res.destroy(); return; }
+  res.statusCode = status;
+  res.end(text);
+}
+
+/** One request; every error is answered (or the connection dropped), never thrown. */
+function handle(req, res) {
+  res.setHeader('Content-Security-Policy', CSP);
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+  res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
+  res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
+  if (!hostAllowed(req.headers.host)) { fail(res, 421, 'this server answers only to localhost'); return; }
+  const file = resolve(req.url);
+  if (!file) { fail(res); return; }
+  insideRoots(file, (real) => (real ? serveFile(req, res, real) : fail(res)));
+}
+
+function serveFile(req, res, file) {
+  fs.stat(file, (err, st) => {
+    if (err || !st.isFile()) { fail(res); return; }
+    // A weak validator from size and mtime: the service worker and the HTTP cache revalidate
+    // cheaply instead of downloading the 40 MB engine again.
+    const etag = `W/"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
+    res.setHeader('ETag', etag);
+    res.setHeader('Cache-Control', 'no-cache');
+    res.setHeader('Content-Type', types.get(path.extname(file)) || 'application/octet-stream');
+    if (req.headers['if-none-match'] === etag) { res.statusCode = 304; res.end(); return; }
+    res.setHeader('Content-Length', st.size);
+    if (req.method === 'HEAD') { res.end(); return; }
+    const stream = fs.createReadStream(file);
+    stream.on('error', () => fail(res, 500, 'read error'));
+    stream.pipe(res);
+  });
+}
+
 export function createServer() {
   return http.createServer((req, res) => {
-    const file = resolve(req.url);
-    res.setHeader('Content-Security-Policy', CSP);
-    res.setHeader('X-Content-Type-Options', 'nosniff');
-    res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
-    res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
-    res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');
-    if (!file) { res.statusCode = 404; res.end('not found'); return; }
-    fs.stat(file, (err, st) => {
-      if (err || !st.isFile()) { res.statusCode = 404; res.end('not found'); return; }
-      // A weak validator from size and mtime: the service worker and the HTTP cache revalidate
-      // cheaply instead of downloading the 40 MB engine again.
-      const etag = `W/"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
-      res.setHeader('ETag', etag);
-      res.setHeader('Cache-Control', 'no-cache');
-      res.setHeader('Content-Type', types[path.extname(file)] || 'application/octet-stream');
-      if (req.headers['if-none-match'] === etag) { res.statusCode = 304; res.end(); return; }
-      res.setHeader('Content-Length', st.size);
-      if (req.method === 'HEAD') { res.end(); return; }
-      fs.createReadStream(file).pipe(res);
-    });
+    try {
+      handle(req, res);
+    } catch {
+      fail(res, 500, 'server error');
+    }
   });
 }
 

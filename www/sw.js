@@ -7,7 +7,7 @@ const SHELL_CACHE = 'cqa-studio-shell-v2';
 const MODEL_CACHE = 'cqa-studio-models-v1';
 const SHELL = [
   '/', '/index.html', '/style.css', '/app.js', '/engine-worker.js', '/data-worker.js', '/favicon.svg',
-  '/lib/ui.js', '/lib/engine.js', '/lib/store.js', '/lib/charts.js', '/lib/heatmap.js', '/lib/adapters.js',
+  '/lib/ui.js', '/lib/csv.js', '/lib/engine.js', '/lib/store.js', '/lib/charts.js', '/lib/heatmap.js', '/lib/adapters.js',
   '/lib/worker-core.js', '/lib/model-files.js', '/lib/model-loops.js', '/lib/verdict-chart.js',
   '/panels/model.js', '/panels/train.js', '/panels/adapters.js', '/panels/compare.js', '/panels/calibrate.js', '/panels/agreement.js',
   '/panels/annotate/index.js', '/panels/annotate/state.js', '/panels/annotate/list.js', '/panels/annotate/editor.js',

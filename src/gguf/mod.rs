@@ -201,7 +201,16 @@ impl<'a> Cursor<'a> {
                     return Err(Error::Gguf(format!("GGUF file is corrupt: {} nests arrays too deeply", what())));
                 }
                 let item_type = self.u32(what)?;
-                let n = self.count(1, what)?;
+                let n = self.count(min_value_bytes(item_type), what)?;
+                // Each parsed item takes a `MetaValue` (tens of bytes) however small it is on disk,
+                // so the count is also capped: real files' largest arrays are token lists of a few
+                // hundred thousand entries.
+                if n > MAX_METADATA_ARRAY_ITEMS {
+                    return Err(Error::Gguf(format!(
+                        "GGUF file is corrupt or hostile: {} is an array of {n} items, over the {MAX_METADATA_ARRAY_ITEMS} this reader accepts",
+                        what()
+                    )));
+                }
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(self.value(item_type, depth + 1, what)?);
@@ -213,6 +222,21 @@ impl<'a> Cursor<'a> {
             12 => MetaValue::F64(f64::from_le_bytes(self.array(what)?)),
             t => return Err(Error::Gguf(format!("GGUF file is corrupt: {} has unknown value type {t}", what()))),
         })
+    }
+}
+
+/// The most items a metadata array may hold (the largest real vocabularies are ~256k tokens).
+pub const MAX_METADATA_ARRAY_ITEMS: usize = 4 << 20;
+
+/// The fewest bytes a metadata value of `type_id` takes on disk (an unknown type fails later).
+fn min_value_bytes(type_id: u32) -> usize {
+    match type_id {
+        0 | 1 | 7 => 1,
+        2 | 3 => 2,
+        4..=6 => 4,
+        8 | 10..=12 => 8, // a string is at least its 8-byte length
+        9 => 12,          // a nested array: item type + count
+        _ => 1,
     }
 }
 
@@ -381,6 +405,37 @@ mod tests {
         assert_eq!(shape, vec![2, 3]);
         assert_eq!(w, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!(f.dequantize("v").unwrap().1, vec![7.0, 8.0, 9.0, 10.0]);
+    }
+
+    /// A header with one metadata array of `n` items of `item_type`, followed by `payload` bytes.
+    fn with_array(item_type: u32, n: u64, payload: usize) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(b"GGUF");
+        b.extend(3u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes()); // tensors
+        b.extend(1u64.to_le_bytes()); // metadata entries
+        b.extend(5u64.to_le_bytes());
+        b.extend(b"huge!");
+        b.extend(9u32.to_le_bytes()); // array
+        b.extend(item_type.to_le_bytes());
+        b.extend(n.to_le_bytes());
+        b.extend(std::iter::repeat_n(0u8, payload));
+        b
+    }
+
+    #[test]
+    fn hostile_metadata_arrays_are_refused_before_allocating() {
+        // 2^31 u32 items need 8 GiB of file: counted at 4 bytes per item, not 1, they are refused.
+        let err = GgufFile::parse(with_array(4, 1 << 31, 1 << 20)).unwrap_err().to_string();
+        assert!(err.contains("claims 2147483648 items"), "{err}");
+        let err = GgufFile::parse(with_array(4, 300_000, 1 << 20)).unwrap_err().to_string();
+        assert!(err.contains("claims 300000 items"), "4 bytes per u32 item: {err}");
+        // A file large enough for its items is still capped.
+        let n = MAX_METADATA_ARRAY_ITEMS as u64 + 1;
+        let err = GgufFile::parse(with_array(0, n, n as usize)).unwrap_err().to_string();
+        assert!(err.contains("over the"), "{err}");
+        // Within the limits it parses.
+        assert!(GgufFile::parse(with_array(0, 1000, 1000)).is_ok());
     }
 
     #[test]

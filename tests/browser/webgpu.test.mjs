@@ -3,6 +3,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { openEngine } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
@@ -66,6 +69,34 @@ test('the default model scores and generates in the browser as it does natively'
   console.log(`default model: max |Δ logprob| WebGPU vs CPU = ${diff.toExponential(2)}`);
   assert.ok(diff < 5e-3, `max |Δ logprob| = ${diff}`);
   assert.equal(web.generated, nativeGen);
+});
+
+test('verdict distributions in the browser match the native CLI (default model)', { timeout: 900_000 }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'cqa-verdict-'));
+  const records = path.join(dir, 'one.jsonl');
+  const line = readFileSync(new URL('../fixtures/lora_records.jsonl', import.meta.url), 'utf8').split('\n')[0];
+  writeFileSync(records, `${line}\n`);
+  const record = JSON.parse(line);
+  for (const mode of ['direct', 'reasoning']) {
+    const native = JSON.parse(execFileSync(CQA, ['appreciate', '--data', records, '--mode', mode, '--bootstrap', '10', '--json'])).records[0].base;
+    const t0 = Date.now();
+    const web = await page.evaluate(async ({ record, mode }) => {
+      if (!window.defaultModel) {
+        const bytes = new Uint8Array(await (await fetch('/models/SmolLM2-135M-Instruct.Q4_1.gguf')).arrayBuffer());
+        window.defaultModel = window.cqa.WebModel.loadGguf(bytes);
+      }
+      const t = performance.now();
+      const appraisal = await window.defaultModel.appraiseRecord(record, { mode });
+      return { appraisal, ms: performance.now() - t };
+    }, { record, mode });
+    console.log(`verdict distribution, ${mode} prefix (${native.prefix.length} chars), default model on WebGPU (SwiftShader): ${(web.ms / 1000).toFixed(1)} s per record (${((Date.now() - t0) / 1000).toFixed(1)} s with load)`);
+    assert.equal(web.appraisal.prefix, native.prefix);
+    assert.deepEqual(web.appraisal.continuations, native.continuations);
+    const diff = maxAbsDiff(web.appraisal.logprobs, native.logprobs);
+    console.log(`  max |Δ verdict logprob| WebGPU vs CPU = ${diff.toExponential(2)}; expected ${web.appraisal.expected.toFixed(3)} vs ${native.expected.toFixed(3)}`);
+    assert.ok(diff < 5e-3, `${mode}: max |Δ logprob| = ${diff}`);
+    assert.ok(Math.abs(web.appraisal.p.reduce((a, b) => a + b, 0) - 1) < 1e-9);
+  }
 });
 
 test('the page makes no request outside its own origin', () => {

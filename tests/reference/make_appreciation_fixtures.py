@@ -41,39 +41,19 @@ import peft  # noqa: E402
 from peft import PeftModel  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
+import sys  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cqa_prompts import encode_rendered, prompt_messages, reasoning_text  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 DEFAULT_MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-# Must equal cqa's src/prompt.rs.
-SYSTEM_PROMPT = (
-    "You are an expert reader of creative writing. Judge the work against its brief, its intended "
-    "audience and the logic of its world. Reason step by step, tagging each step [craft], [audience] "
-    "or [reality], then give a verdict from 1 to 10."
-)
 CONTINUATIONS = [f"Verdict: {k}/10" for k in range(1, 11)]
 # A critique as a model writes one, with its own verdict line: cqa cuts it at that line.
 CRITIQUE = "1. [craft] The images are precise and the rhythm holds.\n2. [audience] Patient readers are rewarded.\n\n**Verdict:** 8/10 — a quiet success."
 CRITIQUE_CUT = "1. [craft] The images are precise and the rhythm holds.\n2. [audience] Patient readers are rewarded.\n\n"
-
-
-def prompt_messages(r: dict) -> list[dict]:
-    user = f"Brief: {r['brief']}\nAudience: {r['audience']}\nGenre: {r['genre']}\n\nWork:\n{r['work']}"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
-
-
-def reasoning_text(r: dict) -> str:
-    lines = ["Reasoning:"] + [f"{i + 1}. [{s['dimension']}] {s['text'].strip()}" for i, s in enumerate(r["reasoning"])]
-    return "\n".join(lines) + "\n\n"
-
-
-def encode_rendered(tok, text: str) -> list[int]:
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    with_special = tok("a", add_special_tokens=True)["input_ids"]
-    bos = tok.bos_token_id
-    if bos is not None and with_special[:1] == [bos] and ids[:1] != [bos]:
-        ids = [bos] + ids
-    return ids
 
 
 def continuation_logprobs(model, prefix_ids: list[int], conts: list[list[int]]) -> list[float]:

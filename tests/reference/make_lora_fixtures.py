@@ -50,17 +50,13 @@ from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cqa_prompts import encode_rendered, prompt_messages, response  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 DEFAULT_MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-# Must equal cqa's src/prompt.rs.
-SYSTEM_PROMPT = (
-    "You are an expert reader of creative writing. Judge the work against its brief, its intended "
-    "audience and the logic of its world. Reason step by step, tagging each step [craft], [audience] "
-    "or [reality], then give a verdict from 1 to 10."
-)
 
 CONFIG = {
     "rank": 2,
@@ -75,29 +71,6 @@ CONFIG = {
     "max_grad_norm": 1.0,
     "seed": 7,
 }
-
-
-def prompt_messages(r: dict) -> list[dict]:
-    user = f"Brief: {r['brief']}\nAudience: {r['audience']}\nGenre: {r['genre']}\n\nWork:\n{r['work']}"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
-
-
-def response(r: dict) -> str:
-    lines = ["Reasoning:"]
-    for i, step in enumerate(r["reasoning"]):
-        lines.append(f"{i + 1}. [{step['dimension']}] {step['text'].strip()}")
-    return "\n".join(lines) + f"\n\nVerdict: {r['verdict']['score']}/10. {r['verdict']['summary'].strip()}"
-
-
-def encode_rendered(tok, text: str) -> list[int]:
-    """cqa's one rule for rendered chat templates: no special tokens added, then BOS once if the
-    tokenizer adds one and the template did not write it (SmolLM2 adds none)."""
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    with_special = tok("a", add_special_tokens=True)["input_ids"]
-    bos = tok.bos_token_id
-    if bos is not None and with_special[:1] == [bos] and ids[:1] != [bos]:
-        ids = [bos] + ids
-    return ids
 
 
 def build_example(tok, r: dict, max_len: int) -> dict:

@@ -8,6 +8,7 @@ import { BarChart } from '../lib/charts.js';
 import { renderHeatmap } from '../lib/heatmap.js';
 import { fillAdapterSelect, adapterPayload } from '../lib/adapters.js';
 import * as train from './train.js';
+import { csvCell } from '../lib/csv.js';
 
 let app;
 const el = {};
@@ -243,7 +244,7 @@ function exportCsv() {
   if (!report) return;
   const tuned = report.items.some((r) => r.tuned);
   const cols = ['id', 'group', 'n_tokens', 'h_x_bits', 'h_x_given_y_bits', 'delta_i_bits', ...(tuned ? ['tuned_h_x_bits', 'tuned_h_x_given_y_bits', 'tuned_delta_i_bits', 'delta_delta_i_bits'] : [])];
-  const q = (v) => (typeof v === 'string' && /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v ?? '');
+  const q = csvCell;
   const lines = [cols.join(',')];
   for (const r of report.items) {
     const row = [r.id, r.group, r.n_tokens, r.base.h_x_bits, r.base.h_x_given_y_bits, r.base.delta_i_bits];

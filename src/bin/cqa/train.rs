@@ -22,7 +22,8 @@ pub struct TrainArgs {
     /// Annotation JSONL (docs/annotation-format.md).
     #[arg(long)]
     data: PathBuf,
-    /// Output directory: the PEFT adapter, a resumable checkpoint and the training log.
+    /// Output directory: the PEFT adapter, a resumable checkpoint, the training log and the
+    /// held-out records (`held_out.jsonl`, for `cqa appreciate`).
     #[arg(long)]
     out: PathBuf,
     #[arg(long, default_value_t = defaults().lora.rank)]
@@ -145,6 +146,10 @@ pub fn train_command(lm: &LanguageModel, a: TrainArgs, model_path: &Path) -> Res
     write_atomic(&checkpoint_path, &block_on(trainer.checkpoint())?.to_bytes()?)?;
     let config_json = serde_json::to_string_pretty(trainer.config()).map_err(|e| Error::Input(e.to_string()))?;
     write_atomic(&a.out.join("train_config.json"), config_json.as_bytes())?;
+    // The held-out records as JSONL, ready for `cqa appreciate --data OUT/held_out.jsonl`.
+    let held: std::collections::HashSet<&str> = trainer.held_out_examples().iter().map(|e| e.id.as_str()).collect();
+    let held_records: Vec<_> = records.iter().filter(|r| held.contains(r.id.as_str())).cloned().collect();
+    write_atomic(&a.out.join("held_out.jsonl"), cqa_studio::data::annotations_to_jsonl(&held_records).as_bytes())?;
     if !a.json {
         println!("saved the adapter to {}", a.out.display());
     }
