@@ -10,7 +10,7 @@
 mod common;
 
 use cqa_studio::appreciate::agreement::{Judged, agreement, paired_difference};
-use cqa_studio::appreciate::verdict::{critique_before_verdict, prefix_text, verdict_token_ids};
+use cqa_studio::appreciate::verdict::{critique_before_verdict, verdict_query};
 use cqa_studio::appreciate::verdict_distribution;
 use cqa_studio::data::parse_annotations;
 use cqa_studio::device::block_on;
@@ -46,14 +46,21 @@ fn verdict_logprobs_match_transformers_and_peft() {
             "critique" => critique_before_verdict(critique),
             other => panic!("mode {other}"),
         };
-        let prefix = prefix_text(base, &input, &assistant).unwrap();
-        assert_eq!(prefix, case["prefix"].as_str().unwrap(), "{}/{}: prefix text", case["record"], case["mode"]);
-        let (prefix_ids, continuation_ids) = verdict_token_ids(base, &prefix).unwrap();
-        assert_eq!(prefix_ids, common::ids(&case["prefix_ids"]));
-        let expected_conts: Vec<Vec<u32>> = fixture["continuation_ids"].as_array().unwrap().iter().map(common::ids).collect();
-        assert_eq!(continuation_ids, expected_conts);
+        let query = verdict_query(base, &input, &assistant).unwrap();
+        assert_eq!(query.prefix, case["prefix"].as_str().unwrap(), "{}/{}: prefix text", case["record"], case["mode"]);
+        assert_eq!(query.prefix_ids, common::ids(&case["prefix_ids"]));
+        let continuations: Vec<String> = case["continuations"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+        assert_eq!(query.continuations, continuations);
+        let expected_conts: Vec<Vec<u32>> = case["continuation_ids"].as_array().unwrap().iter().map(common::ids).collect();
+        assert_eq!(query.continuation_ids, expected_conts);
+        // Scored this way, the tokens equal one joint tokenization of the assistant turn, as in training.
+        if !assistant.is_empty() {
+            let said = base.tokenizer.encode(assistant.trim_end(), false).unwrap();
+            let joint = base.tokenizer.encode(&format!("{}{}", assistant.trim_end(), continuations[6]), false).unwrap();
+            assert_eq!([said, expected_conts[6].clone()].concat(), joint);
+        }
         for (lm, side) in [(base, "base"), (&tuned, "tuned")] {
-            let d = block_on(verdict_distribution(lm, &prefix)).unwrap();
+            let d = block_on(verdict_distribution(lm, query.clone())).unwrap();
             let reference = common::f64s(&case[side]);
             for (k, (got, want)) in d.logprobs.iter().zip(&reference).enumerate() {
                 let diff = (got - want).abs();

@@ -264,7 +264,7 @@ fn calibrate_and_appreciate_json_shapes() {
         assert!(r["critique"].is_string());
         let continuations = r["continuations"].as_array().unwrap();
         assert_eq!(continuations.len(), 10);
-        assert_eq!(continuations[6], "Verdict: 7/10");
+        assert!(continuations[6].as_str().unwrap().ends_with("Verdict: 7/10"), "{continuations:?}");
         let p: Vec<f64> = r["p"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
         let expected: f64 = p.iter().enumerate().map(|(i, p)| (i + 1) as f64 * p).sum();
@@ -286,5 +286,8 @@ fn calibrate_and_appreciate_json_shapes() {
         assert!(a["records"][0]["base"].get("critique").is_none());
     }
     let reasoning = appreciate("reasoning");
-    assert!(reasoning["records"][0]["base"]["prefix"].as_str().unwrap().ends_with("\n\n"), "the expert's steps, then the blank line before the verdict");
+    let r = &reasoning["records"][0]["base"];
+    assert!(r["prefix"].as_str().unwrap().contains("Reasoning:\n1. ["), "the expert's steps are the prefix");
+    assert_eq!(r["continuations"][0], "\n\nVerdict: 1/10", "the blank line before the verdict is scored with it");
+    assert_eq!(appreciate("direct")["records"][0]["base"]["continuations"][0], "Verdict: 1/10");
 }

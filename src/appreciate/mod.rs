@@ -23,7 +23,7 @@ use crate::generate::{SamplingParams, generate, read_f32};
 use crate::loader::LanguageModel;
 use crate::prompt::{AppreciationInput, appreciation_prompt, build_example, reasoning_text};
 use serde::{Deserialize, Serialize};
-use verdict::{critique_before_verdict, prefix_text};
+use verdict::{critique_before_verdict, verdict_query};
 
 /// How an appreciation run is done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,8 +96,8 @@ pub async fn judge(
             (critique_before_verdict(&text), Some(text))
         }
     };
-    let prefix = prefix_text(lm, input, &assistant)?;
-    Ok((verdict_distribution(lm, &prefix).await?, critique_text))
+    let query = verdict_query(lm, input, &assistant)?;
+    Ok((verdict_distribution(lm, query).await?, critique_text))
 }
 
 /// Appraises one record with one model.

@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::generate::read_f32;
 use crate::loader::LanguageModel;
-use crate::prompt::{AppreciationInput, appreciation_prompt, encode_rendered, verdict_line};
+use crate::prompt::{AppreciationInput, appreciation_prompt, verdict_line};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -57,7 +57,8 @@ pub fn verdict_continuations() -> Vec<String> {
 pub struct VerdictDistribution {
     /// The exact text scored after (chat template included), so anyone can re-score it.
     pub prefix: String,
-    /// The ten continuations, for 1 to 10.
+    /// The ten exact strings scored after the prefix, for 1 to 10: `Verdict: k/10`, after the
+    /// blank line that ends the assistant's text, if any.
     pub continuations: Vec<String>,
     /// ln p(continuation | prefix), nats, before normalising.
     pub logprobs: Vec<f64>,
@@ -75,7 +76,7 @@ pub struct VerdictDistribution {
 
 impl VerdictDistribution {
     /// Builds the distribution from the ten raw log-probs.
-    pub fn from_logprobs(prefix: String, logprobs: Vec<f64>) -> Self {
+    pub fn from_logprobs(prefix: String, continuations: Vec<String>, logprobs: Vec<f64>) -> Self {
         let max = logprobs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let sum_exp: f64 = logprobs.iter().map(|l| (l - max).exp()).sum();
         let log_mass = max + sum_exp.ln();
@@ -84,7 +85,7 @@ impl VerdictDistribution {
         // The first of equal maxima, as numpy's argmax.
         let mode = p.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best }).0 as u8 + 1;
         let entropy_bits = -p.iter().filter(|&&p| p > 0.0).map(|p| p * p.log2()).sum::<f64>();
-        VerdictDistribution { prefix, continuations: verdict_continuations(), logprobs, p, expected, mode, entropy_bits, verdict_mass: log_mass.exp() }
+        VerdictDistribution { prefix, continuations, logprobs, p, expected, mode, entropy_bits, verdict_mass: log_mass.exp() }
     }
 
     /// −ln p(score) under the normalised distribution.
@@ -104,39 +105,49 @@ pub fn critique_before_verdict(critique: &str) -> String {
     if body.is_empty() { String::new() } else { format!("{body}\n\n") }
 }
 
-/// The prefix text: the rendered appreciation prompt (generation prompt included, so the
-/// assistant turn is open), then what the assistant has said before the verdict line: nothing
-/// (`Direct`), the model's cut critique (`Critique`) or the expert's reasoning (`Reasoning`).
-pub fn prefix_text(lm: &LanguageModel, input: &AppreciationInput, assistant_so_far: &str) -> Result<String> {
-    Ok(appreciation_prompt(lm, input)?.text + assistant_so_far)
+/// What is scored: the prefix (text and ids) and the ten continuations (strings and ids).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerdictQuery {
+    pub prefix: String,
+    pub prefix_ids: Vec<u32>,
+    pub continuations: Vec<String>,
+    pub continuation_ids: Vec<Vec<u32>>,
 }
 
-/// The token ids scored: the prefix's (by the one rule in `prompt`) and each continuation's.
-pub fn verdict_token_ids(lm: &LanguageModel, prefix: &str) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
-    let prefix_ids = encode_rendered(&lm.tokenizer, prefix)?;
-    let continuations = verdict_continuations().iter().map(|c| lm.tokenizer.encode(c, false)).collect::<Result<Vec<_>>>()?;
-    let all: Vec<u32> = prefix_ids.iter().chain(continuations.iter().flatten()).copied().collect();
+/// Builds the query for `input` with `assistant_so_far` already said in the assistant turn.
+///
+/// The prompt is tokenized by itself (`prompt::appreciation_prompt`), exactly as training does.
+/// Trailing whitespace of the assistant text moves into the continuations, so that the blank
+/// line before `Verdict:` is tokenized together with it, as in the training text: SmolLM2's
+/// tokenizer writes `\n\n` as one token at the end of a string but as two `\n` tokens before a
+/// word, and the model only ever saw the latter before a verdict.
+pub fn verdict_query(lm: &LanguageModel, input: &AppreciationInput, assistant_so_far: &str) -> Result<VerdictQuery> {
+    let prompt = appreciation_prompt(lm, input)?;
+    let said = assistant_so_far.trim_end();
+    let gap = &assistant_so_far[said.len()..];
+    let mut prefix_ids = prompt.ids;
+    prefix_ids.extend(lm.tokenizer.encode(said, false)?);
+    let continuations: Vec<String> = verdict_continuations().iter().map(|c| format!("{gap}{c}")).collect();
+    let continuation_ids = continuations.iter().map(|c| lm.tokenizer.encode(c, false)).collect::<Result<Vec<_>>>()?;
+    let all: Vec<u32> = prefix_ids.iter().chain(continuation_ids.iter().flatten()).copied().collect();
     lm.check_ids(&all)?;
-    if prefix_ids.is_empty() {
-        return Err(Error::Input("the verdict prefix is empty".into()));
-    }
-    Ok((prefix_ids, continuations))
+    Ok(VerdictQuery { prefix: prompt.text + said, prefix_ids, continuations, continuation_ids })
 }
 
-/// Scores the ten verdict continuations after `prefix`. The prefix runs through the model once;
-/// each continuation then continues from a copy of its KV cache, and all log-probs come back in
-/// one device read.
-pub async fn verdict_distribution(lm: &LanguageModel, prefix: &str) -> Result<VerdictDistribution> {
-    let (prefix_ids, continuations) = verdict_token_ids(lm, prefix)?;
+/// Scores the ten verdict continuations of `query`. The prefix runs through the model once; each
+/// continuation then continues from a copy of its KV cache, and all log-probs come back in one
+/// device read.
+pub async fn verdict_distribution(lm: &LanguageModel, query: VerdictQuery) -> Result<VerdictDistribution> {
+    let VerdictQuery { prefix, prefix_ids, continuations, continuation_ids } = query;
     let device = &lm.device;
     let ints = |ids: &[u32]| {
         let v: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
         Tensor::<2, Int>::from_data(TensorData::new(v, [1, ids.len()]), device)
     };
-    let longest = continuations.iter().map(Vec::len).max().unwrap_or(0);
-    if prefix_ids.len() + longest > lm.config.max_position_embeddings {
+    let longest = continuation_ids.iter().map(Vec::len).max().unwrap_or(0);
+    if prefix_ids.is_empty() || prefix_ids.len() + longest > lm.config.max_position_embeddings {
         return Err(Error::Input(format!(
-            "the verdict prefix is {} tokens, too long for this model's {}-token window",
+            "the verdict prefix is {} tokens, which does not fit this model's {}-token window",
             prefix_ids.len(),
             lm.config.max_position_embeddings
         )));
@@ -147,7 +158,7 @@ pub async fn verdict_distribution(lm: &LanguageModel, prefix: &str) -> Result<Ve
     // log p(· | prefix) at the last prefix position: [1, 1, vocab].
     let first = log_softmax(lm.model.logits(hidden.narrow(1, n - 1, 1)), 2);
     let mut picked: Vec<Tensor<1>> = Vec::new();
-    for cont in &continuations {
+    for cont in &continuation_ids {
         if cont.is_empty() {
             return Err(Error::Template("a verdict continuation tokenized to nothing".into()));
         }
@@ -165,7 +176,7 @@ pub async fn verdict_distribution(lm: &LanguageModel, prefix: &str) -> Result<Ve
     }
     let values = read_f32(Tensor::cat(picked, 0)).await?;
     let mut at = 0;
-    let logprobs = continuations
+    let logprobs = continuation_ids
         .iter()
         .map(|c| {
             let sum: f64 = values[at..at + c.len()].iter().map(|&l| l as f64).sum();
@@ -173,7 +184,7 @@ pub async fn verdict_distribution(lm: &LanguageModel, prefix: &str) -> Result<Ve
             sum
         })
         .collect();
-    Ok(VerdictDistribution::from_logprobs(prefix.to_string(), logprobs))
+    Ok(VerdictDistribution::from_logprobs(prefix, continuations, logprobs))
 }
 
 #[cfg(test)]
@@ -186,7 +197,7 @@ mod tests {
         let mut lp = vec![f64::NEG_INFINITY; 10];
         lp[6] = 0.25f64.ln();
         lp[7] = 0.25f64.ln();
-        let d = VerdictDistribution::from_logprobs("x".into(), lp);
+        let d = VerdictDistribution::from_logprobs("x".into(), verdict_continuations(), lp);
         assert!((d.p[6] - 0.5).abs() < 1e-12 && (d.p[7] - 0.5).abs() < 1e-12);
         assert!((d.expected - 7.5).abs() < 1e-12);
         assert_eq!(d.mode, 7);

@@ -5,7 +5,8 @@ Writes ``tests/fixtures/appreciation_reference.json``:
 
 * ``cases``: for 3 annotation records (``tests/fixtures/lora_records.jsonl``) and the three
   prefix modes, the exact prefix text cqa must build, its token ids, the token ids of the ten
-  continuations ``Verdict: k/10``, and ln p(continuation | prefix) under the default GGUF model in
+  continuations ``Verdict: k/10`` (after the blank line that ends the assistant's text, which cqa
+  moves from the prefix into each continuation), and ln p(continuation | prefix) under the default GGUF model in
   float32, for the base model and for the PEFT adapter ``tests/fixtures/peft_init`` (loaded with
   ``PeftModel.from_pretrained``). Each continuation is scored in full, in one forward pass over
   prefix + continuation. The critique mode uses a fixed critique text (``CRITIQUE``) whose own
@@ -114,23 +115,28 @@ def main() -> int:
     tok = AutoTokenizer.from_pretrained(str(args.model.parent), gguf_file=args.model.name)
     base = AutoModelForCausalLM.from_pretrained(str(args.model.parent), gguf_file=args.model.name, dtype=torch.float32).eval()
     records = [json.loads(line) for line in (FIXTURES / "lora_records.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
-    conts = [tok(c, add_special_tokens=False)["input_ids"] for c in CONTINUATIONS]
 
     cases = []
     for r in records:
         prompt = tok.apply_chat_template(prompt_messages(r), tokenize=False, add_generation_prompt=True)
+        prompt_ids = encode_rendered(tok, prompt)
         for mode, assistant in [("direct", ""), ("reasoning", reasoning_text(r)), ("critique", CRITIQUE_CUT)]:
-            prefix = prompt + assistant
-            ids = encode_rendered(tok, prefix)
-            cases.append({"record": r["id"], "mode": mode, "prefix": prefix, "prefix_ids": ids, "base": continuation_logprobs(base, ids, conts)})
+            # cqa's rule: the assistant text's trailing whitespace moves into the continuations,
+            # so the blank line is tokenized with `Verdict`, as in the training text.
+            said = assistant.rstrip()
+            gap = assistant[len(said):]
+            ids = prompt_ids + tok(said, add_special_tokens=False)["input_ids"]
+            strings = [gap + c for c in CONTINUATIONS]
+            conts = [tok(c, add_special_tokens=False)["input_ids"] for c in strings]
+            cases.append({"record": r["id"], "mode": mode, "prefix": prompt + said, "prefix_ids": ids, "continuations": strings,
+                          "continuation_ids": conts, "base": continuation_logprobs(base, ids, conts)})
     tuned = PeftModel.from_pretrained(base, str(FIXTURES / "peft_init")).eval()
     for case in cases:
-        case["tuned"] = continuation_logprobs(tuned, case["prefix_ids"], conts)
+        case["tuned"] = continuation_logprobs(tuned, case["prefix_ids"], case["continuation_ids"])
 
     fixture = {
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__, "scipy": scipy.__version__, "numpy": np.__version__},
         "continuations": CONTINUATIONS,
-        "continuation_ids": conts,
         "critique": CRITIQUE,
         "tuned_adapter": "peft_init",
         "cases": cases,
