@@ -279,6 +279,12 @@ impl TextTokenizer {
         &self.stop_ids
     }
 
+    /// The id that right-pads a batch: the first stop id (padding is never scored or attended
+    /// to by real positions, so any id works; this one is always in the vocabulary).
+    pub fn pad_id(&self) -> u32 {
+        self.stop_ids.first().copied().unwrap_or(0)
+    }
+
     pub fn has_chat_template(&self) -> bool {
         self.chat_template.is_some()
     }

@@ -70,26 +70,24 @@ pub async fn critique(lm: &LanguageModel, input: &AppreciationInput, max_new_tok
     Ok(text)
 }
 
-/// The verdict distribution for `input` after `mode`'s prefix. `critique` is the model's own
-/// critique (critique mode; generated when `None`), `reasoning` the expert's (reasoning mode).
+/// The verdict distribution for `input` after `mode`'s prefix. `given` is the assistant text
+/// the mode needs: the expert's reasoning (reasoning mode, required) or the model's own critique
+/// (critique mode; generated greedily when `None`). Returns the critique text in critique mode.
 pub async fn judge(
     lm: &LanguageModel,
     input: &AppreciationInput,
     mode: PrefixMode,
-    reasoning: Option<&str>,
-    own_critique: Option<&str>,
+    given: Option<&str>,
     max_new_tokens: usize,
 ) -> Result<(VerdictDistribution, Option<String>)> {
     let (assistant, critique_text) = match mode {
         PrefixMode::Direct => (String::new(), None),
         PrefixMode::Reasoning => (
-            reasoning
-                .ok_or_else(|| crate::Error::Input("the reasoning prefix needs the expert's reasoning steps".into()))?
-                .to_string(),
+            given.ok_or_else(|| crate::Error::Input("the reasoning prefix needs the expert's reasoning steps".into()))?.to_string(),
             None,
         ),
         PrefixMode::Critique => {
-            let text = match own_critique {
+            let text = match given {
                 Some(t) => t.to_string(),
                 None => critique(lm, input, max_new_tokens).await?,
             };
@@ -102,18 +100,18 @@ pub async fn judge(
 
 /// Appraises one record with one model.
 pub async fn appraise_record(lm: &LanguageModel, record: &Annotation, options: &AppraiseOptions) -> Result<ModelAppraisal> {
-    let pad = lm.tokenizer.stop_ids().first().copied().unwrap_or(0);
     let (example, _) = build_example(lm, record, lm.config.max_position_embeddings)?;
     let (nll, tokens) = match example {
         Some(e) => {
-            let sum = read_f32(completion_nll_sum(&lm.model, &[&e], pad, &lm.device)?).await?[0] as f64;
+            let sum = read_f32(completion_nll_sum(&lm.model, &[&e], lm.tokenizer.pad_id(), &lm.device)?).await?[0] as f64;
             (Some(sum / e.targets() as f64), e.targets())
         }
         None => (None, 0),
     };
     let input = AppreciationInput::of(record);
-    let reasoning = reasoning_text(record);
-    let (verdict, critique) = judge(lm, &input, options.mode, Some(&reasoning), None, options.max_new_tokens).await?;
+    // Only the reasoning mode is given text: the critique mode writes its own.
+    let given = (options.mode == PrefixMode::Reasoning).then(|| reasoning_text(record));
+    let (verdict, critique) = judge(lm, &input, options.mode, given.as_deref(), options.max_new_tokens).await?;
     let parsed_score = critique.as_deref().and_then(parse_verdict_score);
     Ok(ModelAppraisal { verdict, nll, tokens, critique, parsed_score })
 }

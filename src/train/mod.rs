@@ -131,7 +131,7 @@ impl Trainer {
             .collect();
         let steps_per_epoch = train.len().div_ceil(config.batch_size * config.grad_accum);
         let total_steps = steps_per_epoch * config.epochs;
-        let pad_id = lm.tokenizer.stop_ids().first().copied().unwrap_or(0);
+        let pad_id = lm.tokenizer.pad_id();
         let mut trainer = Trainer {
             config,
             model,

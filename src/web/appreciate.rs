@@ -23,7 +23,7 @@ impl WebModel {
             if mode == PrefixMode::Critique && assistant.is_none() {
                 return Err(JsError::new("the critique prefix needs the critique text"));
             }
-            let (distribution, _) = judge(&lm, &input, mode, assistant.as_deref(), assistant.as_deref(), 0).await?;
+            let (distribution, _) = judge(&lm, &input, mode, assistant.as_deref(), 0).await?;
             to_js(&distribution)
         })
     }

@@ -131,7 +131,7 @@ pub fn train(
                 .clone()
                 .map(&mut ToAutodiff)
                 .apply_lora(Lora::new(rank, lora.alpha).set_param_group(ParamGroup::from_ids(ids)));
-            let pad = lm.tokenizer.stop_ids()[0];
+            let pad = lm.tokenizer.pad_id();
             let batch_refs: Vec<&Example> = examples.iter().collect();
             for i in 0..=steps {
                 let t = Instant::now();
