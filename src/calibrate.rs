@@ -49,6 +49,8 @@ pub struct BenchItem {
 /// Reads benchmark JSONL, reporting every bad line (1-based) at once.
 pub fn parse_benchmark(bytes: &[u8]) -> Result<Vec<BenchItem>> {
     let mut items: Vec<BenchItem> = Vec::new();
+    // A set, not a scan of `items`: a large file must not take quadratic time.
+    let mut ids = std::collections::HashSet::new();
     let mut problems = Vec::new();
     for (line, text) in jsonl_lines(bytes) {
         let text = match text {
@@ -61,10 +63,11 @@ pub fn parse_benchmark(bytes: &[u8]) -> Result<Vec<BenchItem>> {
         match serde_json::from_str::<BenchItem>(text) {
             Ok(item) if item.passage.trim().is_empty() => problems.push(format!("line {line}: `passage` is empty")),
             Ok(item) if item.constraint.trim().is_empty() => problems.push(format!("line {line}: `constraint` is empty")),
-            Ok(item) if items.iter().any(|o| o.id == item.id) => {
-                problems.push(format!("line {line}: `id` `{}` is used twice", item.id))
+            Ok(item) if ids.contains(&item.id) => problems.push(format!("line {line}: `id` `{}` is used twice", item.id)),
+            Ok(item) => {
+                ids.insert(item.id.clone());
+                items.push(item)
             }
-            Ok(item) => items.push(item),
             Err(e) => problems.push(format!("line {line}: {e}")),
         }
     }

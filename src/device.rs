@@ -4,8 +4,8 @@
 use crate::error::{Error, Result};
 use burn::tensor::Device;
 
-#[cfg(not(any(feature = "native", feature = "webgpu")))]
-compile_error!("enable a backend: the `native` feature (default) or `webgpu` (the browser build)");
+#[cfg(not(any(feature = "native", feature = "webgpu", feature = "cpu")))]
+compile_error!("enable a backend: the `native` feature (default), `webgpu` (the browser build) or `cpu` (CPU only)");
 
 /// The backends a user can pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub fn cpu() -> Device {
 }
 
 /// Initialises wgpu natively (blocking). Fails with a clear message when no adapter exists.
-#[cfg(not(target_family = "wasm"))]
+#[cfg(all(feature = "native", not(target_family = "wasm")))]
 pub fn wgpu() -> Result<Device> {
     Device::wgpu_options().init().map_err(|e| {
         Error::Device(format!("no usable GPU adapter ({e}); install a Vulkan driver (e.g. mesa-vulkan-drivers) or use --backend cpu"))
@@ -41,7 +41,7 @@ pub fn wgpu() -> Result<Device> {
 }
 
 /// Initialises WebGPU in the browser.
-#[cfg(target_family = "wasm")]
+#[cfg(all(feature = "webgpu", target_family = "wasm"))]
 pub async fn wgpu() -> Result<Device> {
     Device::wgpu_options().init_async().await.map_err(|e| Error::Device(format!("WebGPU is not available ({e})")))
 }

@@ -60,6 +60,28 @@ function emit(name, value) {
 }
 
 // ---- workers ---------------------------------------------------------------------------------
+//
+// Each worker sits behind a WorkerClient (lib/engine.js) that outlives it. When the engine worker
+// loses its GPU device, crashes, traps, or hangs and the user restarts it, its pending requests
+// reject with EngineError code 'lost', a fresh worker starts from the same compiled module, its
+// device is initialised and the last model that loaded is loaded again; then the app emits
+// 'engine-restarted' with {reason: 'device-lost' | 'crashed' | 'hung'} (panels resume from there,
+// e.g. training from its checkpoint). At most 3 restarts within 60 s; then the engine is marked
+// unavailable. The data worker is restarted the same way (it holds no model).
+//
+// URL parameters (read once; window.cqaStudio can change them at run time, for tests):
+//   ?watchdog=SECONDS        how long a long request (generate, compare, judge, train, calibrate,
+//                            agreement, load, …) may stay silent before the page says so and
+//                            offers a restart (default 180 s, enough for SwiftShader)
+//   ?memory-budget-mb=MIB    the memory budget for a model's weights instead of the engine's
+//                            default (engine-worker.js explains the limits)
+
+const params = new URLSearchParams(location.search);
+const positive = (v) => { const n = Number(v); return v !== null && Number.isFinite(n) && n > 0 ? n : null; };
+const limits = {
+  watchdogSeconds: positive(params.get('watchdog')) ?? 180,
+  memoryBudgetMb: positive(params.get('memory-budget-mb')),
+};
 
 const state = {
   backend: null,      // 'webgpu' | 'cpu'
@@ -69,54 +91,212 @@ const state = {
   dead: null,         // why the engine could not start
 };
 
-function startWorker(url, name) {
-  try {
-    return new Worker(url, { type: 'module', name });
-  } catch (e) {
-    state.dead = `this browser cannot run the engine (module workers are required): ${e.message || e}`;
-    return null;
-  }
+// The page compiles the engine once (streaming, off the main thread) and hands the module to each
+// worker it starts (restarted ones too); if that fails they compile it themselves and report the
+// error in words.
+const wasmModule = WebAssembly.compileStreaming(fetch('/pkg/cqa_studio_bg.wasm')).catch(() => null);
+const sendModule = (worker) => wasmModule.then((module) => worker.postMessage({ type: 'init', module }));
+
+const engineUrl = new URL('./engine-worker.js', import.meta.url);
+const dataUrl = new URL('./data-worker.js', import.meta.url);
+
+function markDead(message) {
+  state.dead = message;
+  emit('engine', state);
+  updateBadge();
 }
 
-const engineWorker = startWorker(new URL('./engine-worker.js', import.meta.url), 'engine');
-const dataWorker = startWorker(new URL('./data-worker.js', import.meta.url), 'data');
-const onWorkerDeath = (msg) => { if (msg.type === 'dead') { state.dead = msg.message; emit('engine', state); updateBadge(); } };
-const engine = engineWorker ? new WorkerClient(engineWorker, onWorkerDeath) : null;
-const data = dataWorker ? new WorkerClient(dataWorker, onWorkerDeath) : null;
+const engine = new WorkerClient(() => new Worker(engineUrl, { type: 'module', name: 'engine' }), {
+  init: sendModule,
+  watchdogMs: limits.watchdogSeconds * 1000,
+  onUnsolicited(msg) {
+    if (msg.type === 'dead') markDead(msg.message);
+    else if (msg.type === 'device-lost') engineTrouble('device-lost', msg.message);
+    else if (msg.type === 'crashed') engineTrouble('crashed', msg.message);
+  },
+  onStall: () => showStall(),
+  onActive: () => showStall(),
+});
 
-// The page compiles the engine once (streaming, off the main thread) and hands the module to both
-// workers; if that fails they compile it themselves and report the error in words.
-(async () => {
-  let module = null;
-  try {
-    module = await WebAssembly.compileStreaming(fetch('/pkg/cqa_studio_bg.wasm'));
-  } catch { /* the workers try again and report */ }
-  engineWorker?.postMessage({ type: 'init', module });
-  dataWorker?.postMessage({ type: 'init', module });
-})();
+const data = new WorkerClient(() => new Worker(dataUrl, { type: 'module', name: 'data' }), {
+  init: sendModule,
+  onUnsolicited(msg) {
+    if (msg.type === 'dead') markDead(msg.message);
+    else if (msg.type === 'crashed') {
+      if (data.restart(`the data worker stopped (${msg.message}) and was restarted`, `the data worker stopped (${msg.message}) too often to restart it again; reload the page`)) {
+        notify('The data worker stopped unexpectedly and was restarted; the last action on your records may need repeating.');
+      }
+    }
+  },
+});
 
 // The record format and every default (dimensions, schema version, training settings, the
-// default model), from the engine itself: a Promise, asked for once. Panels read it with
-// `app.schema.then(use, onError)`; it fails only when the data worker cannot run the engine.
-const schema = data ? data.call('schema') : Promise.reject(new Error(state.dead || 'the engine is unavailable'));
+// default model), from the engine itself: a Promise, asked for once (again if the data worker
+// is restarted meanwhile). Panels read it with `app.schema.then(use, onError)`; it fails only
+// when the data worker cannot run the engine.
+const askSchema = (tries = 3) => data.call('schema').catch((e) => (e.code === 'lost' && tries > 1 ? askSchema(tries - 1) : Promise.reject(e)));
+const schema = askSchema();
 schema.catch(() => { /* each reader handles the failure where it shows it */ });
+
+// The last model that loaded, to load again after a restart: {payload, fallback, label}.
+let lastLoad = null;
+
+function rememberLoad(payload, r) {
+  const label = r.info?.name || r.name;
+  if (r.source === 'default') lastLoad = { payload: { source: 'default' }, label };
+  else if (r.source === 'url' || r.source === 'local') lastLoad = { payload: { source: r.source, name: r.name }, label };
+  else if (r.source === 'file') {
+    // Kept in Cache Storage (model-files.js) under its name; the File itself stays readable while
+    // the page is open, for when the cache could not keep it.
+    lastLoad = r.cached
+      ? { payload: { source: 'local', name: r.name }, fallback: { file: payload.file }, label }
+      : { payload: { file: payload.file }, label };
+  } else if (payload.hf) lastLoad = { payload: { hf: payload.hf }, label };
+  else lastLoad = null;
+}
+
+const withBudget = (payload) => (limits.memoryBudgetMb ? { ...payload, memoryBudgetMb: limits.memoryBudgetMb } : payload);
 
 /** Runs an engine job, keeping every panel's controls in step with the engine's state. */
 async function runEngine(kind, label, type, payload, opts) {
-  if (!engine) throw new Error(state.dead || 'the engine is unavailable');
+  if (state.dead) throw new Error(state.dead);
   if (state.job) throw new Error(`the engine is busy (${state.job.label}); wait for it or stop it`);
-  state.job = { kind, label };
+  const job = { kind, label };
+  state.job = job;
   emit('engine', state);
   updateBadge();
-  const req = engine.request(type, payload, opts);
-  state.job.id = req.id;
+  const req = engine.request(type, type === 'load' ? withBudget(payload) : payload, opts);
+  job.id = req.id;
   try {
-    return await req.promise;
+    const result = await req.promise;
+    if (type === 'load') rememberLoad(payload, result);
+    return result;
   } finally {
-    state.job = null;
-    emit('engine', state);
-    updateBadge();
+    // A restart may have taken the engine over meanwhile: leave its job alone.
+    if (state.job === job) {
+      state.job = null;
+      emit('engine', state);
+      updateBadge();
+    }
   }
+}
+
+// ---- restarts ----------------------------------------------------------------------------------
+
+const REASONS = {
+  'device-lost': 'the GPU device was lost',
+  crashed: 'the engine stopped unexpectedly',
+  hung: 'the engine stopped answering',
+};
+let restarting = null;   // the restart under way: {reason, message}
+let lastReload = null;   // how the model came back after the last restart: {source, name, fromCache}
+
+/** A worker event that means the engine must be restarted. */
+function engineTrouble(reason, message) {
+  if (state.dead) return;
+  if (restarting) {
+    // The fresh worker failed too: the restart's own request rejects and it tries again.
+    engine.lose(message);
+    return;
+  }
+  restartEngine(reason, message);
+}
+
+async function restartEngine(reason, message) {
+  restarting = { reason, message };
+  const what = REASONS[reason] || reason;
+  const job = { kind: 'load', label: 'restarting the engine' };
+  state.job = job;
+  emit('engine', state);
+  updateBadge();
+  notify(`${sentenceCase(what)}; restarting the engine${lastLoad ? ` and loading ${lastLoad.label} again` : ''}…`);
+  let problem = null;
+  const detail = !message ? what : message.startsWith(what) ? message : `${what} (${message})`;
+  let why = `${detail}; the engine is being restarted`;
+  for (;;) {
+    if (!engine.restart(why, `${what}, and it has been restarted too often (${engine.restartLimit} times within a minute); reload the page to try again`)) {
+      restarting = null;
+      state.job = null;
+      state.info = null;
+      notify(`${sentenceCase(what)} again, too often to restart the engine; reload the page to try again.`, { alert: true });
+      markDead(engine.dead);
+      return;
+    }
+    try {
+      const d = await engine.call('init-device');
+      state.backend = d.backend;
+      if (lastLoad) {
+        let r;
+        try {
+          r = await engine.call('load', withBudget(lastLoad.payload));
+        } catch (e) {
+          if (e.code === 'lost' || !lastLoad.fallback) throw e;
+          r = await engine.call('load', withBudget(lastLoad.fallback));
+        }
+        state.info = r.info;
+        state.modelName = r.info.name || r.name;
+        lastReload = { source: r.source, name: r.name, fromCache: r.fromCache };
+      }
+      break;
+    } catch (e) {
+      if (e.code === 'lost' && !engine.dead) { why = e.message; continue; } // the fresh worker stopped as well
+      problem = e;
+      break;
+    }
+  }
+  restarting = null;
+  if (state.job === job) state.job = null;
+  const where = state.backend === 'webgpu' ? 'WebGPU' : 'the CPU';
+  if (problem) {
+    state.info = null;
+    notify(lastLoad
+      ? `${sentenceCase(what)} and the engine restarted on ${where}, but ${lastLoad.label} could not be loaded again (${problem.message}); load a model in the Model panel.`
+      : `${sentenceCase(what)}, and the engine could not start again (${problem.message}); reload the page to try again.`, { alert: true });
+  } else {
+    notify(`${sentenceCase(what)}, so the engine restarted on ${where}${lastLoad ? ` and loaded ${lastLoad.label} again` : ''}.`);
+  }
+  emit('engine', state);
+  updateBadge();
+  if (!problem) emit('engine-restarted', { reason });
+}
+
+const sentenceCase = (t) => t.charAt(0).toUpperCase() + t.slice(1);
+
+// ---- the status area under the header ------------------------------------------------------------
+
+/** One sentence in the header's status area (polite; `alert` keeps it until dismissed). */
+function notify(text, { alert = false, stall = false } = {}) {
+  const box = $('engine-notice');
+  if (!box) return;
+  box.dataset.kind = alert ? 'alert' : stall ? 'stall' : text ? 'info' : '';
+  $('engine-notice-text').textContent = text;
+  $('engine-restart').hidden = !stall;
+  $('engine-wait').hidden = !stall;
+  $('engine-dismiss').hidden = !text || stall;
+}
+
+function showStall() {
+  const stalled = engine.stalled();
+  const box = $('engine-notice');
+  if (!stalled.length) {
+    if (box?.dataset.kind === 'stall') notify('');
+    return;
+  }
+  const label = state.job && stalled.some((r) => r.id === state.job.id) ? state.job.label : stalled[0].type;
+  notify(`The engine has not answered for ${limits.watchdogSeconds} s (${label}); it may be stuck: restart it, or keep waiting.`, { stall: true });
+}
+
+function initNotices() {
+  $('engine-restart').addEventListener('click', () => {
+    notify('');
+    if (!restarting) restartEngine('hung', 'it was restarted after not answering');
+    else engine.lose('the engine was restarted again after not answering');
+  });
+  $('engine-wait').addEventListener('click', () => { engine.keepWaiting(); notify(''); });
+  $('engine-dismiss').addEventListener('click', () => notify(''));
+  $('update-reload').addEventListener('click', () => {
+    if (waitingWorker) { reloadOnChange = true; waitingWorker.postMessage({ type: 'skip-waiting' }); } else location.reload();
+  });
 }
 
 const backendName = (b) => (b === 'webgpu' ? 'WebGPU' : b === 'cpu' ? 'CPU' : 'Engine…');
@@ -136,7 +316,7 @@ function updateBadge() {
 }
 
 const app = {
-  state, engine, data, schema, on, emit, runEngine, selectTab, announce, updateBadge,
+  state, engine, data, schema, limits, on, emit, runEngine, selectTab, announce, updateBadge,
   /** True when a model is loaded and the engine is idle. */
   ready: () => !state.dead && !state.job && state.info !== null,
   /** Why an engine action is unavailable now, or null. */
@@ -146,15 +326,69 @@ const app = {
     if (state.job) return `The engine is busy: ${state.job.label}.`;
     return null;
   },
+  /** Restarts the engine worker as after a hang (pending requests reject with code 'lost'). */
+  restartEngine: () => (restarting ? Promise.resolve() : restartEngine('hung', 'it was restarted on request')),
+};
+
+// For tests (and the curious, from the console): the app, requests to either worker that resolve
+// to {ok, result} or {ok: false, code, message}, and the run-time limits.
+const describePayload = (p) => (!p ? null : p.file ? { file: p.file.name } : p.hf ? { hf: p.hf.shards.map((f) => f.name) } : { ...p });
+const settle = (promise) => promise.then((result) => ({ ok: true, result }), (e) => ({ ok: false, code: e.code || 'failed', message: e.message }));
+window.cqaStudio = {
+  app,
+  request: (type, payload = {}) => settle(engine.call(type, type === 'load' ? withBudget(payload) : payload)),
+  dataRequest: (type, payload = {}) => settle(data.call(type, payload)),
+  /** The memory budget in MiB for the next loads (null: the engine's default). */
+  setMemoryBudget(mb) { limits.memoryBudgetMb = positive(mb); },
+  /** What a restart would load again, and how the last restart loaded it. */
+  reloads: () => ({
+    next: lastLoad && { label: lastLoad.label, payload: describePayload(lastLoad.payload), fallback: describePayload(lastLoad.fallback) },
+    last: lastReload,
+  }),
+  /** The watchdog's patience in seconds. */
+  setWatchdog(seconds) {
+    limits.watchdogSeconds = positive(seconds) ?? 180;
+    engine.watchdogMs = limits.watchdogSeconds * 1000;
+  },
 };
 
 // ---- offline: a service worker caches the app shell, the engine and the model ---------------
+//
+// sw.js caches one version of the shell at a time (its cache is named by the shell's content
+// hash); a new version installs in the background and waits, and the page offers a reload to use
+// it, so a page never runs files of two versions.
+
+let waitingWorker = null;
+let reloadOnChange = false;
+
+function offerUpdate(worker) {
+  waitingWorker = worker;
+  $('update-text').textContent = 'A new version of cqa-studio is ready.';
+  $('update-reload').hidden = false;
+}
 
 async function registerServiceWorker() {
   const out = $('offline-status');
   if (!('serviceWorker' in navigator)) { out.textContent = 'This browser cannot keep the app for offline use.'; return; }
   try {
+    const hadController = Boolean(navigator.serviceWorker.controller);
+    navigator.serviceWorker.addEventListener('controllerchange', () => {
+      if (reloadOnChange) { location.reload(); return; }
+      // Another tab switched to a new version: this one still runs the old files.
+      if (hadController) {
+        waitingWorker = null;
+        $('update-text').textContent = 'cqa-studio was updated in another tab; reload to use the new version.';
+        $('update-reload').hidden = false;
+      }
+    });
     const reg = await navigator.serviceWorker.register('/sw.js', { scope: '/' });
+    if (reg.waiting && navigator.serviceWorker.controller) offerUpdate(reg.waiting);
+    reg.addEventListener('updatefound', () => {
+      const w = reg.installing;
+      w?.addEventListener('statechange', () => {
+        if (w.state === 'installed' && navigator.serviceWorker.controller) offerUpdate(w);
+      });
+    });
     await navigator.serviceWorker.ready;
     out.textContent = reg.active ? 'Works offline after this visit' : '';
   } catch (e) {
@@ -165,6 +399,7 @@ async function registerServiceWorker() {
 // ---- start -------------------------------------------------------------------------------------
 
 autosave(document);
+initNotices();
 modelPanel.init(app);
 annotatePanel.init(app);
 trainPanel.init(app);

@@ -21,7 +21,10 @@
 //                                                       them; per group, the paired summary of
 //                                                       delta_delta_i_bits (else base.delta_i_bits)
 //   {type: 'verdictScore', id, text}                  [number | null]
-import { allowList, ensureWasm, lookup, refuse, runJob, serve } from './lib/worker-core.js';
+//   {type: 'simulate-crash', id}                      [{scheduled: true}] test-only: the worker
+//                                                       throws outside any handler just after
+//                                                       replying; the page restarts it
+import { allowList, ensureWasm, lookup, refuse, runJob, serve, simulateCrash } from './lib/worker-core.js';
 
 const enc = new TextEncoder();
 const toLines = (records) => records.map((r) => JSON.stringify(r)).join('\n') + '\n';
@@ -71,6 +74,7 @@ const requests = allowList({
     const m = await ensureWasm();
     return m.parseVerdictScore(text) ?? null;
   },
+  'simulate-crash': simulateCrash,
 });
 
 serve(async (msg) => {

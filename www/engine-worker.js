@@ -4,7 +4,14 @@
 // both workers (init, ids, result and error replies) is described in lib/worker-core.js.
 //
 // One job at a time: a second request while one runs gets {type: 'error', code: 'busy'} (except
-// 'init-device'). Control messages (stop, train-control) are handled at once and get no reply.
+// 'init-device' and the simulate-* requests). Control messages (stop, train-control) are handled
+// at once and get no reply.
+//
+// The GPU device: the engine (Rust, wgpu) asks WebGPU for its device itself; this worker wraps
+// GPUAdapter.prototype.requestDevice before the wasm starts, so it keeps that device (for its
+// limits, and to watch `device.lost`). burn/wgpu cannot re-create a lost device in place, so when
+// it is lost the worker tells the page, which starts a fresh worker and loads the model again:
+// worker → page   {type: 'device-lost', message}   unsolicited
 //
 // page → engine worker (requests; results in brackets)
 //   {type: 'init-device', id}                         [{backend, adapter, reason}]
@@ -14,6 +21,17 @@
 //        defaults to the engine's default model), or a GGUF cached earlier from the user's disk
 //   {type: 'load', id, file: File}                    a GGUF from the user's disk (then cached)
 //   {type: 'load', id, hf: {shards: File[], config: File, tokenizer: File, tokenizerConfig?: File}}
+//        any of them with memoryBudgetMb?: the memory budget in MiB instead of the default (below)
+//        A model that does not fit is refused before the engine reads it (a GGUF from the disk:
+//        before the file is even read whole), with a sentence naming what it needs and the
+//        limit. The loaded model stays loaded whenever a load fails. The limits:
+//          WebGPU: its largest weight must fit in one GPU buffer (the device's maxBufferSize and
+//            maxStorageBufferBindingSize), and its weights (as f32) in the budget: 2 GiB, or the
+//            device's maxBufferSize when that is larger (WebGPU does not tell a GPU's memory;
+//            a GPU that takes one buffer over 2 GiB has at least that). The wasm heap (4 GiB)
+//            must also hold the file while its weights are uploaded one by one.
+//          CPU: the wasm heap (4 GiB, wasm32) holds the file, the weights as f32 and the model
+//            already loaded (kept until the new one is ready); the budget replaces the 4 GiB.
 //        events: {type: 'progress', id, stage, loaded, total, message}
 //                stage: 'cache' | 'download' | 'read' | 'prepare'; total may be 0 (unknown)
 //        result: {info, name, source, cached, fromCache}   info: `cqa info --json`'s fields;
@@ -68,14 +86,21 @@
 //                  learning_rate, grad_norm, tokens, tokens_per_s, elapsed_s, eta_s} or
 //                  {kind: 'held_out', step, held_out_loss}; checkpoint bytes when one was taken
 //        result: {outcome: 'finished' | 'cancelled', info, adapter: {config_json, safetensors} | null}
+//   {type: 'simulate-device-loss', id}                [{destroyed: true}] calls destroy() on the
+//        engine's GPU device: Chromium then resolves device.lost, and the worker reports it as a
+//        loss ('device-lost'), as it would a real one (how tests, and the curious, exercise it)
+//   {type: 'simulate-crash', id}                      [{scheduled: true}] test-only: throws outside
+//        any handler just after replying (the page's Worker gets an 'error' event)
+//   {type: 'simulate-hang', id}                       test-only: never answers (the page's
+//        watchdog reports it)
 // page → engine worker (control; no reply)
 //   {type: 'stop', target}                            stop generation / calibration / agreement `target` (an id)
 //   {type: 'train-control', action: 'pause' | 'resume' | 'cancel'}
 //
 // `adapter` everywhere is {key, config_json, safetensors}: the worker keeps the last merged tuned
 // model for `key`, so repeated comparisons do not merge again.
-import { allowList, ensureWasm, lookup, post, refuse, runJob, serve, yieldToEvents } from './lib/worker-core.js';
-import { forgetModels, readGguf, readHfFiles, storeModel } from './lib/model-files.js';
+import { allowList, ensureWasm, lookup, post, refuse, runJob, serve, simulateCrash, yieldToEvents } from './lib/worker-core.js';
+import { forgetModels, ggufNeed, readGguf, readHfFiles, safetensorsNeed, storeModel } from './lib/model-files.js';
 import { measureAgreement, stream, verdictAfter } from './lib/model-loops.js';
 
 let backend = null;          // 'webgpu' | 'cpu'
@@ -86,6 +111,55 @@ let tuned = null;            // {key, model}: the last adapter merged into the b
 let busy = null;             // the id of the running job
 const stops = new Set();     // ids asked to stop
 let trainControl = null;     // WebTrainControl of the running training
+let baseResident = 0;        // bytes the loaded model's weights hold (for the CPU's memory check)
+
+// ---- the GPU device the engine creates -----------------------------------------------------
+
+let gpuAdapter = null;       // the GPUAdapter the engine asked for its device
+let gpuDevice = null;        // the GPUDevice it got
+let lossRequested = false;   // destroy() was called by 'simulate-device-loss'
+
+// Before the wasm runs: wgpu calls adapter.requestDevice() through the prototype.
+const Adapter = self.GPUAdapter;
+if (Adapter && typeof Adapter.prototype.requestDevice === 'function') {
+  const requestDevice = Adapter.prototype.requestDevice;
+  Adapter.prototype.requestDevice = function (...args) {
+    const adapter = this;
+    return requestDevice.apply(adapter, args).then((device) => {
+      gpuAdapter = adapter;
+      gpuDevice = device;
+      device.lost.then((info) => {
+        if (device !== gpuDevice) return; // a device the engine no longer uses
+        // 'destroyed' is a destroy() on purpose: a loss only when 'simulate-device-loss' asked
+        // for it (the engine never destroys its device itself; the page ends a worker with
+        // terminate(), which fires nothing here).
+        if (info.reason === 'destroyed' && !lossRequested) return;
+        const why = lossRequested ? 'it was destroyed on request (simulate-device-loss)' : (info.message || info.reason || 'no reason given');
+        post({ type: 'device-lost', message: `the GPU device was lost: ${why}` });
+      });
+      deviceLost = device.lost.then((info) => ((info.reason === 'destroyed' && !lossRequested) ? null : `the GPU device was lost (${lossRequested ? 'destroyed on request' : info.message || info.reason || 'no reason given'}); the engine is restarting`));
+      return device;
+    });
+  };
+}
+
+let deviceLost = null;        // Promise of the loss sentence of the current device
+
+/**
+ * Whether a failed job failed because the GPU device is gone: wgpu's error often reaches the job
+ * before `device.lost` resolves, so wait briefly for it. Resolves to the sentence, or null.
+ */
+async function lostWhy() {
+  if (!deviceLost) return null;
+  return Promise.race([deviceLost, new Promise((r) => setTimeout(() => r(null), 2000))]);
+}
+
+function simulateDeviceLoss() {
+  if (!gpuDevice) throw new Error(backend === 'cpu' ? 'the engine runs on the CPU: there is no GPU device to lose' : 'the engine has no GPU device yet');
+  lossRequested = true;
+  gpuDevice.destroy();
+  return { destroyed: true };
+}
 
 // ---- device --------------------------------------------------------------------------------
 
@@ -117,26 +191,91 @@ function ensureDevice() {
 
 const backendWords = () => (backend === 'webgpu' ? 'WebGPU' : 'the CPU');
 
+// ---- memory --------------------------------------------------------------------------------
+
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+const WASM_HEAP = 4 * GiB;   // wasm32: the engine's whole memory
+const GPU_BUDGET = 2 * GiB;  // the default budget for the weights on WebGPU (see the top)
+
+const size = (b) => (b >= GiB ? `${(b / GiB).toFixed(1)} GiB` : `${(b / MiB).toFixed(1)} MiB`);
+
+/** The budget the page asked for (MiB → bytes), or null for the default. */
+function budgetOf(msg) {
+  const mb = Number(msg.memoryBudgetMb);
+  return Number.isFinite(mb) && mb > 0 ? mb * MiB : null;
+}
+
+/** Why a model with this need cannot be loaded here (a sentence), or null when it fits. */
+function memoryRefusal(need, budget) {
+  if (!need) return null;
+  const about = need.estimated ? 'an estimated' : 'about';
+  const lowered = budget !== null ? ' (the budget set for this session)' : '';
+  if (backend === 'webgpu') {
+    const limits = gpuDevice?.limits || gpuAdapter?.limits || null;
+    const maxBuffer = limits ? Math.min(Number(limits.maxBufferSize) || Infinity, Number(limits.maxStorageBufferBindingSize) || Infinity) : Infinity;
+    if (need.largest_tensor_bytes && need.largest_tensor_bytes > maxBuffer) {
+      return `this model’s largest weight${need.largest_tensor ? ` (${need.largest_tensor})` : ''} needs one GPU buffer of ${size(need.largest_tensor_bytes)}, but this GPU allows at most ${size(maxBuffer)} in one buffer`;
+    }
+    const limit = budget ?? Math.max(GPU_BUDGET, Number(limits?.maxBufferSize) || 0);
+    if (need.resident_bytes > limit) {
+      return `this model needs ${about} ${size(need.resident_bytes)} of GPU memory for its weights (held as f32), more than the ${size(limit)} memory budget for WebGPU${lowered}`;
+    }
+    const heap = need.file_bytes + (need.largest_tensor_bytes || 0);
+    if (heap > WASM_HEAP) {
+      return `this model needs ${about} ${size(heap)} of the engine’s memory while it loads (the file and its largest weight), more than the ${size(WASM_HEAP)} a browser gives the engine`;
+    }
+    return null;
+  }
+  const limit = budget ?? WASM_HEAP;
+  const total = need.file_bytes + need.resident_bytes + baseResident;
+  if (total > limit) {
+    const kept = baseResident ? `, and the ${size(baseResident)} of the model loaded now, kept until the new one is ready` : '';
+    return `this model needs ${about} ${size(total)} of memory on the CPU (the ${size(need.file_bytes)} file and ${size(need.resident_bytes)} of weights held as f32${kept}), more than the ${size(limit)} ${budget !== null ? `memory budget${lowered}` : 'a browser gives the engine'}`;
+  }
+  return null;
+}
+
+function refuseIfTooBig(need, budget) {
+  const why = memoryRefusal(need, budget);
+  if (why) throw new Error(why);
+}
+
 // ---- models --------------------------------------------------------------------------------
 
 async function load(msg, ev) {
   const m = await ensureWasm();
   await ensureDevice();
-  let next, name, source, cached = false, fromCache = false;
+  const budget = budgetOf(msg);
+  let next, name, source, cached = false, fromCache = false, need = null;
   if (msg.hf) {
     const f = await readHfFiles(msg.hf, ev);
     ({ name, source } = f);
+    need = safetensorsNeed(f.shards);
+    refuseIfTooBig(need, budget);
     ev({ type: 'progress', stage: 'prepare', loaded: f.total, total: f.total, message: `Preparing the weights for ${backendWords()}…` });
+    dropTuned(); // a cache of merged weights: freed before the new weights need the memory
     await yieldToEvents();
     next = m.WebModel.loadHf(f.shards, f.configText, f.tokenizer, f.tokenizerConfigText);
   } else {
+    // A file from the disk is measured from its header before it is read whole.
+    if (msg.file) {
+      const file = msg.file;
+      need = await ggufNeed(m, async (n) => new Uint8Array(await file.slice(0, n).arrayBuffer()), file.size);
+      refuseIfTooBig(need, budget);
+    }
     const f = await readGguf(msg, ev, m.schema().default_model);
     ({ name, source, cached, fromCache } = f);
+    if (!msg.file) {
+      need = await ggufNeed(m, async (n) => f.bytes.subarray(0, n), f.bytes.length);
+      refuseIfTooBig(need, budget);
+    }
     ev({ type: 'progress', stage: 'prepare', loaded: f.bytes.length, total: f.bytes.length, message: `Preparing ${name} (${(f.bytes.length / 1e6).toFixed(1)} MB) for ${backendWords()}…` });
+    dropTuned(); // a cache of merged weights: freed before the new weights need the memory
     await yieldToEvents();
     next = m.WebModel.loadGguf(f.bytes);
     // Cache only what loaded: a broken file is not kept.
-    if (!cached) cached = await storeModel(f.cacheKey, f.bytes);
+    if (!cached) cached = await storeModel(f.cacheKey, f.bytes, f.validators);
   }
   let info;
   try {
@@ -151,6 +290,7 @@ async function load(msg, ev) {
   if (base) { try { base.free(); } catch { /* already freed */ } }
   base = next;
   baseName = name;
+  baseResident = Number(info.weight_bytes_f32) || need?.resident_bytes || 0;
   return { info, name, source, cached, fromCache };
 }
 
@@ -323,7 +463,13 @@ const requests = allowList({
   agreement,
   'check-adapter': checkAdapter,
   train,
+  'simulate-device-loss': simulateDeviceLoss,
+  'simulate-crash': simulateCrash,
+  'simulate-hang': () => new Promise(() => {}),
 });
+
+// Answered even while a job runs.
+const concurrent = new Set(['init-device', 'simulate-device-loss', 'simulate-crash']);
 
 // The only calls a 'train-control' message can make on the running trainer's control.
 const trainActions = allowList({
@@ -345,14 +491,14 @@ serve(async (msg) => {
   if (control) { control(msg); return; }
   const job = lookup(requests, msg.type);
   if (!job) { refuse(msg); return; }
-  const exclusive = msg.type !== 'init-device';
+  const exclusive = !concurrent.has(msg.type);
   if (exclusive && busy !== null) {
     post({ type: 'error', id: msg.id, code: 'busy', message: 'the engine is busy with another task; wait for it to finish or stop it' });
     return;
   }
   if (exclusive) busy = msg.id;
   try {
-    await runJob(job, msg);
+    await runJob(job, msg, { lostWhy });
   } finally {
     if (busy === msg.id) busy = null;
     stops.delete(msg.id);

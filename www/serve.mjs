@@ -4,7 +4,13 @@
 // request outside this origin, so the browser itself enforces that nothing leaves the machine.
 // It answers only to localhost names, serves only its own table of files, never follows a
 // symlink out of the served folders, and answers every bad request instead of throwing.
+//
+// /sw.js is served with the shell's version in place of `__SHELL_VERSION__`: a short hash of the
+// shell's files (the list in sw.js), computed at startup and again whenever one of those files
+// changes size or date, so the service worker's cache is named by content and any change to the
+// shell installs a new version (sw.js explains the rest).
 import http from 'node:http';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,6 +80,55 @@ function insideRoots(file, done) {
   });
 }
 
+// ---- the shell's version -------------------------------------------------------------------
+
+const SW = path.join(root, 'www', 'sw.js');
+const SW_REAL = (() => { try { return fs.realpathSync(SW); } catch { return SW; } })();
+const PLACEHOLDER = '__SHELL_VERSION__';
+
+/** The URL paths of the shell, as sw.js lists them in `const SHELL = [ … ];`. */
+export function shellPaths(swText = fs.readFileSync(SW, 'utf8')) {
+  const m = /const SHELL = \[([^\]]*)\]/.exec(swText);
+  if (!m) throw new Error('sw.js has no `const SHELL = [...]` list');
+  return [...m[1].matchAll(/'([^']+)'/g)].map((x) => x[1]);
+}
+
+let memo = null; // {stamp, version}
+
+/**
+ * A short hash (12 hex digits) of the shell's files: each path and its bytes (a file that cannot
+ * be read counts as missing). Recomputed only when a file's size or date changed.
+ */
+export function shellVersion() {
+  const files = shellPaths().map((p) => [p, resolve(p)]);
+  const stamp = files.map(([p, f]) => {
+    try { const st = fs.statSync(f); return `${p}:${st.size}:${st.mtimeMs}`; } catch { return `${p}:-`; }
+  }).join('|');
+  if (memo && memo.stamp === stamp) return memo.version;
+  const hash = crypto.createHash('sha256');
+  for (const [p, f] of files) {
+    hash.update(`${p}\0`);
+    try { hash.update(fs.readFileSync(f)); } catch { hash.update('\0missing\0'); }
+    hash.update('\0');
+  }
+  memo = { stamp, version: hash.digest('hex').slice(0, 12) };
+  return memo.version;
+}
+
+function serveWorker(req, res, file, version) {
+  fs.readFile(file, 'utf8', (err, text) => {
+    if (err) { fail(res); return; }
+    const body = Buffer.from(text.replaceAll(PLACEHOLDER, version));
+    const etag = `"sw-${version}-${crypto.createHash('sha256').update(body).digest('hex').slice(0, 12)}"`;
+    res.setHeader('ETag', etag);
+    res.setHeader('Cache-Control', 'no-cache');
+    res.setHeader('Content-Type', 'text/javascript');
+    if (req.headers['if-none-match'] === etag) { res.statusCode = 304; res.end(); return; }
+    res.setHeader('Content-Length', body.length);
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+}
+
 function fail(res, status = 404, text = 'not found') {
   if (res.headersSent) { res.destroy(); return; }
   res.statusCode = status;
@@ -81,7 +136,7 @@ function fail(res, status = 404, text = 'not found') {
 }
 
 /** One request; every error is answered (or the connection dropped), never thrown. */
-function handle(req, res) {
+function handle(req, res, options) {
   res.setHeader('Content-Security-Policy', CSP);
   res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
@@ -90,7 +145,11 @@ function handle(req, res) {
   if (!hostAllowed(req.headers.host)) { fail(res, 421, 'this server answers only to localhost'); return; }
   const file = resolve(req.url);
   if (!file) { fail(res); return; }
-  insideRoots(file, (real) => (real ? serveFile(req, res, real) : fail(res)));
+  insideRoots(file, (real) => {
+    if (!real) { fail(res); return; }
+    if (real === SW_REAL) { serveWorker(req, res, real, options.shellVersion()); return; }
+    serveFile(req, res, real);
+  });
 }
 
 function serveFile(req, res, file) {
@@ -100,6 +159,7 @@ function serveFile(req, res, file) {
     // cheaply instead of downloading the 40 MB engine again.
     const etag = `W/"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
     res.setHeader('ETag', etag);
+    res.setHeader('Last-Modified', st.mtime.toUTCString());
     res.setHeader('Cache-Control', 'no-cache');
     res.setHeader('Content-Type', types.get(path.extname(file)) || 'application/octet-stream');
     if (req.headers['if-none-match'] === etag) { res.statusCode = 304; res.end(); return; }
@@ -111,10 +171,16 @@ function serveFile(req, res, file) {
   });
 }
 
-export function createServer() {
+/**
+ * The server. `options.shellVersion`: a function giving the version written into /sw.js
+ * (default: `shellVersion`, the shell's content hash; tests pass their own to stage an update).
+ */
+export function createServer(options = {}) {
+  const opts = { shellVersion, ...options };
+  opts.shellVersion(); // hashed at startup
   return http.createServer((req, res) => {
     try {
-      handle(req, res);
+      handle(req, res, opts);
     } catch {
       fail(res, 500, 'server error');
     }

@@ -1,10 +1,29 @@
-// Service worker: keeps the app usable offline after the first visit. The app shell, the
-// engine (/pkg/), the libraries (/vendor/) and the bundled data are cached when it installs and
-// refreshed from the network whenever the network answers (so an update is never hidden by the
-// cache). Models are read from the cache the engine worker fills after a successful load
-// ('cqa-studio-models-v1'); they are not stored twice. Only this origin is ever contacted.
-const SHELL_CACHE = 'cqa-studio-shell-v2';
+// Service worker: keeps the app usable offline after the first visit, one version at a time.
+//
+// The shell (the page, its scripts and styles, the engine under /pkg/, the libraries under
+// /vendor/, the bundled data) is cached whole under a name that carries its version: serve.mjs
+// hashes the shell's files and writes that hash in place of the placeholder below when it serves
+// this file, so any change to the shell changes this file and the browser installs it anew.
+//   install   cache.addAll() of the whole shell into the new version's cache: if one file fails
+//             the install fails, the half-filled cache is deleted, and the old version keeps
+//             serving (never a partial cache). The first version activates at once; a later one
+//             waits until the page asks for it ({type: 'skip-waiting'}: the user chose to reload).
+//   activate  deletes every other version's shell cache (the model cache stays) and takes
+//             control of the open pages.
+//   fetch     shell files cache-first from this version's cache only, so a page (online or off)
+//             never mixes files of two versions; anything else from the network.
+// Models are read from the cache the engine worker fills after a successful load
+// ('cqa-studio-models-v1', lib/model-files.js, which also rechecks them against the server);
+// they are not stored twice. Only this origin is ever contacted.
+const VERSION = '__SHELL_VERSION__';
+// Served by something other than serve.mjs (the placeholder left as is): no version to pin, so
+// the shell is fetched network-first and the cache is only the offline fallback.
+const PINNED = !VERSION.startsWith('__');
+const SHELL_PREFIX = 'cqa-studio-shell-';
+const SHELL_CACHE = `${SHELL_PREFIX}${VERSION}`;
 const MODEL_CACHE = 'cqa-studio-models-v1';
+// serve.mjs reads this list (between the brackets) to compute the version: keep one path per
+// quoted string.
 const SHELL = [
   '/', '/index.html', '/style.css', '/app.js', '/engine-worker.js', '/data-worker.js', '/favicon.svg',
   '/lib/ui.js', '/lib/csv.js', '/lib/engine.js', '/lib/store.js', '/lib/charts.js', '/lib/heatmap.js', '/lib/adapters.js',
@@ -16,48 +35,65 @@ const SHELL = [
   '/pkg/cqa_studio.js', '/pkg/cqa_studio_bg.wasm',
   '/data/samples/annotations.jsonl', '/data/benchmarks/calibration.jsonl',
 ];
+const SHELL_PATHS = new Set(SHELL);
 
 self.addEventListener('install', (event) => {
   event.waitUntil((async () => {
     const cache = await caches.open(SHELL_CACHE);
-    // One by one, so a missing optional file does not stop the rest from being cached.
-    await Promise.all(SHELL.map((url) => cache.add(url).catch(() => {})));
-    await self.skipWaiting();
+    try {
+      // All or nothing: addAll() stores no file unless every one of them answered 200.
+      await cache.addAll(SHELL.map((url) => new Request(url, { cache: 'no-cache' })));
+    } catch (e) {
+      await caches.delete(SHELL_CACHE);
+      throw e; // the install fails; the active version (if any) keeps serving
+    }
+    // The first version starts at once; an update waits for the page to ask (see 'message').
+    if (!self.registration.active) await self.skipWaiting();
   })());
+});
+
+self.addEventListener('message', (event) => {
+  if (event.data && event.data.type === 'skip-waiting') self.skipWaiting();
 });
 
 self.addEventListener('activate', (event) => {
   event.waitUntil((async () => {
     for (const name of await caches.keys()) {
-      if (name.startsWith('cqa-studio-shell-') && name !== SHELL_CACHE) await caches.delete(name);
+      if (name.startsWith(SHELL_PREFIX) && name !== SHELL_CACHE) await caches.delete(name);
     }
     await self.clients.claim();
   })());
 });
 
 async function modelFirst(request) {
+  // The engine worker bypasses this cache when it re-downloads a model that changed.
+  if (request.cache === 'no-store' || request.cache === 'reload') return fetch(request);
   const cache = await caches.open(MODEL_CACHE);
   const hit = await cache.match(request, { ignoreSearch: true });
   return hit || fetch(request);
 }
 
-async function networkFirst(request) {
+/** The shell's cache key of a request (a navigation to /?model=x is the page '/'), or null. */
+function shellKey(request, url) {
+  if (request.mode === 'navigate') return url.pathname === '/index.html' ? '/index.html' : '/';
+  return SHELL_PATHS.has(url.pathname) ? url.pathname : null;
+}
+
+async function shellFirst(request, key) {
+  const cache = await caches.open(SHELL_CACHE);
+  const hit = await cache.match(key);
+  if (hit) return hit;
+  return fetch(request);
+}
+
+async function networkFirst(request, key) {
   const cache = await caches.open(SHELL_CACHE);
   try {
     const res = await fetch(request);
-    if (res.ok && res.status === 200) {
-      // Store only what changed (the server's ETag says), so the 40 MB engine is not rewritten
-      // on every visit.
-      const old = await cache.match(request, { ignoreSearch: true });
-      if (!old || old.headers.get('ETag') !== res.headers.get('ETag')) {
-        const key = request.mode === 'navigate' ? new URL(request.url).pathname : request;
-        await cache.put(key, res.clone()).catch(() => {});
-      }
-    }
+    if (key && res.ok && res.status === 200) await cache.put(key, res.clone()).catch(() => {});
     return res;
   } catch (e) {
-    const hit = await cache.match(request, { ignoreSearch: true })
-      || (request.mode === 'navigate' ? await cache.match('/index.html') : null);
+    const hit = key ? await cache.match(key) : null;
     if (hit) return hit;
     throw e;
   }
@@ -70,5 +106,11 @@ self.addEventListener('fetch', (event) => {
   if (url.origin !== self.location.origin) return;
   if (request.headers.has('range')) return;
   if (url.pathname.startsWith('/models/')) { event.respondWith(modelFirst(request)); return; }
-  event.respondWith(networkFirst(request));
+  const key = shellKey(request, url);
+  if (request.mode === 'navigate' && url.pathname !== '/' && url.pathname !== '/index.html') {
+    // Another page of this origin (e.g. the test harness): not part of the shell.
+    return;
+  }
+  if (!key) return; // not part of the shell: straight to the network, never cached
+  event.respondWith(PINNED ? shellFirst(request, key) : networkFirst(request, key));
 });

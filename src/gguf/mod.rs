@@ -100,6 +100,18 @@ impl TensorInfo {
     }
 }
 
+/// The memory a model file needs once loaded (see [`GgufFile::memory_need`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryNeed {
+    pub parameters: u64,
+    pub file_bytes: u64,
+    /// Bytes of weights the engine keeps resident.
+    pub resident_bytes: u64,
+    /// The largest single weight buffer, in resident bytes (a GPU buffer must hold it whole).
+    pub largest_tensor_bytes: u64,
+    pub largest_tensor: String,
+}
+
 /// A parsed GGUF file. Owns the file bytes so tensors can be dequantized lazily, one at a time,
 /// which keeps peak memory near one f32 copy of the model instead of two.
 pub struct GgufFile {
@@ -228,6 +240,115 @@ impl<'a> Cursor<'a> {
 /// The most items a metadata array may hold (the largest real vocabularies are ~256k tokens).
 pub const MAX_METADATA_ARRAY_ITEMS: usize = 4 << 20;
 
+/// The parsed header of a GGUF file: version, metadata and the tensor index.
+struct Index {
+    version: u32,
+    metadata: BTreeMap<String, MetaValue>,
+    tensors: Vec<TensorInfo>,
+    alignment: u64,
+}
+
+/// Parses the header, metadata and tensor index from `bytes`, the first bytes of a file of
+/// `file_len` bytes, and validates every tensor's extent against `file_len`.
+fn read_index(bytes: &[u8], file_len: usize) -> Result<Index> {
+    let mut c = Cursor { bytes, pos: 0 };
+    let magic = c.take(4, &|| "the magic number".into()).map_err(|_| {
+        Error::Gguf("not a GGUF file: it is shorter than the 4-byte magic number".into())
+    })?;
+    if magic != MAGIC {
+        return Err(Error::Gguf(format!(
+            "not a GGUF file: expected magic `GGUF`, found {:?}; pick a .gguf model file",
+            String::from_utf8_lossy(magic)
+        )));
+    }
+    let version = c.u32(&|| "the version".into())?;
+    if !(2..=3).contains(&version) {
+        return Err(Error::Gguf(format!(
+            "GGUF version {version} is not supported (only versions 2 and 3); re-convert the model with a current llama.cpp"
+        )));
+    }
+    // A tensor info is at least 8 (name len) + 4 (n_dims) + 4 (type) + 8 (offset) bytes.
+    let n_tensors = c.count(24, &|| "the tensor count".into())?;
+    let n_kv = c.count(13, &|| "the metadata count".into())?;
+
+    let mut metadata = BTreeMap::new();
+    for i in 0..n_kv {
+        let key = c.string(&|| format!("metadata key #{i}"))?;
+        let what = || format!("metadata value `{key}`");
+        let type_id = c.u32(&what)?;
+        let value = c.value(type_id, 0, &what)?;
+        metadata.insert(key, value);
+    }
+
+    let alignment = match metadata.get("general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some(v) => match v.as_u64() {
+            Some(a) if a > 0 && a.is_power_of_two() => a,
+            _ => return Err(Error::Gguf(format!("GGUF file is corrupt: general.alignment is {v:?}, not a power of two"))),
+        },
+    };
+
+    let mut raw_infos = Vec::with_capacity(n_tensors);
+    for i in 0..n_tensors {
+        let name = c.string(&|| format!("the name of tensor #{i}"))?;
+        let what = || format!("tensor `{name}`");
+        let n_dims = c.u32(&what)? as usize;
+        if n_dims == 0 || n_dims > 4 {
+            return Err(Error::Gguf(format!("GGUF file is corrupt: tensor `{name}` has {n_dims} dimensions")));
+        }
+        let mut ne = Vec::with_capacity(n_dims);
+        for _ in 0..n_dims {
+            ne.push(c.u64(&what)?);
+        }
+        let type_id = c.u32(&what)?;
+        let offset = c.u64(&what)?;
+        raw_infos.push((name, ne, type_id, offset));
+    }
+
+    let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
+    let mut tensors = Vec::with_capacity(raw_infos.len());
+    for (name, ne, type_id, rel_offset) in raw_infos {
+        let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| Error::UnsupportedQuant {
+            tensor: name.clone(),
+            type_name: dequant::ggml_type_name(type_id).to_string(),
+            type_id,
+        })?;
+        let n_elements = ne.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
+        let n_elements = n_elements
+            .filter(|&n| n > 0 && n <= (1u64 << 40))
+            .ok_or_else(|| Error::Gguf(format!("GGUF file is corrupt: tensor `{name}` has shape {ne:?}")))?;
+        let block = ggml_type.block_elements() as u64;
+        if ne[0] % block != 0 {
+            return Err(Error::Gguf(format!(
+                "GGUF file is corrupt: tensor `{name}` rows of {} elements are not a multiple of the {} block size {block}",
+                ne[0],
+                ggml_type.name()
+            )));
+        }
+        let n_bytes = n_elements / block * ggml_type.block_bytes() as u64;
+        if rel_offset % alignment != 0 {
+            return Err(Error::Gguf(format!("GGUF file is corrupt: tensor `{name}` is not aligned to {alignment} bytes")));
+        }
+        // Checked: a corrupt offset near u64::MAX must not wrap around into the file.
+        let extent = data_start.checked_add(rel_offset).and_then(|o| Some((o, o.checked_add(n_bytes)?)));
+        let Some((offset, _)) = extent.filter(|&(_, end)| end <= file_len as u64) else {
+            return Err(Error::Gguf(format!(
+                "GGUF file is truncated or corrupt: tensor `{name}` needs {n_bytes} bytes at data offset {rel_offset}, but the file has {} bytes; re-download the model",
+                file_len
+            )));
+        };
+        tensors.push(TensorInfo {
+            name,
+            shape: ne.iter().rev().map(|&d| d as usize).collect(),
+            ggml_type,
+            offset: offset as usize,
+            n_bytes: n_bytes as usize,
+        });
+    }
+
+    Ok(Index { version, metadata, tensors, alignment })
+}
+
 /// The fewest bytes a metadata value of `type_id` takes on disk (an unknown type fails later).
 fn min_value_bytes(type_id: u32) -> usize {
     match type_id {
@@ -243,102 +364,29 @@ fn min_value_bytes(type_id: u32) -> usize {
 impl GgufFile {
     /// Parses the header, metadata and tensor index, and validates every tensor's extent.
     pub fn parse(bytes: Vec<u8>) -> Result<Self> {
-        let mut c = Cursor { bytes: &bytes, pos: 0 };
-        let magic = c.take(4, &|| "the magic number".into()).map_err(|_| {
-            Error::Gguf("not a GGUF file: it is shorter than the 4-byte magic number".into())
-        })?;
-        if magic != MAGIC {
-            return Err(Error::Gguf(format!(
-                "not a GGUF file: expected magic `GGUF`, found {:?}; pick a .gguf model file",
-                String::from_utf8_lossy(magic)
-            )));
-        }
-        let version = c.u32(&|| "the version".into())?;
-        if !(2..=3).contains(&version) {
-            return Err(Error::Gguf(format!(
-                "GGUF version {version} is not supported (only versions 2 and 3); re-convert the model with a current llama.cpp"
-            )));
-        }
-        // A tensor info is at least 8 (name len) + 4 (n_dims) + 4 (type) + 8 (offset) bytes.
-        let n_tensors = c.count(24, &|| "the tensor count".into())?;
-        let n_kv = c.count(13, &|| "the metadata count".into())?;
-
-        let mut metadata = BTreeMap::new();
-        for i in 0..n_kv {
-            let key = c.string(&|| format!("metadata key #{i}"))?;
-            let what = || format!("metadata value `{key}`");
-            let type_id = c.u32(&what)?;
-            let value = c.value(type_id, 0, &what)?;
-            metadata.insert(key, value);
-        }
-
-        let alignment = match metadata.get("general.alignment") {
-            None => DEFAULT_ALIGNMENT,
-            Some(v) => match v.as_u64() {
-                Some(a) if a > 0 && a.is_power_of_two() => a,
-                _ => return Err(Error::Gguf(format!("GGUF file is corrupt: general.alignment is {v:?}, not a power of two"))),
-            },
-        };
-
-        let mut raw_infos = Vec::with_capacity(n_tensors);
-        for i in 0..n_tensors {
-            let name = c.string(&|| format!("the name of tensor #{i}"))?;
-            let what = || format!("tensor `{name}`");
-            let n_dims = c.u32(&what)? as usize;
-            if n_dims == 0 || n_dims > 4 {
-                return Err(Error::Gguf(format!("GGUF file is corrupt: tensor `{name}` has {n_dims} dimensions")));
-            }
-            let mut ne = Vec::with_capacity(n_dims);
-            for _ in 0..n_dims {
-                ne.push(c.u64(&what)?);
-            }
-            let type_id = c.u32(&what)?;
-            let offset = c.u64(&what)?;
-            raw_infos.push((name, ne, type_id, offset));
-        }
-
-        let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
-        let mut tensors = Vec::with_capacity(raw_infos.len());
-        for (name, ne, type_id, rel_offset) in raw_infos {
-            let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| Error::UnsupportedQuant {
-                tensor: name.clone(),
-                type_name: dequant::ggml_type_name(type_id).to_string(),
-                type_id,
-            })?;
-            let n_elements = ne.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
-            let n_elements = n_elements
-                .filter(|&n| n > 0 && n <= (1u64 << 40))
-                .ok_or_else(|| Error::Gguf(format!("GGUF file is corrupt: tensor `{name}` has shape {ne:?}")))?;
-            let block = ggml_type.block_elements() as u64;
-            if ne[0] % block != 0 {
-                return Err(Error::Gguf(format!(
-                    "GGUF file is corrupt: tensor `{name}` rows of {} elements are not a multiple of the {} block size {block}",
-                    ne[0],
-                    ggml_type.name()
-                )));
-            }
-            let n_bytes = n_elements / block * ggml_type.block_bytes() as u64;
-            if rel_offset % alignment != 0 {
-                return Err(Error::Gguf(format!("GGUF file is corrupt: tensor `{name}` is not aligned to {alignment} bytes")));
-            }
-            // Checked: a corrupt offset near u64::MAX must not wrap around into the file.
-            let extent = data_start.checked_add(rel_offset).and_then(|o| Some((o, o.checked_add(n_bytes)?)));
-            let Some((offset, _)) = extent.filter(|&(_, end)| end <= bytes.len() as u64) else {
-                return Err(Error::Gguf(format!(
-                    "GGUF file is truncated or corrupt: tensor `{name}` needs {n_bytes} bytes at data offset {rel_offset}, but the file has {} bytes; re-download the model",
-                    bytes.len()
-                )));
-            };
-            tensors.push(TensorInfo {
-                name,
-                shape: ne.iter().rev().map(|&d| d as usize).collect(),
-                ggml_type,
-                offset: offset as usize,
-                n_bytes: n_bytes as usize,
-            });
-        }
-
+        let Index { version, metadata, tensors, alignment } = read_index(&bytes, bytes.len())?;
         Ok(GgufFile { version, metadata, tensors, alignment, bytes })
+    }
+
+    /// What loading the file of `file_len` bytes that starts with `head` needs, read from its
+    /// header alone, so a model too big for the device is refused before it is read in full.
+    /// `Ok(None)`: `head` ends inside the header; call again with more of the file.
+    pub fn memory_need(head: &[u8], file_len: usize) -> Result<Option<MemoryNeed>> {
+        let index = match read_index(head, file_len) {
+            Ok(index) => index,
+            Err(_) if head.len() < file_len => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let elements = |t: &TensorInfo| t.n_elements() as u64;
+        let largest = index.tensors.iter().max_by_key(|t| elements(t));
+        Ok(Some(MemoryNeed {
+            parameters: index.tensors.iter().map(elements).sum(),
+            file_bytes: file_len as u64,
+            // The engine holds every weight as f32 (4 bytes per element).
+            resident_bytes: index.tensors.iter().map(|t| elements(t) * 4).sum(),
+            largest_tensor_bytes: largest.map_or(0, |t| elements(t) * 4),
+            largest_tensor: largest.map(|t| t.name.clone()).unwrap_or_default(),
+        }))
     }
 
     /// Metadata lookup.
@@ -405,6 +453,24 @@ mod tests {
         assert_eq!(shape, vec![2, 3]);
         assert_eq!(w, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!(f.dequantize("v").unwrap().1, vec![7.0, 8.0, 9.0, 10.0]);
+    }
+
+    #[test]
+    fn memory_need_reads_the_header_alone() {
+        let bytes = sample();
+        let need = GgufFile::memory_need(&bytes, bytes.len()).unwrap().unwrap();
+        assert_eq!(need.parameters, 10);
+        assert_eq!(need.resident_bytes, 40);
+        assert_eq!(need.largest_tensor_bytes, 24);
+        assert_eq!(need.largest_tensor, "w");
+        // The header alone (without the tensor data) is enough: extents are checked against the
+        // file's length, not the slice's.
+        let data_start = GgufFile::parse(bytes.clone()).unwrap().tensors.iter().map(|t| t.offset).min().unwrap();
+        assert_eq!(GgufFile::memory_need(&bytes[..data_start], bytes.len()).unwrap(), Some(need));
+        // Too little of the file: ask for more, not an error.
+        assert_eq!(GgufFile::memory_need(&bytes[..20], bytes.len()).unwrap(), None);
+        // A whole file that is corrupt is an error.
+        assert!(GgufFile::memory_need(&bytes[..20], 20).is_err());
     }
 
     /// A header with one metadata array of `n` items of `item_type`, followed by `payload` bytes.

@@ -273,6 +273,18 @@ pub fn tiny_model_logits(seed: u32, vocab_size: usize, ids: Vec<u32>) -> Promise
     })
 }
 
+/// What loading a GGUF model needs (`{parameters, file_bytes, resident_bytes,
+/// largest_tensor_bytes, largest_tensor}`), read from the first bytes of the file (`head`) and
+/// its length, so the page can refuse a model too big for the device before reading it all.
+/// Returns null when `head` ends inside the header: call again with more of the file.
+#[wasm_bindgen(js_name = modelMemory)]
+pub fn model_memory(head: &[u8], file_len: f64) -> JsResult<JsValue> {
+    match crate::gguf::GgufFile::memory_need(head, file_len as usize)? {
+        Some(need) => to_js(&need),
+        None => Ok(JsValue::NULL),
+    }
+}
+
 /// Validates annotation JSONL. Returns `{records, errors: [{line, field, message}]}`; the caller
 /// decides whether a file with errors is imported.
 #[wasm_bindgen(js_name = parseAnnotations)]

@@ -1,5 +1,10 @@
 // The engine worker's model bytes: read from the user's files, from this browser's Cache Storage,
 // or downloaded from this origin's /models/, with progress. The engine itself only sees bytes.
+// A model cached from /models/ is rechecked whenever the server answers: a HEAD request's
+// Content-Length and ETag / Last-Modified against those stored with the cached copy; when they
+// differ the model is downloaded again (and the cache entry replaced once it has loaded).
+// Also here: what a model will need in memory once loaded (ggufNeed, safetensorsNeed), so the
+// engine worker can refuse one that does not fit before trying.
 
 export const MODEL_CACHE = 'cqa-studio-models-v1';
 const PROGRESS_INTERVAL_MS = 100;
@@ -34,6 +39,35 @@ export async function readAll(stream, total, progress) {
 
 async function openCache() {
   try { return await caches.open(MODEL_CACHE); } catch { return null; } // no Cache Storage (e.g. opaque origin)
+}
+
+const MiB = 1024 * 1024;
+const RECHECK_TIMEOUT_MS = 5000;
+
+/** The validators of a response (or a cached copy) that say whether a model file changed. */
+const validatorsOf = (headers) => ({
+  length: headers.get('Content-Length'), etag: headers.get('ETag'), lastModified: headers.get('Last-Modified'),
+});
+
+/**
+ * Whether the server's copy of a cached model differs from the cached one, by a HEAD request.
+ * False when it cannot tell: offline, an error, a server without validators.
+ */
+export async function changedOnServer(url, cachedHeaders) {
+  if (self.navigator?.onLine === false) return false;
+  let head;
+  try {
+    head = await fetch(url, { method: 'HEAD', cache: 'no-store', signal: AbortSignal.timeout(RECHECK_TIMEOUT_MS) });
+  } catch {
+    return false; // offline: the cached copy is all there is
+  }
+  if (!head.ok) return false; // gone from the server (or an error page): keep the cached copy
+  const now = validatorsOf(head.headers);
+  const then = validatorsOf(cachedHeaders);
+  if (now.length && then.length && now.length !== then.length) return true;
+  if (now.etag && then.etag) return now.etag !== then.etag;
+  if (now.lastModified && then.lastModified) return now.lastModified !== then.lastModified;
+  return false;
 }
 
 const localKey = (name) => new URL(`/local-models/${encodeURIComponent(name)}`, self.location.origin).href;
@@ -86,26 +120,40 @@ export async function readGguf(msg, ev, defaultModel) {
   const source = local ? 'local' : (name === defaultModel ? 'default' : 'url');
   const cacheKey = local ? localKey(name) : serverKey(name);
   const cache = await openCache();
-  const hit = cache ? await cache.match(cacheKey) : null;
+  let hit = cache ? await cache.match(cacheKey) : null;
+  let refreshed = false;
+  if (hit && hit.body && !local && await changedOnServer(cacheKey, hit.headers)) {
+    refreshed = true;
+    hit = null; // the server has another version: download it (it replaces the entry once loaded)
+  }
   if (hit && hit.body) {
     const bytes = await readAll(hit.body, Number(hit.headers.get('Content-Length')) || 0, progress('cache', `Reading ${name} from this browser’s cache…`));
     return { name, source, bytes, cached: true, fromCache: true, cacheKey };
   }
   if (local) throw new Error(`${name} is no longer in this browser’s cache; open the file again`);
-  ev({ type: 'progress', stage: 'download', loaded: 0, total: 0, message: `Downloading ${name}…` });
-  const res = await fetch(cacheKey);
+  const what = refreshed ? `Downloading the new version of ${name}…` : `Downloading ${name}…`;
+  ev({ type: 'progress', stage: 'download', loaded: 0, total: 0, message: what });
+  // 'no-store': past the service worker's model cache and the HTTP cache, to the server.
+  const res = await fetch(cacheKey, { cache: 'no-store' });
   if (!res.ok) throw new Error(`could not download ${name} (${res.status} ${res.statusText || 'error'}); open a model file instead`);
   const total = Number(res.headers.get('Content-Length')) || 0;
-  const bytes = res.body ? await readAll(res.body, total, progress('download', `Downloading ${name}…`)) : new Uint8Array(await res.arrayBuffer());
-  return { name, source, bytes, cached: false, fromCache: false, cacheKey };
+  const bytes = res.body ? await readAll(res.body, total, progress('download', what)) : new Uint8Array(await res.arrayBuffer());
+  const { etag, lastModified } = validatorsOf(res.headers);
+  return { name, source, bytes, cached: false, fromCache: false, cacheKey, validators: { etag, lastModified } };
 }
 
-/** Keeps model bytes in Cache Storage under `key`; false when that is impossible (e.g. over quota). */
-export async function storeModel(key, bytes) {
+/**
+ * Keeps model bytes in Cache Storage under `key`, with the server's validators (ETag,
+ * Last-Modified) when it came from the server; false when that is impossible (e.g. over quota).
+ */
+export async function storeModel(key, bytes, validators = {}) {
   const cache = await openCache();
   if (!cache) return false;
+  const headers = { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) };
+  if (validators.etag) headers.ETag = validators.etag;
+  if (validators.lastModified) headers['Last-Modified'] = validators.lastModified;
   try {
-    await cache.put(key, new Response(bytes, { headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) } }));
+    await cache.put(key, new Response(bytes, { headers }));
     return true;
   } catch {
     return false; // over quota: the model still works, it just is not cached
@@ -119,4 +167,61 @@ export async function forgetModels() {
   const keys = await cache.keys();
   await Promise.all(keys.map((k) => cache.delete(k)));
   return keys.length;
+}
+
+// ---- what a model needs in memory ------------------------------------------------------------
+//
+// Both return {parameters, file_bytes, resident_bytes, largest_tensor_bytes, largest_tensor,
+// estimated}: resident_bytes are the weights as the engine keeps them (f32, 4 bytes a
+// parameter); largest_tensor_bytes the biggest single weight (one GPU buffer must hold it).
+// null when the file is not readable as such a model: the loader then says what is wrong.
+
+/**
+ * A GGUF file's need, from its header alone: `readHead(n)` resolves to the file's first n bytes.
+ * Uses the engine's `modelMemory(head, length)` when the wasm package has it; otherwise an
+ * estimate from the size (a 4-bit file holds about 1/6 of the f32 weights: resident ≈ 6 × the
+ * file; the largest tensor unknown).
+ */
+export async function ggufNeed(m, readHead, length) {
+  if (typeof m.modelMemory !== 'function') {
+    return { parameters: null, file_bytes: length, resident_bytes: length * 6, largest_tensor_bytes: null, largest_tensor: null, estimated: true };
+  }
+  // The header (metadata with the tokenizer, then the tensor index) is usually a few MB.
+  for (let n = Math.min(length, 4 * MiB); ; n = Math.min(length, n * 4)) {
+    let need;
+    try {
+      need = m.modelMemory(await readHead(n), length);
+    } catch {
+      return null; // not a GGUF file the engine can read: loading it gives the precise error
+    }
+    if (need) return { ...need, estimated: false };
+    if (n >= length) return null;
+  }
+}
+
+/** The need of an HF model from its safetensors shards' headers (the shards' bytes). */
+export function safetensorsNeed(shards) {
+  let parameters = 0;
+  let largest = 0;
+  let largestName = '';
+  let fileBytes = 0;
+  try {
+    for (const b of shards) {
+      fileBytes += b.length;
+      if (b.length < 8) return null;
+      const n = Number(new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true));
+      if (n > b.length - 8) return null;
+      const header = JSON.parse(new TextDecoder().decode(b.subarray(8, 8 + n)));
+      for (const [name, t] of Object.entries(header)) {
+        if (name === '__metadata__' || !t || !Array.isArray(t.shape)) continue;
+        const count = t.shape.reduce((a, d) => a * Number(d), 1);
+        if (!Number.isFinite(count)) return null;
+        parameters += count;
+        if (count > largest) { largest = count; largestName = name; }
+      }
+    }
+  } catch {
+    return null;
+  }
+  return { parameters, file_bytes: fileBytes, resident_bytes: parameters * 4, largest_tensor_bytes: largest * 4, largest_tensor: largestName, estimated: false };
 }

@@ -9,9 +9,17 @@
 //   worker → page   zero or more events {type, id, …}, then exactly one of
 //                     {type: 'result', id, result}
 //                     {type: 'error',  id, code, message}    code: 'busy' | 'cancelled' | 'failed'
+//                                                            | 'lost'
 //                   `message` is a human sentence (the engine's error message, never a stack).
+//   worker → page   {type: 'started'}   once, when the worker's script has run (an 'error' event
+//                   before it means the worker cannot start; after it, that the worker crashed)
+//   worker → page   {type: 'crashed', message}   unsolicited: the wasm trapped (a Rust panic, an
+//                   allocation that failed, …). Its state can no longer be trusted, so the request
+//                   that trapped is answered with code 'lost' and the page restarts the worker.
 //
 // A request whose type is not in the worker's allow-list is answered with code 'failed'.
+// Both workers also answer the test-only request {type: 'simulate-crash', id} (an exception
+// thrown outside any handler, after the reply) so that tests can exercise the page's restart.
 
 let wasmReady = null;       // Promise of the wasm package's exports
 let resolveModule;
@@ -50,15 +58,35 @@ export function refuse(msg) {
   post({ type: 'error', id: msg.id, code: 'failed', message: `unknown request ${String(msg.type)}` });
 }
 
-/** Runs one request: its events carry its id, and it ends with one result or error. */
-export async function runJob(job, msg) {
+/**
+ * Runs one request: its events carry its id, and it ends with one result or error.
+ * `lostWhy(error)`, when given, resolves to a sentence if the error came from a lost device (the
+ * request is then answered with code 'lost', so the page can restart the engine and resume).
+ */
+export async function runJob(job, msg, { lostWhy } = {}) {
   const ev = (e, transfer) => post({ ...e, id: msg.id }, transfer);
   try {
     const result = await job(msg, ev);
     post({ type: 'result', id: msg.id, result });
   } catch (e) {
+    if (e instanceof WebAssembly.RuntimeError) {
+      // A trap leaves the engine's memory half-updated (locks held, borrows never released):
+      // nothing it holds can be trusted any more, so the page restarts this worker.
+      const message = `the engine stopped unexpectedly (${messageOf(e)}) and is restarting`;
+      post({ type: 'error', id: msg.id, code: 'lost', message });
+      post({ type: 'crashed', message });
+      return;
+    }
+    const lost = lostWhy ? await lostWhy(e) : null;
+    if (lost) { post({ type: 'error', id: msg.id, code: 'lost', message: lost }); return; }
     post({ type: 'error', id: msg.id, code: 'failed', message: messageOf(e) });
   }
+}
+
+/** The test-only 'simulate-crash' request: an uncaught exception once the reply is out. */
+export function simulateCrash() {
+  setTimeout(() => { throw new Error('simulated crash (simulate-crash)'); }, 0);
+  return { scheduled: true };
 }
 
 /**
@@ -66,6 +94,7 @@ export async function runJob(job, msg) {
  * message goes to `onMessage`.
  */
 export function serve(onMessage, { onInit } = {}) {
+  post({ type: 'started' });
   self.onmessage = async (event) => {
     const msg = (event.data && typeof event.data === 'object') ? event.data : {};
     if (msg.type === 'init') {

@@ -1,8 +1,11 @@
 // The Train panel's adapters, kept in IndexedDB: the list (rename, show loss, export as a PEFT
 // zip, delete), saving a trained one, and importing a PEFT adapter (checked by merging it once).
-import { zipSync, unzipSync, strToU8 } from '/vendor/fflate.js';
+// A write that fails (storage full or gone) is said in words and changes nothing on screen: a
+// failed rename keeps the old name, a failed delete keeps the row.
+import { unzipSync } from '/vendor/fflate.js';
 import { $, h, announce, showError, sentence, download, fmt3, fmt1, today, fileBytes } from '../lib/ui.js';
 import * as store from '../lib/store.js';
+import { peftZip, peftZipName, storageProblem } from '../lib/adapters.js';
 
 let app;
 const el = {};
@@ -17,8 +20,10 @@ export function init(a, { loss }) {
   el['adapter-import'].addEventListener('change', async () => {
     const files = Array.from(el['adapter-import'].files || []);
     el['adapter-import'].value = '';
-    if (files.length) importAdapter(files);
+    if (files.length) importAdapter(files).catch((e) => showError(el['adapter-error'], `Could not import the adapter: ${sentence(e?.message || String(e))}`));
   });
+  // Another tab saved, renamed or deleted an adapter.
+  store.onChange((c) => { if (c.store === 'adapters') loadAdapters(); });
   loadAdapters();
 }
 
@@ -26,7 +31,11 @@ export function init(a, { loss }) {
 export const list = () => adapters;
 
 async function loadAdapters() {
-  try { adapters = await store.allAdapters(); } catch { adapters = []; }
+  try {
+    adapters = await store.allAdapters();
+  } catch (e) {
+    showError(el['adapter-error'], `Could not read the saved adapters: ${storageProblem(e)}`);
+  }
   renderAdapters();
 }
 
@@ -43,15 +52,15 @@ function recordsWithIds(jsonl, ids) {
 }
 
 /**
- * Saves the adapter of a finished run (`result` of the 'train' request; `run` the run record).
- * Its info keeps the held-out records (their ids, and the records as trained), so the
- * Calibrate panel can measure agreement on records this adapter never saw.
+ * The adapter record of a finished run (`result` of the 'train' request; `run` the run record),
+ * not yet saved. Its info keeps the held-out records (their ids, and the records as trained), so
+ * the Calibrate panel can measure agreement on records this adapter never saw.
  */
-export async function saveTrained(result, run) {
+export function trainedAdapter(result, run) {
   const c = result.info.config || run.config;
   const heldOutIds = result.info.held_out_ids || run.heldOutIds || null;
   const when = new Date();
-  const adapter = {
+  return {
     key: store.newKey(),
     name: `r${c.lora.rank} · ${result.info.train} records · ${when.toLocaleString()}`,
     created: when.toISOString(),
@@ -66,10 +75,19 @@ export async function saveTrained(result, run) {
     config_json: result.adapter.config_json,
     safetensors: result.adapter.safetensors,
   };
+}
+
+/** Keeps an adapter in this browser and lists it; rejects (listing nothing) when storing fails. */
+export async function saveAdapter(adapter) {
   await store.putAdapter(adapter);
-  adapters.unshift(adapter);
+  adapters = [adapter, ...adapters.filter((a) => a.key !== adapter.key)];
   renderAdapters();
   return adapter;
+}
+
+/** Downloads an adapter as a PEFT zip. */
+export function downloadAdapter(a) {
+  download(peftZipName(a), peftZip(a), 'application/zip');
 }
 
 function summary(a) {
@@ -95,8 +113,19 @@ function renderAdapters() {
     el['adapter-list'].replaceChildren(...adapters.map((a) => {
       const name = h('input', { type: 'text', class: 'adapter-name', 'aria-label': 'Adapter name', value: a.name });
       name.addEventListener('change', async () => {
-        a.name = name.value.trim() || a.name;
-        await store.putAdapter(a).catch(() => {});
+        const before = a.name;
+        const next = name.value.trim() || before;
+        if (next === before) { name.value = before; return; }
+        showError(el['adapter-error'], '');
+        try {
+          await store.putAdapter({ ...a, name: next });
+        } catch (e) {
+          name.value = before;
+          showError(el['adapter-error'], `Could not rename “${before}”: ${storageProblem(e)}. It keeps its old name`);
+          return;
+        }
+        a.name = next;
+        name.value = next;
         app.emit('adapters', adapters);
       });
       const show = h('button', { type: 'button', class: 'quiet', text: 'Show loss', disabled: !a.history?.steps?.length, onclick: () => showLoss(a) });
@@ -105,9 +134,16 @@ function renderAdapters() {
         type: 'button', class: 'quiet danger-text', text: 'Delete',
         onclick: async () => {
           if (!confirm(`Delete the adapter “${a.name}” from this browser?`)) return;
-          await store.deleteAdapter(a.key).catch(() => {});
+          showError(el['adapter-error'], '');
+          try {
+            await store.deleteAdapter(a.key);
+          } catch (e) {
+            showError(el['adapter-error'], `Could not delete “${a.name}”: ${storageProblem(e)}. It is still kept`);
+            return;
+          }
           adapters = adapters.filter((x) => x.key !== a.key);
           renderAdapters();
+          announce(`Adapter “${a.name}” deleted.`);
         },
       });
       return h('li', { class: 'adapter', dataset: { key: a.key } },
@@ -120,14 +156,8 @@ function renderAdapters() {
   app.emit('adapters', adapters);
 }
 
-const slug = (s) => String(s).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 60) || 'adapter';
-
 function exportAdapter(a) {
-  const zip = zipSync({
-    'adapter_config.json': strToU8(a.config_json),
-    'adapter_model.safetensors': [new Uint8Array(a.safetensors), { level: 0 }],
-  });
-  download(`${slug(a.name)}.zip`, zip, 'application/zip');
+  downloadAdapter(a);
   announce('Adapter exported.');
 }
 
@@ -151,7 +181,8 @@ async function importAdapter(files) {
       weights = await fileBytes(w);
     }
   } catch (e) {
-    showError(el['adapter-error'], e.message.startsWith('invalid zip') ? 'That file is not a readable zip archive' : e.message);
+    const message = String(e?.message || e);
+    showError(el['adapter-error'], message.startsWith('invalid zip') ? 'That file is not a readable zip archive' : message);
     return;
   }
   let parsed;
@@ -161,7 +192,9 @@ async function importAdapter(files) {
   try {
     await app.runEngine('adapter', 'checking the adapter', 'check-adapter', { adapter: { key, config_json: config, safetensors: weights } });
   } catch (e) {
-    showError(el['adapter-error'], `This adapter does not fit ${app.state.modelName}: ${sentence(e.message)}`);
+    showError(el['adapter-error'], e?.code === 'lost'
+      ? `The engine stopped while checking the adapter (${sentence(e.message)}) Import it again once the model is loaded`
+      : `This adapter does not fit ${app.state.modelName}: ${sentence(e.message)}`);
     return;
   }
   const a = {
@@ -170,8 +203,11 @@ async function importAdapter(files) {
     settings: { lora: { rank: parsed.r, alpha: parsed.lora_alpha, dropout: parsed.lora_dropout, targets: parsed.target_modules || [] } },
     info: {}, history: null, config_json: config, safetensors: weights,
   };
-  await store.putAdapter(a);
-  adapters.unshift(a);
-  renderAdapters();
+  try {
+    await saveAdapter(a);
+  } catch (e) {
+    showError(el['adapter-error'], `The adapter fits ${app.state.modelName}, but it could not be kept in this browser: ${storageProblem(e)}. Nothing was imported; free some space (e.g. delete adapters you no longer need) and import it again`);
+    return;
+  }
   announce('Adapter imported and checked.');
 }

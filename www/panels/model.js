@@ -1,6 +1,14 @@
 // Model panel: the backend, loading (default, a file from /models/, a GGUF or an HF folder from
-// the user's disk), the model card, and a quick generation to try the model.
+// the user's disk), the model card, this site's storage (used and allowed), and a quick
+// generation to try the model. A GGUF opened from disk is kept in Cache Storage by the engine
+// worker; when that would fill this site's storage (over ~90 % of its quota, where adapters,
+// checkpoints and annotations could no longer be saved) the panel asks first.
 import { $, h, announce, showError, sentence, mb, fmtInt, fmt1, fmt2, setProgress, getPref, setPref, readNumber } from '../lib/ui.js';
+import * as store from '../lib/store.js';
+import { MODEL_CACHE } from '../lib/model-files.js';
+
+/** Share of the quota above which caching a model asks first. */
+const QUOTA_WARN_SHARE = 0.9;
 
 let app;
 let tryId = null;
@@ -12,9 +20,15 @@ export function init(a) {
   for (const id of ['model-status', 'backend-line', 'model-progress-row', 'model-progress', 'model-progress-label', 'load-default',
     'model-files', 'forget-models', 'dropzone', 'model-drop', 'model-error', 'model-info', 'model-info-empty',
     'try-form', 'try-prompt', 'try-chat', 'try-max', 'try-temp', 'try-run', 'try-stop', 'try-output', 'try-note', 'try-error',
-    'try-count', 'try-rate']) el[id] = $(id);
+    'try-count', 'try-rate', 'storage-line', 'quota-warning', 'quota-text', 'quota-go', 'quota-cancel']) el[id] = $(id);
 
   app.on('engine', updateControls);
+  // This site's storage, again after anything is loaded or saved (here or in another tab).
+  app.on('adapters', refreshStorageSoon);
+  app.on('annotations', refreshStorageSoon);
+  app.on('tab', (t) => { if (t === 'model') refreshStorageSoon(); });
+  store.onChange(refreshStorageSoon);
+  refreshStorage();
   el['load-default'].addEventListener('click', () => loadDefault());
   el['model-files'].addEventListener('change', () => {
     const files = Array.from(el['model-files'].files || []);
@@ -107,14 +121,17 @@ async function load(payload, label, { remember = true, fallback = false } = {}) 
     el['model-progress-row'].hidden = true;
     el['model-status'].textContent = {
       default: 'Default model loaded', url: `Loaded ${r.name}`, file: 'Loaded from your file', local: 'Loaded from this browser’s cache', files: 'Loaded from your files',
-    }[r.source] + (r.source === 'local' ? '' : r.fromCache ? ' from this browser’s cache' : r.cached ? ' (kept in this browser for next time)' : '');
+    }[r.source] + (r.source === 'local' ? '' : r.fromCache ? ' from this browser’s cache' : r.cached ? ' (kept in this browser for next time)'
+      : r.source === 'files' ? '' : ' (not kept in this browser: its storage for this site is full or unavailable, so the next visit needs it again)');
     if (remember) setPref('model', r.source === 'file' || r.source === 'local' ? { source: 'local', name: r.name } : { source: 'default' });
     renderInfo(r.info);
     app.emit('model', r);
     app.emit('engine', app.state);
     app.updateBadge();
     announce(`${app.state.modelName} loaded on ${app.state.backend === 'webgpu' ? 'WebGPU' : 'the CPU'}.`);
+    refreshStorage();
   } catch (e) {
+    refreshStorage();
     el['model-progress-row'].hidden = true;
     const kept = app.state.info ? ` The previous model (${app.state.modelName}) is still loaded.` : '';
     el['model-status'].textContent = app.state.info ? `Kept ${app.state.modelName}` : 'No model loaded';
@@ -129,7 +146,14 @@ function openFiles(files) {
   const byName = (n) => files.find((f) => f.name.toLowerCase() === n);
   const ggufs = files.filter((f) => /\.gguf$/i.test(f.name));
   const shards = files.filter((f) => /\.safetensors$/i.test(f.name)).sort((a, b) => a.name.localeCompare(b.name));
-  if (ggufs.length === 1 && shards.length === 0) { load({ file: ggufs[0] }, ggufs[0].name); return; }
+  if (ggufs.length === 1 && shards.length === 0) {
+    const file = ggufs[0];
+    roomToCache(file).then((go) => {
+      if (go) load({ file }, file.name);
+      else { el['model-status'].textContent = app.state.info ? `Kept ${app.state.modelName}` : 'No model loaded'; announce(`${file.name} was not loaded.`); }
+    });
+    return;
+  }
   if (ggufs.length > 1) { showError(el['model-error'], 'Open one .gguf file at a time'); return; }
   if (shards.length) {
     const config = byName('config.json');
@@ -170,6 +194,87 @@ async function forget() {
   } catch (e) {
     showError(el['model-error'], e.message);
   }
+  refreshStorage();
+}
+
+// ---- this site's storage -------------------------------------------------------------------
+
+/** Bytes in decimal units: 512 bytes, 3.4 KB, 812 MB, 1.2 GB. */
+export function humanBytes(n) {
+  if (!Number.isFinite(n) || n < 0) return '–';
+  const units = ['bytes', 'KB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1000 && i < units.length - 1) { v /= 1000; i += 1; }
+  if (i === 0) return `${Math.round(v)} byte${Math.round(v) === 1 ? '' : 's'}`;
+  return `${v >= 100 ? fmtInt.format(v) : fmt1.format(v)} ${units[i]}`;
+}
+
+const percent = (part, whole) => {
+  const p = (100 * part) / whole;
+  return p > 0 && p < 0.1 ? 'under 0.1 %' : `${p < 10 ? fmt1.format(p) : fmtInt.format(p)} %`;
+};
+
+let storageTimer = null;
+function refreshStorageSoon() {
+  clearTimeout(storageTimer);
+  storageTimer = setTimeout(refreshStorage, 500);
+}
+
+async function refreshStorage() {
+  const e = await store.storageEstimate();
+  const line = el['storage-line'];
+  if (!e || !(e.quota > 0)) {
+    line.textContent = 'This browser does not say how much storage this site may use.';
+    delete line.dataset.state;
+    return;
+  }
+  line.textContent = `Storage: this site keeps ${humanBytes(e.usage)} in this browser (models, adapters, checkpoints, annotations), of ${humanBytes(e.quota)} it may use (${percent(e.usage, e.quota)}).`;
+  line.dataset.usage = String(e.usage);
+  line.dataset.quota = String(e.quota);
+  line.dataset.state = e.usage > QUOTA_WARN_SHARE * e.quota ? 'full' : 'ok';
+}
+
+/** The bytes a copy of `file` already takes in the model cache (a re-opened file replaces it). */
+async function cachedBytes(file) {
+  try {
+    const cache = await caches.open(MODEL_CACHE);
+    const hit = await cache.match(new URL(`/local-models/${encodeURIComponent(file.name)}`, location.origin).href);
+    return hit ? Number(hit.headers.get('Content-Length')) || 0 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Resolves to true when keeping `file` in the model cache leaves this site's storage under ~90 %
+ * of its quota, or when the user chooses to go on anyway; false when they cancel.
+ */
+let cancelQuestion = null;
+async function roomToCache(file) {
+  const e = await store.storageEstimate();
+  if (!e || !(e.quota > 0)) return true;
+  const after = e.usage + Math.max(0, file.size - await cachedBytes(file));
+  if (after <= QUOTA_WARN_SHARE * e.quota) return true;
+  el['quota-text'].textContent = `Opening “${file.name}” (${humanBytes(file.size)}) keeps a copy in this browser, which would bring this site’s storage to ${humanBytes(after)} of the ${humanBytes(e.quota)} it may use (${percent(after, e.quota)}). `
+    + 'Near the limit, new adapters, checkpoints and annotations can no longer be saved. Free space first (Forget cached models, or delete adapters you no longer need), or load it anyway.';
+  cancelQuestion?.(); // a file opened while an earlier one waited for an answer replaces it
+  el['quota-warning'].hidden = false;
+  el['quota-go'].focus();
+  return new Promise((resolve) => {
+    const done = (go) => {
+      cancelQuestion = null;
+      el['quota-warning'].hidden = true;
+      el['quota-go'].removeEventListener('click', yes);
+      el['quota-cancel'].removeEventListener('click', no);
+      resolve(go);
+    };
+    cancelQuestion = () => done(false);
+    const yes = () => done(true);
+    const no = () => done(false);
+    el['quota-go'].addEventListener('click', yes);
+    el['quota-cancel'].addEventListener('click', no);
+  });
 }
 
 function fmtParams(n) {

@@ -189,6 +189,9 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Replace the chat template with this file's text (hostile-template tests).
+        #[arg(long)]
+        chat_template: Option<PathBuf>,
     },
     /// Logits of the seeded tiny random test model, as JSON (used by the browser tests).
     #[command(hide = true)]
@@ -243,8 +246,12 @@ fn run(cli: Cli) -> Result<()> {
         _ => {}
     }
     let model_path = resolve_model_path(cli.common.model)?;
-    if let Command::DebugTinyGguf { out, seed } = &cli.command {
-        let source = cqa_studio::gguf::GgufFile::parse(read(&model_path)?)?;
+    if let Command::DebugTinyGguf { out, seed, chat_template } = &cli.command {
+        let mut source = cqa_studio::gguf::GgufFile::parse(read(&model_path)?)?;
+        if let Some(path) = chat_template {
+            let template = String::from_utf8_lossy(&read(path)?).into_owned();
+            source.metadata.insert("tokenizer.chat_template".into(), cqa_studio::gguf::MetaValue::String(template));
+        }
         let bytes = cqa_studio::gguf::writer::tiny_random_gguf(&source, *seed);
         return write_atomic(out, &bytes);
     }

@@ -1,11 +1,13 @@
 // The Annotate panel's record editor: the simple fields, the reasoning steps (tagged with the
-// engine's dimensions, reordered, removed), and the engine's problems for the record.
+// engine's dimensions, reordered, removed), and the engine's problems for the record. Every edit
+// is saved at once (state.js: compare-and-set, merged with another tab's version when needed);
+// a newer version from another tab is shown in place, the caret staying where the user types.
 import { h, announce, sentence, nowIso, setPref } from '../../lib/ui.js';
-import * as store from '../../lib/store.js';
-import { state, el, current, persist } from './state.js';
+import { state, el, current, scheduleSave } from './state.js';
 import * as list from './list.js';
 
 let onChange = () => {};
+let shownKey; // the record the editor shows (undefined: none drawn yet)
 
 /** `changed()` runs after every edit (index.js passes the engine check's scheduler). */
 export function init({ changed: after }) {
@@ -26,7 +28,7 @@ export function select(key) {
 
 function changed(row) {
   row.record.updated = nowIso();
-  persist(() => store.putAnnotation(row));
+  scheduleSave(row);
   list.updateListItem(row);
   el['f-times'].textContent = times(row.record);
   onChange();
@@ -48,6 +50,7 @@ const FIELDS = [
   ['f-session', (r, v) => { r.provenance.session = v; }, (r) => r.provenance?.session],
   ['f-date', (r, v) => { r.provenance.date = v; }, (r) => r.provenance?.date],
 ];
+const shown = (v) => (v === null || v === undefined ? '' : String(v));
 
 function bindFields() {
   for (const [id, write] of FIELDS) {
@@ -65,15 +68,71 @@ function bindFields() {
 
 export function renderEditor() {
   const row = current();
+  shownKey = row?.key ?? null;
   el['ann-form'].hidden = !row;
   el['ann-empty'].hidden = !!row;
   if (!row) { el['ann-saved'].textContent = ''; return; }
-  for (const [id, , read] of FIELDS) {
-    const v = read(row.record);
-    el[id].value = v === null || v === undefined ? '' : String(v);
-  }
+  for (const [id, , read] of FIELDS) el[id].value = shown(read(row.record));
   el['f-times'].textContent = times(row.record);
   renderSteps();
+  renderProblems();
+}
+
+/** The key of the record the editor shows, or null. */
+export const shownRecord = () => shownKey ?? null;
+
+/**
+ * After the list changed under the editor: redraws it when it must show another record, else
+ * refreshes the record's fields in place.
+ */
+export function syncEditor() {
+  if ((current()?.key ?? null) !== shownKey) renderEditor();
+  else refreshFromRecord();
+}
+
+/** Sets a control's value, keeping the caret (and selection) where it was when it has focus. */
+function setValue(input, value) {
+  if (input.value === value) return;
+  if (input !== document.activeElement) { input.value = value; return; }
+  let sel = null;
+  try {
+    if (input.selectionStart !== null) sel = [input.selectionStart, input.selectionEnd, input.selectionDirection];
+  } catch { /* a number or date input has no caret to keep */ }
+  input.value = value;
+  if (sel) {
+    try { input.setSelectionRange(Math.min(sel[0], value.length), Math.min(sel[1], value.length), sel[2] || 'none'); } catch { /* as above */ }
+  }
+}
+
+/**
+ * Shows the open record's current version (another tab's edit, or a merge) without redrawing the
+ * form: every field is updated in place, the focused one keeping its caret.
+ */
+export function refreshFromRecord() {
+  const row = current();
+  if (!row || row.key !== shownKey) { renderEditor(); return; }
+  for (const [id, , read] of FIELDS) setValue(el[id], shown(read(row.record)));
+  el['f-times'].textContent = times(row.record);
+  const steps = row.record.reasoning || [];
+  const items = [...el['f-steps'].children];
+  if (items.length === steps.length && items.every((li) => li.refs)) {
+    steps.forEach((step, i) => {
+      const { select, text } = items[i].refs;
+      if (select.value !== step.dimension) { fillDimensions(select, step.dimension); select.className = `dim dim-${step.dimension}`; }
+      setValue(text, step.text ?? '');
+    });
+  } else {
+    // Steps came or went: redraw them, focus (and caret) staying on the same control.
+    const active = document.activeElement;
+    const li = active?.closest?.('#f-steps li');
+    let focus;
+    if (li?.refs) {
+      const which = Object.keys(li.refs).find((k) => li.refs[k] === active);
+      const caret = which === 'text' ? [active.selectionStart, active.selectionEnd] : null;
+      focus = { index: Math.min(Number(li.dataset.index), steps.length - 1), which, caret };
+    }
+    renderSteps(focus);
+  }
   renderProblems();
 }
 
@@ -95,6 +154,14 @@ export function refreshDimensions() {
   }
 }
 
+// The step controls find their record and step when used (not when drawn), because another
+// tab's version or a merge may have replaced the record object meanwhile.
+function stepAt(i) {
+  const row = current();
+  const steps = row?.record.reasoning;
+  return row && steps && i < steps.length ? { row, steps, step: steps[i] } : null;
+}
+
 function renderSteps(focus) {
   const row = current();
   if (!row) return;
@@ -103,14 +170,27 @@ function renderSteps(focus) {
     const n = i + 1;
     const select = h('select', { 'aria-label': `Step ${n} dimension`, class: `dim dim-${step.dimension}` });
     fillDimensions(select, step.dimension);
-    select.addEventListener('change', () => { step.dimension = select.value; select.className = `dim dim-${step.dimension}`; changed(row); });
+    select.addEventListener('change', () => {
+      const at = stepAt(i);
+      if (!at) return;
+      at.step.dimension = select.value;
+      select.className = `dim dim-${select.value}`;
+      changed(at.row);
+    });
     const text = h('textarea', { rows: 2, 'aria-label': `Step ${n} text` });
     text.value = step.text ?? '';
-    text.addEventListener('input', () => { step.text = text.value; changed(row); });
+    text.addEventListener('input', () => {
+      const at = stepAt(i);
+      if (!at) return;
+      at.step.text = text.value;
+      changed(at.row);
+    });
     const move = (to, which) => {
-      const [s] = steps.splice(i, 1);
-      steps.splice(to, 0, s);
-      changed(row);
+      const at = stepAt(i);
+      if (!at || to < 0 || to >= at.steps.length) return;
+      const [s] = at.steps.splice(i, 1);
+      at.steps.splice(to, 0, s);
+      changed(at.row);
       renderSteps({ index: to, which });
       announce(`Step moved to position ${to + 1}.`);
     };
@@ -119,9 +199,11 @@ function renderSteps(focus) {
     const remove = h('button', {
       type: 'button', class: 'icon', 'aria-label': `Remove step ${n}`, title: 'Remove',
       onclick: () => {
-        steps.splice(i, 1);
-        changed(row);
-        renderSteps({ index: Math.min(i, steps.length - 1), which: 'text' });
+        const at = stepAt(i);
+        if (!at) return;
+        at.steps.splice(i, 1);
+        changed(at.row);
+        renderSteps({ index: Math.min(i, at.steps.length - 1), which: 'text' });
         announce(`Step ${n} removed.`);
       },
       text: '✕',
@@ -135,7 +217,11 @@ function renderSteps(focus) {
   if (focus && items[focus.index]) {
     const refs = items[focus.index].refs;
     const target = refs[focus.which];
-    (target && !target.disabled ? target : refs.text).focus();
+    const to = target && !target.disabled ? target : refs.text;
+    to.focus();
+    if (to === refs.text && focus.caret) {
+      try { to.setSelectionRange(Math.min(focus.caret[0], to.value.length), Math.min(focus.caret[1], to.value.length)); } catch { /* no caret */ }
+    }
   }
 }
 

@@ -1,22 +1,26 @@
 // The Annotate panel's record operations: new record, JSONL import (with a line-numbered report
-// of bad lines), the bundled samples, JSONL export, delete and undo.
-import { h, announce, showError, sentence, download, nowIso, today, getPref, setPref, fileBytes } from '../../lib/ui.js';
+// of bad lines), the bundled samples, JSONL export, delete (to the trash), undo, and the trash
+// itself (kept in IndexedDB: it survives reloads, and every tab sees the same one).
+import { h, announce, showError, sentence, download, nowIso, today, getPref, setPref, fileBytes, mb, fmt1 } from '../../lib/ui.js';
 import * as store from '../../lib/store.js';
-import { state, el, persist, flash, rowsWithProblems } from './state.js';
+import { state, el, persist, flash, rowsWithProblems, adoptRows, dropRows, clone, canon, flushSaves, serial } from './state.js';
 import * as list from './list.js';
 import * as editor from './editor.js';
 import { scheduleStatus } from './coverage.js';
 
-const undo = [];             // batches of deleted rows, newest last
+const undo = [];             // deletions this page made, newest last: [{batch, count, id}]
 let pendingImport = null;    // {name, records} waiting for "import the valid records"
+
+/** The largest file read as annotations: anything bigger is refused before it is read. */
+export const MAX_IMPORT_BYTES = 64 * 1024 * 1024;
 
 export function init() {
   el['ann-new'].addEventListener('click', newRecord);
   el['ann-samples'].addEventListener('click', loadSamples);
-  el['ann-import'].addEventListener('change', async () => {
+  el['ann-import'].addEventListener('change', () => {
     const f = el['ann-import'].files?.[0];
     el['ann-import'].value = '';
-    if (f) importBytes(f.name, await fileBytes(f));
+    if (f) importFile(f);
   });
   el['ann-export'].addEventListener('click', exportJsonl);
   el['ann-delete-all'].addEventListener('click', deleteAll);
@@ -28,7 +32,12 @@ export function init() {
     addRecords(records, name);
   });
   el['ann-import-dismiss'].addEventListener('click', hideReport);
-  el['ann-delete'].addEventListener('click', () => deleteKeys([state.selected]));
+  el['ann-delete'].addEventListener('click', () => {
+    const row = state.rows.find((r) => r.key === state.selected);
+    if (row) deleteKeys([row.key], `Deleted ${row.record.id || 'a record without id'}`);
+  });
+  el['ann-trash-empty'].addEventListener('click', emptyTrash);
+  refreshTrash();
 }
 
 /** Redraws the list and the editor after records came or went, and checks them again. */
@@ -36,13 +45,29 @@ function redraw() {
   list.renderList();
   editor.renderEditor();
   scheduleStatus();
+  state.app.emit('annotations', state.rows);
 }
 
-const nextPos = () => (state.rows.length ? Math.max(...state.rows.map((r) => r.pos)) + 1 : 0);
+const nextPos = () => (state.rows.length ? Math.floor(Math.max(...state.rows.map((r) => r.pos))) + 1 : 0);
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 function uniqueId(base, taken) {
   if (!taken.has(base)) return base;
   for (let i = 2; ; i++) if (!taken.has(`${base}-${i}`)) return `${base}-${i}`;
+}
+
+/**
+ * Puts new rows in the list at once (rev 0: not stored yet) and stores them in one transaction;
+ * resolves to whether that worked. Were it to fail, they stay in the list, and an edit of one
+ * stores it (a save at rev 0 creates the row).
+ */
+async function storeNewRows(rows) {
+  for (const r of rows) r.rev = 0;
+  adoptRows(rows);
+  return persist(async () => {
+    const written = await store.addAnnotations(rows.map((r) => ({ key: r.key, pos: r.pos, record: clone(r.record) })));
+    written.forEach((w, i) => { if (!rows[i].rev) { rows[i].rev = w.rev; rows[i].updated = w.updated; } });
+  });
 }
 
 async function newRecord() {
@@ -65,20 +90,15 @@ async function newRecord() {
     created: stamp, updated: stamp,
   };
   const row = { key: store.newKey(), pos: nextPos(), record };
-  rows.push(row);
-  await persist(() => store.putAnnotation(row));
+  const saved = storeNewRows([row]);
   el['ann-search'].value = '';
   state.selected = row.key;
   setPref('ann-selected', row.key);
   redraw();
   el['f-work'].focus();
   announce(`New record ${record.id}.`);
+  await saved;
 }
-
-// Canonical JSON (sorted keys) to tell an identical record from a different one with the same id.
-const canon = (v) => (Array.isArray(v) ? `[${v.map(canon).join(',')}]`
-  : v && typeof v === 'object' ? `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canon(v[k])}`).join(',')}}`
-    : JSON.stringify(v ?? null));
 
 async function addRecords(records, source) {
   const byId = new Map(state.rows.map((r) => [r.record.id, r]));
@@ -99,17 +119,44 @@ async function addRecords(records, source) {
     taken.add(record.id);
     added.push({ key: store.newKey(), pos: pos++, record });
   }
-  state.rows.push(...added);
-  await persist(() => store.putAnnotations(added));
+  const ok = added.length ? await storeNewRows(added) : true;
   if (added.length && !state.rows.some((r) => r.key === state.selected)) state.selected = added[0].key;
-  if (added.length && !state.selected) state.selected = added[0].key;
   redraw();
-  const parts = [`Imported ${added.length} record${added.length === 1 ? '' : 's'} from ${source}`];
+  if (!ok) return;
+  const parts = [`Imported ${plural(added.length, 'record')} from ${source}`];
   if (same) parts.push(`${same} already here unchanged`);
   if (renamed.length) parts.push(`${renamed.length} renamed because their id was taken (${renamed.slice(0, 5).join(', ')}${renamed.length > 5 ? ', …' : ''})`);
   const msg = `${parts.join('; ')}.`;
   flash(msg);
   announce(msg);
+}
+
+const size = (bytes) => (bytes >= 1e9 ? `${fmt1.format(bytes / 1e9)} GB` : mb(bytes));
+
+/** Why a chosen file could not be read, in words. */
+function readProblem(e) {
+  if (e?.name === 'NotReadableError') return 'the browser could not read it (it may have been moved, changed or deleted since it was chosen, or be unreadable)';
+  if (e?.name === 'NotFoundError') return 'it is no longer there';
+  if (e?.name === 'SecurityError') return 'the browser does not allow reading it';
+  return e?.message || String(e);
+}
+
+/** A chosen file: refused at once when too large, else read and imported; every failure said. */
+async function importFile(file) {
+  showError(el['ann-list-error'], '');
+  hideReport();
+  if (file.size > MAX_IMPORT_BYTES) {
+    showError(el['ann-list-error'], `The file ${file.name} is ${size(file.size)}: too large to be an annotation file (the limit is ${MAX_IMPORT_BYTES / 2 ** 20} MiB), so it was not read. Nothing was imported, and your records are unchanged`);
+    return;
+  }
+  let bytes;
+  try {
+    bytes = await fileBytes(file);
+  } catch (e) {
+    showError(el['ann-list-error'], `Could not read ${file.name}: ${readProblem(e)}. Nothing was imported`);
+    return;
+  }
+  await importBytes(file.name, bytes);
 }
 
 async function importBytes(name, bytes) {
@@ -124,7 +171,7 @@ async function importBytes(name, bytes) {
   }
   if (report.errors.length === 0) {
     if (!report.records.length) { showError(el['ann-list-error'], `${name} holds no records`); return; }
-    addRecords(report.records, name);
+    await addRecords(report.records, name);
     return;
   }
   // Bad lines: show every one, import nothing unless the user asks for the valid records.
@@ -177,44 +224,131 @@ async function exportJsonl() {
   }
 }
 
-async function deleteKeys(keys) {
-  const gone = state.rows.filter((r) => keys.includes(r.key));
-  if (!gone.length) return;
-  state.rows = state.rows.filter((r) => !keys.includes(r.key));
-  undo.push(gone);
-  await persist(() => store.deleteAnnotations(keys));
-  if (keys.includes(state.selected)) {
-    const next = state.rows.find((r) => r.pos > gone[0].pos) || state.rows[state.rows.length - 1];
-    state.selected = next?.key ?? null;
-  }
-  renderUndo();
-  redraw();
-  announce(gone.length === 1 ? `Deleted ${gone[0].record.id}. Undo is available.` : `Deleted ${gone.length} records. Undo is available.`);
+// ---- delete, undo and the trash -----------------------------------------------------------------
+
+/** Moves the rows `keys` to the trash as one batch named `label` (restorable, also after a reload). */
+function deleteKeys(keys, label) {
+  return serial(async () => {
+    showError(el['ann-list-error'], '');
+    await flushSaves(keys); // what was typed is in the database, so it goes to the trash too
+    const gone = state.rows.filter((r) => keys.includes(r.key));
+    if (!gone.length) return;
+    const goneKeys = gone.map((r) => r.key);
+    const selected = state.selected;
+    if (goneKeys.includes(selected)) {
+      const next = state.rows.find((r) => r.pos > gone[0].pos && !goneKeys.includes(r.key))
+        || state.rows.filter((r) => !goneKeys.includes(r.key)).pop();
+      state.selected = next?.key ?? null;
+    }
+    dropRows(goneKeys); // out of the list and the editor before the first await: nothing more is typed into them
+    redraw();
+    let batch;
+    const ok = await persist(async () => { batch = await store.trashAnnotations(goneKeys, label); });
+    if (!ok) {
+      adoptRows(gone);
+      state.selected = selected;
+      redraw();
+      return;
+    }
+    undo.push({ batch, count: gone.length, id: gone[0].record.id });
+    renderUndo();
+    refreshTrash();
+    announce(gone.length === 1 ? `Deleted ${gone[0].record.id}. It is in the Trash; Undo restores it.` : `Deleted ${gone.length} records. They are in the Trash; Undo restores them.`);
+  });
 }
 
 function deleteAll() {
-  if (!state.rows.length) return;
+  const n = state.rows.length;
+  if (!n) return;
   // eslint-disable-next-line no-alert
-  if (!confirm(`Delete all ${state.rows.length} records from this browser? You can undo this until you reload the page.`)) return;
-  deleteKeys(state.rows.map((r) => r.key));
+  if (!confirm(`Delete all ${n} records? They move to the Trash, where you can restore them (also after a reload) until you empty it.`)) return;
+  deleteKeys(state.rows.map((r) => r.key), `Deleted all ${plural(n, 'record')}`);
 }
 
-async function undoDelete() {
-  const batch = undo.pop();
-  if (!batch) return;
-  const ids = new Set(state.rows.map((r) => r.record.id));
-  state.rows.push(...batch);
-  state.rows.sort((a, b) => a.pos - b.pos);
-  await persist(() => store.putAnnotations(batch));
-  state.selected = batch[0].key;
-  renderUndo();
-  redraw();
-  const clash = batch.filter((r) => ids.has(r.record.id)).length;
-  announce(`Restored ${batch.length} record${batch.length === 1 ? '' : 's'}.${clash ? ' Some ids are now used twice; rename them.' : ''}`);
+function undoDelete() {
+  const last = undo[undo.length - 1];
+  if (last) restoreBatch(last.batch);
+}
+
+/** Puts a trashed batch back, each record at its old position. */
+function restoreBatch(batch) {
+  return serial(async () => {
+    showError(el['ann-list-error'], '');
+    let restored = [];
+    const ok = await persist(async () => { restored = await store.restoreTrashBatch(batch); });
+    if (!ok) return;
+    const i = undo.findIndex((u) => u.batch === batch);
+    if (i >= 0) undo.splice(i, 1);
+    renderUndo();
+    refreshTrash();
+    if (!restored.length) {
+      showError(el['ann-list-error'], 'Nothing to restore: those records are no longer in the trash (restored, or the trash emptied, maybe in another tab)');
+      return;
+    }
+    const ids = new Set(state.rows.map((r) => r.record.id));
+    adoptRows(restored);
+    const first = restored.reduce((a, b) => (b.pos < a.pos ? b : a));
+    state.selected = first.key;
+    setPref('ann-selected', first.key);
+    redraw();
+    const clash = restored.filter((r) => ids.has(r.record.id)).length;
+    const msg = `Restored ${plural(restored.length, 'record')}.${clash ? ` ${clash} of them share an id with another record; rename them.` : ''}`;
+    flash(msg);
+    announce(msg);
+  });
 }
 
 function renderUndo() {
   const last = undo[undo.length - 1];
   el['ann-undo'].hidden = !last;
-  if (last) el['ann-undo'].textContent = last.length === 1 ? `Undo delete of ${last[0].record.id || 'record'}` : `Undo delete of ${last.length} records`;
+  if (last) el['ann-undo'].textContent = last.count === 1 ? `Undo delete of ${last.id || 'record'}` : `Undo delete of ${last.count} records`;
+}
+
+const when = (t) => new Date(t).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+let trashSeq = 0;
+
+/** Redraws the trash from the database (it may have changed in another tab). */
+export async function refreshTrash() {
+  const mine = ++trashSeq;
+  let batches;
+  try {
+    batches = await store.trashBatches();
+  } catch (e) {
+    if (mine === trashSeq) el['ann-trash-count'].textContent = '(unavailable)';
+    return;
+  }
+  if (mine !== trashSeq) return; // a newer look is on its way
+  const total = batches.reduce((n, b) => n + b.count, 0);
+  el['ann-trash-count'].textContent = `(${total ? plural(total, 'record') : 'empty'})`;
+  el['ann-trash-list'].replaceChildren(...(batches.length ? batches.map((b) => {
+    const label = b.label || 'Deleted records';
+    return h('li', { class: 'trash-batch' },
+      h('span', { class: 'trash-what' },
+        h('span', { class: 'trash-label', text: label }),
+        h('span', { class: 'trash-meta' }, `${plural(b.count, 'record')} · `, h('time', { datetime: new Date(b.deleted_at).toISOString(), text: when(b.deleted_at) }))),
+      h('button', { type: 'button', class: 'small', 'aria-label': `Restore: ${label}, ${plural(b.count, 'record')}`, onclick: () => restoreBatch(b.batch), text: 'Restore' }));
+  }) : [h('li', { class: 'hint empty', text: 'The trash is empty.' })]));
+  el['ann-trash-empty'].disabled = !batches.length;
+  // Undo offers only deletions still in the trash.
+  const present = new Set(batches.map((b) => b.batch));
+  for (let i = undo.length - 1; i >= 0; i--) if (!present.has(undo[i].batch)) undo.splice(i, 1);
+  renderUndo();
+}
+
+async function emptyTrash() {
+  let total = 0;
+  try { total = (await store.trashBatches()).reduce((n, b) => n + b.count, 0); } catch { /* said below */ }
+  if (!total) { refreshTrash(); return; }
+  // eslint-disable-next-line no-alert
+  if (!confirm(`Empty the trash? The ${plural(total, 'deleted record')} in it will be gone for good, in every tab of this browser.`)) return;
+  try {
+    await store.emptyTrash();
+  } catch (e) {
+    showError(el['ann-list-error'], `Could not empty the trash: ${e.message}`);
+    return;
+  }
+  undo.length = 0;
+  renderUndo();
+  await refreshTrash();
+  announce('The trash is empty.');
 }

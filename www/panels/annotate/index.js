@@ -1,12 +1,14 @@
 // Annotate panel: list, search and edit annotation records (docs/annotation-format.md). Every
-// change is written to IndexedDB at once. Validation, coverage, JSONL and the record format
-// itself (dimensions, schema version) all come from the engine (the data worker); this panel
-// only edits objects and draws them. Its parts: list.js (the record list), editor.js (the record
-// editor), coverage.js (the engine's check and the coverage chart), import.js (new, import,
-// export, delete, undo), sharing state.js.
+// change is written to IndexedDB at once, and what another tab of the app changes shows here
+// within moments (store.onChange), so that two tabs never undo each other's work. Validation,
+// coverage, JSONL and the record format itself (dimensions, schema version) all come from the
+// engine (the data worker); this panel only edits objects and draws them. Its parts: list.js (the
+// record list), editor.js (the record editor), coverage.js (the engine's check and the coverage
+// chart), import.js (new, import, export, delete, undo, the trash), sharing state.js (which also
+// saves edits and merges them with another tab's).
 import { $, showError, getPref } from '../../lib/ui.js';
 import * as store from '../../lib/store.js';
-import { state, el, rowsWithProblems } from './state.js';
+import { state, el, hooks, rowsWithProblems, adoptRows, dropRows, clone, isSaving, flushSaves, trashedEdits, notice, serial } from './state.js';
 import * as list from './list.js';
 import * as editor from './editor.js';
 import * as coverage from './coverage.js';
@@ -18,7 +20,27 @@ export function init(a) {
     'ann-list', 'ann-list-error', 'ann-import-report', 'ann-import-summary', 'ann-import-errors', 'ann-import-valid',
     'ann-import-dismiss', 'ann-saved', 'ann-empty', 'ann-form', 'f-id', 'f-genre', 'f-audience', 'f-brief', 'f-work', 'f-steps',
     'f-score', 'f-summary', 'f-revision', 'f-expert', 'f-ke', 'f-session', 'f-date', 'f-times', 'f-problems-box', 'f-problems',
-    'ann-delete', 'cov-chart', 'cov-list', 'cov-warnings']) el[id] = $(id);
+    'ann-delete', 'cov-chart', 'cov-list', 'cov-warnings', 'ann-notices', 'ann-trash', 'ann-trash-count', 'ann-trash-list',
+    'ann-trash-empty']) el[id] = $(id);
+
+  hooks.listChanged = () => {
+    // The open record went (deleted in another tab): the keys typed next must not land in
+    // another record, so the focus leaves the form for the list.
+    const typing = el['ann-form'].contains(document.activeElement);
+    const shown = editor.shownRecord();
+    list.renderList();
+    editor.syncEditor();
+    if (typing && editor.shownRecord() !== shown && !list.focusItem(state.selected)) el['ann-new'].focus();
+    coverage.scheduleStatus();
+    a.emit('annotations', state.rows);
+  };
+  hooks.recordReplaced = (row) => {
+    list.updateListItem(row);
+    if (row.key === state.selected) editor.refreshFromRecord();
+    coverage.scheduleStatus();
+    a.emit('annotations', state.rows);
+  };
+  hooks.trashChanged = () => recordOps.refreshTrash();
 
   coverage.init();
   list.init({ select: editor.select });
@@ -29,7 +51,11 @@ export function init(a) {
   // The step pickers offer the engine's dimensions once known. A failure shows where the
   // records are checked (coverage.js), which needs the engine too.
   a.schema.then((s) => { state.dimensions = s.dimensions; editor.refreshDimensions(); }, () => {});
-  reload();
+  store.onChange((change) => {
+    if (change.store === 'annotations') serial(() => applyChanges(change.keys)).catch((e) => console.warn('annotations sync', e));
+    else if (change.store === 'trash') recordOps.refreshTrash();
+  });
+  serial(reload);
 }
 
 // ---- public: other panels read the records --------------------------------------------------
@@ -43,14 +69,70 @@ export const allRows = () => state.rows;
 
 async function reload() {
   try {
-    state.rows = await store.allAnnotations();
+    // Added to what is already in the list: records made here while the database opened stay.
+    adoptRows(await store.allAnnotations());
   } catch (e) {
     showError(el['ann-list-error'], `This browser’s storage is unavailable, so annotations cannot be kept: ${e.message}`);
-    state.rows = [];
   }
   const saved = getPref('ann-selected');
   state.selected = state.rows.some((r) => r.key === saved) ? saved : state.rows[0]?.key ?? null;
   list.renderList();
   editor.renderEditor();
   coverage.refreshStatus();
+}
+
+/**
+ * Another tab changed the rows `keys` (all of them when not said): reads them again and updates
+ * the list. A deleted row leaves the list; a newer version replaces this tab's, unless this tab
+ * is saving an edit of it (that save then merges the two); the open record is refreshed in
+ * place, the caret staying where the user types.
+ */
+async function applyChanges(keys) {
+  let fresh;
+  if (keys?.length) {
+    const rows = await Promise.all(keys.map((k) => store.getAnnotation(k)));
+    fresh = new Map(keys.map((k, i) => [k, rows[i]]));
+  } else {
+    const rows = await store.allAnnotations();
+    fresh = new Map(rows.map((r) => [r.key, r]));
+    for (const r of state.rows) if (!fresh.has(r.key)) fresh.set(r.key, undefined);
+  }
+  const added = [];
+  const gone = [];
+  const replaced = [];
+  let moved = false;
+  for (const [key, row] of fresh) {
+    const mine = state.rows.find((r) => r.key === key);
+    if (!mine) { if (row) added.push(row); continue; }
+    if (!row) {
+      // Deleted there. Were an edit of it being saved here, that save finds it deleted and puts
+      // this tab's version in the trash; either way it leaves the list.
+      gone.push(mine);
+      continue;
+    }
+    if (row.rev > mine.rev && !isSaving(key)) {
+      mine.record = row.record;
+      mine.rev = row.rev;
+      mine.updated = row.updated;
+      if (mine.pos !== row.pos) { mine.pos = row.pos; moved = true; }
+      state.bases.set(key, clone(row.record));
+      replaced.push(mine);
+    }
+  }
+  const openGone = gone.find((r) => r.key === state.selected);
+  if (openGone) {
+    const goneKeys = new Set(gone.map((r) => r.key));
+    const next = state.rows.find((r) => r.pos > openGone.pos && !goneKeys.has(r.key)) || state.rows.filter((r) => !goneKeys.has(r.key)).pop();
+    state.selected = next?.key ?? null;
+  }
+  dropRows(gone.map((r) => r.key));
+  adoptRows(added); // (sorts the list by position too)
+  if (added.length || gone.length || moved) hooks.listChanged();
+  else for (const r of replaced) hooks.recordReplaced(r);
+  if (openGone) {
+    const say = () => notice(`${openGone.record.id || 'The record you had open'} was deleted in another tab. The Trash can restore it.`);
+    // An edit of it being saved here says itself what became of it (state.js).
+    if (!isSaving(openGone.key)) say();
+    else flushSaves([openGone.key]).then(() => { if (!trashedEdits.has(openGone.key)) say(); });
+  }
 }

@@ -23,6 +23,8 @@ function matches(r, q) {
 
 export function renderList() {
   const q = el['ann-search'].value.trim().toLowerCase();
+  // A redraw (records came or went, maybe from another tab) keeps the focus on the same record.
+  const focused = [...listItems].find(([, li]) => li.contains(document.activeElement))?.[0];
   listItems.clear();
   const items = [];
   for (const r of state.rows) {
@@ -34,6 +36,7 @@ export function renderList() {
   }
   if (!items.length) items.push(h('li', { class: 'hint empty', text: state.rows.length ? 'No record matches the search.' : 'No records yet.' }));
   el['ann-list'].replaceChildren(...items);
+  if (focused) listItems.get(focused)?.firstChild?.focus();
   renderCount();
 }
 
@@ -53,6 +56,14 @@ function fillListItem(li, r) {
 export function updateListItem(row) {
   const li = listItems.get(row.key);
   if (li) fillListItem(li, row);
+}
+
+/** Moves the focus to `key`'s button; false when it is not in the list. */
+export function focusItem(key) {
+  const btn = listItems.get(key)?.firstChild;
+  if (!btn) return false;
+  btn.focus();
+  return true;
 }
 
 /** Marks `key`'s button as the current record. */

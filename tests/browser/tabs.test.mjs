@@ -1,0 +1,297 @@
+// Two tabs of the app on the same IndexedDB (two pages of one browser context), in headless
+// Chromium: nothing the user typed is ever lost.
+// - Both edit one record: different fields merge into it; the same field keeps both versions (the
+//   other tab's as the record, this tab's as "<id>-copy" right after it), with a notice.
+// - An edit in one tab shows in the other within moments, the caret staying where it was.
+// - A record deleted in one tab leaves the other's list, and an edit racing in the other tab does
+//   not bring it back: it goes to the trash.
+// - "Delete all", a reload, and a restore from the trash give every record back: the JSONL export
+//   is byte-identical to the one taken before.
+// - A 1 GB file offered to the import is refused at once, in words; a file the browser cannot read
+//   is reported in words too; the page stays usable and never has an unhandled error.
+//
+// To make the races deterministic, a tab can be "muted": the BroadcastChannel messages that
+// tell it about the other tab's writes are dropped (as for a tab whose news has not arrived yet),
+// so its next save meets the other tab's write in the database itself.
+//
+// No model is needed: the page is opened with a model that does not exist, so the engine stays
+// idle (its load fails in words) while the data worker checks and exports the records.
+// The first page lies behind the second, so its animation frames are throttled: the waits below
+// poll on a timer rather than on frames.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { openPage } from './launch.mjs';
+
+const PATH = '/?model=no-model-for-the-tabs-test.gguf';
+let session, a, b, origin;
+const pageErrors = [];
+
+function watch(page, name) {
+  page.on('pageerror', (e) => pageErrors.push(`${name}: ${e}`));
+  page.on('console', (m) => {
+    // The missing model's 404 is expected; anything else logged as an error is not.
+    if (m.type() === 'error' && !/Failed to load resource|404/.test(m.text())) pageErrors.push(`${name}: ${m.text()}`);
+  });
+  page.on('dialog', (d) => d.accept());
+}
+
+before(async () => {
+  session = await openPage(PATH);
+  ({ page: a, origin } = session);
+  const context = a.context();
+  await context.addInitScript(() => {
+    const Native = window.BroadcastChannel;
+    window.__muted = false;
+    window.BroadcastChannel = class extends Native {
+      set onmessage(fn) { super.onmessage = fn && ((e) => { if (!window.__muted) fn.call(this, e); }); }
+      get onmessage() { return super.onmessage; }
+    };
+  });
+  watch(a, 'A');
+  await session.goto();
+  // The second tab: launch.mjs's page owns its context, which therefore opens no page itself; a
+  // window the first page opens belongs to the same context (the same IndexedDB).
+  [b] = await Promise.all([context.waitForEvent('page'), a.evaluate((url) => { window.open(url, '_blank', 'noopener'); }, `${origin}${PATH}`)]);
+  watch(b, 'B');
+  await b.waitForLoadState('load');
+  await b.setViewportSize({ width: 1366, height: 768 });
+  for (const p of [a, b]) await p.click('#tab-annotate');
+});
+
+after(async () => {
+  await session?.close();
+});
+
+// ---- helpers -------------------------------------------------------------------------------------
+
+const ids = (p) => p.$$eval('#ann-list .ann-item-id', (els) => els.map((e) => e.textContent));
+const listed = (p, n, timeout = 30_000) => p.waitForFunction((n) => document.querySelectorAll('#ann-list .ann-item').length === n, n, { timeout, polling: 100 });
+const mute = (p, on) => p.evaluate((on) => { window.__muted = on; }, on);
+async function open(p, id) {
+  await p.click(`#ann-list .ann-item:has(.ann-item-id:text-is("${id}"))`);
+  assert.equal(await p.inputValue('#f-id'), id);
+}
+/** The stored rows, in list order, as {key, id, rev, record}. */
+const db = (p = a) => p.evaluate(async () => {
+  const store = await import('/lib/store.js');
+  return (await store.allAnnotations()).map((r) => ({ key: r.key, id: r.record.id, rev: r.rev, record: r.record }));
+});
+const trash = (p = a) => p.evaluate(async () => (await (await import('/lib/store.js')).db()).getAll('trash'));
+const byId = (rows, id) => rows.filter((r) => r.id === id);
+
+/** Polls `check` (an async function returning a truthy value when done) until it holds. */
+async function until(what, check, timeout = 10_000) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last) return last;
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function downloadText(p) {
+  const [dl] = await Promise.all([p.waitForEvent('download'), p.click('#ann-export')]);
+  return readFileSync(await dl.path(), 'utf8');
+}
+
+// ---- tests ---------------------------------------------------------------------------------------
+
+test('both tabs see the samples loaded in one; storage persistence is asked for once', { timeout: 120_000 }, async () => {
+  await a.click('#ann-samples');
+  await listed(a, 30);
+  await listed(b, 30, 5_000); // B never loaded them: they came from A through the database
+  assert.deepEqual(await ids(b), await ids(a));
+  assert.equal((await db()).length, 30);
+  // The first save in this browser asks it to keep the records; A says why, once; B says nothing.
+  await a.waitForFunction(() => /disk runs low/.test(document.getElementById('ann-notices').textContent), null, { timeout: 5_000, polling: 100 });
+  assert.equal(await a.$$eval('#ann-notices .ann-notice', (n) => n.filter((x) => /disk runs low/.test(x.textContent)).length), 1);
+  assert.match(await a.textContent('#ann-notices'), /now keeps your annotations even when the disk runs low|may delete your annotations to free space .*Export your records as JSONL/);
+});
+
+test('two tabs edit different fields of one record: both edits are kept, merged', { timeout: 60_000 }, async () => {
+  await open(a, 'ann-003');
+  await open(b, 'ann-003');
+  await mute(b, true);
+  await a.fill('#f-summary', 'Summary from tab A.');
+  await until('A’s edit stored', async () => byId(await db(), 'ann-003')[0].record.verdict.summary === 'Summary from tab A.');
+  // B has not heard of it: its save meets A's in the database and merges.
+  assert.notEqual(await b.inputValue('#f-summary'), 'Summary from tab A.');
+  await b.fill('#f-genre', 'genre from tab B');
+  const rec = await until('the merge stored', async () => {
+    const r = byId(await db(b), 'ann-003')[0].record;
+    return r.genre === 'genre from tab B' && r;
+  });
+  assert.equal(rec.verdict.summary, 'Summary from tab A.');
+  const rows = await db();
+  assert.equal(rows.length, 30);
+  assert.equal(byId(rows, 'ann-003-copy').length, 0, 'no copy: nothing conflicted');
+  // B shows the merged record; A (which hears of it) shows B's field too, in the open editor.
+  assert.equal(await b.inputValue('#f-summary'), 'Summary from tab A.');
+  // Persistent storage was asked for once in this browser (by A): B's first save says nothing.
+  await new Promise((r) => setTimeout(r, 500));
+  assert.doesNotMatch(await b.textContent('#ann-notices'), /disk runs low/);
+  await mute(b, false);
+  await a.waitForFunction(() => document.getElementById('f-genre').value === 'genre from tab B', null, { timeout: 3_000, polling: 100 });
+  assert.equal(await a.inputValue('#f-summary'), 'Summary from tab A.');
+});
+
+test('two tabs change the same field: both versions are kept, with a notice', { timeout: 60_000 }, async () => {
+  await open(a, 'ann-004');
+  await open(b, 'ann-004');
+  await mute(b, true);
+  await a.fill('#f-expert', 'Expert from A');
+  await a.fill('#f-summary', 'Tab A’s verdict.');
+  await until('A’s edits stored', async () => {
+    const r = byId(await db(), 'ann-004')[0].record;
+    return r.verdict.summary === 'Tab A’s verdict.' && r.provenance.expert === 'Expert from A';
+  });
+  await b.fill('#f-summary', 'Tab B’s verdict.');
+  const rows = await until('both versions stored', async () => {
+    const r = await db();
+    return byId(r, 'ann-004-copy').length === 1 && r;
+  });
+  assert.equal(rows.length, 31);
+  const [orig] = byId(rows, 'ann-004');
+  const [copy] = byId(rows, 'ann-004-copy');
+  assert.equal(orig.record.verdict.summary, 'Tab A’s verdict.');
+  assert.equal(copy.record.verdict.summary, 'Tab B’s verdict.');
+  // The field only A changed is A's in both; the rest of the copy is the record as B had it.
+  assert.equal(orig.record.provenance.expert, 'Expert from A');
+  assert.equal(copy.record.provenance.expert, 'Expert from A');
+  assert.equal(copy.record.work, orig.record.work);
+  // The copy sits right after the record, in the database and in both lists.
+  const order = rows.map((r) => r.id);
+  assert.equal(order[order.indexOf('ann-004') + 1], 'ann-004-copy');
+  const bIds = await ids(b);
+  assert.equal(bIds[bIds.indexOf('ann-004') + 1], 'ann-004-copy');
+  await a.waitForFunction(() => [...document.querySelectorAll('#ann-list .ann-item-id')].some((e) => e.textContent === 'ann-004-copy'), null, { timeout: 3_000, polling: 100 });
+  const aIds = await ids(a);
+  assert.equal(aIds[aIds.indexOf('ann-004') + 1], 'ann-004-copy');
+  // B says what happened, and shows the record as stored now.
+  assert.match(await b.textContent('#ann-notices'), /ann-004 was changed in another tab while you edited it here, and both changed the verdict summary\. The other tab’s version stays as ann-004; yours is kept as a new record, ann-004-copy, right after it\./);
+  assert.equal(await b.inputValue('#f-summary'), 'Tab A’s verdict.');
+  assert.equal(await b.inputValue('#f-expert'), 'Expert from A');
+  await mute(b, false);
+  assert.equal(await a.inputValue('#f-summary'), 'Tab A’s verdict.');
+});
+
+test('an edit in one tab shows in the other at once, the caret staying put', { timeout: 60_000 }, async () => {
+  await open(a, 'ann-005');
+  await open(b, 'ann-005');
+  const before = await b.inputValue('#f-work');
+  await b.focus('#f-work');
+  await b.evaluate(() => document.getElementById('f-work').setSelectionRange(5, 5));
+  await a.fill('#f-work', `Prefix. ${before}`);
+  await b.waitForFunction((v) => document.getElementById('f-work').value === v, `Prefix. ${before}`, { timeout: 3_000, polling: 100 });
+  assert.deepEqual(await b.evaluate(() => {
+    const w = document.getElementById('f-work');
+    return [document.activeElement === w, w.selectionStart, w.selectionEnd];
+  }), [true, 5, 5]);
+  await b.keyboard.type('X');
+  await until('B’s keystroke stored', async () => byId(await db(), 'ann-005')[0].record.work === `PrefiXx. ${before}`);
+  await a.waitForFunction((v) => document.getElementById('f-work').value === v, `PrefiXx. ${before}`, { timeout: 3_000, polling: 100 });
+});
+
+test('a record deleted in one tab leaves the other; a racing edit goes to the trash', { timeout: 60_000 }, async () => {
+  // Plain: A deletes, B's list loses it within moments.
+  await open(b, 'ann-006');
+  await open(a, 'ann-006');
+  await a.click('#ann-delete');
+  await b.waitForFunction(() => ![...document.querySelectorAll('#ann-list .ann-item-id')].some((e) => e.textContent === 'ann-006'), null, { timeout: 2_500, polling: 100 });
+  assert.notEqual(await b.inputValue('#f-id'), 'ann-006');
+  assert.match(await b.textContent('#ann-notices'), /ann-006 was deleted in another tab/);
+
+  // Racing: B has not heard of the deletion when it saves an edit.
+  await open(b, 'ann-007');
+  await mute(b, true);
+  await open(a, 'ann-007');
+  await a.click('#ann-delete');
+  await until('the deletion stored', async () => byId(await db(), 'ann-007').length === 0);
+  await b.fill('#f-summary', 'A late edit from tab B.');
+  await b.waitForFunction(() => ![...document.querySelectorAll('#ann-list .ann-item-id')].some((e) => e.textContent === 'ann-007'), null, { timeout: 3_000, polling: 100 });
+  assert.match(await b.textContent('#ann-notices'), /ann-007 was deleted in another tab while you edited it here\. It stays deleted; your edited version is in the Trash/);
+  await mute(b, false);
+  const kept = await until('the edit in the trash', async () => (await trash()).find((t) => t.label === 'Edited after it was deleted in another tab'));
+  assert.equal(kept.row.record.id, 'ann-007');
+  assert.equal(kept.row.record.verdict.summary, 'A late edit from tab B.');
+  await new Promise((r) => setTimeout(r, 1_000));
+  for (const p of [a, b]) assert.ok(!(await ids(p)).includes('ann-007'), 'it is not back in a list');
+  assert.equal(byId(await db(), 'ann-007').length, 0, 'it is not back in the database');
+  // Both tabs' trash lists show it (A heard of it from B).
+  for (const p of [a, b]) {
+    await p.waitForFunction(() => /Edited after it was deleted in another tab/.test(document.getElementById('ann-trash-list').textContent), null, { timeout: 3_000, polling: 100 });
+  }
+  assert.deepEqual(await ids(b), await ids(a));
+});
+
+test('"Delete all", a reload and a restore from the trash give every record back, byte for byte', { timeout: 120_000 }, async () => {
+  const n = (await db()).length;
+  assert.equal(n, 29); // 30 samples + ann-004-copy − ann-006 − ann-007
+  await a.waitForFunction(() => !/to fix/.test(document.getElementById('ann-count').textContent), null, { polling: 100 });
+  const exported = await downloadText(a);
+  assert.equal(exported.trim().split('\n').length, n);
+  assert.match(exported, /Tab B’s verdict\./);
+  await a.click('#ann-delete-all');
+  await listed(a, 0);
+  await listed(b, 0, 3_000);
+  assert.equal((await db()).length, 0);
+  await a.reload();
+  await a.click('#tab-annotate');
+  await a.waitForFunction(() => /record/.test(document.getElementById('ann-trash-count').textContent), null, { timeout: 30_000, polling: 100 });
+  assert.equal(await a.$$eval('#ann-list .ann-item', (x) => x.length), 0);
+  await a.click('#ann-trash summary');
+  const batch = a.locator('#ann-trash-list li.trash-batch', { hasText: `Deleted all ${n} records` });
+  assert.match(await batch.textContent(), new RegExp(`${n} records · `));
+  await batch.getByRole('button', { name: /^Restore/ }).click();
+  await listed(a, n);
+  await listed(b, n, 3_000);
+  assert.deepEqual(await ids(b), await ids(a));
+  await a.waitForFunction(() => !/to fix/.test(document.getElementById('ann-count').textContent), null, { polling: 100 });
+  const again = await downloadText(a);
+  assert.equal(again, exported);
+  assert.equal(await a.locator('#ann-trash-list li.trash-batch', { hasText: 'Deleted all' }).count(), 0);
+});
+
+test('a 1 GB file is refused at once, an unreadable one in words, and the page stays usable', { timeout: 60_000 }, async () => {
+  const n = (await db()).length;
+  const offer = (name, size) => a.evaluate(({ name, size }) => {
+    const chunk = new Blob([new Uint8Array(1 << 20)]);
+    const file = new File(Array.from({ length: size }, () => chunk), name, { type: 'application/jsonl' });
+    const dt = new DataTransfer();
+    dt.items.add(file);
+    const input = document.getElementById('ann-import');
+    input.files = dt.files;
+    input.dispatchEvent(new Event('change', { bubbles: true }));
+  }, { name, size });
+  const t0 = Date.now();
+  await offer('huge.jsonl', 1024);
+  await a.waitForFunction(() => /too large/.test(document.getElementById('ann-list-error').textContent), null, { timeout: 3_000, polling: 100 });
+  console.log(`1 GB file refused in ${Date.now() - t0} ms`);
+  assert.equal(await a.textContent('#ann-list-error'),
+    'The file huge.jsonl is 1.1 GB: too large to be an annotation file (the limit is 64 MiB), so it was not read. Nothing was imported, and your records are unchanged.');
+  // A file the browser cannot read (as when it changed on disk after being chosen).
+  await a.evaluate(() => {
+    const read = Blob.prototype.arrayBuffer;
+    Blob.prototype.arrayBuffer = function arrayBuffer() {
+      Blob.prototype.arrayBuffer = read;
+      return Promise.reject(new DOMException('The requested file could not be read.', 'NotReadableError'));
+    };
+  });
+  await offer('gone.jsonl', 1);
+  await a.waitForFunction(() => /gone\.jsonl/.test(document.getElementById('ann-list-error').textContent), null, { timeout: 3_000, polling: 100 });
+  assert.match(await a.textContent('#ann-list-error'), /^Could not read gone\.jsonl: the browser could not read it .*\. Nothing was imported\.$/);
+  // Still usable: a new record is created and stored.
+  await a.click('#ann-new');
+  await listed(a, n + 1);
+  await until('the new record stored', async () => (await db()).length === n + 1);
+  assert.match(await a.inputValue('#f-id'), /^ann-\d{3}$/);
+  await a.fill('#f-work', 'Typed after the refused import.');
+  await until('the edit stored', async () => (await db()).some((r) => r.record.work === 'Typed after the refused import.'));
+});
+
+test('no page error and no unhandled rejection in either tab', () => {
+  assert.deepEqual(pageErrors, []);
+});
