@@ -102,11 +102,11 @@ async function downloadText(p) {
 test('both tabs see the samples loaded in one; storage persistence is asked for once', { timeout: 120_000 }, async () => {
   await a.click('#ann-samples');
   await listed(a, 30);
-  await listed(b, 30, 5_000); // B never loaded them: they came from A through the database
+  await listed(b, 30, 20_000); // B never loaded them: they came from A through the database
   assert.deepEqual(await ids(b), await ids(a));
   assert.equal((await db()).length, 30);
   // The first save in this browser asks it to keep the records; A says why, once; B says nothing.
-  await a.waitForFunction(() => /disk runs low/.test(document.getElementById('ann-notices').textContent), null, { timeout: 5_000, polling: 100 });
+  await a.waitForFunction(() => /disk runs low/.test(document.getElementById('ann-notices').textContent), null, { timeout: 20_000, polling: 100 });
   assert.equal(await a.$$eval('#ann-notices .ann-notice', (n) => n.filter((x) => /disk runs low/.test(x.textContent)).length), 1);
   assert.match(await a.textContent('#ann-notices'), /now keeps your annotations even when the disk runs low|may delete your annotations to free space .*Export your records as JSONL/);
 });
@@ -134,7 +134,7 @@ test('two tabs edit different fields of one record: both edits are kept, merged'
   await new Promise((r) => setTimeout(r, 500));
   assert.doesNotMatch(await b.textContent('#ann-notices'), /disk runs low/);
   await mute(b, false);
-  await a.waitForFunction(() => document.getElementById('f-genre').value === 'genre from tab B', null, { timeout: 3_000, polling: 100 });
+  await a.waitForFunction(() => document.getElementById('f-genre').value === 'genre from tab B', null, { timeout: 20_000, polling: 100 });
   assert.equal(await a.inputValue('#f-summary'), 'Summary from tab A.');
 });
 
@@ -167,7 +167,7 @@ test('two tabs change the same field: both versions are kept, with a notice', { 
   assert.equal(order[order.indexOf('ann-004') + 1], 'ann-004-copy');
   const bIds = await ids(b);
   assert.equal(bIds[bIds.indexOf('ann-004') + 1], 'ann-004-copy');
-  await a.waitForFunction(() => [...document.querySelectorAll('#ann-list .ann-item-id')].some((e) => e.textContent === 'ann-004-copy'), null, { timeout: 3_000, polling: 100 });
+  await a.waitForFunction(() => [...document.querySelectorAll('#ann-list .ann-item-id')].some((e) => e.textContent === 'ann-004-copy'), null, { timeout: 20_000, polling: 100 });
   const aIds = await ids(a);
   assert.equal(aIds[aIds.indexOf('ann-004') + 1], 'ann-004-copy');
   // B says what happened, and shows the record as stored now.
@@ -185,14 +185,14 @@ test('an edit in one tab shows in the other at once, the caret staying put', { t
   await b.focus('#f-work');
   await b.evaluate(() => document.getElementById('f-work').setSelectionRange(5, 5));
   await a.fill('#f-work', `Prefix. ${before}`);
-  await b.waitForFunction((v) => document.getElementById('f-work').value === v, `Prefix. ${before}`, { timeout: 3_000, polling: 100 });
+  await b.waitForFunction((v) => document.getElementById('f-work').value === v, `Prefix. ${before}`, { timeout: 20_000, polling: 100 });
   assert.deepEqual(await b.evaluate(() => {
     const w = document.getElementById('f-work');
     return [document.activeElement === w, w.selectionStart, w.selectionEnd];
   }), [true, 5, 5]);
   await b.keyboard.type('X');
   await until('B’s keystroke stored', async () => byId(await db(), 'ann-005')[0].record.work === `PrefiXx. ${before}`);
-  await a.waitForFunction((v) => document.getElementById('f-work').value === v, `PrefiXx. ${before}`, { timeout: 3_000, polling: 100 });
+  await a.waitForFunction((v) => document.getElementById('f-work').value === v, `PrefiXx. ${before}`, { timeout: 20_000, polling: 100 });
 });
 
 test('a record deleted in one tab leaves the other; a racing edit goes to the trash', { timeout: 60_000 }, async () => {
@@ -200,7 +200,7 @@ test('a record deleted in one tab leaves the other; a racing edit goes to the tr
   await open(b, 'ann-006');
   await open(a, 'ann-006');
   await a.click('#ann-delete');
-  await b.waitForFunction(() => ![...document.querySelectorAll('#ann-list .ann-item-id')].some((e) => e.textContent === 'ann-006'), null, { timeout: 2_500, polling: 100 });
+  await b.waitForFunction(() => ![...document.querySelectorAll('#ann-list .ann-item-id')].some((e) => e.textContent === 'ann-006'), null, { timeout: 20_000, polling: 100 });
   assert.notEqual(await b.inputValue('#f-id'), 'ann-006');
   assert.match(await b.textContent('#ann-notices'), /ann-006 was deleted in another tab/);
 
@@ -211,8 +211,9 @@ test('a record deleted in one tab leaves the other; a racing edit goes to the tr
   await a.click('#ann-delete');
   await until('the deletion stored', async () => byId(await db(), 'ann-007').length === 0);
   await b.fill('#f-summary', 'A late edit from tab B.');
-  await b.waitForFunction(() => ![...document.querySelectorAll('#ann-list .ann-item-id')].some((e) => e.textContent === 'ann-007'), null, { timeout: 3_000, polling: 100 });
-  assert.match(await b.textContent('#ann-notices'), /ann-007 was deleted in another tab while you edited it here\. It stays deleted; your edited version is in the Trash/);
+  await b.waitForFunction(() => ![...document.querySelectorAll('#ann-list .ann-item-id')].some((e) => e.textContent === 'ann-007'), null, { timeout: 20_000, polling: 100 });
+  // The notice follows the two writes that move the edit into the trash.
+  await b.waitForFunction(() => /ann-007 was deleted in another tab while you edited it here\. It stays deleted; your edited version is in the Trash/.test(document.getElementById('ann-notices').textContent), null, { timeout: 20_000, polling: 100 });
   await mute(b, false);
   const kept = await until('the edit in the trash', async () => (await trash()).find((t) => t.label === 'Edited after it was deleted in another tab'));
   assert.equal(kept.row.record.id, 'ann-007');
@@ -222,7 +223,7 @@ test('a record deleted in one tab leaves the other; a racing edit goes to the tr
   assert.equal(byId(await db(), 'ann-007').length, 0, 'it is not back in the database');
   // Both tabs' trash lists show it (A heard of it from B).
   for (const p of [a, b]) {
-    await p.waitForFunction(() => /Edited after it was deleted in another tab/.test(document.getElementById('ann-trash-list').textContent), null, { timeout: 3_000, polling: 100 });
+    await p.waitForFunction(() => /Edited after it was deleted in another tab/.test(document.getElementById('ann-trash-list').textContent), null, { timeout: 20_000, polling: 100 });
   }
   assert.deepEqual(await ids(b), await ids(a));
 });
@@ -236,7 +237,7 @@ test('"Delete all", a reload and a restore from the trash give every record back
   assert.match(exported, /Tab B’s verdict\./);
   await a.click('#ann-delete-all');
   await listed(a, 0);
-  await listed(b, 0, 3_000);
+  await listed(b, 0, 20_000);
   assert.equal((await db()).length, 0);
   await a.reload();
   await a.click('#tab-annotate');
@@ -247,7 +248,7 @@ test('"Delete all", a reload and a restore from the trash give every record back
   assert.match(await batch.textContent(), new RegExp(`${n} records · `));
   await batch.getByRole('button', { name: /^Restore/ }).click();
   await listed(a, n);
-  await listed(b, n, 3_000);
+  await listed(b, n, 20_000);
   assert.deepEqual(await ids(b), await ids(a));
   await a.waitForFunction(() => !/to fix/.test(document.getElementById('ann-count').textContent), null, { polling: 100 });
   const again = await downloadText(a);
@@ -268,8 +269,10 @@ test('a 1 GB file is refused at once, an unreadable one in words, and the page s
   }, { name, size });
   const t0 = Date.now();
   await offer('huge.jsonl', 1024);
-  await a.waitForFunction(() => /too large/.test(document.getElementById('ann-list-error').textContent), null, { timeout: 3_000, polling: 100 });
-  console.log(`1 GB file refused in ${Date.now() - t0} ms`);
+  await a.waitForFunction(() => /too large/.test(document.getElementById('ann-list-error').textContent), null, { timeout: 20_000, polling: 100 });
+  const refusedMs = Date.now() - t0;
+  console.log(`1 GB file refused in ${refusedMs} ms`);
+  assert.ok(refusedMs < 10_000, `refused after ${refusedMs} ms`);
   assert.equal(await a.textContent('#ann-list-error'),
     'The file huge.jsonl is 1.1 GB: too large to be an annotation file (the limit is 64 MiB), so it was not read. Nothing was imported, and your records are unchanged.');
   // A file the browser cannot read (as when it changed on disk after being chosen).
@@ -281,7 +284,7 @@ test('a 1 GB file is refused at once, an unreadable one in words, and the page s
     };
   });
   await offer('gone.jsonl', 1);
-  await a.waitForFunction(() => /gone\.jsonl/.test(document.getElementById('ann-list-error').textContent), null, { timeout: 3_000, polling: 100 });
+  await a.waitForFunction(() => /gone\.jsonl/.test(document.getElementById('ann-list-error').textContent), null, { timeout: 20_000, polling: 100 });
   assert.match(await a.textContent('#ann-list-error'), /^Could not read gone\.jsonl: the browser could not read it .*\. Nothing was imported\.$/);
   // Still usable: a new record is created and stored.
   await a.click('#ann-new');
