@@ -393,6 +393,14 @@ test('the Model panel shows this site’s storage and asks before caching a mode
   assert.equal(await page.textContent('#model-error'), '');
   assert.equal(await page.textContent('#model-status'), 'Loaded from your file (kept in this browser for next time)');
   await idle(page);
+  // A download from the site (the default model, not cached in this fresh profile) asks too.
+  await page.click('#load-default');
+  await page.waitForSelector('#quota-warning:not([hidden])', { timeout: 10_000 });
+  assert.match(await page.textContent('#quota-text'), /^Downloading “SmolLM2-135M-Instruct\.Q4_1\.gguf” \(\d+\.\d MB\) keeps a copy in this browser, which would bring this site’s storage to [\d.]+ MB of the 60\.0 MB it may use \(\d+ %\)\./);
+  await page.click('#quota-cancel');
+  assert.equal(await page.textContent('#model-status'), 'Not loaded: SmolLM2-135M-Instruct.Q4_1.gguf was not downloaded, so this site’s storage stays as it is');
+  assert.match(await page.textContent('#model-info'), /tiny-random/);
+  assert.equal(await page.$eval('#badge', (b) => b.dataset.state), 'ready');
 });
 
 test('the pages logged no errors', () => {

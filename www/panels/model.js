@@ -97,9 +97,33 @@ async function loadDefault() {
   load({ source: 'default' }, name);
 }
 
+/**
+ * A model file on this site (`/models/NAME`) as {name, size, cacheUrl}, its size from a HEAD
+ * request; null when the server does not say (the download then goes ahead unasked).
+ */
+async function siteModel(name) {
+  const cacheUrl = new URL(`/models/${name}`, location.origin).href;
+  try {
+    const r = await fetch(cacheUrl, { method: 'HEAD', cache: 'no-store' });
+    const size = Number(r.headers.get('Content-Length'));
+    return r.ok && size > 0 ? { name, size, cacheUrl } : null;
+  } catch {
+    return null;
+  }
+}
+
 async function load(payload, label, { remember = true, fallback = false } = {}) {
   if (!app.engine) return;
   showError(el['model-error'], '');
+  // A download from this site is kept in the browser too: ask first when that would fill the
+  // site's storage (a copy already cached costs nothing more).
+  if (payload.source === 'default' || payload.source === 'url') {
+    const file = await siteModel(payload.name || label);
+    if (file && !(await roomToCache(file))) {
+      el['model-status'].textContent = `Not loaded: ${file.name} was not downloaded, so this site’s storage stays as it is`;
+      return;
+    }
+  }
   el['model-status'].textContent = `Loading ${label}…`;
   el['model-progress-row'].hidden = false;
   setProgress(el['model-progress'], el['model-progress-label'], 0, 0, 'Starting…');
@@ -239,7 +263,7 @@ async function refreshStorage() {
 async function cachedBytes(file) {
   try {
     const cache = await caches.open(MODEL_CACHE);
-    const hit = await cache.match(new URL(`/local-models/${encodeURIComponent(file.name)}`, location.origin).href);
+    const hit = await cache.match(file.cacheUrl || new URL(`/local-models/${encodeURIComponent(file.name)}`, location.origin).href);
     return hit ? Number(hit.headers.get('Content-Length')) || 0 : 0;
   } catch {
     return 0;
@@ -256,7 +280,7 @@ async function roomToCache(file) {
   if (!e || !(e.quota > 0)) return true;
   const after = e.usage + Math.max(0, file.size - await cachedBytes(file));
   if (after <= QUOTA_WARN_SHARE * e.quota) return true;
-  el['quota-text'].textContent = `Opening “${file.name}” (${humanBytes(file.size)}) keeps a copy in this browser, which would bring this site’s storage to ${humanBytes(after)} of the ${humanBytes(e.quota)} it may use (${percent(after, e.quota)}). `
+  el['quota-text'].textContent = `${file.cacheUrl ? 'Downloading' : 'Opening'} “${file.name}” (${humanBytes(file.size)}) keeps a copy in this browser, which would bring this site’s storage to ${humanBytes(after)} of the ${humanBytes(e.quota)} it may use (${percent(after, e.quota)}). `
     + 'Near the limit, new adapters, checkpoints and annotations can no longer be saved. Free space first (Forget cached models, or delete adapters you no longer need), or load it anyway.';
   cancelQuestion?.(); // a file opened while an earlier one waited for an answer replaces it
   el['quota-warning'].hidden = false;
