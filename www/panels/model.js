@@ -98,11 +98,14 @@ async function loadDefault() {
 }
 
 /**
- * A model file on this site (`/models/NAME`) as {name, size, cacheUrl}, its size from a HEAD
- * request; null when the server does not say (the download then goes ahead unasked).
+ * A model file on this site (`/models/NAME`) that is not cached yet, as {name, size, cacheUrl},
+ * its size from a HEAD request; null when it is cached or the server does not say its size (the
+ * load then goes ahead unasked).
  */
 async function siteModel(name) {
   const cacheUrl = new URL(`/models/${name}`, location.origin).href;
+  // Already kept: nothing to ask (and no request; the worker rechecks the copy itself).
+  if (await cachedBytes({ name, cacheUrl }) > 0) return null;
   try {
     const r = await fetch(cacheUrl, { method: 'HEAD', cache: 'no-store' });
     const size = Number(r.headers.get('Content-Length'));
