@@ -128,22 +128,21 @@ if (Adapter && typeof Adapter.prototype.requestDevice === 'function') {
     return requestDevice.apply(adapter, args).then((device) => {
       gpuAdapter = adapter;
       gpuDevice = device;
-      device.lost.then((info) => {
-        if (device !== gpuDevice) return; // a device the engine no longer uses
-        // 'destroyed' is a destroy() on purpose: a loss only when 'simulate-device-loss' asked
-        // for it (the engine never destroys its device itself; the page ends a worker with
-        // terminate(), which fires nothing here).
-        if (info.reason === 'destroyed' && !lossRequested) return;
-        const why = lossRequested ? 'it was destroyed on request (simulate-device-loss)' : (info.message || info.reason || 'no reason given');
-        post({ type: 'device-lost', message: `the GPU device was lost: ${why}` });
+      // Why the device was lost, or null when the loss is not one: a device the engine no
+      // longer uses, or a destroy() on purpose that 'simulate-device-loss' did not ask for (the
+      // engine never destroys its device itself; the page ends a worker with terminate(),
+      // which fires nothing here).
+      deviceLost = device.lost.then((info) => {
+        if (device !== gpuDevice || (info.reason === 'destroyed' && !lossRequested)) return null;
+        return lossRequested ? 'it was destroyed on request (simulate-device-loss)' : (info.message || info.reason || 'no reason given');
       });
-      deviceLost = device.lost.then((info) => ((info.reason === 'destroyed' && !lossRequested) ? null : `the GPU device was lost (${lossRequested ? 'destroyed on request' : info.message || info.reason || 'no reason given'}); the engine is restarting`));
+      deviceLost.then((why) => { if (why) post({ type: 'device-lost', message: `the GPU device was lost: ${why}` }); });
       return device;
     });
   };
 }
 
-let deviceLost = null;        // Promise of the loss sentence of the current device
+let deviceLost = null;        // Promise of why the current device was lost (null: not lost)
 
 /**
  * Whether a failed job failed because the GPU device is gone: wgpu's error often reaches the job
@@ -151,7 +150,8 @@ let deviceLost = null;        // Promise of the loss sentence of the current dev
  */
 async function lostWhy() {
   if (!deviceLost) return null;
-  return Promise.race([deviceLost, new Promise((r) => setTimeout(() => r(null), 2000))]);
+  const why = await Promise.race([deviceLost, new Promise((r) => setTimeout(() => r(null), 2000))]);
+  return why && `the GPU device was lost (${why}); the engine is restarting`;
 }
 
 function simulateDeviceLoss() {
