@@ -52,6 +52,7 @@ addEventListener('hashchange', () => selectTab(location.hash.slice(1), { remembe
 function on(name, fn) {
   if (!listeners.has(name)) listeners.set(name, new Set());
   listeners.get(name).add(fn);
+  return () => listeners.get(name).delete(fn);
 }
 function emit(name, value) {
   for (const fn of listeners.get(name) || []) {
@@ -89,12 +90,55 @@ const state = {
   modelName: null,
   job: null,          // {kind, label} of the engine's current job, or null
   dead: null,         // why the engine could not start
+  engineDownload: null, // {loaded, total} while the engine's wasm downloads
 };
 
-// The page compiles the engine once (streaming, off the main thread) and hands the module to each
-// worker it starts (restarted ones too); if that fails they compile it themselves and report the
+// The page downloads the engine once and compiles it while it streams in (off the main thread),
+// showing the download in the badge and the Model panel, and hands the module to each worker it
+// starts (restarted ones too). If that fails the workers compile it themselves and report the
 // error in words.
-const wasmModule = WebAssembly.compileStreaming(fetch('/pkg/cqa_studio_bg.wasm')).catch(() => null);
+const ENGINE_URL = new URL('./pkg/cqa_studio_bg.wasm', import.meta.url);
+
+function engineDownloaded(loaded, total, done = false) {
+  state.engineDownload = done ? null : { loaded, total };
+  emit('engine-download', state.engineDownload);
+  updateBadge();
+}
+
+async function compileEngine() {
+  const res = await fetch(ENGINE_URL);
+  if (!res.ok || !res.body) throw new Error(`the engine could not be downloaded (${res.status})`);
+  // A compressed transfer's Content-Length counts compressed bytes, while the stream gives
+  // decompressed ones: then only the bytes so far are shown.
+  const total = res.headers.get('Content-Encoding') ? 0 : Number(res.headers.get('Content-Length')) || 0;
+  let loaded = 0;
+  let shown = 0;
+  const counted = res.body.pipeThrough(new TransformStream({
+    transform(chunk, out) {
+      loaded += chunk.byteLength;
+      if (loaded - shown > 256 * 1024) { shown = loaded; engineDownloaded(loaded, total); }
+      out.enqueue(chunk);
+    },
+  }));
+  engineDownloaded(0, total);
+  try {
+    const type = (res.headers.get('Content-Type') || '').split(';')[0].trim().toLowerCase();
+    const module = type === 'application/wasm' && typeof WebAssembly.compileStreaming === 'function'
+      ? await WebAssembly.compileStreaming(new Response(counted, { headers: { 'Content-Type': type } }))
+      // A host that labels .wasm otherwise (streaming compilation insists on application/wasm):
+      // the same bytes, compiled once they are all here.
+      : await WebAssembly.compile(await new Response(counted).arrayBuffer());
+    performance.mark('cqa:engine-compiled');
+    return module;
+  } finally {
+    engineDownloaded(loaded, total, true);
+  }
+}
+
+const wasmModule = compileEngine().catch((e) => {
+  console.warn(`cqa-studio: the page could not compile the engine (${e.message}); the workers will try`);
+  return null;
+});
 const sendModule = (worker) => wasmModule.then((module) => worker.postMessage({ type: 'init', module }));
 
 const engineUrl = new URL('./engine-worker.js', import.meta.url);
@@ -307,7 +351,10 @@ function updateBadge() {
   let s = 'loading';
   let text;
   if (state.dead) { s = 'error'; text = 'engine unavailable'; }
-  else if (state.job) { s = state.job.kind === 'load' ? 'loading' : 'busy'; text = `${state.job.label}…`; }
+  else if (state.engineDownload) {
+    const { loaded, total } = state.engineDownload;
+    text = total > 0 ? `downloading the engine (${Math.floor((100 * loaded) / total)} %)` : `downloading the engine (${(loaded / 1e6).toFixed(1)} MB)`;
+  } else if (state.job) { s = state.job.kind === 'load' ? 'loading' : 'busy'; text = `${state.job.label}…`; }
   else if (state.info) { s = 'ready'; text = `${state.modelName || 'model'} ready`; }
   else { s = 'error'; text = 'no model loaded'; }
   badge.dataset.state = s;
@@ -381,7 +428,8 @@ async function registerServiceWorker() {
         $('update-reload').hidden = false;
       }
     });
-    const reg = await navigator.serviceWorker.register('/sw.js', { scope: '/' });
+    // Its scope is the app's own folder (the default for a worker script beside the page).
+    const reg = await navigator.serviceWorker.register(new URL('./sw.js', import.meta.url));
     if (reg.waiting && navigator.serviceWorker.controller) offerUpdate(reg.waiting);
     reg.addEventListener('updatefound', () => {
       const w = reg.installing;

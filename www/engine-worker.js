@@ -89,6 +89,9 @@
 //   {type: 'simulate-device-loss', id}                [{destroyed: true}] calls destroy() on the
 //        engine's GPU device: Chromium then resolves device.lost, and the worker reports it as a
 //        loss ('device-lost'), as it would a real one (how tests, and the curious, exercise it)
+//   {type: 'gpu-stats', id, reset?}                   [{shaderModules, pipelines, shaderBytes, dispatches,
+//        submits, since}] what the engine has asked of WebGPU since the worker started (or the
+//        last reset): counted at the API, for measurement (kernels compiled, dispatches per token)
 //   {type: 'simulate-crash', id}                      [{scheduled: true}] test-only: throws outside
 //        any handler just after replying (the page's Worker gets an 'error' event)
 //   {type: 'simulate-hang', id}                       test-only: never answers (the page's
@@ -143,6 +146,27 @@ if (Adapter && typeof Adapter.prototype.requestDevice === 'function') {
 }
 
 let deviceLost = null;        // Promise of why the current device was lost (null: not lost)
+
+// What the engine asks of WebGPU, counted at the API ('gpu-stats'): one shader module and one
+// pipeline per distinct kernel compiled, one dispatch per kernel launch.
+const gpuStats = { shaderModules: 0, pipelines: 0, shaderBytes: 0, dispatches: 0, submits: 0, since: Date.now() };
+function countCalls(proto, method, count) {
+  const original = proto?.[method];
+  if (typeof original !== 'function') return;
+  proto[method] = function (...args) { count(args); return original.apply(this, args); };
+}
+countCalls(self.GPUDevice?.prototype, 'createShaderModule', ([desc]) => { gpuStats.shaderModules += 1; gpuStats.shaderBytes += desc?.code?.length || 0; });
+countCalls(self.GPUDevice?.prototype, 'createComputePipeline', () => { gpuStats.pipelines += 1; });
+countCalls(self.GPUDevice?.prototype, 'createComputePipelineAsync', () => { gpuStats.pipelines += 1; });
+countCalls(self.GPUComputePassEncoder?.prototype, 'dispatchWorkgroups', () => { gpuStats.dispatches += 1; });
+countCalls(self.GPUComputePassEncoder?.prototype, 'dispatchWorkgroupsIndirect', () => { gpuStats.dispatches += 1; });
+countCalls(self.GPUQueue?.prototype, 'submit', () => { gpuStats.submits += 1; });
+
+function readGpuStats(msg) {
+  const out = { ...gpuStats };
+  if (msg.reset) Object.assign(gpuStats, { shaderModules: 0, pipelines: 0, shaderBytes: 0, dispatches: 0, submits: 0, since: Date.now() });
+  return out;
+}
 
 /**
  * Whether a failed job failed because the GPU device is gone: wgpu's error often reaches the job
@@ -464,12 +488,13 @@ const requests = allowList({
   'check-adapter': checkAdapter,
   train,
   'simulate-device-loss': simulateDeviceLoss,
+  'gpu-stats': readGpuStats,
   'simulate-crash': simulateCrash,
   'simulate-hang': () => new Promise(() => {}),
 });
 
 // Answered even while a job runs.
-const concurrent = new Set(['init-device', 'simulate-device-loss', 'simulate-crash']);
+const concurrent = new Set(['init-device', 'simulate-device-loss', 'simulate-crash', 'gpu-stats']);
 
 // The only calls a 'train-control' message can make on the running trainer's control.
 const trainActions = allowList({

@@ -1,9 +1,9 @@
 // Service worker: keeps the app usable offline after the first visit, one version at a time.
 //
-// The shell (the page, its scripts and styles, the engine under /pkg/, the libraries under
-// /vendor/, the bundled data) is cached whole under a name that carries its version: serve.mjs
-// hashes the shell's files and writes that hash in place of the placeholder below when it serves
-// this file, so any change to the shell changes this file and the browser installs it anew.
+// The shell (the page, its scripts and styles, the engine under pkg/, the libraries under vendor/,
+// the bundled data) is cached whole under a name that carries its version: `./x dist` hashes the
+// shell's files and writes that hash in place of the placeholder below, so any change to the
+// shell changes this file and the browser installs it anew.
 //   install   cache.addAll() of the whole shell into the new version's cache: if one file fails
 //             the install fails, the half-filled cache is deleted, and the old version keeps
 //             serving (never a partial cache). The first version activates at once; a later one
@@ -12,28 +12,30 @@
 //             control of the open pages.
 //   fetch     shell files cache-first from this version's cache only, so a page (online or off)
 //             never mixes files of two versions; anything else from the network.
-// Models are read from the cache the engine worker fills after a successful load
-// ('cqa-studio-models-v1', lib/model-files.js, which also rechecks them against the server);
-// they are not stored twice. Only this origin is ever contacted.
+// Every path is relative to this file's folder (the app's folder and this worker's scope), so the
+// site works from a sub-path. Models are read from the cache the engine worker fills after a
+// successful load ('cqa-studio-models-v1', lib/model-files.js, which also rechecks them against the
+// server); they are not stored twice. Only this origin is ever contacted.
 const VERSION = '__SHELL_VERSION__';
-// Served by something other than serve.mjs (the placeholder left as is): no version to pin, so
-// the shell is fetched network-first and the cache is only the offline fallback.
+// Not built by `./x dist` (the placeholder left as is): no version to pin, so the shell is fetched
+// network-first and the cache is only the offline fallback.
 const PINNED = !VERSION.startsWith('__');
 const SHELL_PREFIX = 'cqa-studio-shell-';
 const SHELL_CACHE = `${SHELL_PREFIX}${VERSION}`;
 const MODEL_CACHE = 'cqa-studio-models-v1';
-// serve.mjs reads this list (between the brackets) to compute the version: keep one path per
-// quoted string.
+const BASE = new URL('./', self.location.href);
+// scripts/dist.mjs reads this list (between the brackets) to compute the version: keep one path
+// per quoted string. '' is the app's folder itself (the page).
 const SHELL = [
-  '/', '/index.html', '/style.css', '/app.js', '/engine-worker.js', '/data-worker.js', '/favicon.svg',
-  '/lib/ui.js', '/lib/csv.js', '/lib/engine.js', '/lib/store.js', '/lib/charts.js', '/lib/heatmap.js', '/lib/adapters.js',
-  '/lib/worker-core.js', '/lib/model-files.js', '/lib/model-loops.js', '/lib/verdict-chart.js',
-  '/panels/model.js', '/panels/train.js', '/panels/adapters.js', '/panels/compare.js', '/panels/calibrate.js', '/panels/agreement.js',
-  '/panels/annotate/index.js', '/panels/annotate/state.js', '/panels/annotate/list.js', '/panels/annotate/editor.js',
-  '/panels/annotate/coverage.js', '/panels/annotate/import.js',
-  '/vendor/uPlot.esm.js', '/vendor/uPlot.min.css', '/vendor/idb.js', '/vendor/fflate.js',
-  '/pkg/cqa_studio.js', '/pkg/cqa_studio_bg.wasm',
-  '/data/samples/annotations.jsonl', '/data/benchmarks/calibration.jsonl',
+  '', 'index.html', 'style.css', 'app.js', 'engine-worker.js', 'data-worker.js', 'favicon.svg',
+  'lib/ui.js', 'lib/csv.js', 'lib/engine.js', 'lib/store.js', 'lib/charts.js', 'lib/heatmap.js', 'lib/adapters.js',
+  'lib/worker-core.js', 'lib/model-files.js', 'lib/model-loops.js', 'lib/verdict-chart.js',
+  'panels/model.js', 'panels/train.js', 'panels/adapters.js', 'panels/compare.js', 'panels/calibrate.js', 'panels/agreement.js',
+  'panels/annotate/index.js', 'panels/annotate/state.js', 'panels/annotate/list.js', 'panels/annotate/editor.js',
+  'panels/annotate/coverage.js', 'panels/annotate/import.js',
+  'vendor/uPlot.esm.js', 'vendor/uPlot.min.css', 'vendor/idb.js', 'vendor/fflate.js',
+  'pkg/cqa_studio.js', 'pkg/cqa_studio_bg.wasm',
+  'data/samples/annotations.jsonl', 'data/benchmarks/calibration.jsonl',
 ];
 const SHELL_PATHS = new Set(SHELL);
 
@@ -42,7 +44,7 @@ self.addEventListener('install', (event) => {
     const cache = await caches.open(SHELL_CACHE);
     try {
       // All or nothing: addAll() stores no file unless every one of them answered 200.
-      await cache.addAll(SHELL.map((url) => new Request(url, { cache: 'no-cache' })));
+      await cache.addAll(SHELL.map((path) => new Request(new URL(path, BASE), { cache: 'no-cache' })));
     } catch (e) {
       await caches.delete(SHELL_CACHE);
       throw e; // the install fails; the active version (if any) keeps serving
@@ -73,10 +75,15 @@ async function modelFirst(request) {
   return hit || fetch(request);
 }
 
-/** The shell's cache key of a request (a navigation to /?model=x is the page '/'), or null. */
-function shellKey(request, url) {
-  if (request.mode === 'navigate') return url.pathname === '/index.html' ? '/index.html' : '/';
-  return SHELL_PATHS.has(url.pathname) ? url.pathname : null;
+/** The path of `url` inside the app's folder ('' for the folder itself), or null outside it. */
+function appPath(url) {
+  return url.origin === BASE.origin && url.pathname.startsWith(BASE.pathname) ? url.pathname.slice(BASE.pathname.length) : null;
+}
+
+/** The shell's cache key of a request (a navigation to ./?model=x is the page ''), or null. */
+function shellKey(request, path) {
+  if (request.mode === 'navigate') return new URL(path === 'index.html' ? 'index.html' : '', BASE).href;
+  return SHELL_PATHS.has(path) ? new URL(path, BASE).href : null;
 }
 
 async function shellFirst(request, key) {
@@ -102,15 +109,15 @@ async function networkFirst(request, key) {
 self.addEventListener('fetch', (event) => {
   const { request } = event;
   if (request.method !== 'GET') return;
-  const url = new URL(request.url);
-  if (url.origin !== self.location.origin) return;
+  const path = appPath(new URL(request.url));
+  if (path === null) return;
   if (request.headers.has('range')) return;
-  if (url.pathname.startsWith('/models/')) { event.respondWith(modelFirst(request)); return; }
-  const key = shellKey(request, url);
-  if (request.mode === 'navigate' && url.pathname !== '/' && url.pathname !== '/index.html') {
-    // Another page of this origin (e.g. the test harness): not part of the shell.
+  if (path.startsWith('models/')) { event.respondWith(modelFirst(request)); return; }
+  if (request.mode === 'navigate' && path !== '' && path !== 'index.html') {
+    // Another page of this site (e.g. the test harness): not part of the shell.
     return;
   }
+  const key = shellKey(request, path);
   if (!key) return; // not part of the shell: straight to the network, never cached
   event.respondWith(PINNED ? shellFirst(request, key) : networkFirst(request, key));
 });

@@ -14,7 +14,7 @@ let session, page, origin, requests, openedAt;
 const pageErrors = [];
 
 before(async () => {
-  session = await openPage('/');
+  session = await openPage('');
   ({ page, origin, requests } = session);
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });

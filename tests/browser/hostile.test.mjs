@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openPage } from './launch.mjs';
+import { MODELS, openPage } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -20,8 +20,8 @@ const pageErrors = [];
 
 before(async () => {
   assert.ok(CQA, 'CQA_BIN must point at the native cqa binary');
-  execFileSync(CQA, ['--model', DEFAULT_MODEL, 'debug-tiny-gguf', '--out', path.join(ROOT, 'models', TINY), '--seed', '3']);
-  session = await openPage(`/?model=${TINY}`);
+  execFileSync(CQA, ['--model', DEFAULT_MODEL, 'debug-tiny-gguf', '--out', path.join(MODELS, TINY), '--seed', '3']);
+  session = await openPage(`?model=${TINY}`);
   page = session.page;
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   page.on('dialog', (d) => d.accept());

@@ -1,29 +1,41 @@
-// Shared set-up for the browser tests: the app's own server on a free loopback port and headless
-// Debian Chromium with WebGPU on SwiftShader (a CPU Vulkan driver), recording every request.
+// Shared set-up for the browser tests: the built site, dist/, on a plain static server (no
+// special routes or headers, like any static host) at a sub-path of a free loopback port, and
+// headless Debian Chromium with WebGPU on SwiftShader (a CPU Vulkan driver), recording every
+// request. `./x test` builds dist/ first; tests put their own models in dist/models/.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { createServer } from '../../www/serve.mjs';
+import { createStaticServer } from './static-server.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const DIST = path.join(ROOT, 'dist');
+/** Where a test puts a model for the site to serve (as `?model=NAME`). */
+export const MODELS = path.join(DIST, 'models');
+/** The site's sub-path on the test server: nothing may assume it sits at the root. */
+export const BASE = '/some/path/cqa-studio/';
+export const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader',
+  '--use-angle=swiftshader', '--disable-background-networking', '--disable-component-update',
+  '--no-first-run', '--disable-sync'];
 
-/** Serves the app, opens `path` in a fresh page, and returns handles plus the requests seen. */
-export async function openPage(path) {
-  const server = createServer();
+/**
+ * Serves dist/, opens the app's `page` (relative to the site: '', '?model=x', 'harness.html') in a
+ * fresh page, and returns handles plus the requests seen. `server` options go to the static server.
+ */
+export async function openPage(page = '', { server: serverOptions = {} } = {}) {
+  const server = createStaticServer({ root: DIST, base: BASE, ...serverOptions });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const origin = `http://127.0.0.1:${server.address().port}`;
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader',
-      '--use-angle=swiftshader', '--disable-background-networking', '--disable-component-update',
-      '--no-first-run', '--disable-sync'],
-  });
-  const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+  const url = (p = '') => `${origin}${BASE}${String(p).replace(/^\//, '')}`;
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  const tab = await browser.newPage({ viewport: { width: 1366, height: 768 } });
   const requests = [];
   // On the context, so that requests made by workers and the service worker are seen too.
-  page.context().on('request', (r) => requests.push(r.url()));
+  tab.context().on('request', (r) => requests.push(r.url()));
   const close = async () => { await browser.close(); server.close(); };
   // Takes the server away (for offline checks): no new connection, and open ones are dropped.
   const stopServer = () => new Promise((r) => { server.close(r); server.closeAllConnections(); });
-  return { origin, page, requests, close, stopServer, goto: () => page.goto(`${origin}${path}`) };
+  return { origin, url, server, browser, page: tab, requests, close, stopServer, goto: () => tab.goto(url(page)) };
 }
 
 /**
@@ -32,11 +44,11 @@ export async function openPage(path) {
  * CPU, the engine's reason (e.g. WebGPU's own error).
  */
 export async function openEngine() {
-  const session = await openPage('/harness.html');
+  const session = await openPage('harness.html');
   session.page.on('console', (m) => { if (m.type() === 'error') console.log('[page]', m.text().slice(0, 500)); });
   await session.goto();
   const { backend, reason } = await session.page.evaluate(async () => {
-    const m = await import('/pkg/cqa_studio.js');
+    const m = await import(new URL('pkg/cqa_studio.js', document.baseURI).href);
     await m.default();
     window.cqa = m;
     return m.initDevice(true);

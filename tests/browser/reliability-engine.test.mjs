@@ -9,17 +9,16 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { openPage } from './launch.mjs';
-import { createServer, shellPaths, shellVersion } from '../../www/serve.mjs';
+import { BASE, CHROMIUM_ARGS, DIST, MODELS, openPage } from './launch.mjs';
+import { createStaticServer } from './static-server.mjs';
+import { shellPaths } from '../../scripts/dist.mjs';
 
 const CQA = process.env.CQA_BIN;
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TINY = 'test-tiny-random.gguf';
-const TINY_PATH = path.join(ROOT, 'models', TINY);
+const TINY_PATH = path.join(MODELS, TINY);
 const MiB = 1024 * 1024;
 
 function ensureTiny() {
@@ -35,7 +34,7 @@ describe('the engine recovers', () => {
 
   before(async () => {
     ensureTiny();
-    session = await openPage(`/?model=${TINY}`);
+    session = await openPage(`?model=${TINY}`);
     ({ page, origin, requests } = session);
     page.on('pageerror', (e) => pageErrors.push(String(e)));
     page.on('dialog', (d) => d.accept());
@@ -155,7 +154,7 @@ describe('the engine recovers', () => {
 
   test('a hung request is reported by the watchdog and the restart button recovers', { timeout: 400_000 }, async () => {
     // Reload with a 5 s watchdog (the model comes back from this browser's cache).
-    await page.goto(`${origin}/?model=${TINY}&watchdog=5`);
+    await page.goto(session.url(`?model=${TINY}&watchdog=5`));
     await ready();
     await watchRestarts();
     const t0 = Date.now();
@@ -206,20 +205,27 @@ describe('the engine recovers', () => {
 
 describe('the service worker keeps one complete version', () => {
   let server, browser, page, origin;
-  let version = shellVersion();
+  // A new version of the site is staged the way a deploy makes one: dist/sw.js rewritten with
+  // another version (restored afterwards).
+  const SW = path.join(DIST, 'sw.js');
+  const builtSw = readFileSync(SW, 'utf8');
+  const builtVersion = /const VERSION = '([0-9a-f]{12})';/.exec(builtSw)?.[1];
+  let version = builtVersion;
+  const setVersion = (v) => { version = v; writeFileSync(SW, builtSw.replace(`'${builtVersion}'`, `'${v}'`)); };
   let broken = null; // a shell path the server answers 404 for
   let modelEtag = null; // an ETag the server gives its models instead of theirs
   const seen = []; // [method, path] of the requests that reached the server
+  const at = (p) => `${origin}${BASE}${p}`;
 
   before(async () => {
     ensureTiny();
-    server = createServer({ shellVersion: () => version });
+    server = createStaticServer({ root: DIST, base: BASE });
     const serve = server.listeners('request')[0];
     server.removeAllListeners('request');
     server.on('request', (req, res) => {
       seen.push([req.method, req.url]);
-      if (broken && req.url === broken) { res.statusCode = 404; res.end('gone'); return; }
-      if (modelEtag && req.url.startsWith('/models/')) {
+      if (broken && req.url === `${BASE}${broken}`) { res.statusCode = 404; res.end('gone'); return; }
+      if (modelEtag && req.url.startsWith(`${BASE}models/`)) {
         const set = res.setHeader.bind(res);
         res.setHeader = (k, v) => set(k, k === 'ETag' ? modelEtag : v);
       }
@@ -227,17 +233,14 @@ describe('the service worker keeps one complete version', () => {
     });
     await new Promise((r) => server.listen(0, '127.0.0.1', r));
     origin = `http://127.0.0.1:${server.address().port}`;
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
-      args: ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader',
-        '--use-angle=swiftshader', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'],
-    });
+    browser = await chromium.launch({ executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium', args: CHROMIUM_ARGS });
     page = await browser.newPage();
     page.on('dialog', (d) => d.accept());
-    await page.goto(`${origin}/?model=${TINY}`);
+    await page.goto(at(`?model=${TINY}`));
   });
 
   after(async () => {
+    writeFileSync(SW, builtSw);
     await browser?.close();
     server?.close();
   });
@@ -252,7 +255,7 @@ describe('the service worker keeps one complete version', () => {
     }
     return out;
   });
-  const expected = [...new Set(shellPaths())].sort();
+  const expected = [...new Set(shellPaths(builtSw))].map((p) => `${BASE}${p}`).sort();
 
   /**
    * Waits until no service worker is installing (for 2 s in a row): besides the checks a test
@@ -277,7 +280,7 @@ describe('the service worker keeps one complete version', () => {
 
   test('the first version is cached whole under its content hash', { timeout: 240_000 }, async () => {
     assert.match(version, /^[0-9a-f]{12}$/);
-    const served = await (await fetch(`${origin}/sw.js`)).text();
+    const served = await (await fetch(at('sw.js'))).text();
     assert.ok(served.includes(`const VERSION = '${version}';`));
     assert.ok(!served.includes('__SHELL_VERSION__'));
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 180_000 });
@@ -287,7 +290,7 @@ describe('the service worker keeps one complete version', () => {
   });
 
   test('a cached model is rechecked against the server and refreshed when it changed', { timeout: 400_000 }, async () => {
-    const url = `/models/${TINY}`;
+    const url = `${BASE}models/${TINY}`;
     const cachedEtag = () => page.evaluate(async (url) => (await (await caches.open('cqa-studio-models-v1')).match(url))?.headers.get('ETag') ?? null, url);
     const modelRequests = (from) => seen.slice(from).filter(([, u]) => u === url).map(([m]) => m);
     const reload = async () => {
@@ -296,7 +299,7 @@ describe('the service worker keeps one complete version', () => {
       return page.textContent('#model-status');
     };
     const first = await cachedEtag();
-    assert.match(first, /^W\/"[0-9a-f]+-[0-9a-f]+"$/);
+    assert.match(first, /^"[0-9a-f]+-[0-9a-f]+"$/);
     // Unchanged on the server: one HEAD, and the model comes from the cache.
     let from = seen.length;
     assert.equal(await reload(), `Loaded ${TINY} from this browser’s cache`);
@@ -320,24 +323,24 @@ describe('the service worker keeps one complete version', () => {
     const old = version;
     await page.waitForTimeout(3000);
     await settle();
-    version = 'bad0bad0bad0';
-    broken = '/lib/charts.js';
+    setVersion('bad0bad0bad0');
+    broken = 'lib/charts.js';
     assert.equal(await update(), false);
     assert.deepEqual(await shellCaches(), { [`cqa-studio-shell-${old}`]: expected });
     // The page is still served, whole, by the old version: the missing file comes from its cache.
     await page.reload();
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60_000 });
-    assert.equal(await page.evaluate(async () => (await fetch('/lib/charts.js')).status), 200);
+    assert.equal(await page.evaluate(async () => (await fetch('lib/charts.js')).status), 200);
     assert.equal(await page.evaluate(() => document.querySelectorAll('[role="tab"]').length), 5);
     assert.equal(await page.textContent('#update-text'), '');
-    version = old;
+    setVersion(old);
   });
 
   test('a complete new version waits, is offered, and replaces the old one on reload', { timeout: 300_000 }, async () => {
     const old = version;
     await page.waitForTimeout(3000);
     await settle();
-    version = 'feedfeedfeed';
+    setVersion('feedfeedfeed');
     broken = null;
     assert.equal(await update(), true);
     // Two complete versions side by side until the user reloads.
@@ -356,6 +359,6 @@ describe('the service worker keeps one complete version', () => {
     await new Promise((r) => { server.close(r); server.closeAllConnections(); });
     await page.reload();
     assert.equal(await page.evaluate(() => document.querySelectorAll('[role="tab"]').length), 5);
-    assert.equal(await page.evaluate(async () => (await fetch('/lib/engine.js')).status), 200);
+    assert.equal(await page.evaluate(async () => (await fetch('lib/engine.js')).status), 200);
   });
 });

@@ -23,7 +23,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openPage } from './launch.mjs';
+import { MODELS, openPage } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const PYTHON = process.env.CQA_REF_PYTHON || path.join(homedir(), '.cache/cqa-studio/venv-ref/bin/python');
@@ -41,8 +41,8 @@ function watch(p, label) {
 
 before(async () => {
   assert.ok(CQA, 'CQA_BIN must point at the native cqa binary');
-  execFileSync(CQA, ['--model', path.join(ROOT, 'models/SmolLM2-135M-Instruct.Q4_1.gguf'), 'debug-tiny-gguf', '--out', path.join(ROOT, 'models', TINY), '--seed', '3']);
-  session = await openPage(`/?model=${TINY}`);
+  execFileSync(CQA, ['--model', path.join(ROOT, 'models/SmolLM2-135M-Instruct.Q4_1.gguf'), 'debug-tiny-gguf', '--out', path.join(MODELS, TINY), '--seed', '3']);
+  session = await openPage(`?model=${TINY}`);
   ({ page, origin } = session);
   watch(page, 'tab 1');
   await session.goto();
@@ -124,7 +124,7 @@ test('a second tab is told that another tab is training and does not start', { t
   // context.newPage(), so the tab is opened from the page).
   const [page2] = await Promise.all([
     page.context().waitForEvent('page'),
-    page.evaluate((url) => { window.open(url, '_blank', 'noopener'); }, `${origin}/?model=${TINY}`),
+    page.evaluate((url) => { window.open(url, '_blank', 'noopener'); }, session.url(`?model=${TINY}`)),
   ]);
   watch(page2, 'tab 2');
   try {
@@ -228,7 +228,7 @@ print(json.dumps({'names': names, 'saved': sorted(saved), 'loaded': sorted(loade
     'alpha': cfg.lora_alpha, 'b_max': max(float(v.abs().max()) for k, v in saved.items() if 'lora_B' in k),
     'logit_diff': float((tuned - plain).abs().max())}))
 `;
-  const out = execFileSync(PYTHON, ['-c', script, zipPath, path.join(ROOT, 'models'), TINY], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 24 });
+  const out = execFileSync(PYTHON, ['-c', script, zipPath, MODELS, TINY], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 24 });
   const peft = JSON.parse(out.trim().split('\n').at(-1));
   assert.deepEqual(peft.names, ['adapter_config.json', 'adapter_model.safetensors']);
   assert.equal(peft.r, 2);
@@ -376,7 +376,7 @@ test('the Model panel shows this site’s storage and asks before caching a mode
   await page.click('#tab-model');
   await page.waitForFunction(() => document.getElementById('storage-line').dataset.usage === '50000000', null, { timeout: 10_000 });
   assert.equal(await page.textContent('#storage-line'), 'Storage: this site keeps 50.0 MB in this browser (models, adapters, checkpoints, annotations), of 60.0 MB it may use (83 %).');
-  const file = { name: TINY, mimeType: 'application/octet-stream', buffer: readFileSync(path.join(ROOT, 'models', TINY)) };
+  const file = { name: TINY, mimeType: 'application/octet-stream', buffer: readFileSync(path.join(MODELS, TINY)) };
   await page.setInputFiles('#model-files', file);
   await page.waitForSelector('#quota-warning:not([hidden])', { timeout: 10_000 });
   assert.match(await page.textContent('#quota-text'), /^Opening “test-tiny-random\.gguf” \(8\.1 MB\) keeps a copy in this browser, which would bring this site’s storage to 58\.1 MB of the 60\.0 MB it may use \(97 %\)\./);

@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openPage } from './launch.mjs';
+import { MODELS, openPage } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -22,9 +22,9 @@ const pageErrors = [];
 
 before(async () => {
   assert.ok(CQA, 'CQA_BIN must point at the native cqa binary');
-  execFileSync(CQA, ['--model', path.join(ROOT, 'models/SmolLM2-135M-Instruct.Q4_1.gguf'), 'debug-tiny-gguf', '--out', path.join(ROOT, 'models', TINY), '--seed', '3']);
+  execFileSync(CQA, ['--model', path.join(ROOT, 'models/SmolLM2-135M-Instruct.Q4_1.gguf'), 'debug-tiny-gguf', '--out', path.join(MODELS, TINY), '--seed', '3']);
   mkdirSync(SHOTS, { recursive: true });
-  session = await openPage(`/?model=${TINY}`);
+  session = await openPage(`?model=${TINY}`);
   ({ page, origin, requests } = session);
   page.on('pageerror', (e) => pageErrors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') pageErrors.push(m.text()); });

@@ -23,7 +23,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { openPage } from './launch.mjs';
 
-const PATH = '/?model=no-model-for-the-tabs-test.gguf';
+const PATH = '?model=no-model-for-the-tabs-test.gguf';
 let session, a, b, origin;
 const pageErrors = [];
 
@@ -52,7 +52,7 @@ before(async () => {
   await session.goto();
   // The second tab: launch.mjs's page owns its context, which therefore opens no page itself; a
   // window the first page opens belongs to the same context (the same IndexedDB).
-  [b] = await Promise.all([context.waitForEvent('page'), a.evaluate((url) => { window.open(url, '_blank', 'noopener'); }, `${origin}${PATH}`)]);
+  [b] = await Promise.all([context.waitForEvent('page'), a.evaluate((url) => { window.open(url, '_blank', 'noopener'); }, session.url(PATH))]);
   watch(b, 'B');
   await b.waitForLoadState('load');
   await b.setViewportSize({ width: 1366, height: 768 });
@@ -74,10 +74,10 @@ async function open(p, id) {
 }
 /** The stored rows, in list order, as {key, id, rev, record}. */
 const db = (p = a) => p.evaluate(async () => {
-  const store = await import('/lib/store.js');
+  const store = await import(new URL('lib/store.js', document.baseURI).href);
   return (await store.allAnnotations()).map((r) => ({ key: r.key, id: r.record.id, rev: r.rev, record: r.record }));
 });
-const trash = (p = a) => p.evaluate(async () => (await (await import('/lib/store.js')).db()).getAll('trash'));
+const trash = (p = a) => p.evaluate(async () => (await (await import(new URL('lib/store.js', document.baseURI).href)).db()).getAll('trash'));
 const byId = (rows, id) => rows.filter((r) => r.id === id);
 
 /** Polls `check` (an async function returning a truthy value when done) until it holds. */

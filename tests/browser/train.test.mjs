@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openEngine } from './launch.mjs';
+import { DIST, openEngine } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -25,7 +25,7 @@ const config = {
 
 before(async () => {
   assert.ok(CQA, 'CQA_BIN must point at the native cqa binary');
-  execFileSync(CQA, ['debug-tiny-gguf', '--out', path.join(ROOT, TINY), '--seed', '3']);
+  execFileSync(CQA, ['debug-tiny-gguf', '--out', path.join(DIST, TINY), '--seed', '3']);
   session = await openEngine();
   page = session.page;
   const { backend } = session;
@@ -38,7 +38,7 @@ after(async () => {
 
 async function browserRun(records, config, cancelAfter) {
   return page.evaluate(async ({ tiny, records, config, cancelAfter }) => {
-    const bytes = new Uint8Array(await (await fetch(`/${tiny}`)).arrayBuffer());
+    const bytes = new Uint8Array(await (await fetch(tiny)).arrayBuffer());
     const model = window.cqa.WebModel.loadGguf(bytes);
     const trainer = new window.cqa.WebTrainer(model, new TextEncoder().encode(records), config, false);
     const control = trainer.control();
@@ -57,7 +57,7 @@ async function browserRun(records, config, cancelAfter) {
 
 test('two LoRA steps on WebGPU match the native CPU run', { timeout: 600_000 }, async () => {
   const out = mkdtempSync(path.join(tmpdir(), 'cqa-train-'));
-  const native = execFileSync(CQA, ['--model', path.join(ROOT, TINY), 'train', '--data', path.join(ROOT, RECORDS), '--out', out,
+  const native = execFileSync(CQA, ['--model', path.join(DIST, TINY), 'train', '--data', path.join(ROOT, RECORDS), '--out', out,
     '--rank', `${SETTINGS.rank}`, '--alpha', `${SETTINGS.alpha}`, '--dropout', '0', '--lr', `${SETTINGS.lr}`,
     '--epochs', `${SETTINGS.epochs}`, '--batch', `${SETTINGS.batch}`, '--grad-accum', '1', '--max-len', `${SETTINGS.maxLen}`,
     '--held-out', '0', '--seed', '42', '--json']).toString().trim().split('\n').map((l) => JSON.parse(l));

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openEngine } from './launch.mjs';
+import { MODELS, openEngine } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -50,7 +50,7 @@ test('the default model scores and generates in the browser as it does natively'
   const nativeGen = execFileSync(CQA, ['generate', '--prompt', 'The old lighthouse keeper', '--max-tokens', '6']).toString().trimEnd();
   const t0 = Date.now();
   const web = await page.evaluate(async ({ text, context }) => {
-    const bytes = new Uint8Array(await (await fetch('/models/SmolLM2-135M-Instruct.Q4_1.gguf')).arrayBuffer());
+    const bytes = new Uint8Array(await (await fetch('models/SmolLM2-135M-Instruct.Q4_1.gguf')).arrayBuffer());
     const model = window.cqa.WebModel.loadGguf(bytes);
     const info = model.info();
     const score = await model.score(text, context);
@@ -77,7 +77,7 @@ test('verdict distributions in the browser match the native CLI (tiny model, all
   // The tiny random model with the real tokenizer and chat template: the same prompt, prefix and
   // continuation code as the default model, at a speed SwiftShader can test on every run (the
   // default model's cost in the browser is measured in BENCHMARKS.md).
-  const tiny = path.join(ROOT, 'models/test-tiny-random.gguf');
+  const tiny = path.join(MODELS, 'test-tiny-random.gguf');
   execFileSync(CQA, ['debug-tiny-gguf', '--out', tiny, '--seed', '3']);
   const line = readFileSync(path.join(ROOT, 'tests/fixtures/lora_records.jsonl'), 'utf8').split('\n')[0];
   const record = JSON.parse(line);
@@ -89,7 +89,7 @@ test('verdict distributions in the browser match the native CLI (tiny model, all
       '--max-tokens', '8', '--bootstrap', '10', '--json'])).records[0].base;
     const web = await page.evaluate(async ({ record, mode }) => {
       if (!window.tinyModel) {
-        const bytes = new Uint8Array(await (await fetch('/models/test-tiny-random.gguf')).arrayBuffer());
+        const bytes = new Uint8Array(await (await fetch('models/test-tiny-random.gguf')).arrayBuffer());
         window.tinyModel = window.cqa.WebModel.loadGguf(bytes);
       }
       const t = performance.now();

@@ -1,7 +1,7 @@
 // Adapters shared by the panels: the pickers of the Compare and Calibrate panels, the PEFT zip an
 // adapter exports as (adapter_config.json + adapter_model.safetensors, which
 // `peft.PeftModel.from_pretrained` loads), and storage errors said in words.
-import { zipSync, strToU8 } from '/vendor/fflate.js';
+import { zipSync, strToU8 } from '../vendor/fflate.js';
 import { h, getPref, setPref } from './ui.js';
 
 export function fillAdapterSelect(select, adapters, prefKey) {

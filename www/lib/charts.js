@@ -1,7 +1,7 @@
 // uPlot charts used by the panels: a category bar chart (coverage, per-item benchmark values)
 // and a line chart (loss). Each chart follows its container's width and re-reads the theme's
 // colours. The charts are drawn on canvas: every panel also shows the numbers as text.
-import uPlot from '/vendor/uPlot.esm.js';
+import uPlot from '../vendor/uPlot.esm.js';
 import { cssVar } from './ui.js';
 
 const charts = new Set();

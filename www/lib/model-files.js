@@ -1,7 +1,7 @@
 // The engine worker's model bytes: read from the user's files, from this browser's Cache Storage,
-// or downloaded from this origin's /models/, with progress. The engine itself only sees bytes.
-// A model cached from /models/ is rechecked whenever the server answers: a HEAD request's
-// Content-Length and ETag / Last-Modified against those stored with the cached copy; when they
+// or downloaded from the site's models/ folder (beside the page), with progress. The engine itself
+// only sees bytes. A model cached from the site is rechecked whenever the server answers: a HEAD
+// request's Content-Length and ETag / Last-Modified against those stored with the cached copy; when they
 // differ the model is downloaded again (and the cache entry replaced once it has loaded).
 // Also here: what a model will need in memory once loaded (ggufNeed, safetensorsNeed), so the
 // engine worker can refuse one that does not fit before trying.
@@ -70,8 +70,15 @@ export async function changedOnServer(url, cachedHeaders) {
   return false;
 }
 
-const localKey = (name) => new URL(`/local-models/${encodeURIComponent(name)}`, self.location.origin).href;
-const serverKey = (name) => new URL(`/models/${name}`, self.location.origin).href;
+// The app's own folder (this file is in its lib/): every URL the app uses is relative to it, so the
+// site works from any sub-path (https://host/some/path/) as well as from a server's root.
+const APP_BASE = new URL('../', import.meta.url);
+/** The absolute URL of `path` inside the app's folder (e.g. `models/x.gguf`). */
+export const siteUrl = (path) => new URL(path, APP_BASE).href;
+
+// Models opened from disk are kept under a name no server path uses.
+const localKey = (name) => siteUrl(`local-models/${encodeURIComponent(name)}`);
+const serverKey = (name) => siteUrl(`models/${name}`);
 
 function checkModelName(name, defaultModel) {
   if (typeof name !== 'string' || !/^[\w.-]+\.gguf$/i.test(name)) {
@@ -104,7 +111,7 @@ export async function readHfFiles({ shards, config, tokenizer, tokenizerConfig }
 
 /**
  * The bytes of a GGUF model: `msg.file` (the user's disk), or `msg.name` (default: `defaultModel`)
- * from this browser's cache, else from /models/ (not for `source: 'local'`, which only the cache
+ * from this browser's cache, else from the site’s models/ folder (not for `source: 'local'`, which only the cache
  * holds). Resolves to {name, source, bytes, cached, fromCache, cacheKey}; source: 'file' | 'local'
  * | 'default' | 'url'.
  */
@@ -135,6 +142,7 @@ export async function readGguf(msg, ev, defaultModel) {
   ev({ type: 'progress', stage: 'download', loaded: 0, total: 0, message: what });
   // 'no-store': past the service worker's model cache and the HTTP cache, to the server.
   const res = await fetch(cacheKey, { cache: 'no-store' });
+  if (res.status === 404) throw new Error(`this site does not host ${name} (there is no models/${name} beside the page); open a model file from your disk with “Open model file…”`);
   if (!res.ok) throw new Error(`could not download ${name} (${res.status} ${res.statusText || 'error'}); open a model file instead`);
   const total = Number(res.headers.get('Content-Length')) || 0;
   const bytes = res.body ? await readAll(res.body, total, progress('download', what)) : new Uint8Array(await res.arrayBuffer());

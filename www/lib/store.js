@@ -9,7 +9,7 @@
 // - every successful write is announced on a BroadcastChannel ('cqa-studio-store'), so the other
 //   tabs reload what changed (`onChange`);
 // - runs and checkpoints are keyed by run, so two runs never share a checkpoint.
-import { openDB } from '/vendor/idb.js';
+import { openDB } from '../vendor/idb.js';
 
 const DB_NAME = 'cqa-studio';
 const DB_VERSION = 2;

@@ -38,7 +38,7 @@ export function ensureWasm() {
   if (!wasmReady) {
     wasmReady = (async () => {
       const module = await modulePromise;
-      const mod = await import('/pkg/cqa_studio.js');
+      const mod = await import(new URL('../pkg/cqa_studio.js', import.meta.url));
       await (module ? mod.default({ module_or_path: module }) : mod.default());
       return mod;
     })();

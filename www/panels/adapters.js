@@ -2,7 +2,7 @@
 // zip, delete), saving a trained one, and importing a PEFT adapter (checked by merging it once).
 // A write that fails (storage full or gone) is said in words and changes nothing on screen: a
 // failed rename keeps the old name, a failed delete keeps the row.
-import { unzipSync } from '/vendor/fflate.js';
+import { unzipSync } from '../vendor/fflate.js';
 import { $, h, announce, showError, sentence, download, fmt3, fmt1, today, fileBytes } from '../lib/ui.js';
 import * as store from '../lib/store.js';
 import { peftZip, peftZipName, storageProblem } from '../lib/adapters.js';

@@ -67,7 +67,7 @@ function updateControls() {
 async function ensureBundled() {
   if (bundled) return bundled;
   try {
-    const res = await fetch('/data/benchmarks/calibration.jsonl');
+    const res = await fetch(new URL('../data/benchmarks/calibration.jsonl', import.meta.url));
     if (!res.ok) throw new Error(`the server answered ${res.status}`);
     bundled = await app.data.call('parseBenchmark', { bytes: new Uint8Array(await res.arrayBuffer()) });
   } catch (e) {

@@ -5,7 +5,7 @@
 // checkpoints and annotations could no longer be saved) the panel asks first.
 import { $, h, announce, showError, sentence, mb, fmtInt, fmt1, fmt2, setProgress, getPref, setPref, readNumber } from '../lib/ui.js';
 import * as store from '../lib/store.js';
-import { MODEL_CACHE } from '../lib/model-files.js';
+import { MODEL_CACHE, siteUrl } from '../lib/model-files.js';
 
 /** Share of the quota above which caching a model asks first. */
 const QUOTA_WARN_SHARE = 0.9;
@@ -60,10 +60,19 @@ function updateControls() {
   }
 }
 
+/**
+ * A User Timing mark (the first of its name only): the first visit's milestones, for the
+ * DevTools performance panel and tests/browser/first-visit.mjs.
+ */
+function mark(name) {
+  if (performance.getEntriesByName(name, 'mark').length === 0) performance.mark(name);
+}
+
 async function initDevice() {
   if (!app.engine) return;
   try {
     const d = await app.engine.call('init-device');
+    mark('cqa:engine-ready');
     app.state.backend = d.backend;
     const line = el['backend-line'];
     line.replaceChildren();
@@ -98,12 +107,12 @@ async function loadDefault() {
 }
 
 /**
- * A model file on this site (`/models/NAME`) that is not cached yet, as {name, size, cacheUrl},
+ * A model file on this site (`models/NAME` beside the page) that is not cached yet, as {name, size, cacheUrl},
  * its size from a HEAD request; null when it is cached or the server does not say its size (the
  * load then goes ahead unasked).
  */
 async function siteModel(name) {
-  const cacheUrl = new URL(`/models/${name}`, location.origin).href;
+  const cacheUrl = siteUrl(`models/${name}`);
   // Already kept: nothing to ask (and no request; the worker rechecks the copy itself).
   if (await cachedBytes({ name, cacheUrl }) > 0) return null;
   try {
@@ -130,10 +139,20 @@ async function load(payload, label, { remember = true, fallback = false } = {}) 
   el['model-status'].textContent = `Loading ${label}…`;
   el['model-progress-row'].hidden = false;
   setProgress(el['model-progress'], el['model-progress-label'], 0, 0, 'Starting…');
+  // On a first visit the engine itself is still downloading: show that until the worker speaks.
+  let workerSpoke = false;
+  const showEngine = (d) => {
+    if (workerSpoke || !d) return;
+    const text = d.total > 0 ? `Downloading the engine: ${mb(d.loaded)} of ${mb(d.total)} (${Math.floor((100 * d.loaded) / d.total)}%)` : `Downloading the engine: ${mb(d.loaded)}`;
+    setProgress(el['model-progress'], el['model-progress-label'], d.loaded, d.total, text);
+  };
+  showEngine(app.state.engineDownload);
+  const stopEngine = app.on('engine-download', showEngine);
   try {
     const r = await app.runEngine('load', 'loading model', 'load', payload, {
       onEvent(ev) {
         if (ev.type !== 'progress') return;
+        workerSpoke = true;
         const stage = { cache: 'From cache', download: 'Downloading', read: 'Reading', prepare: 'Preparing' }[ev.stage] || ev.stage;
         let text = stage;
         if (ev.stage === 'prepare') text = 'Preparing the weights…';
@@ -143,6 +162,8 @@ async function load(payload, label, { remember = true, fallback = false } = {}) 
         if (ev.message) el['model-status'].textContent = ev.message;
       },
     });
+    stopEngine();
+    mark('cqa:model-ready');
     app.state.info = r.info;
     app.state.modelName = r.info.name || r.name;
     el['model-progress-row'].hidden = true;
@@ -158,6 +179,7 @@ async function load(payload, label, { remember = true, fallback = false } = {}) 
     announce(`${app.state.modelName} loaded on ${app.state.backend === 'webgpu' ? 'WebGPU' : 'the CPU'}.`);
     refreshStorage();
   } catch (e) {
+    stopEngine();
     refreshStorage();
     el['model-progress-row'].hidden = true;
     const kept = app.state.info ? ` The previous model (${app.state.modelName}) is still loaded.` : '';
@@ -266,7 +288,7 @@ async function refreshStorage() {
 async function cachedBytes(file) {
   try {
     const cache = await caches.open(MODEL_CACHE);
-    const hit = await cache.match(file.cacheUrl || new URL(`/local-models/${encodeURIComponent(file.name)}`, location.origin).href);
+    const hit = await cache.match(file.cacheUrl || siteUrl(`local-models/${encodeURIComponent(file.name)}`));
     return hit ? Number(hit.headers.get('Content-Length')) || 0 : 0;
   } catch {
     return 0;
@@ -363,6 +385,7 @@ async function tryGenerate() {
     const job = app.runEngine('try', 'generating', 'generate', { prompt, chat: el['try-chat'].checked && !el['try-chat'].disabled, params }, {
       onEvent(ev) {
         if (ev.type !== 'token') return;
+        if (ev.count === 1) mark('cqa:first-token');
         text.appendData(ev.text);
         el['try-count'].textContent = fmtInt.format(ev.count);
         el['try-rate'].textContent = ev.tokensPerSecond > 0 ? fmt1.format(ev.tokensPerSecond) : '–';

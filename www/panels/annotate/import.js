@@ -198,7 +198,7 @@ function hideReport() {
 async function loadSamples() {
   showError(el['ann-list-error'], '');
   try {
-    const res = await fetch('/data/samples/annotations.jsonl');
+    const res = await fetch(new URL('../../data/samples/annotations.jsonl', import.meta.url));
     if (!res.ok) throw new Error(`the server answered ${res.status}`);
     await importBytes('the bundled samples', new Uint8Array(await res.arrayBuffer()));
   } catch (e) {
