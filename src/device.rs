@@ -27,6 +27,11 @@ impl std::str::FromStr for Backend {
     }
 }
 
+/// Whether tensors on `device` run on burn-flex (the CPU), with or without autodiff.
+pub fn runs_on_cpu(device: &Device) -> bool {
+    device.clone().without_autodiff() == Device::flex()
+}
+
 /// The CPU device.
 pub fn cpu() -> Device {
     Device::flex()

@@ -90,7 +90,7 @@
 //        engine's GPU device: Chromium then resolves device.lost, and the worker reports it as a
 //        loss ('device-lost'), as it would a real one (how tests, and the curious, exercise it)
 //   {type: 'gpu-stats', id, reset?}                   [{shaderModules, pipelines, shaderBytes, dispatches,
-//        submits, since}] what the engine has asked of WebGPU since the worker started (or the
+//        submits, since, kernels}] what the engine has asked of WebGPU since the worker started (or the
 //        last reset): counted at the API, for measurement (kernels compiled, dispatches per token)
 //   {type: 'simulate-crash', id}                      [{scheduled: true}] test-only: throws outside
 //        any handler just after replying (the page's Worker gets an 'error' event)
@@ -155,7 +155,13 @@ function countCalls(proto, method, count) {
   if (typeof original !== 'function') return;
   proto[method] = function (...args) { count(args); return original.apply(this, args); };
 }
-countCalls(self.GPUDevice?.prototype, 'createShaderModule', ([desc]) => { gpuStats.shaderModules += 1; gpuStats.shaderBytes += desc?.code?.length || 0; });
+const kernelNames = []; // the entry point of each shader module since the last reset
+countCalls(self.GPUDevice?.prototype, 'createShaderModule', ([desc]) => {
+  gpuStats.shaderModules += 1;
+  gpuStats.shaderBytes += desc?.code?.length || 0;
+  const entry = /@compute[^]*?fn\s+(\w+)/.exec(desc?.code || '');
+  if (kernelNames.length < 1000) kernelNames.push(entry ? entry[1] : '?');
+});
 countCalls(self.GPUDevice?.prototype, 'createComputePipeline', () => { gpuStats.pipelines += 1; });
 countCalls(self.GPUDevice?.prototype, 'createComputePipelineAsync', () => { gpuStats.pipelines += 1; });
 countCalls(self.GPUComputePassEncoder?.prototype, 'dispatchWorkgroups', () => { gpuStats.dispatches += 1; });
@@ -163,8 +169,11 @@ countCalls(self.GPUComputePassEncoder?.prototype, 'dispatchWorkgroupsIndirect', 
 countCalls(self.GPUQueue?.prototype, 'submit', () => { gpuStats.submits += 1; });
 
 function readGpuStats(msg) {
-  const out = { ...gpuStats };
-  if (msg.reset) Object.assign(gpuStats, { shaderModules: 0, pipelines: 0, shaderBytes: 0, dispatches: 0, submits: 0, since: Date.now() });
+  const out = { ...gpuStats, kernels: [...kernelNames] };
+  if (msg.reset) {
+    Object.assign(gpuStats, { shaderModules: 0, pipelines: 0, shaderBytes: 0, dispatches: 0, submits: 0, since: Date.now() });
+    kernelNames.length = 0;
+  }
   return out;
 }
 

@@ -73,11 +73,48 @@ impl Attention {
         let (k, v) = (repeat_kv(k, h / kvh), repeat_kv(v, h / kvh));
 
         // Causal masking is aligned bottom-right, so it holds with a cache (seq < total).
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: seq > 1 };
-        let out = attention(q, k, v, None, None, options);
+        let out = if crate::device::runs_on_cpu(&q.device()) {
+            // burn-flex's own fused attention kernel.
+            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: seq > 1 };
+            attention(q, k, v, None, None, options)
+        } else {
+            attention_with_host_mask(q, k, v, seq > 1)
+        };
         // (batch, heads, seq, head_dim) → (batch, seq, heads * head_dim)
         self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, h * hd]))
     }
+}
+
+/// `softmax(q·kᵀ/√head_dim + mask)·v` written out, for the GPU backends.
+///
+/// burn's generic version (what wgpu and WebGPU run) builds the causal mask with integer kernels
+/// on the device and clamps both softmax reductions, so a first forward pass compiles five more
+/// distinct kernels (BENCHMARKS.md counts them; each costs seconds on a software GPU). Here the
+/// mask is an additive bias of 0 or −∞ made on the host, and the clamps are left out: every row
+/// of a causal mask keeps its diagonal, so the row max is finite and the row sum at least 1. The
+/// numbers are the same: `s + 0 = s`, `s + (−∞) = −∞`, as the masked fill gives.
+///
+/// # Shapes
+/// - q: `[batch, heads, seq, head_dim]`, k, v: `[batch, heads, total, head_dim]` → like q
+fn attention_with_host_mask(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tensor<4> {
+    let [_, _, seq, head_dim] = q.dims();
+    let total = k.dims()[2];
+    let device = q.device();
+    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (head_dim as f64).sqrt());
+    let scores = if causal {
+        // Bottom-right aligned: query row r (position offset + r) sees keys 0..=offset + r.
+        let offset = total - seq;
+        let bias: Vec<f32> = (0..seq)
+            .flat_map(|r| (0..total).map(move |c| if c > offset + r { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        scores + Tensor::<2>::from_data(TensorData::new(bias, [seq, total]), &device).reshape([1, 1, seq, total])
+    } else {
+        scores
+    };
+    let max = scores.clone().max_dim(3);
+    let weights = (scores - max).exp();
+    let sum = weights.clone().sum_dim(3);
+    (weights / sum).matmul(v)
 }
 
 /// Repeats each KV head `n_rep` times so grouped heads line up with query heads.

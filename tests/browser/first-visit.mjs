@@ -7,6 +7,8 @@
 //   model ready          the default model loaded, mark cqa:model-ready
 //   first token          one greedy token from the Model panel, mark cqa:first-token (asked
 //                        for as soon as the model is ready; also given from the click)
+//   the same again       that request once more, its kernels compiled: the difference is the
+//                        cost of compiling them
 // all in ms from the navigation's start; plus the WebGPU work each step asked for (shader
 // modules = kernels compiled, dispatches), counted by the engine worker ('gpu-stats').
 // Cold: a fresh browser profile. Warm: the same profile, a new tab (service worker, Cache
@@ -41,7 +43,7 @@ async function visit(label) {
   const transferred = { bytes: 0 };
   page.on('response', async (r) => {
     const len = Number(r.headers()['content-length']);
-    if (Number.isFinite(len) && !r.fromServiceWorker()) transferred.bytes += len;
+    if (Number.isFinite(len) && !r.fromServiceWorker() && r.request().method() === 'GET' && r.status() === 200) transferred.bytes += len;
   });
   await page.goto(`${origin}/?model=${encodeURIComponent(model)}`);
   const markAt = (name) => page.evaluate((n) => performance.getEntriesByName(n)[0]?.startTime ?? null, name);
@@ -55,7 +57,14 @@ async function visit(label) {
   await page.click('#try-run');
   await page.waitForFunction(() => performance.getEntriesByName('cqa:first-token').length > 0, null, { timeout: 600_000 });
   await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout: 600_000 });
-  const forward = (await page.evaluate(() => window.cqaStudio.request('gpu-stats'))).result;
+  const forward = (await page.evaluate(() => window.cqaStudio.request('gpu-stats', { reset: true }))).result;
+  // The same request again: its kernels are compiled now, so the difference is compilation.
+  const againAt = await page.evaluate(() => performance.now());
+  await page.click('#try-run');
+  await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'busy', null, { timeout: 60_000 }).catch(() => {});
+  await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout: 600_000 });
+  const againMs = (await page.evaluate(() => performance.now())) - againAt;
+  const again = (await page.evaluate(() => window.cqaStudio.request('gpu-stats'))).result;
   const result = {
     visit: label,
     firstPaintMs: await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null),
@@ -66,7 +75,9 @@ async function visit(label) {
     firstTokenAfterClickMs: (await markAt('cqa:first-token')) - clickedAt,
     bytesFromServer: transferred.bytes,
     load: { shaderModules: atModel.shaderModules, dispatches: atModel.dispatches },
-    firstForward: { shaderModules: forward.shaderModules, shaderBytes: forward.shaderBytes, dispatches: forward.dispatches, submits: forward.submits },
+    firstForward: { shaderModules: forward.shaderModules, shaderBytes: forward.shaderBytes, dispatches: forward.dispatches, submits: forward.submits, kernels: forward.kernels },
+    sameAgainMs: againMs,
+    sameAgain: { shaderModules: again.shaderModules, dispatches: again.dispatches },
     errors,
   };
   await page.close();
@@ -84,10 +95,10 @@ try {
 }
 
 const s = (ms) => (ms == null ? '–' : `${(ms / 1000).toFixed(2)} s`);
-console.log(`| visit | first paint | engine compiled | engine ready | model ready | first token (after the click) | from the server | kernels compiled: load / first forward | dispatches, first forward |`);
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log(`| visit | first paint | engine compiled | engine ready | model ready | first token (after the click) | the same again | from the server | kernels compiled: load / first forward | dispatches, first forward |`);
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
-  console.log(`| ${r.visit} | ${s(r.firstPaintMs)} | ${s(r.engineCompiledMs)} | ${s(r.engineReadyMs)} | ${s(r.modelReadyMs)} | ${s(r.firstTokenMs)} (${s(r.firstTokenAfterClickMs)}) | ${(r.bytesFromServer / 1e6).toFixed(2)} MB | ${r.load.shaderModules} / ${r.firstForward.shaderModules} | ${r.firstForward.dispatches} |`);
+  console.log(`| ${r.visit} | ${s(r.firstPaintMs)} | ${s(r.engineCompiledMs)} | ${s(r.engineReadyMs)} | ${s(r.modelReadyMs)} | ${s(r.firstTokenMs)} (${s(r.firstTokenAfterClickMs)}) | ${s(r.sameAgainMs)} | ${(r.bytesFromServer / 1e6).toFixed(2)} MB | ${r.load.shaderModules} / ${r.firstForward.shaderModules} | ${r.firstForward.dispatches} |`);
 }
 if (jsonOut) fs.writeFileSync(jsonOut, `${JSON.stringify({ model, results }, null, 2)}\n`);
 if (results.some((r) => r.errors.length)) { console.error(results.map((r) => r.errors).flat().join('\n')); process.exitCode = 1; }
