@@ -11,8 +11,10 @@
 //                        cost of compiling them
 // all in ms from the navigation's start; plus the WebGPU work each step asked for (shader
 // modules = kernels compiled, dispatches), counted by the engine worker ('gpu-stats').
-// Cold: a fresh browser profile. Warm: the same profile, a new tab (service worker, Cache
-// Storage and the HTTP cache filled by the first visit).
+// Cold: nothing of the site in the browser (a fresh profile), the browser itself already running
+// (it has shown a page of another origin, so its own start-up, fonts and compositor are not
+// counted). Warm: the same profile, a new tab (service worker, Cache Storage and the HTTP cache
+// filled by the first visit).
 //
 //   node tests/browser/first-visit.mjs [--model NAME] [--json OUT]
 import fs from 'node:fs';
@@ -83,6 +85,13 @@ async function visit(label) {
   await page.close();
   return result;
 }
+
+// The browser's own first page: another origin (127.0.0.1 is not localhost), so nothing of it is
+// shared with the site.
+const warmUp = await context.newPage();
+await warmUp.goto(`http://127.0.0.1:${server.address().port}/harness.html`);
+await warmUp.waitForTimeout(1000);
+await warmUp.close();
 
 const results = [];
 try {
