@@ -108,7 +108,12 @@ function wasmOpt(bytes) {
 const brotli = (bytes) => zlib.brotliCompressSync(bytes, {
   params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 11, [zlib.constants.BROTLI_PARAM_LGWIN]: 24, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: bytes.length },
 });
-const gzip = (bytes) => zlib.gzipSync(bytes, { level: 9 });
+// GNU gzip's own deflate packs the wasm about 1 % tighter than zlib at the same level; zlib when
+// there is no gzip on the PATH.
+const gzip = (bytes) => {
+  const r = spawnSync('gzip', ['-9', '-n', '-c'], { input: bytes, maxBuffer: 1 << 30 });
+  return r.status === 0 && r.stdout.length > 0 ? r.stdout : zlib.gzipSync(bytes, { level: 9 });
+};
 const mb = (n) => `${(n / 1e6).toFixed(2)} MB`;
 
 function copyTree(from, to) {
@@ -182,7 +187,7 @@ export function buildDist({ out = path.join(ROOT, 'dist'), model = true } = {}) 
     const bytes = fs.readFileSync(file);
     const isWasm = file.endsWith('.wasm');
     fs.writeFileSync(`${file}.br`, isWasm ? cached('br', bytes, brotli) : brotli(bytes));
-    fs.writeFileSync(`${file}.gz`, isWasm ? cached('gz', bytes, gzip) : gzip(bytes));
+    fs.writeFileSync(`${file}.gz`, isWasm ? cached('gzip9.gz', bytes, gzip) : gzip(bytes));
   }
 
   const wasmOut = path.join(out, 'pkg', 'cqa_studio_bg.wasm');
