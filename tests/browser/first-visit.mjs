@@ -104,7 +104,7 @@ try {
 }
 
 const s = (ms) => (ms == null ? '–' : `${(ms / 1000).toFixed(2)} s`);
-console.log(`| visit | first paint | engine compiled | engine ready | model ready | first token (after the click) | the same again | from the server | kernels compiled: load / first forward | dispatches, first forward |`);
+console.log(`| visit | first paint | engine compiled | engine ready | model ready | first token (after the click) | the same again | the page's downloads (the worker's model download not seen) | kernels compiled: load / first forward | dispatches, first forward |`);
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   console.log(`| ${r.visit} | ${s(r.firstPaintMs)} | ${s(r.engineCompiledMs)} | ${s(r.engineReadyMs)} | ${s(r.modelReadyMs)} | ${s(r.firstTokenMs)} (${s(r.firstTokenAfterClickMs)}) | ${s(r.sameAgainMs)} | ${(r.bytesFromServer / 1e6).toFixed(2)} MB | ${r.load.shaderModules} / ${r.firstForward.shaderModules} | ${r.firstForward.dispatches} |`);
