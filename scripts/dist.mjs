@@ -144,6 +144,10 @@ export function buildDist({ out = path.join(ROOT, 'dist'), model = true } = {}) 
   for (const f of ['cqa_studio.js', 'cqa_studio_bg.wasm']) {
     if (!fs.existsSync(path.join(pkg, f))) throw new Error(`pkg/${f} is missing: build the wasm package first (./x web)`);
   }
+  // The folder is replaced whole; refuse to wipe one that is not an earlier build of this site.
+  if (fs.existsSync(out) && fs.readdirSync(out).length > 0 && !fs.existsSync(path.join(out, 'sw.js'))) {
+    throw new Error(`${out} is not empty and is not a cqa-studio build (no sw.js): choose another --out`);
+  }
   fs.rmSync(out, { recursive: true, force: true });
   fs.mkdirSync(out, { recursive: true });
 
