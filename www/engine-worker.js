@@ -149,7 +149,8 @@ let deviceLost = null;        // Promise of why the current device was lost (nul
 
 // What the engine asks of WebGPU, counted at the API ('gpu-stats'): one shader module and one
 // pipeline per distinct kernel compiled, one dispatch per kernel launch.
-const gpuStats = { shaderModules: 0, pipelines: 0, shaderBytes: 0, dispatches: 0, submits: 0, since: Date.now() };
+const zeroStats = () => ({ shaderModules: 0, pipelines: 0, shaderBytes: 0, dispatches: 0, submits: 0, since: Date.now() });
+const gpuStats = zeroStats();
 function countCalls(proto, method, count) {
   const original = proto?.[method];
   if (typeof original !== 'function') return;
@@ -171,7 +172,7 @@ countCalls(self.GPUQueue?.prototype, 'submit', () => { gpuStats.submits += 1; })
 function readGpuStats(msg) {
   const out = { ...gpuStats, kernels: [...kernelNames] };
   if (msg.reset) {
-    Object.assign(gpuStats, { shaderModules: 0, pipelines: 0, shaderBytes: 0, dispatches: 0, submits: 0, since: Date.now() });
+    Object.assign(gpuStats, zeroStats());
     kernelNames.length = 0;
   }
   return out;

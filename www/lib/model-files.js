@@ -74,11 +74,12 @@ export async function changedOnServer(url, cachedHeaders) {
 // site works from any sub-path (https://host/some/path/) as well as from a server's root.
 const APP_BASE = new URL('../', import.meta.url);
 /** The absolute URL of `path` inside the app's folder (e.g. `models/x.gguf`). */
-export const siteUrl = (path) => new URL(path, APP_BASE).href;
+const siteUrl = (path) => new URL(path, APP_BASE).href;
 
-// Models opened from disk are kept under a name no server path uses.
-const localKey = (name) => siteUrl(`local-models/${encodeURIComponent(name)}`);
-const serverKey = (name) => siteUrl(`models/${name}`);
+/** The Cache Storage key of a model opened from disk: a name no server path uses. */
+export const localKey = (name) => siteUrl(`local-models/${encodeURIComponent(name)}`);
+/** The URL (and Cache Storage key) of a model the site hosts. */
+export const serverKey = (name) => siteUrl(`models/${name}`);
 
 function checkModelName(name, defaultModel) {
   if (typeof name !== 'string' || !/^[\w.-]+\.gguf$/i.test(name)) {

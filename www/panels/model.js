@@ -5,7 +5,7 @@
 // checkpoints and annotations could no longer be saved) the panel asks first.
 import { $, h, announce, showError, sentence, mb, fmtInt, fmt1, fmt2, setProgress, getPref, setPref, readNumber } from '../lib/ui.js';
 import * as store from '../lib/store.js';
-import { MODEL_CACHE, siteUrl } from '../lib/model-files.js';
+import { MODEL_CACHE, localKey, serverKey } from '../lib/model-files.js';
 
 /** Share of the quota above which caching a model asks first. */
 const QUOTA_WARN_SHARE = 0.9;
@@ -60,6 +60,12 @@ function updateControls() {
   }
 }
 
+/** "Stage: 12.3 MB of 45.6 MB (27%)", or without the total when it is unknown (0). */
+function progressText(stage, loaded, total) {
+  if (total > 0) return `${stage}: ${mb(loaded)} of ${mb(total)} (${Math.floor((100 * loaded) / total)}%)`;
+  return loaded > 0 ? `${stage}: ${mb(loaded)}` : stage;
+}
+
 /**
  * A User Timing mark (the first of its name only): the first visit's milestones, for the
  * DevTools performance panel and tests/browser/first-visit.mjs.
@@ -112,7 +118,7 @@ async function loadDefault() {
  * load then goes ahead unasked).
  */
 async function siteModel(name) {
-  const cacheUrl = siteUrl(`models/${name}`);
+  const cacheUrl = serverKey(name);
   // Already kept: nothing to ask (and no request; the worker rechecks the copy itself).
   if (await cachedBytes({ name, cacheUrl }) > 0) return null;
   try {
@@ -143,8 +149,7 @@ async function load(payload, label, { remember = true, fallback = false } = {}) 
   let workerSpoke = false;
   const showEngine = (d) => {
     if (workerSpoke || !d) return;
-    const text = d.total > 0 ? `Downloading the engine: ${mb(d.loaded)} of ${mb(d.total)} (${Math.floor((100 * d.loaded) / d.total)}%)` : `Downloading the engine: ${mb(d.loaded)}`;
-    setProgress(el['model-progress'], el['model-progress-label'], d.loaded, d.total, text);
+    setProgress(el['model-progress'], el['model-progress-label'], d.loaded, d.total, progressText('Downloading the engine', d.loaded, d.total));
   };
   showEngine(app.state.engineDownload);
   const stopEngine = app.on('engine-download', showEngine);
@@ -154,10 +159,7 @@ async function load(payload, label, { remember = true, fallback = false } = {}) 
         if (ev.type !== 'progress') return;
         workerSpoke = true;
         const stage = { cache: 'From cache', download: 'Downloading', read: 'Reading', prepare: 'Preparing' }[ev.stage] || ev.stage;
-        let text = stage;
-        if (ev.stage === 'prepare') text = 'Preparing the weights…';
-        else if (ev.total > 0) text = `${stage}: ${mb(ev.loaded)} of ${mb(ev.total)} (${Math.floor((100 * ev.loaded) / ev.total)}%)`;
-        else if (ev.loaded > 0) text = `${stage}: ${mb(ev.loaded)}`;
+        const text = ev.stage === 'prepare' ? 'Preparing the weights…' : progressText(stage, ev.loaded, ev.total);
         setProgress(el['model-progress'], el['model-progress-label'], ev.loaded, ev.stage === 'prepare' ? 0 : ev.total, text);
         if (ev.message) el['model-status'].textContent = ev.message;
       },
@@ -288,7 +290,7 @@ async function refreshStorage() {
 async function cachedBytes(file) {
   try {
     const cache = await caches.open(MODEL_CACHE);
-    const hit = await cache.match(file.cacheUrl || siteUrl(`local-models/${encodeURIComponent(file.name)}`));
+    const hit = await cache.match(file.cacheUrl || localKey(file.name));
     return hit ? Number(hit.headers.get('Content-Length')) || 0 : 0;
   } catch {
     return 0;
