@@ -19,6 +19,7 @@ pub mod loader;
 pub mod lora;
 pub mod model;
 pub mod prompt;
+pub mod quant;
 pub mod rng;
 pub mod safetensors;
 pub mod schema;

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::model::{Llama, LlamaConfig, WeightSource};
+use crate::model::{Llama, LlamaConfig, WeightMode, WeightSource};
 use crate::safetensors::SafetensorsWeights;
 use crate::tokenizer::TextTokenizer;
 use burn::tensor::Device;
@@ -23,8 +23,12 @@ pub struct ModelInfo {
     pub tensor_types: BTreeMap<String, usize>,
     /// Size of the weight files as given.
     pub file_bytes: usize,
-    /// Memory the dequantized f32 weights take on the device.
+    /// Memory the weights would take dequantized to f32.
     pub weight_bytes_f32: usize,
+    /// Memory the weights take as loaded: stored blocks, or f32.
+    pub weight_bytes_resident: usize,
+    /// `stored` when the matrices are kept in their blocks, `f32` when dequantized.
+    pub weights: String,
     pub tokenizer_vocab: usize,
     pub has_chat_template: bool,
 }
@@ -40,7 +44,8 @@ pub struct LanguageModel {
 
 impl LanguageModel {
     /// Loads a GGUF file: weights, tokenizer and chat template all come from the one file.
-    pub fn from_gguf_bytes(bytes: Vec<u8>, device: &Device) -> Result<Self> {
+    /// `mode` says how the weights are held (see [`WeightMode`]).
+    pub fn from_gguf_bytes(bytes: Vec<u8>, mode: WeightMode, device: &Device) -> Result<Self> {
         let file = GgufFile::parse(bytes)?;
         let config = LlamaConfig::from_gguf(&file)?;
         let tokenizer = TextTokenizer::from_gguf(&file)?;
@@ -52,8 +57,8 @@ impl LanguageModel {
         let name = file.get("general.name").and_then(|v| v.as_str()).map(str::to_string);
         let file_bytes = file.file_size();
         let source = WeightSource::Gguf(file);
-        let model = Llama::from_weights(&config, &source, device)?;
-        let info = ModelInfo::new("gguf", name, &config, tensor_types, file_bytes, &tokenizer);
+        let model = Llama::from_weights(&config, &source, mode, device)?;
+        let info = ModelInfo::new("gguf", name, &config, tensor_types, file_bytes, &tokenizer, &model);
         Ok(LanguageModel { model, tokenizer, config, info, device: device.clone() })
     }
 
@@ -64,6 +69,7 @@ impl LanguageModel {
         config_json: &str,
         tokenizer_json: &[u8],
         tokenizer_config_json: Option<&str>,
+        mode: WeightMode,
         device: &Device,
     ) -> Result<Self> {
         let config = LlamaConfig::from_hf_json(config_json)?;
@@ -76,15 +82,15 @@ impl LanguageModel {
             *tensor_types.entry(dtype).or_insert(0) += 1;
         }
         let source = WeightSource::Safetensors(weights);
-        let model = Llama::from_weights(&config, &source, device)?;
-        let info = ModelInfo::new("safetensors", None, &config, tensor_types, file_bytes, &tokenizer);
+        let model = Llama::from_weights(&config, &source, mode, device)?;
+        let info = ModelInfo::new("safetensors", None, &config, tensor_types, file_bytes, &tokenizer, &model);
         Ok(LanguageModel { model, tokenizer, config, info, device: device.clone() })
     }
 
     /// Wraps an already-built model (tests and benchmarks with random weights).
     pub fn from_parts(model: Llama, tokenizer: TextTokenizer, config: LlamaConfig, device: &Device) -> Result<Self> {
         tokenizer.check_fits(config.vocab_size)?;
-        let info = ModelInfo::new("memory", None, &config, BTreeMap::new(), 0, &tokenizer);
+        let info = ModelInfo::new("memory", None, &config, BTreeMap::new(), 0, &tokenizer, &model);
         Ok(LanguageModel { model, tokenizer, config, info, device: device.clone() })
     }
 
@@ -121,6 +127,7 @@ impl ModelInfo {
         tensor_types: BTreeMap<String, usize>,
         file_bytes: usize,
         tokenizer: &TextTokenizer,
+        model: &Llama,
     ) -> Self {
         let parameters = config.parameter_count();
         ModelInfo {
@@ -131,6 +138,8 @@ impl ModelInfo {
             tensor_types,
             file_bytes,
             weight_bytes_f32: parameters * 4,
+            weight_bytes_resident: model.resident_weight_bytes(),
+            weights: if model.has_stored_weights() { "stored" } else { "f32" }.into(),
             tokenizer_vocab: tokenizer.vocab_size(),
             has_chat_template: tokenizer.has_chat_template(),
         }

@@ -11,9 +11,9 @@
 //! orientation.
 
 use crate::error::{Error, Result};
+use crate::model::layers::BaseLinear;
 use crate::rng::Rng;
 use burn::module::{Module, Param};
-use burn::nn::Linear;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -130,14 +130,15 @@ impl LoraFactors {
 }
 
 /// A linear map that may carry a LoRA update. Every projection in the model is one of these.
+/// The base is frozen: dense f32, or stored blocks (QLoRA when the factors train).
 #[derive(Module, Debug)]
 pub struct Projection {
-    pub base: Linear,
+    pub base: BaseLinear,
     pub lora: Option<LoraFactors>,
 }
 
 impl Projection {
-    pub fn new(base: Linear) -> Self {
+    pub fn new(base: BaseLinear) -> Self {
         Projection { base, lora: None }
     }
 
@@ -152,8 +153,7 @@ impl Projection {
 
     /// `(in, out)` of the base weight.
     pub fn dims(&self) -> (usize, usize) {
-        let [d_in, d_out] = self.base.weight.val().dims();
-        (d_in, d_out)
+        self.base.dims()
     }
 }
 
@@ -356,6 +356,7 @@ impl FactorData {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::nn::Linear;
     use burn::tensor::TensorData;
 
     #[test]
@@ -365,7 +366,7 @@ mod tests {
         let device = crate::device::cpu();
         let t2 = |v: Vec<f32>, s: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, s), &device);
         let base = Linear { weight: Param::from_tensor(t2(vec![1.0, 0.0, 0.0, 1.0], [2, 2])), bias: None };
-        let mut projection = Projection::new(base);
+        let mut projection = Projection::new(BaseLinear::Dense(base));
         let x = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 1.0], [1, 1, 2]), &device);
         assert_eq!(projection.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
         projection.lora = Some(LoraFactors {

@@ -34,6 +34,16 @@ impl SafetensorsWeights {
         Ok(None)
     }
 
+    /// `name`'s dtype, shape and raw little-endian bytes, or `None` if no file has it.
+    pub fn raw(&self, name: &str) -> Result<Option<(Dtype, Vec<usize>, Vec<u8>)>> {
+        for bytes in &self.files {
+            let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors(e.to_string()))?;
+            let Ok(view) = st.tensor(name) else { continue };
+            return Ok(Some((view.dtype(), view.shape().to_vec(), view.data().to_vec())));
+        }
+        Ok(None)
+    }
+
     /// Every tensor name with its dtype, for `cqa info`.
     pub fn dtypes(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();

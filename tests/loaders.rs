@@ -8,7 +8,7 @@ use cqa_studio::device::block_on;
 use cqa_studio::generate::read_f32;
 use cqa_studio::gguf::writer::GgufWriter;
 use cqa_studio::gguf::{GgufFile, names};
-use cqa_studio::model::{Llama, LlamaConfig, WeightSource};
+use cqa_studio::model::{Llama, LlamaConfig, WeightMode, WeightSource};
 use cqa_studio::rng::Rng;
 use cqa_studio::safetensors::SafetensorsWeights;
 use cqa_studio::tokenizer::TextTokenizer;
@@ -74,12 +74,12 @@ fn safetensors_and_gguf_give_the_same_model() {
 
     let st = safetensors_source(&tensors);
 
-    let from_st = logits(&Llama::from_weights(&config, &st, &device).unwrap(), &device);
+    let from_st = logits(&Llama::from_weights(&config, &st, WeightMode::Stored, &device).unwrap(), &device);
     let gguf = |permute| WeightSource::Gguf(GgufFile::parse(gguf_bytes(&config, &tensors, permute)).unwrap());
-    let from_gguf = logits(&Llama::from_weights(&config, &gguf(true), &device).unwrap(), &device);
+    let from_gguf = logits(&Llama::from_weights(&config, &gguf(true), WeightMode::Stored, &device).unwrap(), &device);
     assert_eq!(from_st, from_gguf);
     // The check can fail: a GGUF whose q/k rows were not permuted by the converter differs.
-    let unpermuted = logits(&Llama::from_weights(&config, &gguf(false), &device).unwrap(), &device);
+    let unpermuted = logits(&Llama::from_weights(&config, &gguf(false), WeightMode::Stored, &device).unwrap(), &device);
     assert!(common::max_abs_diff(&from_st, &unpermuted) > 1e-4);
 }
 
@@ -103,11 +103,11 @@ fn qwen2_biases_load_from_both_formats() {
     let st = safetensors_source(&tensors);
     // qwen2 GGUF files keep HF's q/k row order: nothing to permute.
     let gguf = WeightSource::Gguf(GgufFile::parse(gguf_bytes(&config, &tensors, false)).unwrap());
-    let from_st = logits(&Llama::from_weights(&config, &st, &device).unwrap(), &device);
-    assert_eq!(from_st, logits(&Llama::from_weights(&config, &gguf, &device).unwrap(), &device));
+    let from_st = logits(&Llama::from_weights(&config, &st, WeightMode::Stored, &device).unwrap(), &device);
+    assert_eq!(from_st, logits(&Llama::from_weights(&config, &gguf, WeightMode::Stored, &device).unwrap(), &device));
     // The biases take part: the same weights without them give other logits.
     let unbiased = LlamaConfig { attention_bias: false, ..config.clone() };
-    let without = logits(&Llama::from_weights(&unbiased, &st, &device).unwrap(), &device);
+    let without = logits(&Llama::from_weights(&unbiased, &st, WeightMode::Stored, &device).unwrap(), &device);
     assert!(common::max_abs_diff(&from_st, &without) > 1e-4);
 }
 

@@ -118,7 +118,7 @@ fn transformers5_safetensors_layout_matches_transformers() {
     let config_json = std::fs::read_to_string(common::root().join("tests/reference/gguf_model_config_transformers.json")).unwrap();
     assert!(config_json.contains("\"rope_parameters\"") && !config_json.contains("\n \"rope_theta\""), "the fixture is the transformers-5 layout");
     let tokenizer = std::fs::read(common::root().join("tests/fixtures/smollm2_tokenizer.json")).unwrap();
-    let lm = cqa_studio::LanguageModel::from_hf_bytes(vec![shard], &config_json, &tokenizer, None, &cqa_studio::device::cpu()).unwrap();
+    let lm = cqa_studio::LanguageModel::from_hf_bytes(vec![shard], &config_json, &tokenizer, None, cqa_studio::model::WeightMode::Stored, &cqa_studio::device::cpu()).unwrap();
     assert_eq!(lm.config.rope_theta, 100_000.0);
     let fixture = common::fixture("golden_logprobs.json");
     let mut worst = 0f32;

@@ -41,11 +41,11 @@ pub fn gguf_name(hf: &str) -> Option<String> {
 ///
 /// Within each head, GGUF row `2*i + j` holds HF row `j * head_dim/2 + i`
 /// (HF `[2, head_dim/2]` halves were interleaved into `[head_dim/2, 2]` pairs).
-pub fn unpermute_rows(values: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
+pub fn unpermute_rows<T: Copy + Default>(values: &[T], n_heads: usize, cols: usize) -> Vec<T> {
     let rows = values.len() / cols;
     let head_dim = rows / n_heads;
     let half = head_dim / 2;
-    let mut out = vec![0f32; values.len()];
+    let mut out = vec![T::default(); values.len()];
     for h in 0..n_heads {
         for i in 0..half {
             for j in 0..2 {

@@ -8,14 +8,18 @@
 
 pub mod cache;
 pub mod config;
+pub mod layers;
 pub mod rope;
 pub mod weights;
 
 use crate::error::{Error, Result};
 use crate::lora::{Adapter, LoraFactors, Projection};
+use crate::quant::StoredMatrix;
 use crate::rng::Rng;
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
+use layers::{BaseLinear, StoredEmbedding, StoredLinear, TokenEmbedding};
+use std::sync::Arc;
 use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -23,6 +27,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 pub use cache::KvCache;
 pub use config::LlamaConfig;
 use rope::Rope;
+pub use crate::quant::WeightMode;
 pub use weights::WeightSource;
 
 /// Root-mean-square layer norm: `x / sqrt(mean(x²) + eps) * weight`.
@@ -163,15 +168,17 @@ impl DecoderLayer {
 type LoadFn<'a> = dyn Fn(&str, &[usize]) -> Result<Vec<f32>> + 'a;
 /// Reads a tensor that may be absent, with its shape.
 type OptionalFn<'a> = dyn Fn(&str) -> Result<Option<(Vec<usize>, Vec<f32>)>> + 'a;
+/// Reads a `[rows, cols]` weight matrix in stored form, or `None` to take it dense.
+type StoredFn<'a> = dyn Fn(&str, usize, usize) -> Result<Option<StoredMatrix>> + 'a;
 
 /// The whole causal language model.
 #[derive(Module, Debug)]
 pub struct Llama {
-    pub embed_tokens: Embedding,
+    pub embed_tokens: TokenEmbedding,
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
     /// `None` when the head is tied to `embed_tokens`.
-    pub lm_head: Option<Linear>,
+    pub lm_head: Option<BaseLinear>,
     rope: Rope,
 }
 
@@ -189,7 +196,7 @@ impl Llama {
                 self.rope.max_positions()
             )));
         }
-        let mut x = self.embed_tokens.forward(tokens);
+        let mut x = self.embed_tokens.forward(tokens)?;
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, &self.rope, i, cache);
         }
@@ -204,13 +211,30 @@ impl Llama {
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => {
-                let [b, s, d] = hidden.dims();
-                let w = self.embed_tokens.weight.val(); // [vocab, d]
-                let vocab = w.dims()[0];
-                hidden.reshape([b * s, d]).matmul(w.transpose()).reshape([b, s, vocab])
-            }
+            None => self.embed_tokens.tied_logits(hidden),
         }
+    }
+
+    /// Bytes the weights take where they live (stored blocks, or f32).
+    pub fn resident_weight_bytes(&self) -> usize {
+        let norms = 4 * self.norm.weight.val().shape().num_elements()
+            + self.layers.iter().map(|l| {
+                4 * (l.input_layernorm.weight.val().shape().num_elements()
+                    + l.post_attention_layernorm.weight.val().shape().num_elements())
+            }).sum::<usize>();
+        let projections: usize = self.projections().iter().map(|(_, p)| p.base.resident_bytes()).sum();
+        self.embed_tokens.resident_bytes() + self.lm_head.as_ref().map_or(0, BaseLinear::resident_bytes) + norms + projections
+    }
+
+    /// Whether any weight is held in stored (block) form.
+    pub fn has_stored_weights(&self) -> bool {
+        matches!(self.embed_tokens, TokenEmbedding::Stored(_))
+            || self.projections().iter().any(|(_, p)| matches!(p.base, BaseLinear::Stored(_)))
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.norm.weight.val().device()
     }
 
     /// Logits for every position. # Shapes: tokens `[batch, seq]` → `[batch, seq, vocab]`
@@ -283,7 +307,7 @@ impl Llama {
                     factors.d_in, factors.d_out
                 )));
             }
-            let device = projection.base.weight.val().device();
+            let device = self.device();
             let device = if trainable { device.autodiff() } else { device };
             let (a, b) = factors.to_tensors(rank, &device);
             let (a, b) = if trainable { (a.require_grad(), b.require_grad()) } else { (a, b) };
@@ -303,14 +327,18 @@ impl Llama {
 
     /// A copy of this model with `adapter` merged into the base weights, `W + s·A·B`: the
     /// tuned model at the base model's inference cost.
+    ///
+    /// Stored (quantized) bases keep the adapter factored instead: merging would need either a
+    /// requantization, which would silently change the tuned model, or an f32 copy of every
+    /// adapted matrix. Factored, the adapter costs its own factors in memory (r·(in + out)
+    /// floats a projection) and two thin matmuls a projection per token.
     pub fn merged(&self, adapter: &Adapter) -> Result<Llama> {
-        let factored = self.with_adapter(adapter, false)?;
-        let mut model = factored.without_adapter();
-        for ((_, target), (_, source)) in model.projections_mut().into_iter().zip(factored.projections()) {
-            if let Some(lora) = &source.lora {
-                let delta = lora.a.val().matmul(lora.b.val()).mul_scalar(lora.scale);
-                target.base.weight = Param::from_tensor(target.base.weight.val() + delta);
-            }
+        let mut model = self.with_adapter(adapter, false)?;
+        for (_, projection) in model.projections_mut() {
+            let (BaseLinear::Dense(linear), Some(lora)) = (&mut projection.base, &projection.lora) else { continue };
+            let delta = lora.a.val().matmul(lora.b.val()).mul_scalar(lora.scale);
+            linear.weight = Param::from_tensor(linear.weight.val() + delta);
+            projection.lora = None;
         }
         Ok(model)
     }
@@ -330,11 +358,22 @@ impl Llama {
     }
 
     /// Builds the model from named weights, checking every shape against `config`.
-    pub fn from_weights(config: &LlamaConfig, source: &WeightSource, device: &Device) -> Result<Self> {
+    ///
+    /// With `WeightMode::Stored` (or `Q8_0`) on the CPU, weight matrices stay in their stored
+    /// blocks; norms and biases are always f32. The GPU backends take f32 weights for now: their
+    /// dequantizing kernels are not written yet.
+    pub fn from_weights(config: &LlamaConfig, source: &WeightSource, mode: WeightMode, device: &Device) -> Result<Self> {
         let heads = (config.num_attention_heads, config.num_key_value_heads);
         let load = |name: &str, shape: &[usize]| source.require(name, shape, heads);
         let optional = |name: &str| source.load(name, heads);
-        Self::build(config, device, &load, &optional)
+        let keep_stored = mode != WeightMode::F32 && crate::device::runs_on_cpu(device);
+        let stored = |name: &str, rows: usize, cols: usize| -> Result<Option<StoredMatrix>> {
+            if !keep_stored {
+                return Ok(None);
+            }
+            source.load_stored(name, rows, cols, heads, mode)
+        };
+        Self::build(config, device, &load, &optional, &stored)
     }
 
     /// A model with seeded N(0, 0.02²) weights (norms at 1), identical on every backend: for tests.
@@ -349,7 +388,8 @@ impl Llama {
             Ok((0..n).map(|_| (rng.normal() * 0.02) as f32).collect())
         };
         let optional = |_: &str| Ok(None);
-        Self::build(config, device, &load, &optional).expect("random weights always have the right shape")
+        let dense = |_: &str, _: usize, _: usize| Ok(None);
+        Self::build(config, device, &load, &optional, &dense).expect("random weights always have the right shape")
     }
 
     /// Logits `[seq, vocab]`, flattened, of the seeded tiny random model (`LlamaConfig::tiny`)
@@ -363,14 +403,18 @@ impl Llama {
         crate::generate::read_f32(model.forward(tokens, &mut model.new_cache())?).await
     }
 
-    fn build(c: &LlamaConfig, device: &Device, load: &LoadFn, optional: &OptionalFn) -> Result<Self> {
+    fn build(c: &LlamaConfig, device: &Device, load: &LoadFn, optional: &OptionalFn, stored: &StoredFn) -> Result<Self> {
         let d = c.hidden_size;
         let q_dim = c.num_attention_heads * c.head_dim;
         let kv_dim = c.num_key_value_heads * c.head_dim;
-        let linear = |name: &str, d_in: usize, d_out: usize, bias: bool| -> Result<Linear> {
-            let w = load(&format!("{name}.weight"), &[d_out, d_in])?;
+        let linear = |name: &str, d_in: usize, d_out: usize, bias: bool| -> Result<BaseLinear> {
             let b = if bias { Some(load(&format!("{name}.bias"), &[d_out])?) } else { None };
-            Ok(linear_from(&w, b, d_in, d_out, device))
+            if let Some(weight) = stored(&format!("{name}.weight"), d_out, d_in)? {
+                let bias = b.map(|b| Param::from_tensor(Tensor::from_data(TensorData::new(b, [d_out]), device)));
+                return Ok(BaseLinear::Stored(StoredLinear { weight: Arc::new(weight), bias }));
+            }
+            let w = load(&format!("{name}.weight"), &[d_out, d_in])?;
+            Ok(BaseLinear::Dense(linear_from(&w, b, d_in, d_out, device)))
         };
         let projection = |name: &str, d_in: usize, d_out: usize, bias: bool| -> Result<Projection> {
             Ok(Projection::new(linear(name, d_in, d_out, bias)?))
@@ -380,9 +424,15 @@ impl Llama {
             Ok(RmsNorm { weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [d]), device)), eps: c.rms_norm_eps })
         };
 
-        let embed = load("model.embed_tokens.weight", &[c.vocab_size, d])?;
-        let embed_tokens =
-            Embedding { weight: Param::from_tensor(Tensor::from_data(TensorData::new(embed, [c.vocab_size, d]), device)) };
+        let embed_tokens = match stored("model.embed_tokens.weight", c.vocab_size, d)? {
+            Some(weight) => TokenEmbedding::Stored(StoredEmbedding { weight: Arc::new(weight) }),
+            None => {
+                let embed = load("model.embed_tokens.weight", &[c.vocab_size, d])?;
+                TokenEmbedding::Dense(Embedding {
+                    weight: Param::from_tensor(Tensor::from_data(TensorData::new(embed, [c.vocab_size, d]), device)),
+                })
+            }
+        };
 
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
@@ -448,7 +498,7 @@ mod tests {
     use super::*;
 
     fn identity(device: &Device) -> Projection {
-        Projection::new(linear_from(&[1.0, 0.0, 0.0, 1.0], None, 2, 2, device))
+        Projection::new(BaseLinear::Dense(linear_from(&[1.0, 0.0, 0.0, 1.0], None, 2, 2, device)))
     }
 
     #[test]

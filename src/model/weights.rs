@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, names};
+use crate::quant::{StoredMatrix, WeightMode};
 use crate::safetensors::SafetensorsWeights;
 
 /// A source of named f32 tensors, row-major, HF layout (`[out, in]` for linear weights).
@@ -25,17 +26,7 @@ impl WeightSource {
                     return Ok(None);
                 }
                 let (shape, values) = file.dequantize(&gguf)?;
-                // Only llama-arch GGUF files carry the permutation (see gguf::names).
-                let permuted_heads = if file.architecture()? != "llama" {
-                    None
-                } else if name.contains("self_attn.q_proj") {
-                    Some(heads.0)
-                } else if name.contains("self_attn.k_proj") {
-                    Some(heads.1)
-                } else {
-                    None
-                };
-                let values = match permuted_heads {
+                let values = match self.permuted_heads(name, heads)? {
                     Some(n_heads) => {
                         let cols = if shape.len() == 2 { shape[1] } else { 1 };
                         names::unpermute_rows(&values, n_heads, cols)
@@ -45,6 +36,82 @@ impl WeightSource {
                 Ok(Some((shape, values)))
             }
         }
+    }
+
+    /// Loads the `[rows, cols]` matrix at HF path `name` in stored form: a GGUF's blocks as they
+    /// are (K-quants as Q8_0), a safetensors' F16/BF16 as 16-bit, or, with `WeightMode::Q8_0`,
+    /// f32 values quantized to Q8_0. `None` when the matrix is best held dense (f32 without
+    /// quantize-at-load, or rows that are not whole blocks).
+    pub fn load_stored(&self, name: &str, rows: usize, cols: usize, heads: (usize, usize), mode: WeightMode) -> Result<Option<StoredMatrix>> {
+        if mode == WeightMode::F32 || !cols.is_multiple_of(32) {
+            return Ok(None);
+        }
+        let matrix = match self {
+            WeightSource::Gguf(file) => {
+                let gguf = names::gguf_name(name)
+                    .ok_or_else(|| Error::Model(format!("no GGUF name is known for `{name}`")))?;
+                let Some(info) = file.tensor_info(&gguf) else { return Ok(None) };
+                if info.shape != [rows, cols] {
+                    return Err(Error::Model(format!(
+                        "tensor `{gguf}` has shape {:?}, expected {:?}: the weights do not match the model's metadata",
+                        info.shape,
+                        [rows, cols]
+                    )));
+                }
+                let matrix = match (mode, info.ggml_type.name()) {
+                    (WeightMode::Q8_0, "F32" | "F16" | "BF16") => {
+                        let (_, values) = file.dequantize(&gguf)?;
+                        StoredMatrix::quantize_q8_0(&values, rows, cols)?
+                    }
+                    // f32 is held dense: burn's own matmul is the fastest way to use it.
+                    (_, "F32") => return Ok(None),
+                    _ => crate::quant::from_ggml(info.ggml_type, rows, cols, file.tensor_bytes(info))
+                        .map_err(|e| Error::Gguf(format!("tensor `{gguf}`: {e}")))?,
+                };
+                match self.permuted_heads(name, heads)? {
+                    Some(n_heads) => matrix.with_rows_reordered(|bytes, row_bytes| names::unpermute_rows(bytes, n_heads, row_bytes)),
+                    None => matrix,
+                }
+            }
+            WeightSource::Safetensors(st) => match (mode, st.raw(name)?) {
+                (_, None) => return Ok(None),
+                (WeightMode::Q8_0, Some(_)) => {
+                    let values = self.require(name, &[rows, cols], heads)?;
+                    StoredMatrix::quantize_q8_0(&values, rows, cols)?
+                }
+                (_, Some((dtype, shape, bytes))) => {
+                    if shape != [rows, cols] {
+                        return Err(Error::Model(format!(
+                            "tensor `{name}` has shape {shape:?}, expected {:?}: the weights do not match the model's metadata",
+                            [rows, cols]
+                        )));
+                    }
+                    let format = match dtype {
+                        safetensors::Dtype::F16 => crate::quant::StoredFormat::F16,
+                        safetensors::Dtype::BF16 => crate::quant::StoredFormat::BF16,
+                        // f32 is held dense: burn's own matmul is the fastest way to use it.
+                        _ => return Ok(None),
+                    };
+                    StoredMatrix::from_bytes(format, rows, cols, bytes)?
+                }
+            },
+        };
+        Ok(Some(matrix))
+    }
+
+    /// The head count whose q/k rows a GGUF permuted for `name`, if any.
+    fn permuted_heads(&self, name: &str, heads: (usize, usize)) -> Result<Option<usize>> {
+        let WeightSource::Gguf(file) = self else { return Ok(None) };
+        // Only llama-arch GGUF files carry the permutation (see gguf::names).
+        Ok(if file.architecture()? != "llama" {
+            None
+        } else if name.contains("self_attn.q_proj") {
+            Some(heads.0)
+        } else if name.contains("self_attn.k_proj") {
+            Some(heads.1)
+        } else {
+            None
+        })
     }
 
     /// Loads a tensor that must exist with exactly `expected` shape.

@@ -14,7 +14,7 @@ use crate::data::{Annotation, annotations_to_jsonl, coverage, parse_annotations}
 use crate::eval::score;
 use crate::generate::{GenerationSession, SamplingParams, TextStream};
 use crate::lora::Adapter;
-use crate::model::Llama;
+use crate::model::{Llama, WeightMode};
 use crate::prompt::{AppreciationInput, appreciation_prompt, chat_prompt, plain_prompt, trl_jsonl};
 use crate::stats::paired_summary;
 use crate::tokenizer::ChatMessage;
@@ -149,7 +149,7 @@ impl WebModel {
     /// Loads a GGUF file from its bytes.
     #[wasm_bindgen(js_name = loadGguf)]
     pub fn load_gguf(bytes: Vec<u8>) -> JsResult<WebModel> {
-        Ok(WebModel::wrap(LanguageModel::from_gguf_bytes(bytes, &current_device()?)?))
+        Ok(WebModel::wrap(LanguageModel::from_gguf_bytes(bytes, WeightMode::Stored, &current_device()?)?))
     }
 
     /// Loads HF safetensors shards with config.json, tokenizer.json and (optional)
@@ -162,7 +162,7 @@ impl WebModel {
         tokenizer_config_json: Option<String>,
     ) -> JsResult<WebModel> {
         let files = shards.iter().map(|a| a.to_vec()).collect();
-        let lm = LanguageModel::from_hf_bytes(files, &config_json, &tokenizer_json, tokenizer_config_json.as_deref(), &current_device()?)?;
+        let lm = LanguageModel::from_hf_bytes(files, &config_json, &tokenizer_json, tokenizer_config_json.as_deref(), WeightMode::Stored, &current_device()?)?;
         Ok(WebModel::wrap(lm))
     }
 

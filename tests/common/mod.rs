@@ -31,7 +31,7 @@ pub fn default_model_bytes() -> Vec<u8> {
 pub fn default_model() -> &'static LanguageModel {
     static LM: OnceLock<LanguageModel> = OnceLock::new();
     LM.get_or_init(|| {
-        LanguageModel::from_gguf_bytes(default_model_bytes(), &cqa_studio::device::cpu()).expect("load the default model")
+        LanguageModel::from_gguf_bytes(default_model_bytes(), cqa_studio::model::WeightMode::Stored, &cqa_studio::device::cpu()).expect("load the default model")
     })
 }
 

@@ -48,19 +48,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-PREFILL_LENGTHS = (256, 512)
-DECODE_TOKENS = 64
-DECODE_PROMPT = "The old lighthouse keeper"
-WARMUP_RUNS = 1
-TIMED_RUNS = 3
-
-# Repeated to build the prefill inputs; cut to an exact token count.
-FILLER = (
-    "The river ran slowly past the mill, carrying leaves and the reflections of clouds. "
-    "In the village, people spoke of the harvest, of the weather, and of the new bridge that "
-    "the council had promised for years. Children ran along the bank, shouting, while an old "
-    "man mended his nets and watched the light change on the water. "
-)
+# The workload, shared with bench_llama_cpp.py.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_workload import DECODE_PROMPT, DECODE_TOKENS, FILLER, PREFILL_LENGTHS, TIMED_RUNS, WARMUP_RUNS  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

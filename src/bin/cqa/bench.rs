@@ -123,8 +123,13 @@ pub fn train(
                 .projections()
                 .into_iter()
                 .filter(|(path, _)| lora.targets_path(path))
-                .map(|(_, p)| p.base.weight.id)
-                .collect();
+                .map(|(_, p)| match &p.base {
+                    cqa_studio::model::layers::BaseLinear::Dense(linear) => Ok(linear.weight.id),
+                    cqa_studio::model::layers::BaseLinear::Stored(_) => {
+                        Err(Error::Input("burn's own LoRA needs f32 weights: run bench-train --lora burn with --weights f32".into()))
+                    }
+                })
+                .collect::<Result<_>>()?;
             let device = lm.device.clone().autodiff();
             let model = lm
                 .model

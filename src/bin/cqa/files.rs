@@ -55,7 +55,7 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Loads a .gguf file, or an HF directory (safetensors + config.json + tokenizer.json).
-pub fn load(path: &Path, device: &burn::tensor::Device) -> Result<LanguageModel> {
+pub fn load(path: &Path, mode: cqa_studio::model::WeightMode, device: &burn::tensor::Device) -> Result<LanguageModel> {
     if path.is_dir() {
         let mut shards: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| Error::io("list", path.display(), e))?
@@ -70,9 +70,9 @@ pub fn load(path: &Path, device: &burn::tensor::Device) -> Result<LanguageModel>
         let config = String::from_utf8_lossy(&read(&path.join("config.json"))?).into_owned();
         let tokenizer = read(&path.join("tokenizer.json"))?;
         let tokenizer_config = with_chat_template_file(path, std::fs::read_to_string(path.join("tokenizer_config.json")).ok())?;
-        LanguageModel::from_hf_bytes(files, &config, &tokenizer, tokenizer_config.as_deref(), device)
+        LanguageModel::from_hf_bytes(files, &config, &tokenizer, tokenizer_config.as_deref(), mode, device)
     } else {
-        LanguageModel::from_gguf_bytes(read(path)?, device)
+        LanguageModel::from_gguf_bytes(read(path)?, mode, device)
     }
 }
 

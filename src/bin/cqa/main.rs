@@ -42,6 +42,11 @@ struct Common {
     /// merged into the model for generate / score.
     #[arg(long, global = true)]
     adapter: Option<PathBuf>,
+    /// How the weights are held: `stored` (the file's own blocks, K-quants as Q8_0), `f32`
+    /// (all dequantized) or `q8_0` (f32/f16 weights quantized to Q8_0 at load). Stored and
+    /// q8_0 apply on the CPU; wgpu takes f32.
+    #[arg(long, global = true, default_value = "stored")]
+    weights: String,
 }
 
 #[derive(Subcommand)]
@@ -256,7 +261,7 @@ fn run(cli: Cli) -> Result<()> {
         return write_atomic(out, &bytes);
     }
     let t0 = Instant::now();
-    let base = load(&model_path, &device)?;
+    let base = load(&model_path, cli.common.weights.parse()?, &device)?;
     // With --adapter, `tuned` is the merged model: generate/score use it, calibrate and
     // appreciate compare it with the base.
     let tuned = match &cli.common.adapter {

@@ -1,0 +1,44 @@
+//! Throughput of the stored-weight products on this CPU, for the shapes of SmolLM2-135M:
+//! `cargo run --release -p cqa-quant --example matvec`. Prints GB/s of weights read (decode,
+//! m = 1) and GFLOP/s (panels, m = 256), per format and shape.
+
+use cqa_quant::{StoredFormat, StoredMatrix};
+use std::time::Instant;
+
+fn matrix(format: StoredFormat, rows: usize, cols: usize) -> StoredMatrix {
+    let values: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 5000.0).collect();
+    match format {
+        StoredFormat::Q8_0 => StoredMatrix::quantize_q8_0(&values, rows, cols).unwrap(),
+        StoredFormat::F32 => StoredMatrix::from_f32(&values, rows, cols).unwrap(),
+        other => {
+            // Any bytes with small finite scales will do for timing.
+            let n = rows * cols / 32 * other.block_bytes();
+            let bytes: Vec<u8> = (0..n).map(|i| if i % other.block_bytes() == 1 { 0x20 } else { (i * 31) as u8 & 0x77 }).collect();
+            StoredMatrix::from_bytes(other, rows, cols, bytes).unwrap()
+        }
+    }
+}
+
+fn main() {
+    let shapes = [(1536, 576, "gate/up"), (576, 1536, "down"), (576, 576, "q/o"), (49152, 576, "tied head")];
+    for format in [StoredFormat::Q4_1, StoredFormat::Q4_0, StoredFormat::Q8_0, StoredFormat::F32] {
+        for (rows, cols, name) in shapes {
+            let w = matrix(format, rows, cols);
+            for m in [1usize, 256] {
+                let x: Vec<f32> = (0..m * cols).map(|i| (i % 13) as f32 * 0.01).collect();
+                let reps = if m == 1 { (2_000_000_000 / w.resident_bytes()).clamp(3, 2000) } else { 3 };
+                let _ = w.matmul_transposed(&x, m);
+                let t = Instant::now();
+                for _ in 0..reps {
+                    std::hint::black_box(w.matmul_transposed(&x, m));
+                }
+                let s = t.elapsed().as_secs_f64() / reps as f64;
+                if m == 1 {
+                    println!("{:5} {name:9} {rows}x{cols} m=1   {:8.1} µs  {:6.2} GB/s", format.name(), s * 1e6, w.resident_bytes() as f64 / s / 1e9);
+                } else {
+                    println!("{:5} {name:9} {rows}x{cols} m={m} {:8.1} µs  {:6.1} GFLOP/s", format.name(), s * 1e6, 2.0 * (m * rows * cols) as f64 / s / 1e9);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! CPU products with a [`StoredMatrix`], on every core, SIMD where the CPU has it.
+//!
+//! Two paths, because the two shapes are bound by different things:
+//! - **decode** (`m < PANEL_MIN_M`, one to a few tokens): memory-bound. Each weight row is read
+//!   once, straight from its blocks, and dotted with every x row; rows are split across threads.
+//!   The dot keeps sixteen f32 lanes so the compiler emits vector code (Rust never reorders
+//!   float sums on its own), built three times on x86-64, chosen at run time: AVX-512, AVX2+FMA
+//!   and baseline. In the browser it is the wasm build's SIMD, if enabled, or scalar code.
+//! - **panels** (prefill, scoring, training): compute-bound. A panel of rows is expanded to f32
+//!   in a per-task buffer and multiplied with the `gemm` crate's kernels, so the expansion costs
+//!   1/m of the multiply and the f32 copy never exceeds one panel per thread.
+
+use super::{StoredFormat, StoredMatrix, dequantize_block};
+use half::f16;
+
+/// From this many x rows on, expanding a panel and calling gemm beats the fused dot.
+const PANEL_MIN_M: usize = 8;
+
+/// `y[m, rows] = x[m, cols] · Wᵀ`.
+pub(super) fn matmul_transposed(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
+    if m < PANEL_MIN_M { decode_xwt(w, x, m) } else { panels_xwt(w, x, m) }
+}
+
+/// `g[m, cols] = y[m, rows] · W`.
+pub(super) fn matmul(w: &StoredMatrix, y: &[f32], m: usize) -> Vec<f32> {
+    let cols = w.cols;
+    let panel = panel_rows(w.rows, cols);
+    let n_panels = w.rows.div_ceil(panel);
+    // Each task sums its panels into its own g; the partial sums are added at the end.
+    let task = |range: std::ops::Range<usize>, g: &mut Vec<f32>| {
+        let mut buf = vec![0f32; panel * cols];
+        for p in range {
+            let (r0, r1) = (p * panel, ((p + 1) * panel).min(w.rows));
+            let nb = r1 - r0;
+            for (j, row) in buf.chunks_exact_mut(cols).take(nb).enumerate() {
+                w.dequantize_row(r0 + j, row);
+            }
+            // SAFETY: g is [m, cols], y[:, r0..r1] is [m, nb] with row stride w.rows, buf is
+            // [nb, cols]; all in bounds, and g is this task's own.
+            unsafe {
+                gemm::gemm(
+                    m, cols, nb,
+                    g.as_mut_ptr(), 1, cols as isize, true,
+                    y.as_ptr().add(r0), 1, w.rows as isize,
+                    buf.as_ptr(), 1, cols as isize,
+                    1.0, 1.0, false, false, false, gemm::Parallelism::None,
+                );
+            }
+        }
+    };
+    let tasks = threads().min(n_panels).max(1);
+    let per_task = n_panels.div_ceil(tasks);
+    let partials = parallel_map(tasks, |t| {
+        let mut g = vec![0f32; m * cols];
+        task(t * per_task..((t + 1) * per_task).min(n_panels), &mut g);
+        g
+    });
+    let mut partials = partials.into_iter();
+    let mut g = partials.next().unwrap_or_else(|| vec![0f32; m * cols]);
+    for other in partials {
+        for (a, b) in g.iter_mut().zip(other) {
+            *a += b;
+        }
+    }
+    g
+}
+
+/// Rows per panel: a few panels per thread for balance, at most 64 KiB of f32 per panel row run.
+fn panel_rows(rows: usize, cols: usize) -> usize {
+    let by_balance = rows.div_ceil(threads() * 4);
+    let by_cache = (1 << 16) / cols.max(1);
+    by_balance.min(by_cache).clamp(8, 256).min(rows.max(1))
+}
+
+fn panels_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
+    let (rows, cols) = (w.rows, w.cols);
+    let mut y = vec![0f32; m * rows];
+    let panel = panel_rows(rows, cols);
+    let out = SharedOut(y.as_mut_ptr());
+    parallel_for(rows.div_ceil(panel), |p| {
+        let (r0, r1) = (p * panel, ((p + 1) * panel).min(rows));
+        let nb = r1 - r0;
+        let mut buf = vec![0f32; nb * cols];
+        for (j, row) in buf.chunks_exact_mut(cols).enumerate() {
+            w.dequantize_row(r0 + j, row);
+        }
+        // SAFETY: y[:, r0..r1] ([m, nb], row stride `rows`) is written by this panel only; x is
+        // [m, cols]; buf is [nb, cols], read as its transpose [cols, nb].
+        unsafe {
+            gemm::gemm(
+                m, nb, cols,
+                out.ptr().add(r0), 1, rows as isize, false,
+                x.as_ptr(), 1, cols as isize,
+                buf.as_ptr(), cols as isize, 1,
+                0.0, 1.0, false, false, false, gemm::Parallelism::None,
+            );
+        }
+    });
+    y
+}
+
+fn decode_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
+    let rows = w.rows;
+    // Per x row and block, Σx: the Q4_1 minimum multiplies it, so it is summed once here
+    // instead of once per weight row.
+    let block_sums: Vec<f32> = if w.format == StoredFormat::Q4_1 {
+        x.chunks_exact(32).map(|b| b.iter().sum()).collect()
+    } else {
+        Vec::new()
+    };
+    let rows_per_task = rows.div_ceil(threads() * 4).max(16);
+    // yt is [rows, m] so that each task owns one contiguous run.
+    let mut yt = vec![0f32; rows * m];
+    parallel_chunks(&mut yt, rows_per_task * m, |t, out| {
+        let r0 = t * rows_per_task;
+        dot_rows(w, r0, out, x, &block_sums, m);
+    });
+    if m == 1 {
+        return yt;
+    }
+    let mut y = vec![0f32; m * rows];
+    for r in 0..rows {
+        for i in 0..m {
+            y[i * rows + r] = yt[r * m + i];
+        }
+    }
+    y
+}
+
+/// Fills `out` (`[n, m]`) with rows `r0..r0+n` of W dotted with each of the m x rows.
+fn dot_rows(w: &StoredMatrix, r0: usize, out: &mut [f32], x: &[f32], block_sums: &[f32], m: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match x86_level() {
+            // SAFETY: the CPU has these features (checked at run time by `x86_level`).
+            X86Level::Avx512 => return unsafe { dot_rows_avx512(w, r0, out, x, block_sums, m) },
+            X86Level::Avx2 => return unsafe { dot_rows_avx2(w, r0, out, x, block_sums, m) },
+            X86Level::Baseline => {}
+        }
+    }
+    dot_rows_body::<false>(w, r0, out, x, block_sums, m)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum X86Level {
+    Baseline,
+    Avx2,
+    Avx512,
+}
+
+#[cfg(target_arch = "x86_64")]
+fn x86_level() -> X86Level {
+    use std::sync::OnceLock;
+    static LEVEL: OnceLock<X86Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        if avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
+            X86Level::Avx512
+        } else if avx2 {
+            X86Level::Avx2
+        } else {
+            X86Level::Baseline
+        }
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_rows_avx2(w: &StoredMatrix, r0: usize, out: &mut [f32], x: &[f32], block_sums: &[f32], m: usize) {
+    dot_rows_body::<true>(w, r0, out, x, block_sums, m)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn dot_rows_avx512(w: &StoredMatrix, r0: usize, out: &mut [f32], x: &[f32], block_sums: &[f32], m: usize) {
+    dot_rows_body::<true>(w, r0, out, x, block_sums, m)
+}
+
+#[inline(always)]
+fn dot_rows_body<const FMA: bool>(w: &StoredMatrix, r0: usize, out: &mut [f32], x: &[f32], block_sums: &[f32], m: usize) {
+    let cols = w.cols;
+    let blocks_per_row = cols / 32;
+    for (j, out_row) in out.chunks_exact_mut(m).enumerate() {
+        let row = w.row(r0 + j);
+        for (i, o) in out_row.iter_mut().enumerate() {
+            let xi = &x[i * cols..(i + 1) * cols];
+            *o = match w.format {
+                StoredFormat::Q8_0 => dot_q8_0::<FMA>(row, xi),
+                StoredFormat::Q4_0 => dot_q4::<FMA, true>(row, xi, &[]),
+                StoredFormat::Q4_1 => dot_q4::<FMA, false>(row, xi, &block_sums[i * blocks_per_row..(i + 1) * blocks_per_row]),
+                format => dot_float::<FMA>(format, row, xi),
+            };
+        }
+    }
+}
+
+/// Lanes of the dot accumulators: one AVX-512 register, or two AVX2 ones.
+const LANES: usize = 16;
+
+/// `a·b + c`, fused where the build has FMA (a plain `mul_add` without it is a slow libm call).
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// The f16 at `b[at..at + 2]` as f32, branch-free: shifting the exponent and mantissa into
+/// place and multiplying by 2¹¹² (the exponent bias difference) is exact for normal and
+/// subnormal values alike. Infinities and NaNs (never a valid scale) take `half`'s path.
+#[inline(always)]
+fn scale(b: &[u8], at: usize) -> f32 {
+    let h = u16::from_le_bytes([b[at], b[at + 1]]) as u32;
+    if h & 0x7c00 == 0x7c00 {
+        return f16::from_bits(h as u16).to_f32();
+    }
+    let magnitude = f32::from_bits((h & 0x7fff) << 13) * f32::from_bits(0x7780_0000); // 2^112
+    f32::from_bits(magnitude.to_bits() | ((h & 0x8000) << 16))
+}
+
+#[inline(always)]
+fn dot_q8_0<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    for (b, xb) in row.chunks_exact(34).zip(x.chunks_exact(32)) {
+        let d = scale(b, 0);
+        let q = &b[2..34];
+        let mut p = [0f32; LANES];
+        for g in 0..2 {
+            for l in 0..LANES {
+                p[l] = madd::<FMA>(q[g * LANES + l] as i8 as f32, xb[g * LANES + l], p[l]);
+            }
+        }
+        for l in 0..LANES {
+            acc[l] = madd::<FMA>(d, p[l], acc[l]);
+        }
+    }
+    acc.iter().sum()
+}
+
+/// Q4_0 (`OFFSET`: value `(q − 8)·d`) or Q4_1 (value `q·d + min`, the min times Σx per block).
+/// A block's 16 bytes hold elements 0..16 in their low nibbles and 16..32 in their high ones:
+/// one 16-lane step each.
+#[inline(always)]
+fn dot_q4<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
+    let block_bytes = if OFFSET { 18 } else { 20 };
+    let mut acc = [0f32; LANES];
+    let mut minimum = 0f32;
+    for (k, (b, xb)) in row.chunks_exact(block_bytes).zip(x.chunks_exact(32)).enumerate() {
+        let d = scale(b, 0);
+        let q = &b[block_bytes - 16..block_bytes];
+        let mut p = [0f32; LANES];
+        for l in 0..LANES {
+            let (lo, hi) = ((q[l] & 0x0f) as i32, (q[l] >> 4) as i32);
+            let (lo, hi) = if OFFSET { (lo - 8, hi - 8) } else { (lo, hi) };
+            p[l] = madd::<FMA>(lo as f32, xb[l], p[l]);
+            p[l] = madd::<FMA>(hi as f32, xb[LANES + l], p[l]);
+        }
+        for l in 0..LANES {
+            acc[l] = madd::<FMA>(d, p[l], acc[l]);
+        }
+        if !OFFSET {
+            minimum = madd::<FMA>(scale(b, 2), block_sums[k], minimum);
+        }
+    }
+    acc.iter().sum::<f32>() + minimum
+}
+
+#[inline(always)]
+fn dot_float<const FMA: bool>(format: StoredFormat, row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut values = [0f32; 32];
+    for (b, xb) in row.chunks_exact(format.block_bytes()).zip(x.chunks_exact(32)) {
+        dequantize_block(format, b, &mut values);
+        for g in 0..2 {
+            for l in 0..LANES {
+                acc[l] = madd::<FMA>(values[g * LANES + l], xb[g * LANES + l], acc[l]);
+            }
+        }
+    }
+    acc.iter().sum()
+}
+
+/// A pointer that tasks writing disjoint parts of one buffer may share.
+struct SharedOut(*mut f32);
+// SAFETY: every user writes a region no other task touches (see the call sites).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+impl SharedOut {
+    fn ptr(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+// Threads: rayon's pool natively (the one burn-flex already runs on); one thread in the browser.
+#[cfg(not(target_family = "wasm"))]
+fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+#[cfg(target_family = "wasm")]
+fn threads() -> usize {
+    1
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn parallel_for(n: usize, f: impl Fn(usize) + Sync + Send) {
+    use rayon::prelude::*;
+    (0..n).into_par_iter().for_each(f);
+}
+
+#[cfg(target_family = "wasm")]
+fn parallel_for(n: usize, f: impl Fn(usize) + Sync + Send) {
+    (0..n).for_each(f);
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn parallel_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    use rayon::prelude::*;
+    data.par_chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+#[cfg(target_family = "wasm")]
+fn parallel_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    data.chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn parallel_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    use rayon::prelude::*;
+    (0..n).into_par_iter().map(f).collect()
+}
+
+#[cfg(target_family = "wasm")]
+fn parallel_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    (0..n).map(f).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_decode_like_half_for_every_f16() {
+        for bits in 0..=u16::MAX {
+            let want = f16::from_bits(bits).to_f32();
+            let got = scale(&bits.to_le_bytes(), 0);
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{bits:#06x}: {got} vs {want}");
+        }
+    }
+}
