@@ -42,7 +42,7 @@ const VENDOR = [
 const DATA = ['samples/annotations.jsonl', 'benchmarks/calibration.jsonl'];
 // What rustc's wasm32 target emits; wasm-opt must accept it and may use it.
 const WASM_FEATURES = ['--enable-bulk-memory', '--enable-nontrapping-float-to-int', '--enable-sign-ext',
-  '--enable-mutable-globals', '--enable-reference-types', '--enable-multivalue'];
+  '--enable-mutable-globals', '--enable-reference-types', '--enable-multivalue', '--enable-simd'];
 const WASM_OPT_ARGS = ['-Oz', ...WASM_FEATURES, '--strip-debug', '--strip-producers', '--strip-target-features'];
 // Precompressed copies for these; a model (already quantized) gains too little to be worth it.
 const COMPRESSIBLE = new Set(['.html', '.js', '.mjs', '.css', '.wasm', '.json', '.jsonl', '.svg']);

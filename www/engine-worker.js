@@ -261,11 +261,14 @@ function memoryRefusal(need, budget) {
     }
     return null;
   }
+  // On the CPU the weights stay in the file's own blocks (an HF model's f32 stay f32).
   const limit = budget ?? WASM_HEAP;
-  const total = need.file_bytes + need.resident_bytes + baseResident;
+  const weights = need.resident_bytes_stored ?? need.resident_bytes;
+  const form = need.resident_bytes_stored != null ? 'kept as the file stores them' : 'held as f32';
+  const total = need.file_bytes + weights + baseResident;
   if (total > limit) {
     const kept = baseResident ? `, and the ${size(baseResident)} of the model loaded now, kept until the new one is ready` : '';
-    return `this model needs ${about} ${size(total)} of memory on the CPU (the ${size(need.file_bytes)} file and ${size(need.resident_bytes)} of weights held as f32${kept}), more than the ${size(limit)} ${budget !== null ? `memory budget${lowered}` : 'a browser gives the engine'}`;
+    return `this model needs ${about} ${size(total)} of memory on the CPU (the ${size(need.file_bytes)} file and ${size(weights)} of weights ${form}${kept}), more than the ${size(limit)} ${budget !== null ? `memory budget${lowered}` : 'a browser gives the engine'}`;
   }
   return null;
 }
@@ -324,7 +327,7 @@ async function load(msg, ev) {
   if (base) { try { base.free(); } catch { /* already freed */ } }
   base = next;
   baseName = name;
-  baseResident = Number(info.weight_bytes_f32) || need?.resident_bytes || 0;
+  baseResident = Number(info.weight_bytes_resident) || Number(info.weight_bytes_f32) || need?.resident_bytes || 0;
   return { info, name, source, cached, fromCache };
 }
 

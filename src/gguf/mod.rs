@@ -105,9 +105,13 @@ impl TensorInfo {
 pub struct MemoryNeed {
     pub parameters: u64,
     pub file_bytes: u64,
-    /// Bytes of weights the engine keeps resident.
+    /// Bytes of weights the engine keeps resident with every weight dequantized to f32 (the
+    /// GPU backends, and `--weights f32`).
     pub resident_bytes: u64,
-    /// The largest single weight buffer, in resident bytes (a GPU buffer must hold it whole).
+    /// Bytes of weights the engine keeps resident in stored form (the CPU backend's default:
+    /// the file's blocks, Q5_K/Q6_K as Q8_0).
+    pub resident_bytes_stored: u64,
+    /// The largest single weight buffer, in f32 bytes (a GPU buffer must hold it whole).
     pub largest_tensor_bytes: u64,
     pub largest_tensor: String,
 }
@@ -349,6 +353,16 @@ fn read_index(bytes: &[u8], file_len: usize) -> Result<Index> {
     Ok(Index { version, metadata, tensors, alignment })
 }
 
+/// Bytes a tensor takes held in stored form (see `quant::stored_format`): its own encoding,
+/// Q8_0's for Q5_K and Q6_K, f32 for F32.
+fn stored_bytes(t: &TensorInfo) -> u64 {
+    let n = t.n_elements() as u64;
+    match crate::quant::stored_format(t.ggml_type) {
+        format if format.name() == t.ggml_type.name() => t.n_bytes as u64,
+        format => n / format.block_elements() as u64 * format.block_bytes() as u64,
+    }
+}
+
 /// The fewest bytes a metadata value of `type_id` takes on disk (an unknown type fails later).
 fn min_value_bytes(type_id: u32) -> usize {
     match type_id {
@@ -382,8 +396,8 @@ impl GgufFile {
         Ok(Some(MemoryNeed {
             parameters: index.tensors.iter().map(elements).sum(),
             file_bytes: file_len as u64,
-            // The engine holds every weight as f32 (4 bytes per element).
             resident_bytes: index.tensors.iter().map(|t| elements(t) * 4).sum(),
+            resident_bytes_stored: index.tensors.iter().map(stored_bytes).sum(),
             largest_tensor_bytes: largest.map_or(0, |t| elements(t) * 4),
             largest_tensor: largest.map(|t| t.name.clone()).unwrap_or_default(),
         }))
@@ -461,6 +475,7 @@ mod tests {
         let need = GgufFile::memory_need(&bytes, bytes.len()).unwrap().unwrap();
         assert_eq!(need.parameters, 10);
         assert_eq!(need.resident_bytes, 40);
+        assert_eq!(need.resident_bytes_stored, 40); // F32 tensors stay f32
         assert_eq!(need.largest_tensor_bytes, 24);
         assert_eq!(need.largest_tensor, "w");
         // The header alone (without the tensor data) is enough: extents are checked against the

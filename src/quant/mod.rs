@@ -2,9 +2,9 @@
 //! (`WeightMode`), GGUF tensors to [`StoredMatrix`] (K-quants converted), and the burn operation
 //! that multiplies by one (`op`). The matrices and their CPU kernels are the `cqa-quant` crate.
 //!
-//! A GGUF's weights are already quantized, so computing from its blocks loses nothing. The
-//! K-quants (Q4_K, Q5_K, Q6_K) are converted once at load to Q8_0 (8.5 bits a weight, finer than
-//! any of them); that drift is measured against transformers in BENCHMARKS.md.
+//! A GGUF's weights are already quantized, so computing from its blocks loses nothing. Q4_K is
+//! kept as is too; Q5_K and Q6_K are converted once at load to Q8_0 (8.5 bits a weight, finer
+//! than either); that drift is measured against transformers in BENCHMARKS.md.
 
 pub mod op;
 
@@ -38,7 +38,7 @@ impl std::str::FromStr for WeightMode {
     }
 }
 
-/// The format a ggml type is kept in: itself, or Q8_0 for the K-quants.
+/// The format a ggml type is kept in: itself, or Q8_0 for Q5_K and Q6_K.
 pub fn stored_format(ty: GgmlType) -> StoredFormat {
     match ty {
         GgmlType::F32 => StoredFormat::F32,
@@ -47,11 +47,12 @@ pub fn stored_format(ty: GgmlType) -> StoredFormat {
         GgmlType::Q8_0 => StoredFormat::Q8_0,
         GgmlType::Q4_0 => StoredFormat::Q4_0,
         GgmlType::Q4_1 => StoredFormat::Q4_1,
-        GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => StoredFormat::Q8_0,
+        GgmlType::Q4K => StoredFormat::Q4K,
+        GgmlType::Q5K | GgmlType::Q6K => StoredFormat::Q8_0,
     }
 }
 
-/// A tensor as a ggml file encodes it: kept as is, or (K-quants) converted to Q8_0.
+/// A tensor as a ggml file encodes it: kept as is, or (Q5_K, Q6_K) converted to Q8_0.
 pub fn from_ggml(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<StoredMatrix> {
     let format = stored_format(ty);
     if format.name() == ty.name() {
@@ -81,20 +82,20 @@ mod tests {
     fn stored_blocks_decode_like_the_gguf_reference_decoder() {
         // `gguf::dequant` is checked against the `gguf` Python package (tests/dequant_reference.rs).
         let mut rng = Rng::new(7);
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
-            let n_blocks = 3 * 64 / 32;
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K] {
+            let n_blocks = 3 * 256 / ty.block_elements();
             let mut bytes = Vec::new();
             for _ in 0..n_blocks {
                 let mut block: Vec<u8> = (0..ty.block_bytes()).map(|_| (rng.uniform() * 256.0) as u8).collect();
                 block[0..2].copy_from_slice(&f16::from_f32(0.03).to_le_bytes());
-                if ty == GgmlType::Q4_1 {
+                if matches!(ty, GgmlType::Q4_1 | GgmlType::Q4K) {
                     block[2..4].copy_from_slice(&f16::from_f32(-0.1).to_le_bytes());
                 }
                 bytes.extend(block);
             }
-            let m = from_ggml(ty, 3, 64, &bytes).unwrap();
+            let m = from_ggml(ty, 3, 256, &bytes).unwrap();
             assert_eq!(m.format.name(), ty.name());
-            assert_eq!(m.to_f32(), dequant::dequantize(ty, &bytes, 3 * 64).unwrap(), "{ty:?}");
+            assert_eq!(m.to_f32(), dequant::dequantize(ty, &bytes, 3 * 256).unwrap(), "{ty:?}");
         }
     }
 

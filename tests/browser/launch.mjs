@@ -40,19 +40,20 @@ export async function openPage(page = '', { server: serverOptions = {} } = {}) {
 
 /**
  * Opens the bare harness page with the wasm package loaded as `window.cqa` and its device
- * initialised; resolves to the session plus the backend name (`webgpu` or `cpu`) and, on the
- * CPU, the engine's reason (e.g. WebGPU's own error).
+ * initialised (WebGPU when offered, unless `preferGpu` is false); resolves to the session plus
+ * the backend name (`webgpu` or `cpu`) and, on the CPU, the engine's reason (e.g. WebGPU's own
+ * error).
  */
-export async function openEngine() {
+export async function openEngine({ preferGpu = true } = {}) {
   const session = await openPage('harness.html');
   session.page.on('console', (m) => { if (m.type() === 'error') console.log('[page]', m.text().slice(0, 500)); });
   await session.goto();
-  const { backend, reason } = await session.page.evaluate(async () => {
+  const { backend, reason } = await session.page.evaluate(async (preferGpu) => {
     const m = await import(new URL('pkg/cqa_studio.js', document.baseURI).href);
     await m.default();
     window.cqa = m;
-    return m.initDevice(true);
-  });
+    return m.initDevice(preferGpu);
+  }, preferGpu);
   if (reason) console.log(`engine device: ${backend} (${reason})`);
   return { ...session, backend, reason };
 }

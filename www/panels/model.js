@@ -335,6 +335,16 @@ function fmtParams(n) {
   return fmtInt.format(n);
 }
 
+/** "97 MB (as stored, CPU)" or "538 MB (f32, WebGPU)": what the engine holds, and in which form. */
+function weightsInMemory(info, backend) {
+  const resident = Number(info.weight_bytes_resident);
+  if (Number.isFinite(resident) && resident > 0) {
+    const form = info.weights === 'stored' ? 'as stored' : 'f32';
+    return `${mb(resident)} (${form}, ${backend})`;
+  }
+  return Number.isFinite(info.weight_bytes_f32) ? `${mb(info.weight_bytes_f32)} (f32, ${backend})` : null;
+}
+
 function renderInfo(info) {
   const c = info.config || {};
   const types = Object.entries(info.tensor_types || {}).sort((a, b) => b[1] - a[1]).map(([t, n]) => `${t} × ${n}`).join(', ');
@@ -351,7 +361,7 @@ function renderInfo(info) {
     ['Vocabulary', info.tokenizer_vocab ? fmtInt.format(info.tokenizer_vocab) : (c.vocab_size ? fmtInt.format(c.vocab_size) : null)],
     ['Quantization (tensor types)', types || null],
     ['File size', Number.isFinite(info.file_bytes) ? mb(info.file_bytes) : null],
-    ['Weights in memory', Number.isFinite(info.weight_bytes_f32) ? `${mb(info.weight_bytes_f32)} (f32, ${backend})` : null],
+    ['Weights in memory', weightsInMemory(info, backend)],
     ['Chat template', info.has_chat_template === undefined ? null : (info.has_chat_template ? 'yes' : 'no')],
   ];
   const frag = document.createDocumentFragment();

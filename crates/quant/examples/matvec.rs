@@ -1,6 +1,7 @@
 //! Throughput of the stored-weight products on this CPU, for the shapes of SmolLM2-135M:
-//! `cargo run --release -p cqa-quant --example matvec`. Prints GB/s of weights read (decode,
-//! m = 1) and GFLOP/s (panels, m = 256), per format and shape.
+//! `cargo run --release -p cqa-quant --example matvec` (add `--features gemm/x86-v4` for gemm's
+//! AVX-512 kernels, as the cqa binary has them). Prints GB/s of weights read (decode, m = 1) and
+//! GFLOP/s (panels, m = 256), per format and shape, after a plain f32 gemm of one shape.
 
 use cqa_quant::{StoredFormat, StoredMatrix};
 use std::time::Instant;
@@ -20,6 +21,7 @@ fn matrix(format: StoredFormat, rows: usize, cols: usize) -> StoredMatrix {
 }
 
 fn main() {
+    plain_f32_gemm();
     let shapes = [(1536, 576, "gate/up"), (576, 1536, "down"), (576, 576, "q/o"), (49152, 576, "tied head")];
     for format in [StoredFormat::Q4_1, StoredFormat::Q4_0, StoredFormat::Q8_0, StoredFormat::F32] {
         for (rows, cols, name) in shapes {
@@ -39,6 +41,26 @@ fn main() {
                     println!("{:5} {name:9} {rows}x{cols} m={m} {:8.1} µs  {:6.1} GFLOP/s", format.name(), s * 1e6, 2.0 * (m * rows * cols) as f64 / s / 1e9);
                 }
             }
+        }
+    }
+}
+
+/// The same product as a plain f32 gemm on a row-major `[in, out]` weight (burn's layout): what
+/// the panel path costs over having the f32 matrix at hand.
+fn plain_f32_gemm() {
+    let (m, k, n) = (256usize, 576usize, 1536usize);
+    let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
+    let w: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 * 0.01).collect();
+    let mut y = vec![0f32; m * n];
+    for par in [gemm::Parallelism::None, gemm::Parallelism::Rayon(2)] {
+        for _ in 0..2 {
+            let t = Instant::now();
+            unsafe {
+                gemm::gemm(m, n, k, y.as_mut_ptr(), 1, n as isize, false, x.as_ptr(), 1, k as isize, w.as_ptr(), 1, n as isize, 0.0, 1.0, false, false, false, par);
+            }
+            let threads = if matches!(par, gemm::Parallelism::None) { 1 } else { 2 };
+            let s = t.elapsed().as_secs_f64();
+            println!("f32 gemm  {n}x{k} m={m} {threads} thread(s) {:8.1} µs  {:6.1} GFLOP/s", s * 1e6, 2.0 * (m * n * k) as f64 / s / 1e9);
         }
     }
 }

@@ -7,8 +7,8 @@
 //!   float sums on its own), built three times on x86-64, chosen at run time: AVX-512, AVX2+FMA
 //!   and baseline. In the browser it is the wasm build's SIMD, if enabled, or scalar code.
 //! - **panels** (prefill, scoring, training): compute-bound. A panel of rows is expanded to f32
-//!   in a per-task buffer and multiplied with the `gemm` crate's kernels, so the expansion costs
-//!   1/m of the multiply and the f32 copy never exceeds one panel per thread.
+//!   (on every thread) and multiplied with the `gemm` crate's kernels (on every thread), so the
+//!   expansion costs 1/m of the multiply and the f32 copy never exceeds one panel.
 
 use super::{StoredFormat, StoredMatrix, dequantize_block};
 use half::f16;
@@ -24,86 +24,93 @@ pub(super) fn matmul_transposed(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f3
 /// `g[m, cols] = y[m, rows] · W`.
 pub(super) fn matmul(w: &StoredMatrix, y: &[f32], m: usize) -> Vec<f32> {
     let cols = w.cols;
-    let panel = panel_rows(w.rows, cols);
-    let n_panels = w.rows.div_ceil(panel);
-    // Each task sums its panels into its own g; the partial sums are added at the end.
-    let task = |range: std::ops::Range<usize>, g: &mut Vec<f32>| {
-        let mut buf = vec![0f32; panel * cols];
-        for p in range {
-            let (r0, r1) = (p * panel, ((p + 1) * panel).min(w.rows));
-            let nb = r1 - r0;
-            for (j, row) in buf.chunks_exact_mut(cols).take(nb).enumerate() {
-                w.dequantize_row(r0 + j, row);
-            }
-            // SAFETY: g is [m, cols], y[:, r0..r1] is [m, nb] with row stride w.rows, buf is
-            // [nb, cols]; all in bounds, and g is this task's own.
-            unsafe {
-                gemm::gemm(
-                    m, cols, nb,
-                    g.as_mut_ptr(), 1, cols as isize, true,
-                    y.as_ptr().add(r0), 1, w.rows as isize,
-                    buf.as_ptr(), 1, cols as isize,
-                    1.0, 1.0, false, false, false, gemm::Parallelism::None,
-                );
-            }
+    let mut g = vec![0f32; m * cols];
+    for_each_panel(w, |r0, nb, panel| {
+        // SAFETY: g is [m, cols]; y[:, r0..r0+nb] is [m, nb] with row stride w.rows; the panel
+        // is [nb, cols]. All in bounds; g accumulates (read_dst).
+        unsafe {
+            gemm::gemm(
+                m, cols, nb,
+                g.as_mut_ptr(), 1, cols as isize, true,
+                y.as_ptr().add(r0), 1, w.rows as isize,
+                panel.as_ptr(), 1, cols as isize,
+                1.0, 1.0, false, false, false, gemm_parallelism(),
+            );
         }
-    };
-    let tasks = threads().min(n_panels).max(1);
-    let per_task = n_panels.div_ceil(tasks);
-    let partials = parallel_map(tasks, |t| {
-        let mut g = vec![0f32; m * cols];
-        task(t * per_task..((t + 1) * per_task).min(n_panels), &mut g);
-        g
     });
-    let mut partials = partials.into_iter();
-    let mut g = partials.next().unwrap_or_else(|| vec![0f32; m * cols]);
-    for other in partials {
-        for (a, b) in g.iter_mut().zip(other) {
-            *a += b;
-        }
-    }
     g
-}
-
-/// Rows per panel: a few panels per thread for balance, at most 64 KiB of f32 per panel row run.
-fn panel_rows(rows: usize, cols: usize) -> usize {
-    let by_balance = rows.div_ceil(threads() * 4);
-    let by_cache = (1 << 16) / cols.max(1);
-    by_balance.min(by_cache).clamp(8, 256).min(rows.max(1))
 }
 
 fn panels_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
     let (rows, cols) = (w.rows, w.cols);
     let mut y = vec![0f32; m * rows];
-    let panel = panel_rows(rows, cols);
-    let out = SharedOut(y.as_mut_ptr());
-    parallel_for(rows.div_ceil(panel), |p| {
-        let (r0, r1) = (p * panel, ((p + 1) * panel).min(rows));
-        let nb = r1 - r0;
-        let mut buf = vec![0f32; nb * cols];
-        for (j, row) in buf.chunks_exact_mut(cols).enumerate() {
-            w.dequantize_row(r0 + j, row);
-        }
-        // SAFETY: y[:, r0..r1] ([m, nb], row stride `rows`) is written by this panel only; x is
-        // [m, cols]; buf is [nb, cols], read as its transpose [cols, nb].
+    for_each_panel(w, |r0, nb, panel| {
+        // SAFETY: y[:, r0..r0+nb] is [m, nb] with row stride `rows`; x is [m, cols]; the panel is
+        // [nb, cols], read as its transpose [cols, nb]. All in bounds.
         unsafe {
             gemm::gemm(
                 m, nb, cols,
-                out.ptr().add(r0), 1, rows as isize, false,
+                y.as_mut_ptr().add(r0), 1, rows as isize, false,
                 x.as_ptr(), 1, cols as isize,
-                buf.as_ptr(), cols as isize, 1,
-                0.0, 1.0, false, false, false, gemm::Parallelism::None,
+                panel.as_ptr(), cols as isize, 1,
+                0.0, 1.0, false, false, false, gemm_parallelism(),
             );
         }
     });
     y
 }
 
+/// f32 values expanded at a time: 4 MiB, so a layer's matrix is one panel (one gemm call, one
+/// fork-join) while the expanded copy of even a 151936-row embedding stays this small.
+const PANEL_VALUES: usize = 1 << 20;
+
+thread_local! {
+    /// The expanded panel, kept between calls: a fresh 4 MiB allocation is fresh pages, and
+    /// zeroing them cost more than the expansion.
+    static PANEL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Calls `f(first_row, n_rows, panel)` for successive panels of W expanded to f32 (`[n_rows,
+/// cols]`, row-major), expanding each on every thread.
+fn for_each_panel(w: &StoredMatrix, mut f: impl FnMut(usize, usize, &[f32])) {
+    let cols = w.cols;
+    let panel_rows = (PANEL_VALUES / cols.max(1)).clamp(1, w.rows.max(1));
+    PANEL.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < panel_rows * cols {
+            buf.resize(panel_rows * cols, 0.0);
+        }
+        let mut r0 = 0;
+        while r0 < w.rows {
+            let nb = panel_rows.min(w.rows - r0);
+            let panel = &mut buf[..nb * cols];
+            let rows_per_task = nb.div_ceil(threads() * 2).max(1);
+            parallel_chunks(panel, rows_per_task * cols, |t, chunk| {
+                for (j, row) in chunk.chunks_exact_mut(cols).enumerate() {
+                    w.dequantize_row(r0 + t * rows_per_task + j, row);
+                }
+            });
+            f(r0, nb, panel);
+            r0 += nb;
+        }
+    });
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn gemm_parallelism() -> gemm::Parallelism {
+    gemm::Parallelism::Rayon(threads())
+}
+
+#[cfg(target_family = "wasm")]
+fn gemm_parallelism() -> gemm::Parallelism {
+    gemm::Parallelism::None
+}
+
 fn decode_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
     let rows = w.rows;
     // Per x row and block, Σx: the Q4_1 minimum multiplies it, so it is summed once here
     // instead of once per weight row.
-    let block_sums: Vec<f32> = if w.format == StoredFormat::Q4_1 {
+    let block_sums: Vec<f32> = if matches!(w.format, StoredFormat::Q4_1 | StoredFormat::Q4K) {
         x.chunks_exact(32).map(|b| b.iter().sum()).collect()
     } else {
         Vec::new()
@@ -180,6 +187,7 @@ unsafe fn dot_rows_avx512(w: &StoredMatrix, r0: usize, out: &mut [f32], x: &[f32
 #[inline(always)]
 fn dot_rows_body<const FMA: bool>(w: &StoredMatrix, r0: usize, out: &mut [f32], x: &[f32], block_sums: &[f32], m: usize) {
     let cols = w.cols;
+    // Σx is kept per 32 elements, whatever the block size.
     let blocks_per_row = cols / 32;
     for (j, out_row) in out.chunks_exact_mut(m).enumerate() {
         let row = w.row(r0 + j);
@@ -189,6 +197,7 @@ fn dot_rows_body<const FMA: bool>(w: &StoredMatrix, r0: usize, out: &mut [f32], 
                 StoredFormat::Q8_0 => dot_q8_0::<FMA>(row, xi),
                 StoredFormat::Q4_0 => dot_q4::<FMA, true>(row, xi, &[]),
                 StoredFormat::Q4_1 => dot_q4::<FMA, false>(row, xi, &block_sums[i * blocks_per_row..(i + 1) * blocks_per_row]),
+                StoredFormat::Q4K => dot_q4_k::<FMA>(row, xi, &block_sums[i * blocks_per_row..(i + 1) * blocks_per_row]),
                 format => dot_float::<FMA>(format, row, xi),
             };
         }
@@ -264,6 +273,41 @@ fn dot_q4<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &[f32], block_sums
     acc.iter().sum::<f32>() + minimum
 }
 
+/// Q4_K: per sub-block of 32, value `d·sc·q − dmin·m`; the minimums multiply Σx per 32.
+#[inline(always)]
+fn dot_q4_k<const FMA: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut minimum = 0f32;
+    for (k, (b, xb)) in row.chunks_exact(144).zip(x.chunks_exact(256)).enumerate() {
+        let (d, dmin) = (scale(b, 0), scale(b, 2));
+        let scales = &b[4..16];
+        for chunk in 0..4 {
+            let q = &b[16 + 32 * chunk..48 + 32 * chunk];
+            let x_lo = &xb[64 * chunk..64 * chunk + 32];
+            let x_hi = &xb[64 * chunk + 32..64 * chunk + 64];
+            let (sc1, m1) = super::scale_min_k4(2 * chunk, scales);
+            let (sc2, m2) = super::scale_min_k4(2 * chunk + 1, scales);
+            let (mut p1, mut p2) = ([0f32; LANES], [0f32; LANES]);
+            for g in 0..2 {
+                for l in 0..LANES {
+                    let byte = q[g * LANES + l];
+                    p1[l] = madd::<FMA>((byte & 0x0f) as f32, x_lo[g * LANES + l], p1[l]);
+                    p2[l] = madd::<FMA>((byte >> 4) as f32, x_hi[g * LANES + l], p2[l]);
+                }
+            }
+            let (d1, d2) = (d * sc1 as f32, d * sc2 as f32);
+            for l in 0..LANES {
+                acc[l] = madd::<FMA>(d1, p1[l], acc[l]);
+                acc[l] = madd::<FMA>(d2, p2[l], acc[l]);
+            }
+            let sums = &block_sums[8 * k + 2 * chunk..];
+            minimum = madd::<FMA>(dmin * m1 as f32, sums[0], minimum);
+            minimum = madd::<FMA>(dmin * m2 as f32, sums[1], minimum);
+        }
+    }
+    acc.iter().sum::<f32>() - minimum
+}
+
 #[inline(always)]
 fn dot_float<const FMA: bool>(format: StoredFormat, row: &[u8], x: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
@@ -279,17 +323,6 @@ fn dot_float<const FMA: bool>(format: StoredFormat, row: &[u8], x: &[f32]) -> f3
     acc.iter().sum()
 }
 
-/// A pointer that tasks writing disjoint parts of one buffer may share.
-struct SharedOut(*mut f32);
-// SAFETY: every user writes a region no other task touches (see the call sites).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-impl SharedOut {
-    fn ptr(&self) -> *mut f32 {
-        self.0
-    }
-}
-
 // Threads: rayon's pool natively (the one burn-flex already runs on); one thread in the browser.
 #[cfg(not(target_family = "wasm"))]
 fn threads() -> usize {
@@ -302,17 +335,6 @@ fn threads() -> usize {
 }
 
 #[cfg(not(target_family = "wasm"))]
-fn parallel_for(n: usize, f: impl Fn(usize) + Sync + Send) {
-    use rayon::prelude::*;
-    (0..n).into_par_iter().for_each(f);
-}
-
-#[cfg(target_family = "wasm")]
-fn parallel_for(n: usize, f: impl Fn(usize) + Sync + Send) {
-    (0..n).for_each(f);
-}
-
-#[cfg(not(target_family = "wasm"))]
 fn parallel_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     use rayon::prelude::*;
     data.par_chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
@@ -321,17 +343,6 @@ fn parallel_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32])
 #[cfg(target_family = "wasm")]
 fn parallel_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     data.chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
-}
-
-#[cfg(not(target_family = "wasm"))]
-fn parallel_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-    use rayon::prelude::*;
-    (0..n).into_par_iter().map(f).collect()
-}
-
-#[cfg(target_family = "wasm")]
-fn parallel_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-    (0..n).map(f).collect()
 }
 
 #[cfg(test)]

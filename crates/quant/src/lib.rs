@@ -1,4 +1,4 @@
-//! Weight matrices kept in their stored form: ggml blocks (Q8_0, Q4_0, Q4_1) or 16/32-bit
+//! Weight matrices kept in their stored form: ggml blocks (Q8_0, Q4_0, Q4_1, Q4_K) or 16/32-bit
 //! floats, row-major `[rows, cols]` as HF stores a linear weight (`[out, in]`), each row a run of
 //! whole blocks, bytes exactly as in the file; and the CPU kernels that multiply by them without
 //! ever holding them as f32 (`kernels`).
@@ -37,6 +37,9 @@ pub enum StoredFormat {
     Q4_0,
     /// f16 scale, f16 minimum, 32 × 4-bit.
     Q4_1,
+    /// ggml's Q4_K: super-blocks of 256 (f16 d and dmin, eight 6-bit scale/min pairs, 4-bit
+    /// values), 4.5 bits a weight.
+    Q4K,
 }
 
 impl StoredFormat {
@@ -45,6 +48,7 @@ impl StoredFormat {
         match self {
             Self::F32 | Self::F16 | Self::BF16 => 32,
             Self::Q8_0 | Self::Q4_0 | Self::Q4_1 => 32,
+            Self::Q4K => 256,
         }
     }
 
@@ -56,6 +60,7 @@ impl StoredFormat {
             Self::Q8_0 => 34,
             Self::Q4_0 => 18,
             Self::Q4_1 => 20,
+            Self::Q4K => 144,
         }
     }
 
@@ -67,6 +72,7 @@ impl StoredFormat {
             Self::Q8_0 => "Q8_0",
             Self::Q4_0 => "Q4_0",
             Self::Q4_1 => "Q4_1",
+            Self::Q4K => "Q4_K",
         }
     }
 }
@@ -245,6 +251,31 @@ fn dequantize_block(format: StoredFormat, b: &[u8], y: &mut [f32]) {
                 y[j + 16] = (q >> 4) as f32 * d + m;
             }
         }
+        StoredFormat::Q4K => {
+            // Each 32-byte run of values holds two sub-blocks of 32: low nibbles, then high.
+            let (d, dmin) = (half(0), half(2));
+            let scales = &b[4..16];
+            for (chunk, (q, y)) in b[16..144].chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+                let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+                let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+                let (d1, m1) = (d * sc1 as f32, dmin * m1 as f32);
+                let (d2, m2) = (d * sc2 as f32, dmin * m2 as f32);
+                for l in 0..32 {
+                    y[l] = d1 * (q[l] & 0x0f) as f32 - m1;
+                    y[l + 32] = d2 * (q[l] >> 4) as f32 - m2;
+                }
+            }
+        }
+    }
+}
+
+/// The 6-bit (scale, min) pair `j` of a Q4_K super-block (ggml's `get_scale_min_k4`).
+#[inline(always)]
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
     }
 }
 
@@ -289,6 +320,10 @@ mod tests {
             let mut put_half = |at: usize, v: f32| block[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
             match format {
                 StoredFormat::Q8_0 | StoredFormat::Q4_0 => put_half(0, 0.01 + rng.uniform() as f32 * 0.05),
+                StoredFormat::Q4K => {
+                    put_half(0, 0.0005 + rng.uniform() as f32 * 0.001);
+                    put_half(2, 0.0005 + rng.uniform() as f32 * 0.001);
+                }
                 StoredFormat::Q4_1 => {
                     put_half(0, 0.01 + rng.uniform() as f32 * 0.05);
                     put_half(2, -0.2 + rng.uniform() as f32 * 0.1);
@@ -324,15 +359,22 @@ mod tests {
         }
     }
 
-    const FORMATS: [StoredFormat; 6] =
-        [StoredFormat::F32, StoredFormat::F16, StoredFormat::BF16, StoredFormat::Q8_0, StoredFormat::Q4_0, StoredFormat::Q4_1];
+    const FORMATS: [StoredFormat; 7] = [
+        StoredFormat::F32,
+        StoredFormat::F16,
+        StoredFormat::BF16,
+        StoredFormat::Q8_0,
+        StoredFormat::Q4_0,
+        StoredFormat::Q4_1,
+        StoredFormat::Q4K,
+    ];
 
     #[test]
     fn products_match_the_dequantized_matrix_in_every_format() {
         // Every size class of m: the decode path (m < 8) and the panel path, and row counts that
         // leave a ragged last chunk.
         for format in FORMATS {
-            for (rows, cols, m) in [(1, 32, 1), (37, 64, 1), (130, 96, 3), (70, 160, 9), (200, 64, 33)] {
+            for (rows, cols, m) in [(1, 256, 1), (37, 256, 1), (130, 512, 3), (70, 768, 9), (200, 256, 33)] {
                 let w = random_matrix(format, rows, cols, (rows * cols) as u64);
                 let dense = w.to_f32();
                 let x = random(m * cols, 11);

@@ -1,0 +1,146 @@
+// Models past the default, in headless Chromium: random-weight GGUFs with the true shapes of
+// Qwen2.5-0.5B (all Q8_0) and Qwen2.5-1.5B (a Q4_K_M-like mix), made by scripts/shaped_gguf.py.
+// Random weights judge nothing, but they take the memory and time of the real models.
+//
+// On the engine's CPU path (wasm; what a browser without WebGPU runs) the weights stay in their
+// stored blocks, so both load, score and generate, and the 0.5B trains two QLoRA steps with the
+// losses of the native CPU run. On WebGPU, where the engine still holds f32 weights, the 1.5B
+// needs ~5.8 GiB and is refused from its header, with the loaded model kept.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import path from 'node:path';
+import { DIST, ROOT, openEngine, openPage } from './launch.mjs';
+
+const CQA = process.env.CQA_BIN;
+const PYTHON = process.env.CQA_REF_PYTHON || path.join(homedir(), '.cache/cqa-studio/venv-ref/bin/python');
+const SMALL = 'models/shaped-qwen2.5-0.5b.Q8_0.gguf';
+const LARGE = 'models/shaped-qwen2.5-1.5b.Q4_K_M.gguf';
+const TINY = 'models/test-tiny-random.gguf';
+const RECORDS = 'tests/fixtures/lora_records.jsonl';
+const TEXT = 'The river ran slowly past the mill, carrying leaves and the reflections of clouds.';
+
+function make(file, shape, quant) {
+  const out = path.join(DIST, file);
+  // Deterministic (seed 0), so a file left by an earlier run is the same file.
+  if (!existsSync(out)) execFileSync(PYTHON, [path.join(ROOT, 'scripts/shaped_gguf.py'), '--shape', shape, '--quant', quant, '--out', out], { stdio: 'inherit' });
+  return out;
+}
+
+let engine;
+
+before(async () => {
+  assert.ok(CQA, 'CQA_BIN must point at the native cqa binary');
+  make(SMALL, 'qwen2.5-0.5b', 'q8_0');
+  make(LARGE, 'qwen2.5-1.5b', 'q4_k_m');
+  engine = await openEngine({ preferGpu: false });
+  assert.equal(engine.backend, 'cpu');
+});
+
+after(async () => {
+  await engine?.close();
+});
+
+/** Loads `file` in the page's engine, scores TEXT and generates `tokens` greedily. */
+async function loadScoreGenerate(file, tokens) {
+  return engine.page.evaluate(async ({ file, text, tokens }) => {
+    const t0 = performance.now();
+    const bytes = new Uint8Array(await (await fetch(file)).arrayBuffer());
+    const model = window.cqa.WebModel.loadGguf(bytes);
+    const t1 = performance.now();
+    const info = model.info();
+    const score = await model.score(text, null);
+    const t2 = performance.now();
+    model.startGeneration('The old lighthouse keeper', false, { max_new_tokens: tokens, temperature: 0 });
+    const ids = [];
+    for (;;) {
+      const step = await model.nextToken();
+      if (step.done) break;
+      ids.push(step.text);
+    }
+    const t3 = performance.now();
+    model.free();
+    return { info, logprobs: score.logprobs, generated: ids.length, seconds: [t1 - t0, t2 - t1, t3 - t2].map((ms) => ms / 1000) };
+  }, { file, text: TEXT, tokens });
+}
+
+function checkStored(r, file) {
+  const fileBytes = statSync(path.join(DIST, file)).size;
+  assert.equal(r.info.weights, 'stored');
+  assert.equal(r.info.file_bytes, fileBytes);
+  // Resident within 1.15× of the file (Q6_K is held as Q8_0), and far below f32.
+  assert.ok(r.info.weight_bytes_resident <= 1.15 * fileBytes, `${r.info.weight_bytes_resident} resident for a ${fileBytes}-byte file`);
+  assert.ok(r.info.weight_bytes_resident < r.info.weight_bytes_f32 / 3);
+  assert.ok(r.logprobs.length > 10 && r.logprobs.every((l) => Number.isFinite(l) && l <= 0), JSON.stringify(r.logprobs.slice(0, 5)));
+}
+
+test('a Qwen2.5-0.5B-shaped Q8_0 model loads, scores and generates on the CPU path, weights as stored', { timeout: 900_000 }, async () => {
+  const r = await loadScoreGenerate(SMALL, 4);
+  console.log(`0.5B Q8_0 on the wasm CPU path: load ${r.seconds[0].toFixed(1)} s, score ${r.logprobs.length} tokens ${r.seconds[1].toFixed(1)} s, 4 tokens ${r.seconds[2].toFixed(1)} s; ${(r.info.weight_bytes_resident / 1e6).toFixed(0)} MB resident (f32: ${(r.info.weight_bytes_f32 / 1e6).toFixed(0)} MB)`);
+  checkStored(r, SMALL);
+  assert.equal(r.info.parameters, 494032768);
+  assert.equal(r.generated, 4);
+});
+
+test('the 0.5B-shaped model trains two QLoRA steps in the browser with the native run\'s losses', { timeout: 1_200_000 }, async () => {
+  const config = {
+    lora: { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'] },
+    learning_rate: 0.01, epochs: 1, batch_size: 2, grad_accum: 1, max_len: 32, held_out: 0, seed: 42,
+  };
+  const out = mkdtempSync(path.join(tmpdir(), 'cqa-qlora-'));
+  const native = execFileSync(CQA, ['--model', path.join(DIST, SMALL), 'train', '--data', path.join(ROOT, RECORDS), '--out', out,
+    '--rank', '4', '--alpha', '8', '--dropout', '0', '--targets', 'q_proj,v_proj', '--lr', '0.01', '--epochs', '1', '--batch', '2',
+    '--grad-accum', '1', '--max-len', '32', '--held-out', '0', '--seed', '42', '--json']).toString().trim().split('\n').map((l) => JSON.parse(l));
+  const nativeLosses = native.filter((e) => e.kind === 'step').map((e) => e.loss);
+  assert.equal(nativeLosses.length, 2);
+
+  const records = readFileSync(path.join(ROOT, RECORDS), 'utf8');
+  const t0 = Date.now();
+  const web = await engine.page.evaluate(async ({ file, records, config }) => {
+    const bytes = new Uint8Array(await (await fetch(file)).arrayBuffer());
+    const model = window.cqa.WebModel.loadGguf(bytes);
+    const trainer = new window.cqa.WebTrainer(model, new TextEncoder().encode(records), config, false);
+    const events = [];
+    const outcome = await trainer.run((e) => { events.push(e); }, 1);
+    model.free();
+    return { outcome, losses: events.filter((e) => e.kind === 'step').map((e) => e.loss) };
+  }, { file: SMALL, records, config });
+  console.log(`0.5B: 2 QLoRA steps (batch 2 × 32 tokens) in the browser in ${((Date.now() - t0) / 1000).toFixed(1)} s; losses native ${nativeLosses.map((l) => l.toFixed(5))} vs browser ${web.losses.map((l) => l.toFixed(5))}`);
+  assert.equal(web.outcome, 'finished');
+  assert.equal(web.losses.length, 2);
+  for (let i = 0; i < 2; i++) {
+    const rel = Math.abs(web.losses[i] - nativeLosses[i]) / nativeLosses[i];
+    assert.ok(rel < 1e-4, `step ${i + 1}: browser ${web.losses[i]} vs native ${nativeLosses[i]}`);
+  }
+});
+
+test('a Qwen2.5-1.5B-shaped Q4_K_M-like model loads, scores and generates on the CPU path', { timeout: 900_000 }, async () => {
+  const r = await loadScoreGenerate(LARGE, 2);
+  console.log(`1.5B Q4_K_M-like on the wasm CPU path: load ${r.seconds[0].toFixed(1)} s, score ${r.logprobs.length} tokens ${r.seconds[1].toFixed(1)} s, 2 tokens ${r.seconds[2].toFixed(1)} s; ${(r.info.weight_bytes_resident / 1e6).toFixed(0)} MB resident (f32: ${(r.info.weight_bytes_f32 / 1e6).toFixed(0)} MB)`);
+  checkStored(r, LARGE);
+  assert.deepEqual(r.info.tensor_types, { F32: 141, Q4_K: 140, Q6_K: 57 });
+  assert.equal(r.generated, 2);
+});
+
+test('on WebGPU the 1.5B-shaped model is refused from its header with its need and the limit; the loaded model stays', { timeout: 300_000 }, async () => {
+  execFileSync(CQA, ['debug-tiny-gguf', '--out', path.join(DIST, TINY), '--seed', '3']);
+  const session = await openPage(`?model=${TINY}`);
+  try {
+    const { page } = session;
+    await session.goto();
+    await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout: 240_000 });
+    assert.equal(await page.evaluate(() => window.cqaStudio.app.state.backend), 'webgpu');
+    const loaded = await page.evaluate(() => window.cqaStudio.app.state.modelName);
+    await page.click('#tab-model');
+    await page.setInputFiles('#model-files', path.join(DIST, LARGE));
+    await page.waitForFunction(() => document.getElementById('model-error').textContent.trim().length > 0, null, { timeout: 120_000 });
+    const error = await page.textContent('#model-error');
+    console.log(`refused: ${error}`);
+    assert.match(error, new RegExp(`^Could not load “${path.basename(LARGE).replace(/\./g, '\\.')}”: This model needs about 5\\.8 GiB of GPU memory for its weights \\(held as f32\\), more than the [0-9.]+ GiB memory budget for WebGPU\\. The previous model \\(${loaded.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\) is still loaded\\.$`));
+    assert.equal(await page.evaluate(() => window.cqaStudio.app.state.modelName), loaded);
+  } finally {
+    await session.close();
+  }
+});
