@@ -21,12 +21,13 @@ pub struct ModelInfo {
     pub parameters: usize,
     /// Tensor count per storage type, e.g. `{"Q4_1": 210, "F32": 61}`.
     pub tensor_types: BTreeMap<String, usize>,
-    /// Size of the weight files as given.
-    pub file_bytes: usize,
+    /// Size of the weight files as given. (Byte counts are u64: a 1.5B model's f32 size does
+    /// not fit wasm32's usize.)
+    pub file_bytes: u64,
     /// Memory the weights would take dequantized to f32.
-    pub weight_bytes_f32: usize,
+    pub weight_bytes_f32: u64,
     /// Memory the weights take as loaded: stored blocks, or f32.
-    pub weight_bytes_resident: usize,
+    pub weight_bytes_resident: u64,
     /// `stored` when the matrices are kept in their blocks, `f32` when dequantized.
     pub weights: String,
     pub tokenizer_vocab: usize,
@@ -136,8 +137,8 @@ impl ModelInfo {
             config: config.clone(),
             parameters,
             tensor_types,
-            file_bytes,
-            weight_bytes_f32: parameters * 4,
+            file_bytes: file_bytes as u64,
+            weight_bytes_f32: parameters as u64 * 4,
             weight_bytes_resident: model.resident_weight_bytes(),
             weights: if model.has_stored_weights() { "stored" } else { "f32" }.into(),
             tokenizer_vocab: tokenizer.vocab_size(),

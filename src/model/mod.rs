@@ -216,14 +216,17 @@ impl Llama {
     }
 
     /// Bytes the weights take where they live (stored blocks, or f32).
-    pub fn resident_weight_bytes(&self) -> usize {
+    pub fn resident_weight_bytes(&self) -> u64 {
         let norms = 4 * self.norm.weight.val().shape().num_elements()
             + self.layers.iter().map(|l| {
                 4 * (l.input_layernorm.weight.val().shape().num_elements()
                     + l.post_attention_layernorm.weight.val().shape().num_elements())
             }).sum::<usize>();
-        let projections: usize = self.projections().iter().map(|(_, p)| p.base.resident_bytes()).sum();
-        self.embed_tokens.resident_bytes() + self.lm_head.as_ref().map_or(0, BaseLinear::resident_bytes) + norms + projections
+        let projections: u64 = self.projections().iter().map(|(_, p)| p.base.resident_bytes() as u64).sum();
+        self.embed_tokens.resident_bytes() as u64
+            + self.lm_head.as_ref().map_or(0, |h| h.resident_bytes() as u64)
+            + norms as u64
+            + projections
     }
 
     /// Whether any weight is held in stored (block) form.
