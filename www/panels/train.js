@@ -599,11 +599,13 @@ async function retrySave() {
   } finally {
     el['unsaved-retry'].disabled = false;
   }
+  // The banner goes last, once the run's record is gone and the status says so: whoever sees
+  // it hidden sees the finished state.
   unsaved = null;
-  showUnsaved();
   try { await store.deleteRun(runKey); } catch { /* only a finished run's record */ }
   if (run?.key === runKey) { run = null; el['resume-banner'].hidden = true; }
   el['run-status'].textContent = `Finished: adapter “${adapter.name}” saved`;
+  showUnsaved();
   announce('The adapter is saved.');
   updateControls();
 }
