@@ -1,6 +1,6 @@
-//! Where model weights come from: a GGUF file (dequantized, renamed, q/k un-permuted) or HF
-//! safetensors. Both hand the model f32 tensors addressed by HF path, so the model code has one
-//! naming scheme.
+//! Where model weights come from: a GGUF file (renamed, q/k un-permuted) or HF safetensors.
+//! Both hand the model tensors addressed by HF path, so the model code has one naming scheme:
+//! as f32 values (`load`, `require`), or, for weight matrices, in stored form (`load_stored`).
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, names};
