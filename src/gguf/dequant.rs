@@ -3,6 +3,7 @@
 //! `tests/dequant_reference.rs`.
 
 use crate::error::{Error, Result};
+use cqa_quant::{StoredFormat, dequantize_block, scale_min_k4};
 use half::{bf16, f16};
 
 /// The ggml tensor encodings this engine reads.
@@ -143,69 +144,15 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f
                 y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32();
             }
         }
-        GgmlType::Q8_0 => blocks.for_each(|(b, y)| q8_0(b, y)),
-        GgmlType::Q4_0 => blocks.for_each(|(b, y)| q4_0(b, y)),
-        GgmlType::Q4_1 => blocks.for_each(|(b, y)| q4_1(b, y)),
-        GgmlType::Q4K => blocks.for_each(|(b, y)| q4_k(b, y)),
+        // The block decoders the stored-weight kernels use: one copy of each format.
+        GgmlType::Q8_0 => blocks.for_each(|(b, y)| dequantize_block(StoredFormat::Q8_0, b, y)),
+        GgmlType::Q4_0 => blocks.for_each(|(b, y)| dequantize_block(StoredFormat::Q4_0, b, y)),
+        GgmlType::Q4_1 => blocks.for_each(|(b, y)| dequantize_block(StoredFormat::Q4_1, b, y)),
+        GgmlType::Q4K => blocks.for_each(|(b, y)| dequantize_block(StoredFormat::Q4K, b, y)),
         GgmlType::Q5K => blocks.for_each(|(b, y)| q5_k(b, y)),
         GgmlType::Q6K => blocks.for_each(|(b, y)| q6_k(b, y)),
     }
     Ok(out)
-}
-
-/// Q8_0: f16 scale, 32 × i8.
-fn q8_0(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 0);
-    for (yi, &q) in y.iter_mut().zip(&b[2..34]) {
-        *yi = (q as i8) as f32 * d;
-    }
-}
-
-/// Q4_0: f16 scale, 32 × 4-bit, offset 8. Low nibbles are elements 0..16, high 16..32.
-fn q4_0(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 0);
-    for (j, &q) in b[2..18].iter().enumerate() {
-        y[j] = ((q & 0x0f) as i32 - 8) as f32 * d;
-        y[j + 16] = ((q >> 4) as i32 - 8) as f32 * d;
-    }
-}
-
-/// Q4_1: f16 scale and f16 minimum, 32 × 4-bit.
-fn q4_1(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 0);
-    let m = f16_at(b, 2);
-    for (j, &q) in b[4..20].iter().enumerate() {
-        y[j] = (q & 0x0f) as f32 * d + m;
-        y[j + 16] = (q >> 4) as f32 * d + m;
-    }
-}
-
-/// Unpacks the 6-bit (scale, min) pair `j` of a Q4_K/Q5_K super-block (ggml `get_scale_min_k4`).
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
-    }
-}
-
-/// Q4_K: f16 d, f16 dmin, 12 bytes of packed 6-bit scales/mins, 128 bytes of nibbles.
-/// Eight sub-blocks of 32; each 32-byte run of `qs` holds two sub-blocks (low, then high nibbles).
-fn q4_k(b: &[u8], y: &mut [f32]) {
-    let d = f16_at(b, 0);
-    let dmin = f16_at(b, 2);
-    let scales = &b[4..16];
-    let qs = &b[16..144];
-    for (chunk, (q, y)) in qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
-        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
-        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
-        let (d1, m1) = (d * sc1 as f32, dmin * m1 as f32);
-        let (d2, m2) = (d * sc2 as f32, dmin * m2 as f32);
-        for l in 0..32 {
-            y[l] = d1 * (q[l] & 0x0f) as f32 - m1;
-            y[l + 32] = d2 * (q[l] >> 4) as f32 - m2;
-        }
-    }
 }
 
 /// Q5_K: like Q4_K plus a fifth bit per element in `qh` (32 bytes, one bit-plane per sub-block).

@@ -79,8 +79,9 @@ mod tests {
     use half::f16;
 
     #[test]
-    fn stored_blocks_decode_like_the_gguf_reference_decoder() {
-        // `gguf::dequant` is checked against the `gguf` Python package (tests/dequant_reference.rs).
+    fn stored_blocks_keep_their_format_and_decode_row_by_row_like_the_whole_tensor() {
+        // Both sides share the block decoder, which tests/dequant_reference.rs checks against the
+        // `gguf` Python package; this checks the format kept and the row layout.
         let mut rng = Rng::new(7);
         for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K] {
             let n_blocks = 3 * 256 / ty.block_elements();

@@ -210,10 +210,11 @@ impl StoredMatrix {
     }
 }
 
-/// Expands one block of `format` into `y` (`block_elements` long). The quantized formats follow
-/// ggml's `dequantize_row_*`, as `gguf::dequant` does.
+/// Expands one block of `format` (`block_bytes` long) into `y` (`block_elements` long). The
+/// quantized formats follow ggml's `dequantize_row_*`; the engine's GGUF reader decodes these
+/// types with this same function (checked there against the `gguf` Python package).
 #[inline(always)]
-fn dequantize_block(format: StoredFormat, b: &[u8], y: &mut [f32]) {
+pub fn dequantize_block(format: StoredFormat, b: &[u8], y: &mut [f32]) {
     let half = |i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
     match format {
         StoredFormat::F32 => {
@@ -269,9 +270,9 @@ fn dequantize_block(format: StoredFormat, b: &[u8], y: &mut [f32]) {
     }
 }
 
-/// The 6-bit (scale, min) pair `j` of a Q4_K super-block (ggml's `get_scale_min_k4`).
+/// The 6-bit (scale, min) pair `j` of a Q4_K or Q5_K super-block (ggml's `get_scale_min_k4`).
 #[inline(always)]
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
