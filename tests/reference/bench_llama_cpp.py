@@ -19,33 +19,20 @@ requirements-llama.txt) into its own venv under ~/.cache/cqa-studio and runs thi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_workload import DECODE_PROMPT, DECODE_TOKENS, FILLER, PREFILL_LENGTHS, TIMED_RUNS, WARMUP_RUNS  # noqa: E402
+from bench_workload import DECODE_PROMPT, DECODE_TOKENS, FILLER, PREFILL_LENGTHS, emit, rates, timed  # noqa: E402
 
 import llama_cpp  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def timed(fn) -> list[float]:
-    for _ in range(WARMUP_RUNS):
-        fn()
-    times = []
-    for _ in range(TIMED_RUNS):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def main() -> int:
@@ -79,15 +66,7 @@ def main() -> int:
             llm.reset()
             llm.eval(ids)
 
-        times = timed(run)
-        median = statistics.median(times)
-        prefill[str(n)] = {
-            "tokens": n,
-            "median_s": median,
-            "tokens_per_s": n / median,
-            "best_tokens_per_s": n / min(times),
-            "times_s": times,
-        }
+        prefill[str(n)] = {"tokens": n, **rates(n, timed(run))}
 
     prompt_ids = llm.tokenize(DECODE_PROMPT.encode(), add_bos=False, special=False)
 
@@ -100,7 +79,6 @@ def main() -> int:
         assert produced == DECODE_TOKENS
 
     times = timed(decode)
-    median = statistics.median(times)
     result = {
         "engine": "llama.cpp (llama-cpp-python)",
         "model": model_path.name,
@@ -111,20 +89,10 @@ def main() -> int:
         "loadavg_1m_at_start": load_at_start,
         "load_s": load_s,
         "prefill": prefill,
-        "decode": {
-            "prompt_tokens": len(prompt_ids),
-            "new_tokens": DECODE_TOKENS,
-            "median_s": median,
-            "tokens_per_s": DECODE_TOKENS / median,
-            "best_tokens_per_s": DECODE_TOKENS / min(times),
-            "times_s": times,
-        },
+        "decode": {"prompt_tokens": len(prompt_ids), "new_tokens": DECODE_TOKENS, **rates(DECODE_TOKENS, times)},
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.output)
     return 0
 
 

@@ -28,11 +28,9 @@ development machine (2 CPU cores). Timings depend on the machine; the workload d
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -50,26 +48,12 @@ DEFAULT_MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # The workload, shared with bench_llama_cpp.py.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_workload import DECODE_PROMPT, DECODE_TOKENS, FILLER, PREFILL_LENGTHS, TIMED_RUNS, WARMUP_RUNS  # noqa: E402
+from bench_workload import DECODE_PROMPT, DECODE_TOKENS, FILLER, PREFILL_LENGTHS, emit, rates, timed  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device) -> list[float]:
-    """Wall-clock seconds of TIMED_RUNS calls to fn, after WARMUP_RUNS untimed ones."""
-    for _ in range(WARMUP_RUNS):
-        fn()
-    times = []
-    for _ in range(TIMED_RUNS):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 def main() -> int:
@@ -107,15 +91,8 @@ def main() -> int:
     with torch.inference_mode():
         for n in PREFILL_LENGTHS:
             ids = torch.tensor([filler_ids[:n]], device=device)
-            times = timed(lambda: model(input_ids=ids, use_cache=False), device)
-            median = statistics.median(times)
-            prefill[str(n)] = {
-                "tokens": n,
-                "median_s": median,
-                "tokens_per_s": n / median,
-                "best_tokens_per_s": n / min(times),
-                "times_s": times,
-            }
+            times = timed(lambda: model(input_ids=ids, use_cache=False), lambda: sync(device))
+            prefill[str(n)] = {"tokens": n, **rates(n, times)}
 
         prompt_ids = tok(DECODE_PROMPT, return_tensors="pt")["input_ids"].to(device)
         attention_mask = torch.ones_like(prompt_ids)
@@ -132,16 +109,8 @@ def main() -> int:
             assert out.shape[1] - prompt_ids.shape[1] == DECODE_TOKENS
             return out
 
-        times = timed(decode, device)
-        median = statistics.median(times)
-        decode_stats = {
-            "prompt_tokens": int(prompt_ids.shape[1]),
-            "new_tokens": DECODE_TOKENS,
-            "median_s": median,
-            "tokens_per_s": DECODE_TOKENS / median,
-            "best_tokens_per_s": DECODE_TOKENS / min(times),
-            "times_s": times,
-        }
+        times = timed(decode, lambda: sync(device))
+        decode_stats = {"prompt_tokens": int(prompt_ids.shape[1]), "new_tokens": DECODE_TOKENS, **rates(DECODE_TOKENS, times)}
 
     result = {
         "engine": f"transformers (PyTorch, {model.config._attn_implementation} attention)",
@@ -164,10 +133,7 @@ def main() -> int:
     if device.type == "cuda":
         result["cuda_max_memory_allocated_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
 
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.output)
     return 0
 
 
