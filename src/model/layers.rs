@@ -66,26 +66,6 @@ impl BaseLinear {
             }
         }
     }
-
-    /// The weight as an f32 `[in, out]` tensor on `device`, dequantized if stored (merging an
-    /// adapter needs it).
-    pub fn dense_weight(&self, device: &burn::tensor::Device) -> Tensor<2> {
-        match self {
-            BaseLinear::Dense(linear) => linear.weight.val(),
-            BaseLinear::Stored(stored) => {
-                let w = &stored.weight;
-                Tensor::<2>::from_data(TensorData::new(w.to_f32(), [w.rows, w.cols]), device).transpose()
-            }
-        }
-    }
-
-    /// The bias, if any.
-    pub fn bias(&self) -> Option<Param<Tensor<1>>> {
-        match self {
-            BaseLinear::Dense(linear) => linear.bias.clone(),
-            BaseLinear::Stored(stored) => stored.bias.clone(),
-        }
-    }
 }
 
 /// The token embedding matrix `[vocab, d]`; also the LM head when the model ties them.
