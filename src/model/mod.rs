@@ -18,8 +18,7 @@ use crate::quant::StoredMatrix;
 use crate::rng::Rng;
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
-use layers::{BaseLinear, StoredEmbedding, StoredLinear, TokenEmbedding};
-use std::sync::Arc;
+use layers::{BaseLinear, StoredEmbedding, StoredLinear, StoredWeight, TokenEmbedding};
 use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -362,14 +361,14 @@ impl Llama {
 
     /// Builds the model from named weights, checking every shape against `config`.
     ///
-    /// With `WeightMode::Stored` (or `Q8_0`) on the CPU, weight matrices stay in their stored
-    /// blocks; norms and biases are always f32. The GPU backends take f32 weights for now: their
-    /// dequantizing kernels are not written yet.
+    /// With `WeightMode::Stored` (or `Q8_0`), weight matrices stay in their stored blocks: in
+    /// host memory on the CPU, as words in device buffers on a GPU (`layers::StoredWeight`);
+    /// norms and biases are always f32.
     pub fn from_weights(config: &LlamaConfig, source: &WeightSource, mode: WeightMode, device: &Device) -> Result<Self> {
         let heads = (config.num_attention_heads, config.num_key_value_heads);
         let load = |name: &str, shape: &[usize]| source.require(name, shape, heads);
         let optional = |name: &str| source.load(name, heads);
-        let keep_stored = mode != WeightMode::F32 && crate::device::runs_on_cpu(device);
+        let keep_stored = mode != WeightMode::F32 && StoredWeight::supported_on(device);
         let stored = |name: &str, rows: usize, cols: usize| -> Result<Option<StoredMatrix>> {
             if !keep_stored {
                 return Ok(None);
@@ -412,11 +411,16 @@ impl Llama {
         let kv_dim = c.num_key_value_heads * c.head_dim;
         let linear = |name: &str, d_in: usize, d_out: usize, bias: bool| -> Result<BaseLinear> {
             let b = if bias { Some(load(&format!("{name}.bias"), &[d_out])?) } else { None };
-            if let Some(weight) = stored(&format!("{name}.weight"), d_out, d_in)? {
-                let bias = b.map(|b| Param::from_tensor(Tensor::from_data(TensorData::new(b, [d_out]), device)));
-                return Ok(BaseLinear::Stored(StoredLinear { weight: Arc::new(weight), bias }));
-            }
-            let w = load(&format!("{name}.weight"), &[d_out, d_in])?;
+            let w = match stored(&format!("{name}.weight"), d_out, d_in)? {
+                Some(matrix) => match StoredWeight::place(matrix, device) {
+                    Ok(weight) => {
+                        let bias = b.map(|b| Param::from_tensor(Tensor::from_data(TensorData::new(b, [d_out]), device)));
+                        return Ok(BaseLinear::Stored(StoredLinear { weight, bias }));
+                    }
+                    Err(matrix) => matrix.to_f32(),
+                },
+                None => load(&format!("{name}.weight"), &[d_out, d_in])?,
+            };
             Ok(BaseLinear::Dense(linear_from(&w, b, d_in, d_out, device)))
         };
         let projection = |name: &str, d_in: usize, d_out: usize, bias: bool| -> Result<Projection> {
@@ -427,10 +431,13 @@ impl Llama {
             Ok(RmsNorm { weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [d]), device)), eps: c.rms_norm_eps })
         };
 
-        let embed_tokens = match stored("model.embed_tokens.weight", c.vocab_size, d)? {
-            Some(weight) => TokenEmbedding::Stored(StoredEmbedding { weight: Arc::new(weight) }),
-            None => {
-                let embed = load("model.embed_tokens.weight", &[c.vocab_size, d])?;
+        let embed_tokens = match stored("model.embed_tokens.weight", c.vocab_size, d)?.map(|m| StoredWeight::place(m, device)) {
+            Some(Ok(weight)) => TokenEmbedding::Stored(StoredEmbedding { weight }),
+            other => {
+                let embed = match other {
+                    Some(Err(matrix)) => matrix.to_f32(),
+                    _ => load("model.embed_tokens.weight", &[c.vocab_size, d])?,
+                };
                 TokenEmbedding::Dense(Embedding {
                     weight: Param::from_tensor(Tensor::from_data(TensorData::new(embed, [c.vocab_size, d]), device)),
                 })

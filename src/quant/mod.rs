@@ -6,6 +6,8 @@
 //! kept as is too; Q5_K and Q6_K are converted once at load to Q8_0 (8.5 bits a weight, finer
 //! than either); that drift is measured against transformers in BENCHMARKS.md.
 
+#[cfg(feature = "gpu-kernels")]
+pub mod gpu;
 pub mod op;
 
 use crate::error::{Error, Result};

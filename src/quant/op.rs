@@ -3,8 +3,8 @@
 //! the same blocks, and no weight gradient is ever formed. Nothing is saved for the backward pass
 //! but a handle to W, so training holds no f32 copy of the base.
 //!
-//! The CPU backend (burn-flex) runs it today, in the CLI and in the browser's wasm CPU path. The
-//! GPU backends keep f32 weights until the CubeCL kernels land (see `Llama::from_weights`).
+//! This is the CPU backend's (burn-flex) form, in the CLI and in the browser's wasm CPU path;
+//! the GPU backends have their own kernels and the same backward pass in `gpu`.
 
 use super::StoredMatrix;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;

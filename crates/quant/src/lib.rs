@@ -8,6 +8,9 @@
 //! sums.
 
 mod kernels;
+mod words;
+
+pub use words::{WordLayout, decode_row, f16_bits_to_f32, format_code};
 
 use half::{bf16, f16};
 
@@ -162,7 +165,7 @@ impl StoredMatrix {
     }
 
     /// The encoded bytes of row `r`.
-    fn row(&self, r: usize) -> &[u8] {
+    pub(crate) fn row(&self, r: usize) -> &[u8] {
         let n = self.row_bytes();
         &self.bytes[r * n..(r + 1) * n]
     }

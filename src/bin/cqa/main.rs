@@ -43,8 +43,8 @@ struct Common {
     #[arg(long, global = true)]
     adapter: Option<PathBuf>,
     /// How the weights are held: `stored` (the file's own blocks, K-quants as Q8_0), `f32`
-    /// (all dequantized) or `q8_0` (f32/f16 weights quantized to Q8_0 at load). Stored and
-    /// q8_0 apply on the CPU; wgpu takes f32.
+    /// (all dequantized) or `q8_0` (f32/f16 weights quantized to Q8_0 at load). On both
+    /// backends: host memory on the CPU, device buffers on wgpu.
     #[arg(long, global = true, default_value = "stored")]
     weights: String,
 }

@@ -1,0 +1,244 @@
+//! A [`StoredMatrix`] laid out as 32-bit words for a GPU, which reads storage buffers a word at
+//! a time: a GGUF block (34 bytes for Q8_0, 18 for Q4_0) does not sit on word boundaries, so the
+//! values and the scales go to two aligned streams. No number changes on the way: the words hold
+//! the file's own bytes, f16 scales included, and the kernels decode them as
+//! [`dequantize_block`](crate::dequantize_block) does.
+//!
+//! The words of a run of `n` rows: first every row's value words (`value_words` a row), then
+//! every row's scale words (`scale_words` a row).
+//!
+//! | format | value words a row | scale words a row |
+//! |---|---|---|
+//! | F16, BF16 | cols / 2 (element 2i in the low half of word i) | 0 |
+//! | Q8_0 | cols / 4 (a block's 32 bytes are words 8b..8b+8) | ⌈blocks / 2⌉ (block b's f16 scale in half b % 2 of word b / 2) |
+//! | Q4_0 | cols / 8 (a block's 16 bytes are words 4b..4b+4) | ⌈blocks / 2⌉, as Q8_0 |
+//! | Q4_1 | cols / 8, as Q4_0 | blocks (word b: scale in the low half, minimum in the high) |
+//! | Q4_K | cols / 8 (a super-block's 128 bytes are words 32s..32s+32) | 4 a super-block (d and dmin, then the 12 bytes of 6-bit scales) |
+//!
+//! Memory: Q8_0 and Q4_K take exactly their file size; Q4_0 and Q4_1 as well, rounded up to a
+//! word a row.
+
+use crate::{StoredFormat, StoredMatrix};
+
+/// How a matrix's rows sit in words; the kernels take these numbers as arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WordLayout {
+    pub format: StoredFormat,
+    pub cols: usize,
+    /// Words of values a row.
+    pub value_words: usize,
+    /// Words of scales a row.
+    pub scale_words: usize,
+}
+
+impl WordLayout {
+    /// The layout of `format` rows of `cols` elements; `None` for F32 (held dense) or a row that
+    /// is not whole blocks.
+    pub fn new(format: StoredFormat, cols: usize) -> Option<Self> {
+        if !cols.is_multiple_of(format.block_elements()) {
+            return None;
+        }
+        let blocks = cols / 32;
+        let (value_words, scale_words) = match format {
+            StoredFormat::F32 => return None,
+            StoredFormat::F16 | StoredFormat::BF16 => (cols / 2, 0),
+            StoredFormat::Q8_0 => (cols / 4, blocks.div_ceil(2)),
+            StoredFormat::Q4_0 => (cols / 8, blocks.div_ceil(2)),
+            StoredFormat::Q4_1 => (cols / 8, blocks),
+            StoredFormat::Q4K => (cols / 8, 4 * (cols / 256)),
+        };
+        Some(WordLayout { format, cols, value_words, scale_words })
+    }
+
+    /// Words a row takes, values and scales together.
+    pub fn row_words(&self) -> usize {
+        self.value_words + self.scale_words
+    }
+
+    /// A small number the kernels branch on at compile time.
+    pub fn format_code(&self) -> u32 {
+        format_code(self.format)
+    }
+}
+
+/// The kernels' name for a format.
+pub fn format_code(format: StoredFormat) -> u32 {
+    match format {
+        StoredFormat::F16 => 0,
+        StoredFormat::BF16 => 1,
+        StoredFormat::Q8_0 => 2,
+        StoredFormat::Q4_0 => 3,
+        StoredFormat::Q4_1 => 4,
+        StoredFormat::Q4K => 5,
+        StoredFormat::F32 => 6,
+    }
+}
+
+impl StoredMatrix {
+    /// The word layout of this matrix's rows, or `None` for F32.
+    pub fn word_layout(&self) -> Option<WordLayout> {
+        WordLayout::new(self.format, self.cols)
+    }
+
+    /// Rows `start..start + n` as words (values, then scales; see the module's table).
+    ///
+    /// # Panics
+    /// On an F32 matrix, or rows past the end.
+    pub fn to_words(&self, start: usize, n: usize) -> Vec<u32> {
+        let layout = self.word_layout().expect("an F32 matrix is held dense, not as words");
+        assert!(start + n <= self.rows, "rows {start}..{} of {}", start + n, self.rows);
+        let mut values = Vec::with_capacity(n * layout.value_words * 4);
+        let mut scales = Vec::with_capacity(n * layout.scale_words * 4);
+        let bb = self.format.block_bytes();
+        for r in start..start + n {
+            let (v0, s0) = (values.len(), scales.len());
+            for block in self.row(r).chunks_exact(bb) {
+                let (scale, quants) = match self.format {
+                    StoredFormat::F16 | StoredFormat::BF16 => (&block[..0], block),
+                    StoredFormat::Q8_0 | StoredFormat::Q4_0 => block.split_at(2),
+                    StoredFormat::Q4_1 => block.split_at(4),
+                    StoredFormat::Q4K => block.split_at(16),
+                    StoredFormat::F32 => unreachable!(),
+                };
+                scales.extend_from_slice(scale);
+                values.extend_from_slice(quants);
+            }
+            // Pad each row's part to whole words (an odd number of 2-byte scales).
+            values.resize(v0 + 4 * layout.value_words, 0);
+            scales.resize(s0 + 4 * layout.scale_words, 0);
+        }
+        values.extend_from_slice(&scales);
+        values.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect()
+    }
+}
+
+/// Row `r` of a run of `n` rows in words, decoded to f32 as the GPU kernels decode it, sub-block
+/// of 32 by sub-block. The kernels are a transcription of this function, and the tests check it
+/// against [`dequantize_block`](crate::dequantize_block); the engine's GPU tests check the
+/// kernels against the same values.
+pub fn decode_row(layout: &WordLayout, words: &[u32], n: usize, r: usize, out: &mut [f32]) {
+    let values = &words[r * layout.value_words..(r + 1) * layout.value_words];
+    let scales = &words[n * layout.value_words + r * layout.scale_words..][..layout.scale_words];
+    let half = |word: u32, high: bool| if high { word >> 16 } else { word & 0xffff };
+    let byte = |w: &[u32], i: usize| (w[i / 4] >> (8 * (i % 4))) & 0xff;
+    for (b, y) in out[..layout.cols].chunks_exact_mut(32).enumerate() {
+        match layout.format {
+            StoredFormat::F16 => {
+                for (e, y) in y.iter_mut().enumerate() {
+                    *y = f16_bits_to_f32(half(values[16 * b + e / 2], e % 2 == 1));
+                }
+            }
+            StoredFormat::BF16 => {
+                for (e, y) in y.iter_mut().enumerate() {
+                    *y = f32::from_bits(half(values[16 * b + e / 2], e % 2 == 1) << 16);
+                }
+            }
+            StoredFormat::Q8_0 => {
+                let d = f16_bits_to_f32(half(scales[b / 2], b % 2 == 1));
+                for (e, y) in y.iter_mut().enumerate() {
+                    let q = byte(&values[8 * b..], e);
+                    *y = (q as f32 - 256.0 * (q >> 7) as f32) * d;
+                }
+            }
+            StoredFormat::Q4_0 | StoredFormat::Q4_1 => {
+                let (d, m) = if layout.format == StoredFormat::Q4_0 {
+                    (f16_bits_to_f32(half(scales[b / 2], b % 2 == 1)), 0.0)
+                } else {
+                    (f16_bits_to_f32(half(scales[b], false)), f16_bits_to_f32(half(scales[b], true)))
+                };
+                for (e, y) in y.iter_mut().enumerate() {
+                    let q = (byte(&values[4 * b..], e % 16) >> (4 * (e / 16) as u32)) & 0xf;
+                    *y = if layout.format == StoredFormat::Q4_0 { (q as f32 - 8.0) * d } else { q as f32 * d + m };
+                }
+            }
+            StoredFormat::Q4K => {
+                let (s, j) = (b / 8, b % 8);
+                let head = &scales[4 * s..4 * s + 4];
+                let (d, dmin) = (f16_bits_to_f32(half(head[0], false)), f16_bits_to_f32(half(head[0], true)));
+                let k = |i: usize| byte(&head[1..], i);
+                let (sc, mn) = if j < 4 {
+                    (k(j) & 63, k(j + 4) & 63)
+                } else {
+                    ((k(j + 4) & 0xf) | ((k(j - 4) >> 6) << 4), (k(j + 4) >> 4) | ((k(j) >> 6) << 4))
+                };
+                let (d1, m1) = (d * sc as f32, dmin * mn as f32);
+                for (e, y) in y.iter_mut().enumerate() {
+                    let q = (byte(&values[32 * s + 8 * (j / 2)..], e) >> (4 * (j % 2) as u32)) & 0xf;
+                    *y = d1 * q as f32 - m1;
+                }
+            }
+            StoredFormat::F32 => unreachable!("F32 has no word layout"),
+        }
+    }
+}
+
+/// IEEE half to single, with bit operations only (what a GPU without f16 support does).
+pub fn f16_bits_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000) << 16;
+    let exp = (h >> 10) & 0x1f;
+    let mant = h & 0x3ff;
+    if exp == 0 {
+        // Zero and subnormals: mant · 2⁻²⁴, exact in f32.
+        let magnitude = mant as f32 * (1.0 / 16_777_216.0);
+        if sign != 0 { -magnitude } else { magnitude }
+    } else if exp == 31 {
+        f32::from_bits(sign | 0x7f80_0000 | (mant << 13))
+    } else {
+        f32::from_bits(sign | ((exp + 112) << 23) | (mant << 13))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::f16;
+
+    #[test]
+    fn the_half_decoder_agrees_with_the_half_crate_on_every_value() {
+        for h in 0..=u16::MAX {
+            let (ours, theirs) = (f16_bits_to_f32(h as u32), f16::from_bits(h).to_f32());
+            assert!(ours.to_bits() == theirs.to_bits() || (ours.is_nan() && theirs.is_nan()), "{h:#06x}");
+        }
+    }
+
+    #[test]
+    fn words_decode_to_the_values_of_the_blocks_in_every_format() {
+        // Three rows of 512 (two Q4_K super-blocks, an even count of small blocks) and rows of
+        // 96 (three blocks: an odd number of 2-byte scales pads a row's scale words).
+        let mut seed = 11u64;
+        for (rows, cols) in [(3usize, 512usize), (5, 96)] {
+            for format in [StoredFormat::F16, StoredFormat::BF16, StoredFormat::Q8_0, StoredFormat::Q4_0, StoredFormat::Q4_1, StoredFormat::Q4K] {
+                if !cols.is_multiple_of(format.block_elements()) {
+                    continue;
+                }
+                seed += 1;
+                let m = crate::tests::random_matrix(format, rows, cols, seed);
+                let layout = m.word_layout().unwrap();
+                let exact = m.to_f32();
+                // The whole matrix, and a run of rows from the middle.
+                for (start, n) in [(0, rows), (1, rows - 2)] {
+                    let words = m.to_words(start, n);
+                    assert_eq!(words.len(), n * layout.row_words());
+                    let mut row = vec![0f32; cols];
+                    for r in 0..n {
+                        decode_row(&layout, &words, n, r, &mut row);
+                        let want = &exact[(start + r) * cols..(start + r + 1) * cols];
+                        for (a, b) in row.iter().zip(want) {
+                            assert!(a.to_bits() == b.to_bits(), "{format:?} row {r}: {a} vs {b}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn words_take_the_size_of_the_file() {
+        for (format, cols) in [(StoredFormat::Q8_0, 576), (StoredFormat::Q4K, 1536), (StoredFormat::Q4_0, 896), (StoredFormat::F16, 64)] {
+            let layout = WordLayout::new(format, cols).unwrap();
+            assert_eq!(4 * layout.row_words(), cols / format.block_elements() * format.block_bytes(), "{format:?}");
+        }
+        assert_eq!(WordLayout::new(StoredFormat::F32, 64), None);
+        assert_eq!(WordLayout::new(StoredFormat::Q4K, 96), None);
+    }
+}

@@ -1,0 +1,545 @@
+//! Stored weights on the GPU backends (native wgpu, WebGPU): the CubeCL kernels that read a
+//! matrix from its blocks, and the burn operation around them.
+//!
+//! A matrix goes to the device as 32-bit words (`cqa_quant::WordLayout`: the file's bytes, the
+//! values and the f16 scales in two aligned streams), in chunks of rows that each fit one
+//! storage-buffer binding. Three kernels read them, all through the same block decoder:
+//!
+//! - `matvec`: `x · Wᵀ` for up to [`MATVEC_MAX_ROWS`] rows of x (decode): one row of W per 32
+//!   threads, each thread a 32-value block at a time, summed in workgroup memory. W is read once,
+//!   in its stored size.
+//! - `dequantize`: a panel of W's rows to f32, for burn's tiled matmul to multiply (prefill,
+//!   scoring, and the backward pass). The f32 copy never exceeds [`PANEL_FLOATS`].
+//! - `embed`: rows of W picked by token ids (the embedding lookup).
+//!
+//! For training, the operation has its own backward pass, `g · W` from the same words, so the
+//! frozen base stays in its blocks (QLoRA) as on the CPU (`op`).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Dispatch, backend_extension};
+use burn::backend::{AutodiffBackend, TensorMetadata};
+use burn::tensor::{DType, Int, Shape, Slice, Tensor, TensorData};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cqa_quant::{StoredFormat, StoredMatrix, WordLayout};
+use cubecl::calculate_cube_count_elemwise;
+use cubecl::prelude::*;
+
+/// The most rows of x the matrix-vector kernel takes; past it, a tiled matmul on a dequantized
+/// panel is faster.
+pub const MATVEC_MAX_ROWS: usize = 4;
+
+/// The largest f32 panel of W the tiled path expands at once (64 MiB).
+pub const PANEL_FLOATS: usize = 16 << 20;
+
+/// The largest buffer a chunk of words takes: WebGPU's default `maxStorageBufferBindingSize`
+/// (128 MiB), which every adapter offers.
+pub const MAX_CHUNK_BYTES: usize = 128 << 20;
+
+const F16: u32 = 0;
+const BF16: u32 = 1;
+const Q8_0: u32 = 2;
+const Q4_0: u32 = 3;
+const Q4_1: u32 = 4;
+const Q4K: u32 = 5;
+
+/// Threads a row of W gets in the matrix-vector kernel, and rows a workgroup takes.
+const LANES: u32 = 32;
+const ROWS_PER_CUBE: u32 = 4;
+
+/// Where a 32-value block starts, and how its integers become values: `q · scale + offset`.
+#[derive(CubeType)]
+struct Block {
+    scale: f32,
+    offset: f32,
+    /// The block's first value word.
+    values: usize,
+    /// Q4_K: which nibble (0 or 4) of each byte holds this block.
+    shift: u32,
+}
+
+#[cube]
+fn f16_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000u32) << 16u32;
+    let exp = (h >> 10u32) & 0x1fu32;
+    let mant = h & 0x3ffu32;
+    let mut out = f32::reinterpret(sign | ((exp + 112u32) << 23u32) | (mant << 13u32));
+    if exp == 0u32 {
+        // Zero and subnormals: mant · 2⁻²⁴.
+        let magnitude = f32::cast_from(mant) * 0.000000059604645f32;
+        out = if sign != 0u32 { -magnitude } else { magnitude };
+    } else if exp == 31u32 {
+        out = f32::reinterpret(sign | 0x7f80_0000u32 | (mant << 13u32));
+    }
+    out
+}
+
+#[cube]
+fn byte_of(word: u32, i: usize) -> u32 {
+    (word >> (8u32 * (i as u32 % 4u32))) & 0xffu32
+}
+
+/// Block `b` of row `r`, in a chunk of `rows` rows (see `cqa_quant::WordLayout`).
+#[cube]
+#[allow(unused_assignments)]
+fn block(words: &[u32], rows: usize, r: usize, b: usize, value_words: usize, scale_words: usize, #[comptime] format: u32) -> Block {
+    let row_values = r * value_words;
+    let row_scales = rows * value_words + r * scale_words;
+    let mut scale = 1.0f32;
+    let mut offset = 0.0f32;
+    let mut values = row_values;
+    let mut shift = 0u32;
+    if comptime![format == F16 || format == BF16] {
+        values = row_values + 16 * b;
+    } else if comptime![format == Q8_0 || format == Q4_0] {
+        values = row_values + if comptime![format == Q8_0] { 8 * b } else { 4 * b };
+        let word = words[row_scales + b / 2];
+        scale = f16_to_f32((word >> (16u32 * (b as u32 % 2u32))) & 0xffffu32);
+    } else if comptime![format == Q4_1] {
+        values = row_values + 4 * b;
+        let word = words[row_scales + b];
+        scale = f16_to_f32(word & 0xffffu32);
+        offset = f16_to_f32(word >> 16u32);
+    } else if comptime![format == Q4K] {
+        // Q4_K: super-block s, sub-block j; d and dmin, then the 12 bytes of 6-bit scales.
+        let s = b / 8;
+        let j = b % 8;
+        let head = row_scales + 4 * s;
+        let d = f16_to_f32(words[head] & 0xffffu32);
+        let dmin = f16_to_f32(words[head] >> 16u32);
+        let scale_byte_j = byte_of(words[head + 1 + j / 4], j);
+        let mut sc = 0u32;
+        let mut mn = 0u32;
+        if j < 4 {
+            sc = scale_byte_j & 63u32;
+            mn = byte_of(words[head + 1 + (j + 4) / 4], j + 4) & 63u32;
+        } else {
+            let high = byte_of(words[head + 1 + (j + 4) / 4], j + 4);
+            let low_sc = byte_of(words[head + 1 + (j - 4) / 4], j - 4);
+            sc = (high & 0xfu32) | ((low_sc >> 6u32) << 4u32);
+            mn = (high >> 4u32) | ((scale_byte_j >> 6u32) << 4u32);
+        }
+        scale = d * f32::cast_from(sc);
+        offset = -(dmin * f32::cast_from(mn));
+        values = row_values + 32 * s + 8 * (j / 2);
+        shift = 4u32 * (j as u32 % 2u32);
+    }
+    Block { scale, offset, values, shift }
+}
+
+/// Element `e` (0..32) of a block, before its scale: the integer, or the 16-bit float itself.
+#[cube]
+#[allow(unused_assignments)]
+fn element(words: &[u32], block: &Block, e: usize, #[comptime] format: u32) -> f32 {
+    let mut q = 0.0f32;
+    if comptime![format == F16 || format == BF16] {
+        let half = (words[block.values + e / 2] >> (16u32 * (e as u32 % 2u32))) & 0xffffu32;
+        if comptime![format == F16] {
+            q = f16_to_f32(half);
+        } else {
+            q = f32::reinterpret(half << 16u32);
+        }
+    } else if comptime![format == Q8_0] {
+        let byte = byte_of(words[block.values + e / 4], e);
+        q = f32::cast_from(byte) - 256.0f32 * f32::cast_from(byte >> 7u32);
+    } else if comptime![format == Q4_0 || format == Q4_1] {
+        // Byte i holds element i (low nibble) and element i + 16 (high).
+        let i = e % 16;
+        let nibble = (byte_of(words[block.values + i / 4], i) >> (4u32 * (e as u32 / 16u32))) & 0xfu32;
+        q = f32::cast_from(nibble);
+        if comptime![format == Q4_0] {
+            q -= 8.0f32;
+        }
+    } else {
+        let nibble = (byte_of(words[block.values + e / 4], e) >> block.shift) & 0xfu32;
+        q = f32::cast_from(nibble);
+    }
+    q
+}
+
+/// `out[i, r] = Σ_c x[i, c] · W[r, c]` for the `m` rows of x.
+#[cube(launch)]
+fn matvec_kernel(
+    x: &[f32],
+    words: &[u32],
+    out: &mut [f32],
+    m: u32,
+    rows: u32,
+    cols: u32,
+    value_words: u32,
+    scale_words: u32,
+    #[comptime] format: u32,
+) {
+    let rows = rows as usize;
+    let cols = cols as usize;
+    let r = ((CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * ROWS_PER_CUBE + UNIT_POS_Y) as usize;
+    let lane = UNIT_POS_X as usize;
+    let unit = UNIT_POS as usize;
+    let blocks = cols / 32;
+    let mut partial = Shared::<[f32]>::new_slice(comptime![(LANES * ROWS_PER_CUBE) as usize]);
+    for i in 0..m as usize {
+        let mut acc = 0.0f32;
+        if r < rows {
+            let mut b = lane;
+            while b < blocks {
+                let blk = block(words, rows, r, b, value_words as usize, scale_words as usize, format);
+                let xo = i * cols + 32 * b;
+                for e in 0..32usize {
+                    acc += (element(words, &blk, e, format) * blk.scale + blk.offset) * x[xo + e];
+                }
+                b += LANES as usize;
+            }
+        }
+        partial[unit] = acc;
+        sync_cube();
+        // A tree over each row's 32 lanes (every thread reaches every barrier).
+        if lane < 16 {
+            partial[unit] += partial[unit + 16];
+        }
+        sync_cube();
+        if lane < 8 {
+            partial[unit] += partial[unit + 8];
+        }
+        sync_cube();
+        if lane < 4 {
+            partial[unit] += partial[unit + 4];
+        }
+        sync_cube();
+        if lane < 2 {
+            partial[unit] += partial[unit + 2];
+        }
+        sync_cube();
+        if lane == 0 && r < rows {
+            out[i * rows + r] = partial[unit] + partial[unit + 1];
+        }
+        sync_cube();
+    }
+}
+
+/// Rows `first..first + count` of W as f32, `[count, cols]`: one thread a block.
+#[cube(launch)]
+fn dequantize_kernel(
+    words: &[u32],
+    out: &mut [f32],
+    rows: u32,
+    first: u32,
+    count: u32,
+    cols: u32,
+    value_words: u32,
+    scale_words: u32,
+    #[comptime] format: u32,
+) {
+    let cols = cols as usize;
+    let blocks = cols / 32;
+    let t = ABSOLUTE_POS;
+    if t < count as usize * blocks {
+        let k = t / blocks;
+        let b = t % blocks;
+        let blk = block(words, rows as usize, first as usize + k, b, value_words as usize, scale_words as usize, format);
+        let o = k * cols + 32 * b;
+        for e in 0..32usize {
+            out[o + e] = element(words, &blk, e, format) * blk.scale + blk.offset;
+        }
+    }
+}
+
+/// Row `ids[k] - row_start` of this chunk of W for every id, or zeros for ids in other chunks.
+#[cube(launch)]
+fn embed_kernel(
+    ids: &[i32],
+    words: &[u32],
+    out: &mut [f32],
+    count: u32,
+    rows: u32,
+    row_start: u32,
+    cols: u32,
+    value_words: u32,
+    scale_words: u32,
+    #[comptime] format: u32,
+) {
+    let cols = cols as usize;
+    let blocks = cols / 32;
+    let t = ABSOLUTE_POS;
+    if t < count as usize * blocks {
+        let k = t / blocks;
+        let b = t % blocks;
+        let o = k * cols + 32 * b;
+        let id = ids[k];
+        if id >= row_start as i32 && id < (row_start + rows) as i32 {
+            let blk = block(words, rows as usize, (id - row_start as i32) as usize, b, value_words as usize, scale_words as usize, format);
+            for e in 0..32usize {
+                out[o + e] = element(words, &blk, e, format) * blk.scale + blk.offset;
+            }
+        } else {
+            for e in 0..32usize {
+                out[o + e] = 0.0f32;
+            }
+        }
+    }
+}
+
+/// One chunk of a matrix's rows on the device: which rows, and how their words are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkShape {
+    pub layout: WordLayout,
+    /// The chunk's first row in the whole matrix.
+    pub row_start: usize,
+    pub rows: usize,
+}
+
+#[backend_extension(Cube, Autodiff)]
+pub trait PackedMatmulBackend: burn::backend::Backend {
+    /// `x · Wᵀ` over the last dimension: `[.., cols]` → `[.., rows]`.
+    fn packed_matmul_transposed(x: FloatTensor<Self>, words: IntTensor<Self>, chunk: ChunkShape) -> FloatTensor<Self>;
+    /// `g · W` over the last dimension: `[.., rows]` → `[.., cols]` (the input's gradient).
+    fn packed_matmul(g: FloatTensor<Self>, words: IntTensor<Self>, chunk: ChunkShape) -> FloatTensor<Self>;
+    /// Rows picked by id: `[..]` → `[.., cols]`; ids outside the chunk give zeros.
+    fn packed_embed(ids: IntTensor<Self>, words: IntTensor<Self>, chunk: ChunkShape) -> FloatTensor<Self>;
+}
+
+/// Rows `first..first + count` of a chunk as an f32 `[count, cols]` tensor.
+fn dequantize_rows(words: &CubeTensor, chunk: ChunkShape, first: usize, count: usize) -> CubeTensor {
+    let cols = chunk.layout.cols;
+    let out = empty_device_dtype(words.client.clone(), words.device.clone(), Shape::new([count, cols]), DType::F32);
+    let (cube_count, cube_dim) = elementwise_launch(words, count * cols / 32);
+    dequantize_kernel::launch(
+        &words.client,
+        cube_count,
+        cube_dim,
+        words.clone().into_buffer_arg(),
+        out.clone().into_buffer_arg(),
+        chunk.rows as u32,
+        first as u32,
+        count as u32,
+        cols as u32,
+        chunk.layout.value_words as u32,
+        chunk.layout.scale_words as u32,
+        chunk.layout.format_code(),
+    );
+    out
+}
+
+/// Row panels of a chunk small enough to expand: `(first, count)`.
+fn panels(chunk: ChunkShape) -> impl Iterator<Item = (usize, usize)> {
+    let per_panel = (PANEL_FLOATS / chunk.layout.cols).max(1);
+    (0..chunk.rows).step_by(per_panel).map(move |first| (first, per_panel.min(chunk.rows - first)))
+}
+
+fn elementwise_launch(like: &CubeTensor, n: usize) -> (CubeCount, CubeDim) {
+    let dim = CubeDim::new(&like.client, n);
+    (calculate_cube_count_elemwise(&like.client, n, dim), dim)
+}
+
+/// `[.., d]` as `[m, d]`, with the leading dims kept to restore.
+fn flatten(x: CubeTensor) -> (CubeTensor, Vec<usize>, usize) {
+    let dims = x.shape().to_vec();
+    let d = *dims.last().expect("a tensor with a last dimension");
+    let m = dims.iter().product::<usize>() / d.max(1);
+    let x = into_contiguous(CubeBackend::float_reshape(x, Shape::new([m, d])));
+    (x, dims, m)
+}
+
+fn unflatten(y: CubeTensor, mut dims: Vec<usize>, d: usize) -> CubeTensor {
+    *dims.last_mut().expect("a tensor with a last dimension") = d;
+    CubeBackend::float_reshape(y, Shape::from(dims))
+}
+
+impl PackedMatmulBackend for CubeBackend {
+    fn packed_matmul_transposed(x: CubeTensor, words: CubeTensor, chunk: ChunkShape) -> CubeTensor {
+        assert_eq!(x.dtype, DType::F32, "stored weights on the GPU multiply f32 activations");
+        let (x, dims, m) = flatten(x);
+        assert_eq!(x.shape()[1], chunk.layout.cols, "x's last dimension must be the weight's input width");
+        let rows = chunk.rows;
+        let y = if m <= MATVEC_MAX_ROWS {
+            let out = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([m, rows]), DType::F32);
+            let cubes = rows.div_ceil(ROWS_PER_CUBE as usize);
+            let cx = cubes.min(32768);
+            let count = CubeCount::Static(cx as u32, cubes.div_ceil(cx) as u32, 1);
+            matvec_kernel::launch(
+                &x.client,
+                count,
+                CubeDim::new_2d(LANES, ROWS_PER_CUBE),
+                x.clone().into_buffer_arg(),
+                words.into_buffer_arg(),
+                out.clone().into_buffer_arg(),
+                m as u32,
+                rows as u32,
+                chunk.layout.cols as u32,
+                chunk.layout.value_words as u32,
+                chunk.layout.scale_words as u32,
+                chunk.layout.format_code(),
+            );
+            out
+        } else {
+            let parts: Vec<CubeTensor> = panels(chunk)
+                .map(|(first, count)| {
+                    let w = dequantize_rows(&words, chunk, first, count);
+                    CubeBackend::float_matmul(x.clone(), CubeBackend::float_transpose(w))
+                })
+                .collect();
+            if parts.len() == 1 { parts.into_iter().next().unwrap() } else { CubeBackend::float_cat(parts, 1) }
+        };
+        unflatten(y, dims, rows)
+    }
+
+    fn packed_matmul(g: CubeTensor, words: CubeTensor, chunk: ChunkShape) -> CubeTensor {
+        let (g, dims, _) = flatten(g);
+        assert_eq!(g.shape()[1], chunk.rows, "g's last dimension must be the weight's row count");
+        let mut sum: Option<CubeTensor> = None;
+        for (first, count) in panels(chunk) {
+            let w = dequantize_rows(&words, chunk, first, count);
+            let g_panel = CubeBackend::float_slice(g.clone(), &[Slice::from(..), Slice::from(first..first + count)]);
+            let part = CubeBackend::float_matmul(g_panel, w);
+            sum = Some(match sum {
+                Some(s) => CubeBackend::float_add(s, part),
+                None => part,
+            });
+        }
+        unflatten(sum.expect("a chunk has rows"), dims, chunk.layout.cols)
+    }
+
+    fn packed_embed(ids: CubeTensor, words: CubeTensor, chunk: ChunkShape) -> CubeTensor {
+        assert_eq!(ids.dtype, DType::I32, "token ids on the GPU are i32");
+        let mut dims = ids.shape().to_vec();
+        let n: usize = dims.iter().product();
+        let ids = into_contiguous(ids);
+        let cols = chunk.layout.cols;
+        let out = empty_device_dtype(ids.client.clone(), ids.device.clone(), Shape::new([n, cols]), DType::F32);
+        let (cube_count, cube_dim) = elementwise_launch(&ids, n * cols / 32);
+        embed_kernel::launch(
+            &ids.client,
+            cube_count,
+            cube_dim,
+            ids.clone().into_buffer_arg(),
+            words.into_buffer_arg(),
+            out.clone().into_buffer_arg(),
+            n as u32,
+            chunk.rows as u32,
+            chunk.row_start as u32,
+            cols as u32,
+            chunk.layout.value_words as u32,
+            chunk.layout.scale_words as u32,
+            chunk.layout.format_code(),
+        );
+        dims.push(cols);
+        CubeBackend::float_reshape(out, Shape::from(dims))
+    }
+}
+
+impl<B: PackedMatmulBackend, C: CheckpointStrategy> PackedMatmulBackend for Autodiff<B, C> {
+    fn packed_matmul_transposed(x: FloatTensor<Self>, words: IntTensor<Self>, chunk: ChunkShape) -> FloatTensor<Self> {
+        /// d(x·Wᵀ)/dx applied to the incoming gradient g: `g · W`, from the words.
+        #[derive(Debug)]
+        struct PackedMatmulBackward;
+
+        impl<B: PackedMatmulBackend> Backward<B, 1> for PackedMatmulBackward {
+            type State = (IntTensor<B>, ChunkShape);
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+                let [parent] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                if let Some(node) = parent {
+                    let (words, chunk) = ops.state;
+                    grads.register::<B>(node.id, B::packed_matmul(grad, words, chunk));
+                }
+            }
+        }
+
+        match PackedMatmulBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let output = B::packed_matmul_transposed(x.primitive().clone(), words.clone(), chunk);
+                prep.finish((words, chunk), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::packed_matmul_transposed(x.into_primitive(), words, chunk)),
+        }
+    }
+
+    fn packed_matmul(g: FloatTensor<Self>, words: IntTensor<Self>, chunk: ChunkShape) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::packed_matmul(g.into_primitive(), words, chunk))
+    }
+
+    fn packed_embed(ids: IntTensor<Self>, words: IntTensor<Self>, chunk: ChunkShape) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::packed_embed(ids, words, chunk))
+    }
+}
+
+/// A stored matrix resident on a GPU device as words, in chunks that each fit one binding.
+#[derive(Debug, Clone)]
+pub struct DeviceMatrix {
+    pub format: StoredFormat,
+    pub rows: usize,
+    pub cols: usize,
+    chunks: Vec<(ChunkShape, Tensor<1, Int>)>,
+}
+
+impl DeviceMatrix {
+    /// Copies `matrix` to `device` as words; `None` for an F32 matrix (held dense).
+    pub fn upload(matrix: &StoredMatrix, device: &burn::tensor::Device) -> Option<Self> {
+        let layout = matrix.word_layout()?;
+        let rows_per_chunk = (MAX_CHUNK_BYTES / (4 * layout.row_words())).max(1);
+        let chunks = (0..matrix.rows)
+            .step_by(rows_per_chunk)
+            .map(|row_start| {
+                let rows = rows_per_chunk.min(matrix.rows - row_start);
+                // Int tensors are i32 on these backends; the kernels read the same bits as u32.
+                let words: Vec<i32> = matrix.to_words(row_start, rows).into_iter().map(|w| w as i32).collect();
+                let n = words.len();
+                (ChunkShape { layout, row_start, rows }, Tensor::<1, Int>::from_data(TensorData::new(words, [n]), device))
+            })
+            .collect();
+        Some(DeviceMatrix { format: matrix.format, rows: matrix.rows, cols: matrix.cols, chunks })
+    }
+
+    /// Bytes the words take on the device.
+    pub fn resident_bytes(&self) -> usize {
+        self.chunks.iter().map(|(c, _)| 4 * c.rows * c.layout.row_words()).sum()
+    }
+
+    /// `x · Wᵀ` over the last dimension.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, cols]` → `[batch, seq, rows]`
+    pub fn linear(&self, x: Tensor<3>) -> Tensor<3> {
+        let parts: Vec<Tensor<3>> = self
+            .chunks
+            .iter()
+            .map(|(chunk, words)| {
+                Tensor::from_dispatch(<Dispatch as PackedMatmulBackend>::packed_matmul_transposed(
+                    x.clone().into_dispatch(),
+                    words.clone().into_dispatch(),
+                    *chunk,
+                ))
+            })
+            .collect();
+        if parts.len() == 1 { parts.into_iter().next().unwrap() } else { Tensor::cat(parts, 2) }
+    }
+
+    /// Rows by id (an embedding lookup).
+    ///
+    /// # Shapes
+    /// - ids: `[batch, seq]` → `[batch, seq, cols]`
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let mut sum: Option<Tensor<3>> = None;
+        for (chunk, words) in &self.chunks {
+            let part = Tensor::from_dispatch(<Dispatch as PackedMatmulBackend>::packed_embed(
+                ids.clone().into_dispatch(),
+                words.clone().into_dispatch(),
+                *chunk,
+            ));
+            // Each id is in one chunk; the others add exact zeros.
+            sum = Some(match sum {
+                Some(s) => s + part,
+                None => part,
+            });
+        }
+        sum.expect("a matrix has rows")
+    }
+}
