@@ -17,19 +17,22 @@ use cqa_studio::model::{Llama, LlamaConfig, WeightMode, WeightSource};
 const LOGPROB_TOLERANCE: f32 = 2e-3;
 
 fn logprobs(mode: WeightMode) -> (Vec<f32>, Vec<f32>, Llama) {
+    logprobs_on(mode, &cqa_studio::device::cpu())
+}
+
+fn logprobs_on(mode: WeightMode, device: &burn::tensor::Device) -> (Vec<f32>, Vec<f32>, Llama) {
     let fixture = common::fixture("quant_mix_logprobs.json");
     let ids = common::ids(&fixture["ids"]);
     let want = common::floats(&fixture["logprobs"]);
     let bytes = std::fs::read(common::root().join("tests/fixtures/quant_mix.gguf")).expect("read quant_mix.gguf");
     let file = GgufFile::parse(bytes).unwrap();
     let config = LlamaConfig::from_gguf(&file).unwrap();
-    let device = cqa_studio::device::cpu();
-    let model = Llama::from_weights(&config, &WeightSource::Gguf(file), mode, &device).unwrap();
+    let model = Llama::from_weights(&config, &WeightSource::Gguf(file), mode, device).unwrap();
     let n = ids.len();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&t| t as i32).collect::<Vec<_>>(), [1, n]), &device);
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&t| t as i32).collect::<Vec<_>>(), [1, n]), device);
     let logits = model.forward(tokens, &mut model.new_cache()).unwrap();
     let targets: Vec<i32> = ids[1..].iter().map(|&t| t as i32).collect();
-    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, n - 1, 1]), &device);
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, n - 1, 1]), device);
     let picked = log_softmax(logits.narrow(1, 0, n - 1), 2).gather(2, targets);
     (block_on(read_f32(picked)).unwrap(), want, model)
 }
@@ -69,4 +72,23 @@ fn quantize_at_load_changes_the_model_a_little() {
     println!("16-bit matrices quantized to Q8_0 at load: max |Δ logprob| {drift:.2e} vs transformers, {moved:.2e} vs the stored weights");
     assert!(moved > 1e-5, "quantizing at load changed nothing: {moved}");
     assert!(drift < QUANTIZE_AT_LOAD_TOLERANCE, "q8_0 at load: {drift}");
+}
+
+/// The same check on the GPU backend (wgpu; Mesa's lavapipe in `./x test`), where the stored
+/// matrices are device buffers read by the CubeCL kernels: F16, BF16, Q8_0, Q4_0, Q4_1 and Q4_K
+/// each through its own decoder, the K-quants as Q8_0.
+#[test]
+fn every_stored_type_scores_like_transformers_on_wgpu() {
+    let device = match cqa_studio::device::wgpu() {
+        Ok(device) => device,
+        Err(e) if std::env::var_os("CQA_REQUIRE_GPU").is_some() => panic!("CQA_REQUIRE_GPU is set: {e}"),
+        Err(e) => return eprintln!("skipped, no GPU: {e}"),
+    };
+    let (got, want, model) = logprobs_on(WeightMode::Stored, &device);
+    assert!(model.has_stored_weights());
+    let (cpu, _, cpu_model) = logprobs(WeightMode::Stored);
+    assert_eq!(model.resident_weight_bytes(), cpu_model.resident_weight_bytes(), "the words take what the blocks take");
+    let drift = common::max_abs_diff(&got, &want);
+    println!("wgpu, stored weights: max |Δ logprob| {drift:.2e} vs transformers, {:.2e} vs the CPU", common::max_abs_diff(&got, &cpu));
+    assert!(drift < LOGPROB_TOLERANCE, "wgpu stored weights: {drift}");
 }

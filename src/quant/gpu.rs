@@ -483,8 +483,12 @@ pub struct DeviceMatrix {
 impl DeviceMatrix {
     /// Copies `matrix` to `device` as words; `None` for an F32 matrix (held dense).
     pub fn upload(matrix: &StoredMatrix, device: &burn::tensor::Device) -> Option<Self> {
+        Self::upload_in_chunks(matrix, device, MAX_CHUNK_BYTES)
+    }
+
+    fn upload_in_chunks(matrix: &StoredMatrix, device: &burn::tensor::Device, max_chunk_bytes: usize) -> Option<Self> {
         let layout = matrix.word_layout()?;
-        let rows_per_chunk = (MAX_CHUNK_BYTES / (4 * layout.row_words())).max(1);
+        let rows_per_chunk = (max_chunk_bytes / (4 * layout.row_words())).max(1);
         let chunks = (0..matrix.rows)
             .step_by(rows_per_chunk)
             .map(|row_start| {
@@ -541,5 +545,155 @@ impl DeviceMatrix {
             });
         }
         sum.expect("a matrix has rows")
+    }
+}
+
+#[cfg(all(test, feature = "native"))]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use burn::tensor::Device;
+    use half::{bf16, f16};
+
+    /// A wgpu device, or `None` (the test is skipped) where this machine has no adapter, unless
+    /// `CQA_REQUIRE_GPU` is set: `./x test` sets it and installs Mesa's lavapipe, so there these
+    /// tests always run.
+    fn gpu() -> Option<Device> {
+        // wgpu initialises once a process; the tests share that device.
+        static DEVICE: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
+        match DEVICE.get_or_init(|| crate::device::wgpu().map_err(|e| e.to_string())) {
+            Ok(device) => Some(device.clone()),
+            Err(e) if std::env::var_os("CQA_REQUIRE_GPU").is_some() => panic!("CQA_REQUIRE_GPU is set: {e}"),
+            Err(e) => {
+                eprintln!("skipped, no GPU: {e}");
+                None
+            }
+        }
+    }
+
+    /// Random blocks of `format` with small, finite scales.
+    fn random_matrix(format: StoredFormat, rows: usize, cols: usize, seed: u64) -> StoredMatrix {
+        let mut rng = Rng::new(seed);
+        let mut bytes = Vec::new();
+        for _ in 0..rows * cols / format.block_elements() {
+            let mut block: Vec<u8> = (0..format.block_bytes()).map(|_| (rng.uniform() * 256.0) as u8).collect();
+            let mut half = |at: usize, v: f64| block[at..at + 2].copy_from_slice(&f16::from_f64(v).to_le_bytes());
+            match format {
+                StoredFormat::Q8_0 | StoredFormat::Q4_0 => half(0, 0.01 + 0.05 * rng.uniform()),
+                StoredFormat::Q4_1 => {
+                    half(0, 0.01 + 0.05 * rng.uniform());
+                    half(2, -0.2 + 0.1 * rng.uniform());
+                }
+                StoredFormat::Q4K => {
+                    half(0, 0.0005 + 0.001 * rng.uniform());
+                    half(2, 0.0005 + 0.001 * rng.uniform());
+                }
+                StoredFormat::F16 => block = (0..32).flat_map(|_| f16::from_f64(rng.normal()).to_le_bytes()).collect(),
+                StoredFormat::BF16 => block = (0..32).flat_map(|_| bf16::from_f64(rng.normal()).to_le_bytes()).collect(),
+                StoredFormat::F32 => unreachable!(),
+            }
+            bytes.extend(block);
+        }
+        StoredMatrix::from_bytes(format, rows, cols, bytes).unwrap()
+    }
+
+    const FORMATS: [StoredFormat; 6] =
+        [StoredFormat::F16, StoredFormat::BF16, StoredFormat::Q8_0, StoredFormat::Q4_0, StoredFormat::Q4_1, StoredFormat::Q4K];
+
+    fn normals(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        (0..n).map(|_| rng.normal() as f32).collect()
+    }
+
+    /// `a · bᵀ` (`transposed`) or `a · b` on the host in f64: a is `[m, k]`.
+    fn host_product(a: &[f32], b: &[f32], m: usize, rows: usize, cols: usize, transposed: bool) -> Vec<f32> {
+        let (k, n) = if transposed { (cols, rows) } else { (rows, cols) };
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut sum = 0f64;
+                for l in 0..k {
+                    let w = if transposed { b[j * cols + l] } else { b[l * cols + j] };
+                    sum += a[i * k + l] as f64 * w as f64;
+                }
+                out[i * n + j] = sum as f32;
+            }
+        }
+        out
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!((a - b).abs() <= 2e-5 * scale.max(1.0), "{what}, element {i}: {a} vs {b}");
+        }
+    }
+
+    fn values(t: Tensor<3>) -> Vec<f32> {
+        t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn every_format_multiplies_like_its_dequantized_matrix_in_both_kernels() {
+        let Some(device) = gpu() else { return };
+        // 70 rows: not a whole number of the matrix-vector kernel's 4-row workgroups.
+        let (rows, cols) = (70, 512);
+        for (seed, format) in FORMATS.into_iter().enumerate() {
+            let matrix = random_matrix(format, rows, cols, seed as u64);
+            let dense = matrix.to_f32();
+            let on_device = DeviceMatrix::upload(&matrix, &device).unwrap();
+            assert_eq!(on_device.resident_bytes(), matrix.resident_bytes(), "{format:?}");
+            // 1, 3, 4 rows: the matrix-vector kernel; 9: a dequantized panel and burn's matmul.
+            for m in [1, 3, MATVEC_MAX_ROWS, 9] {
+                let x = normals(m * cols, 100 + m as u64);
+                let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), [1, m, cols]), &device);
+                let got = values(on_device.linear(xt));
+                assert_close(&got, &host_product(&x, &dense, m, rows, cols, true), &format!("{format:?}, m = {m}"));
+            }
+        }
+    }
+
+    #[test]
+    fn the_input_gradient_is_g_times_w_from_the_words() {
+        let Some(device) = gpu() else { return };
+        let (rows, cols, m) = (40, 256, 6);
+        for (seed, format) in [StoredFormat::Q4K, StoredFormat::Q8_0].into_iter().enumerate() {
+            let matrix = random_matrix(format, rows, cols, 20 + seed as u64);
+            let dense = matrix.to_f32();
+            let on_device = DeviceMatrix::upload(&matrix, &device.clone().autodiff()).unwrap();
+            let autodiff = device.clone().autodiff();
+            let x = Tensor::<3>::from_data(TensorData::new(normals(m * cols, 1), [1, m, cols]), &autodiff).require_grad();
+            let g = normals(m * rows, 2);
+            let upstream = Tensor::<3>::from_data(TensorData::new(g.clone(), [1, m, rows]), &autodiff);
+            let grads = (on_device.linear(x.clone()) * upstream).sum().backward();
+            let dx = x.grad(&grads).expect("x has a gradient").into_data().convert::<f32>().to_vec::<f32>().unwrap();
+            assert_close(&dx, &host_product(&g, &dense, m, rows, cols, false), &format!("{format:?}"));
+        }
+    }
+
+    #[test]
+    fn a_matrix_split_in_chunks_looks_up_and_multiplies_as_one() {
+        let Some(device) = gpu() else { return };
+        let (rows, cols) = (70, 96);
+        let matrix = random_matrix(StoredFormat::Q4_1, rows, cols, 9);
+        let dense = matrix.to_f32();
+        // 24 rows a chunk: chunks of 24, 24 and 22 rows.
+        let layout = matrix.word_layout().unwrap();
+        let split = DeviceMatrix::upload_in_chunks(&matrix, &device, 24 * 4 * layout.row_words()).unwrap();
+        assert_eq!(split.chunks.len(), 3);
+        assert_eq!(split.resident_bytes(), matrix.resident_bytes());
+
+        let ids = [0, 69, 23, 24, 47, 48, 5];
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.to_vec(), [1, ids.len()]), &device);
+        let got = values(split.embed(tokens));
+        let want: Vec<f32> = ids.iter().flat_map(|&id| dense[id as usize * cols..(id as usize + 1) * cols].to_vec()).collect();
+        assert_close(&got, &want, "embedding rows across chunks");
+
+        for m in [1, 7] {
+            let x = normals(m * cols, 3);
+            let got = values(split.linear(Tensor::<3>::from_data(TensorData::new(x.clone(), [1, m, cols]), &device)));
+            assert_close(&got, &host_product(&x, &dense, m, rows, cols, true), &format!("chunked product, m = {m}"));
+        }
     }
 }
