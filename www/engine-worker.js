@@ -25,13 +25,15 @@
 //        A model that does not fit is refused before the engine reads it (a GGUF from the disk:
 //        before the file is even read whole), with a sentence naming what it needs and the
 //        limit. The loaded model stays loaded whenever a load fails. The limits:
-//          WebGPU: its largest weight must fit in one GPU buffer (the device's maxBufferSize and
-//            maxStorageBufferBindingSize), and its weights (as f32) in the budget: 2 GiB, or the
-//            device's maxBufferSize when that is larger (WebGPU does not tell a GPU's memory;
-//            a GPU that takes one buffer over 2 GiB has at least that). The wasm heap (4 GiB)
-//            must also hold the file while its weights are uploaded one by one.
-//          CPU: the wasm heap (4 GiB, wasm32) holds the file, the weights as f32 and the model
-//            already loaded (kept until the new one is ready); the budget replaces the 4 GiB.
+//          WebGPU: its largest GPU buffer must fit the device's maxBufferSize and
+//            maxStorageBufferBindingSize (a stored matrix goes up in chunks of at most 128 MiB),
+//            and its weights (as the file stores them; an HF model's as f32) in the budget:
+//            2 GiB, or the device's maxBufferSize when that is larger (WebGPU does not tell a
+//            GPU's memory; a GPU that takes one buffer over 2 GiB has at least that). The wasm
+//            heap (4 GiB) must also hold the file while its weights are uploaded one by one.
+//          CPU: the wasm heap (4 GiB, wasm32) holds the file, the weights as stored and the
+//            model already loaded (kept until the new one is ready); the budget replaces the
+//            4 GiB.
 //        events: {type: 'progress', id, stage, loaded, total, message}
 //                stage: 'cache' | 'download' | 'read' | 'prepare'; total may be 0 (unknown)
 //        result: {info, name, source, cached, fromCache}   info: `cqa info --json`'s fields;
@@ -248,14 +250,19 @@ function memoryRefusal(need, budget) {
   if (backend === 'webgpu') {
     const limits = gpuDevice?.limits || gpuAdapter?.limits || null;
     const maxBuffer = limits ? Math.min(Number(limits.maxBufferSize) || Infinity, Number(limits.maxStorageBufferBindingSize) || Infinity) : Infinity;
-    if (need.largest_tensor_bytes && need.largest_tensor_bytes > maxBuffer) {
-      return `this model’s largest weight${need.largest_tensor ? ` (${need.largest_tensor})` : ''} needs one GPU buffer of ${size(need.largest_tensor_bytes)}, but this GPU allows at most ${size(maxBuffer)} in one buffer`;
+    // Stored weights go to the GPU as the file's blocks, in chunks of at most 128 MiB; a
+    // safetensors model (no stored figures) is held as f32.
+    const stored = need.resident_bytes_stored != null;
+    const buffer = stored ? need.largest_buffer_bytes_stored : need.largest_tensor_bytes;
+    if (buffer && buffer > maxBuffer) {
+      return `this model’s largest weight${need.largest_tensor ? ` (${need.largest_tensor})` : ''} needs one GPU buffer of ${size(buffer)}, but this GPU allows at most ${size(maxBuffer)} in one buffer`;
     }
     const limit = budget ?? Math.max(GPU_BUDGET, Number(limits?.maxBufferSize) || 0);
-    if (need.resident_bytes > limit) {
-      return `this model needs ${about} ${size(need.resident_bytes)} of GPU memory for its weights (held as f32), more than the ${size(limit)} memory budget for WebGPU${lowered}`;
+    const weights = stored ? need.resident_bytes_stored : need.resident_bytes;
+    if (weights > limit) {
+      return `this model needs ${about} ${size(weights)} of GPU memory for its weights (${stored ? 'kept as the file stores them' : 'held as f32'}), more than the ${size(limit)} memory budget for WebGPU${lowered}`;
     }
-    const heap = need.file_bytes + (need.largest_tensor_bytes || 0);
+    const heap = need.file_bytes + 2 * (buffer || 0);
     if (heap > WASM_HEAP) {
       return `this model needs ${about} ${size(heap)} of the engine’s memory while it loads (the file and its largest weight), more than the ${size(WASM_HEAP)} a browser gives the engine`;
     }

@@ -105,14 +105,18 @@ impl TensorInfo {
 pub struct MemoryNeed {
     pub parameters: u64,
     pub file_bytes: u64,
-    /// Bytes of weights the engine keeps resident with every weight dequantized to f32 (the
-    /// GPU backends, and `--weights f32`).
+    /// Bytes of weights the engine keeps resident with every weight dequantized to f32
+    /// (`--weights f32`).
     pub resident_bytes: u64,
-    /// Bytes of weights the engine keeps resident in stored form (the CPU backend's default:
-    /// the file's blocks, Q5_K/Q6_K as Q8_0).
+    /// Bytes of weights the engine keeps resident in stored form (the default, on every
+    /// backend: the file's blocks, Q5_K/Q6_K as Q8_0).
     pub resident_bytes_stored: u64,
     /// The largest single weight buffer, in f32 bytes (a GPU buffer must hold it whole).
     pub largest_tensor_bytes: u64,
+    /// The largest single GPU buffer with stored weights: a chunk of a matrix's words (at most
+    /// 128 MiB), the f32 panel a chunk is expanded to for a tiled matmul (at most 64 MiB), or an
+    /// f32 tensor held dense.
+    pub largest_buffer_bytes_stored: u64,
     pub largest_tensor: String,
 }
 
@@ -363,6 +367,17 @@ fn stored_bytes(t: &TensorInfo) -> u64 {
     }
 }
 
+/// The largest GPU buffer `t` takes with stored weights (see `MemoryNeed`).
+fn stored_buffer_bytes(t: &TensorInfo) -> u64 {
+    let (max_chunk, max_panel) = (crate::quant::MAX_CHUNK_BYTES as u64, 4 * crate::quant::PANEL_FLOATS as u64);
+    let f32_bytes = t.n_elements() as u64 * 4;
+    if t.ggml_type == GgmlType::F32 || t.shape.len() < 2 {
+        f32_bytes
+    } else {
+        stored_bytes(t).min(max_chunk).max(f32_bytes.min(max_panel))
+    }
+}
+
 /// The fewest bytes a metadata value of `type_id` takes on disk (an unknown type fails later).
 fn min_value_bytes(type_id: u32) -> usize {
     match type_id {
@@ -399,6 +414,7 @@ impl GgufFile {
             resident_bytes: index.tensors.iter().map(|t| elements(t) * 4).sum(),
             resident_bytes_stored: index.tensors.iter().map(stored_bytes).sum(),
             largest_tensor_bytes: largest.map_or(0, |t| elements(t) * 4),
+            largest_buffer_bytes_stored: index.tensors.iter().map(stored_buffer_bytes).max().unwrap_or(0),
             largest_tensor: largest.map(|t| t.name.clone()).unwrap_or_default(),
         }))
     }

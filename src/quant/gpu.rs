@@ -29,6 +29,7 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
+use super::{MAX_CHUNK_BYTES, PANEL_FLOATS};
 use cqa_quant::{StoredFormat, StoredMatrix, WordLayout};
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
@@ -36,13 +37,6 @@ use cubecl::prelude::*;
 /// The most rows of x the matrix-vector kernel takes; past it, a tiled matmul on a dequantized
 /// panel is faster.
 pub const MATVEC_MAX_ROWS: usize = 4;
-
-/// The largest f32 panel of W the tiled path expands at once (64 MiB).
-pub const PANEL_FLOATS: usize = 16 << 20;
-
-/// The largest buffer a chunk of words takes: WebGPU's default `maxStorageBufferBindingSize`
-/// (128 MiB), which every adapter offers.
-pub const MAX_CHUNK_BYTES: usize = 128 << 20;
 
 const F16: u32 = 0;
 const BF16: u32 = 1;

@@ -14,6 +14,13 @@ use crate::error::{Error, Result};
 use crate::gguf::dequant::{self, GgmlType};
 pub use cqa_quant::{QuantError, StoredFormat, StoredMatrix};
 
+/// The largest f32 panel of a stored matrix the GPU's tiled path expands at once (64 MiB).
+pub const PANEL_FLOATS: usize = 16 << 20;
+
+/// The largest GPU buffer a chunk of a stored matrix's words takes: WebGPU's default
+/// `maxStorageBufferBindingSize` (128 MiB), which every adapter offers.
+pub const MAX_CHUNK_BYTES: usize = 128 << 20;
+
 /// How a model's weights are held in memory (`--weights`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -65,6 +65,10 @@ test('the default model scores and generates in the browser as it does natively'
   }, { text, context });
   console.log(`default model in the browser: load + score + 6 tokens in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   assert.equal(web.info.parameters, 134515008);
+  // The weights sit in GPU buffers as the file's blocks (the CubeCL kernels read them), not as f32.
+  assert.equal(web.info.weights, 'stored');
+  console.log(`default model on WebGPU: ${web.info.weight_bytes_resident} bytes of weights resident, file ${web.info.file_bytes}`);
+  assert.ok(web.info.weight_bytes_resident < 1.15 * web.info.file_bytes, `${web.info.weight_bytes_resident} resident`);
   assert.deepEqual(web.score.text_ids, native.text_ids);
   assert.deepEqual(web.score.context_ids, native.context_ids);
   const diff = maxAbsDiff(web.score.logprobs, native.logprobs);
