@@ -70,7 +70,9 @@ fn put_value(out: &mut Vec<u8>, v: &MetaValue) {
 
 /// A small random-weight Llama (2 layers, d=32) that carries `tokenizer_source`'s tokenizer
 /// and chat template, so real text runs through it: the fixture of fast tests and browser tests.
-pub fn tiny_random_gguf(tokenizer_source: &super::GgufFile, seed: u64) -> Vec<u8> {
+/// With `q8_0`, every matrix whose rows are whole 32-blocks is written as Q8_0 (the others stay
+/// F32), so the engine holds them as stored blocks.
+pub fn tiny_random_gguf(tokenizer_source: &super::GgufFile, seed: u64, q8_0: bool) -> Vec<u8> {
     let vocab = match tokenizer_source.metadata.get("tokenizer.ggml.tokens") {
         Some(MetaValue::Array(tokens)) => tokens.len(),
         _ => 0,
@@ -96,13 +98,16 @@ pub fn tiny_random_gguf(tokenizer_source: &super::GgufFile, seed: u64) -> Vec<u8
     }
     let mut rng = crate::rng::Rng::new(seed);
     let mut normal = |n: usize| -> Vec<f32> { (0..n).map(|_| (rng.normal() * 0.02) as f32).collect() };
-    w = w.tensor_f32("token_embd.weight", &[vocab, d], &normal(vocab * d)).tensor_f32("output_norm.weight", &[d], &vec![1.0; d]);
+    let matrix = |w: GgufWriter, name: &str, rows: usize, cols: usize, values: &[f32]| {
+        if q8_0 && cols.is_multiple_of(32) { w.tensor_q8_0(name, &[rows, cols], values) } else { w.tensor_f32(name, &[rows, cols], values) }
+    };
+    w = matrix(w, "token_embd.weight", vocab, d, &normal(vocab * d)).tensor_f32("output_norm.weight", &[d], &vec![1.0; d]);
     let (q, kv) = (heads * head_dim, kv_heads * head_dim);
     for i in 0..layers {
         for (name, rows, cols) in
             [("attn_q", q, d), ("attn_k", kv, d), ("attn_v", kv, d), ("attn_output", d, q), ("ffn_gate", ff, d), ("ffn_up", ff, d), ("ffn_down", d, ff)]
         {
-            w = w.tensor_f32(&format!("blk.{i}.{name}.weight"), &[rows, cols], &normal(rows * cols));
+            w = matrix(w, &format!("blk.{i}.{name}.weight"), rows, cols, &normal(rows * cols));
         }
         w = w.tensor_f32(&format!("blk.{i}.attn_norm.weight"), &[d], &vec![1.0; d]);
         w = w.tensor_f32(&format!("blk.{i}.ffn_norm.weight"), &[d], &vec![1.0; d]);
@@ -162,8 +167,17 @@ impl GgufWriter {
         self
     }
     /// Adds an F32 tensor; `shape` is row-major (outermost first).
-    pub fn tensor_f32(mut self, name: &str, shape: &[usize], values: &[f32]) -> Self {
+    pub fn tensor_f32(self, name: &str, shape: &[usize], values: &[f32]) -> Self {
         assert_eq!(shape.iter().product::<usize>(), values.len());
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.tensor_bytes(name, shape, 0, &bytes)
+    }
+    /// Adds a `[rows, cols]` tensor quantized to Q8_0 (as ggml's reference quantizer does).
+    pub fn tensor_q8_0(self, name: &str, shape: &[usize; 2], values: &[f32]) -> Self {
+        let blocks = crate::quant::StoredMatrix::quantize_q8_0(values, shape[0], shape[1]).expect("rows of whole 32-blocks");
+        self.tensor_bytes(name, shape, 8, blocks.bytes())
+    }
+    fn tensor_bytes(mut self, name: &str, shape: &[usize], ggml_type: u32, bytes: &[u8]) -> Self {
         while !self.data.len().is_multiple_of(32) {
             self.data.push(0);
         }
@@ -172,11 +186,9 @@ impl GgufWriter {
         for &d in shape.iter().rev() {
             self.infos.extend((d as u64).to_le_bytes());
         }
-        self.infos.extend(0u32.to_le_bytes());
+        self.infos.extend(ggml_type.to_le_bytes());
         self.infos.extend((self.data.len() as u64).to_le_bytes());
-        for v in values {
-            self.data.extend(v.to_le_bytes());
-        }
+        self.data.extend_from_slice(bytes);
         self.n_tensors += 1;
         self
     }

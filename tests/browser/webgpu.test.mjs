@@ -110,6 +110,55 @@ test('verdict distributions in the browser match the native CLI (tiny model, all
   }
 });
 
+test('QLoRA on WebGPU: a Q8_0 base stays in its blocks and two steps give the native CPU run\'s losses', { timeout: 600_000 }, async () => {
+  // The tiny model with its matrices in Q8_0 (ffn_down, 48 wide, stays F32): the base is held as
+  // stored blocks on both sides, the CubeCL kernels' backward pass (g·W) on WebGPU, the CPU's
+  // on the native side; the adapter and its AdamW state are f32.
+  const tiny = path.join(MODELS, 'test-tiny-random-q8_0.gguf');
+  execFileSync(CQA, ['debug-tiny-gguf', '--out', tiny, '--seed', '5', '--q8-0']);
+  // Two records cut short (about 130 tokens each), one per step.
+  const records = readFileSync(path.join(ROOT, 'tests/fixtures/lora_records.jsonl'), 'utf8').trim().split('\n').slice(0, 2).map((line) => {
+    const r = JSON.parse(line);
+    return JSON.stringify({ ...r, work: r.work.slice(0, 160), brief: r.brief.slice(0, 80), audience: r.audience.slice(0, 60),
+      reasoning: [{ ...r.reasoning[0], text: r.reasoning[0].text.slice(0, 120) }] });
+  }).join('\n') + '\n';
+  const dir = mkdtempSync(path.join(tmpdir(), 'cqa-qlora-gpu-'));
+  const data = path.join(dir, 'two.jsonl');
+  writeFileSync(data, records);
+  const native = execFileSync(CQA, ['--model', tiny, 'train', '--data', data, '--out', path.join(dir, 'run'),
+    '--rank', '4', '--alpha', '8', '--dropout', '0', '--targets', 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj',
+    '--lr', '0.01', '--epochs', '1', '--batch', '1', '--grad-accum', '1', '--max-len', '256', '--held-out', '0', '--seed', '42',
+    '--json']).toString().trim().split('\n').map((l) => JSON.parse(l));
+  const nativeLosses = native.filter((e) => e.kind === 'step').map((e) => e.loss);
+  assert.equal(nativeLosses.length, 2);
+  const config = {
+    lora: { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] },
+    learning_rate: 0.01, epochs: 1, batch_size: 1, grad_accum: 1, max_len: 256, held_out: 0, seed: 42,
+  };
+  const t0 = Date.now();
+  const web = await page.evaluate(async ({ records, config }) => {
+    const bytes = new Uint8Array(await (await fetch('models/test-tiny-random-q8_0.gguf')).arrayBuffer());
+    const model = window.cqa.WebModel.loadGguf(bytes);
+    const info = model.info();
+    const trainer = new window.cqa.WebTrainer(model, new TextEncoder().encode(records), config, false);
+    const events = [];
+    const outcome = await trainer.run((e) => { events.push(e); }, 1);
+    model.free();
+    return { info, outcome, losses: events.filter((e) => e.kind === 'step').map((e) => e.loss) };
+  }, { records, config });
+  console.log(`QLoRA on WebGPU (tiny Q8_0 model): 2 steps in ${((Date.now() - t0) / 1000).toFixed(1)} s; losses native ${nativeLosses.map((l) => l.toFixed(6))} vs WebGPU ${web.losses.map((l) => l.toFixed(6))}`);
+  assert.equal(web.info.weights, 'stored');
+  assert.deepEqual(web.info.tensor_types, { F32: 7, Q8_0: 13 });
+  assert.equal(web.outcome, 'finished');
+  assert.equal(web.losses.length, 2);
+  // The second step's loss moves only if the first step's gradient, through the stored base, was right.
+  assert.ok(Math.abs(web.losses[1] - web.losses[0]) > 1e-4);
+  for (let i = 0; i < 2; i++) {
+    const rel = Math.abs(web.losses[i] - nativeLosses[i]) / nativeLosses[i];
+    assert.ok(rel < 1e-4, `step ${i + 1}: WebGPU ${web.losses[i]} vs native ${nativeLosses[i]}`);
+  }
+});
+
 test('the page makes no request outside its own origin', () => {
   assert.ok(requests.length > 0);
   const foreign = requests.filter((u) => !u.startsWith(origin));

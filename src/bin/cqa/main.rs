@@ -197,6 +197,9 @@ enum Command {
         /// Replace the chat template with this file's text (hostile-template tests).
         #[arg(long)]
         chat_template: Option<PathBuf>,
+        /// Write the matrices whose rows are whole 32-blocks as Q8_0 (stored-weight tests).
+        #[arg(long)]
+        q8_0: bool,
     },
     /// Logits of the seeded tiny random test model, as JSON (used by the browser tests).
     #[command(hide = true)]
@@ -251,13 +254,13 @@ fn run(cli: Cli) -> Result<()> {
         _ => {}
     }
     let model_path = resolve_model_path(cli.common.model)?;
-    if let Command::DebugTinyGguf { out, seed, chat_template } = &cli.command {
+    if let Command::DebugTinyGguf { out, seed, chat_template, q8_0 } = &cli.command {
         let mut source = cqa_studio::gguf::GgufFile::parse(read(&model_path)?)?;
         if let Some(path) = chat_template {
             let template = String::from_utf8_lossy(&read(path)?).into_owned();
             source.metadata.insert("tokenizer.chat_template".into(), cqa_studio::gguf::MetaValue::String(template));
         }
-        let bytes = cqa_studio::gguf::writer::tiny_random_gguf(&source, *seed);
+        let bytes = cqa_studio::gguf::writer::tiny_random_gguf(&source, *seed, *q8_0);
         return write_atomic(out, &bytes);
     }
     let t0 = Instant::now();
