@@ -2,6 +2,7 @@
 // special routes or headers, like any static host) at a sub-path of a free loopback port, and
 // headless Debian Chromium with WebGPU on SwiftShader (a CPU Vulkan driver), recording every
 // request. `./x test` builds dist/ first; tests put their own models in dist/models/.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -12,6 +13,19 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const DIST = path.join(ROOT, 'dist');
 /** Where a test puts a model for the site to serve (as `?model=NAME`). */
 export const MODELS = path.join(DIST, 'models');
+/**
+ * The first `count` records of tests/fixtures/lora_records.jsonl cut short (a sentence of the
+ * work, one reasoning step), as JSONL: about 130 tokens each, for training steps a slow device
+ * can take on every run.
+ */
+export function shortRecords(count) {
+  return readFileSync(path.join(ROOT, 'tests/fixtures/lora_records.jsonl'), 'utf8').trim().split('\n').slice(0, count).map((line) => {
+    const r = JSON.parse(line);
+    return JSON.stringify({ ...r, work: r.work.slice(0, 160), brief: r.brief.slice(0, 80), audience: r.audience.slice(0, 60),
+      reasoning: [{ ...r.reasoning[0], text: r.reasoning[0].text.slice(0, 120) }] });
+  }).join('\n') + '\n';
+}
+
 /** The site's sub-path on the test server: nothing may assume it sits at the root. */
 export const BASE = '/some/path/cqa-studio/';
 export const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader',

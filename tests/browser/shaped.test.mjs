@@ -10,17 +10,16 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
-import { DIST, ROOT, openEngine, openPage } from './launch.mjs';
+import { DIST, ROOT, openEngine, openPage, shortRecords } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const PYTHON = process.env.CQA_REF_PYTHON || path.join(homedir(), '.cache/cqa-studio/venv-ref/bin/python');
 const SMALL = 'models/shaped-qwen2.5-0.5b.Q8_0.gguf';
 const LARGE = 'models/shaped-qwen2.5-1.5b.Q4_K_M.gguf';
 const TINY = 'test-tiny-random.gguf';
-const RECORDS = 'tests/fixtures/lora_records.jsonl';
 const TEXT = 'The river ran slowly past the mill, carrying leaves and the reflections of clouds.';
 
 function make(file, shape, quant) {
@@ -88,11 +87,7 @@ test('a Qwen2.5-0.5B-shaped Q8_0 model loads, scores and generates on the CPU pa
 test('the 0.5B-shaped model trains two QLoRA steps in the browser with the native run\'s losses', { timeout: 1_200_000 }, async () => {
   // Two records cut short (a sentence of the work, one reasoning step), one per step: about 130
   // tokens each, so SwiftShader-free but single-threaded wasm trains a 0.5B model in minutes.
-  const records = readFileSync(path.join(ROOT, RECORDS), 'utf8').trim().split('\n').slice(0, 2).map((line) => {
-    const r = JSON.parse(line);
-    return JSON.stringify({ ...r, work: r.work.slice(0, 160), brief: r.brief.slice(0, 80), audience: r.audience.slice(0, 60),
-      reasoning: [{ ...r.reasoning[0], text: r.reasoning[0].text.slice(0, 120) }] });
-  }).join('\n') + '\n';
+  const records = shortRecords(2);
   const out = mkdtempSync(path.join(tmpdir(), 'cqa-qlora-'));
   const data = path.join(out, 'short.jsonl');
   writeFileSync(data, records);

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MODELS, openEngine } from './launch.mjs';
+import { MODELS, openEngine, shortRecords } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -117,11 +117,7 @@ test('QLoRA on WebGPU: a Q8_0 base stays in its blocks and two steps give the na
   const tiny = path.join(MODELS, 'test-tiny-random-q8_0.gguf');
   execFileSync(CQA, ['debug-tiny-gguf', '--out', tiny, '--seed', '5', '--q8-0']);
   // Two records cut short (about 130 tokens each), one per step.
-  const records = readFileSync(path.join(ROOT, 'tests/fixtures/lora_records.jsonl'), 'utf8').trim().split('\n').slice(0, 2).map((line) => {
-    const r = JSON.parse(line);
-    return JSON.stringify({ ...r, work: r.work.slice(0, 160), brief: r.brief.slice(0, 80), audience: r.audience.slice(0, 60),
-      reasoning: [{ ...r.reasoning[0], text: r.reasoning[0].text.slice(0, 120) }] });
-  }).join('\n') + '\n';
+  const records = shortRecords(2);
   const dir = mkdtempSync(path.join(tmpdir(), 'cqa-qlora-gpu-'));
   const data = path.join(dir, 'two.jsonl');
   writeFileSync(data, records);
