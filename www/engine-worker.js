@@ -242,6 +242,11 @@ function budgetOf(msg) {
   return Number.isFinite(mb) && mb > 0 ? mb * MiB : null;
 }
 
+/** How the weights are held, for the sentence: stored blocks only say so when they are smaller than f32. */
+function heldAs(need) {
+  return need.resident_bytes_stored != null && need.resident_bytes_stored < need.resident_bytes ? 'kept as the file stores them' : 'held as f32';
+}
+
 /** Why a model with this need cannot be loaded here (a sentence), or null when it fits. */
 function memoryRefusal(need, budget) {
   if (!need) return null;
@@ -253,6 +258,7 @@ function memoryRefusal(need, budget) {
     // Stored weights go to the GPU as the file's blocks, in chunks of at most 128 MiB; a
     // safetensors model (no stored figures) is held as f32.
     const stored = need.resident_bytes_stored != null;
+    const form = heldAs(need);
     const buffer = stored ? need.largest_buffer_bytes_stored : need.largest_tensor_bytes;
     if (buffer && buffer > maxBuffer) {
       return `this model’s largest weight${need.largest_tensor ? ` (${need.largest_tensor})` : ''} needs one GPU buffer of ${size(buffer)}, but this GPU allows at most ${size(maxBuffer)} in one buffer`;
@@ -260,7 +266,7 @@ function memoryRefusal(need, budget) {
     const limit = budget ?? Math.max(GPU_BUDGET, Number(limits?.maxBufferSize) || 0);
     const weights = stored ? need.resident_bytes_stored : need.resident_bytes;
     if (weights > limit) {
-      return `this model needs ${about} ${size(weights)} of GPU memory for its weights (${stored ? 'kept as the file stores them' : 'held as f32'}), more than the ${size(limit)} memory budget for WebGPU${lowered}`;
+      return `this model needs ${about} ${size(weights)} of GPU memory for its weights (${form}), more than the ${size(limit)} memory budget for WebGPU${lowered}`;
     }
     const heap = need.file_bytes + 2 * (buffer || 0);
     if (heap > WASM_HEAP) {
@@ -271,7 +277,7 @@ function memoryRefusal(need, budget) {
   // On the CPU the weights stay in the file's own blocks (an HF model's f32 stay f32).
   const limit = budget ?? WASM_HEAP;
   const weights = need.resident_bytes_stored ?? need.resident_bytes;
-  const form = need.resident_bytes_stored != null ? 'kept as the file stores them' : 'held as f32';
+  const form = heldAs(need);
   const total = need.file_bytes + weights + baseResident;
   if (total > limit) {
     const kept = baseResident ? `, and the ${size(baseResident)} of the model loaded now, kept until the new one is ready` : '';
