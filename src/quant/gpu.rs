@@ -30,7 +30,7 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use super::{MAX_CHUNK_BYTES, PANEL_FLOATS};
-use cqa_quant::{StoredFormat, StoredMatrix, WordLayout};
+use cqa_quant::{StoredFormat, StoredMatrix, WordLayout, format_code};
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 
@@ -38,12 +38,13 @@ use cubecl::prelude::*;
 /// panel is faster.
 pub const MATVEC_MAX_ROWS: usize = 4;
 
-const F16: u32 = 0;
-const BF16: u32 = 1;
-const Q8_0: u32 = 2;
-const Q4_0: u32 = 3;
-const Q4_1: u32 = 4;
-const Q4K: u32 = 5;
+// The formats, as the kernels branch on them at compile time.
+const F16: u32 = format_code(StoredFormat::F16);
+const BF16: u32 = format_code(StoredFormat::BF16);
+const Q8_0: u32 = format_code(StoredFormat::Q8_0);
+const Q4_0: u32 = format_code(StoredFormat::Q4_0);
+const Q4_1: u32 = format_code(StoredFormat::Q4_1);
+const Q4K: u32 = format_code(StoredFormat::Q4K);
 
 /// Threads a row of W gets in the matrix-vector kernel, and rows a workgroup takes.
 const LANES: u32 = 32;

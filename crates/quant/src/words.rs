@@ -56,13 +56,13 @@ impl WordLayout {
     }
 
     /// A small number the kernels branch on at compile time.
-    pub fn format_code(&self) -> u32 {
+    pub const fn format_code(&self) -> u32 {
         format_code(self.format)
     }
 }
 
 /// The kernels' name for a format.
-pub fn format_code(format: StoredFormat) -> u32 {
+pub const fn format_code(format: StoredFormat) -> u32 {
     match format {
         StoredFormat::F16 => 0,
         StoredFormat::BF16 => 1,
