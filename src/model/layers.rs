@@ -49,14 +49,17 @@ impl StoredWeight {
         if crate::device::runs_on_cpu(device) {
             return Ok(StoredWeight::Host(Arc::new(matrix)));
         }
-        #[cfg(all(feature = "gpu-kernels", not(feature = "fusion")))]
-        if let Some(words) = DeviceMatrix::upload(&matrix, device) {
+        #[cfg(feature = "gpu-kernels")]
+        if Self::supported_on(device)
+            && let Some(words) = DeviceMatrix::upload(&matrix, device)
+        {
             return Ok(StoredWeight::Device(words));
         }
         Err(matrix)
     }
 
-    /// Whether stored weights can be placed on `device` at all.
+    /// Whether stored weights can be placed on `device` at all: the CPU, or a GPU backend the
+    /// kernels extend (not burn's `fusion` wrapper).
     pub fn supported_on(device: &Device) -> bool {
         crate::device::runs_on_cpu(device) || cfg!(all(feature = "gpu-kernels", not(feature = "fusion")))
     }

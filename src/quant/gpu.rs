@@ -540,7 +540,6 @@ impl<B: PackedMatmulBackend, C: CheckpointStrategy> PackedMatmulBackend for Auto
 /// A stored matrix resident on a GPU device as words, in chunks that each fit one binding.
 #[derive(Debug, Clone)]
 pub struct DeviceMatrix {
-    pub format: StoredFormat,
     pub rows: usize,
     pub cols: usize,
     chunks: Vec<(ChunkShape, Tensor<1, Int>)>,
@@ -565,7 +564,7 @@ impl DeviceMatrix {
                 (ChunkShape { layout, row_start, rows }, Tensor::<1, Int>::from_data(TensorData::new(words, [n]), device))
             })
             .collect();
-        Some(DeviceMatrix { format: matrix.format, rows: matrix.rows, cols: matrix.cols, chunks })
+        Some(DeviceMatrix { rows: matrix.rows, cols: matrix.cols, chunks })
     }
 
     /// Bytes the words take on the device.
