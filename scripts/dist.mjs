@@ -8,6 +8,8 @@
 //   vendor/        the app's npm libraries (uPlot, idb, fflate), one file each, from www/node_modules
 //   pkg/           the wasm-bindgen package, the wasm optimised by binaryen's wasm-opt (pinned in
 //                  www/package.json)
+//   pkg-threads/   the threaded CPU build of the engine (the same, with wasm atomics), which the
+//                  engine worker runs when there is no WebGPU and the page is cross-origin isolated
 //   data/          the bundled samples and calibration benchmark
 //   models/        the default model, when models/ has it (not with --no-model)
 //   sw.js          the service worker, its version set to a hash of the shell's files
@@ -44,6 +46,12 @@ const DATA = ['samples/annotations.jsonl', 'benchmarks/calibration.jsonl'];
 const WASM_FEATURES = ['--enable-bulk-memory', '--enable-nontrapping-float-to-int', '--enable-sign-ext',
   '--enable-mutable-globals', '--enable-reference-types', '--enable-multivalue', '--enable-simd'];
 const WASM_OPT_ARGS = ['-Oz', ...WASM_FEATURES, '--strip-debug', '--strip-producers', '--strip-target-features'];
+// The engine's two builds: the standard one (WebGPU and the CPU on one thread), and the threaded
+// CPU build (wasm atomics on a shared memory; see src/web/threads.rs).
+const PACKAGES = [
+  { dir: 'pkg', wasmOpt: WASM_OPT_ARGS },
+  { dir: 'pkg-threads', wasmOpt: [...WASM_OPT_ARGS, '--enable-threads'] },
+];
 // Precompressed copies for these; a model (already quantized) gains too little to be worth it.
 const COMPRESSIBLE = new Set(['.html', '.js', '.mjs', '.css', '.wasm', '.json', '.jsonl', '.svg']);
 
@@ -89,16 +97,16 @@ function cached(tag, bytes, make) {
   return out;
 }
 
-function wasmOpt(bytes) {
+function wasmOpt(bytes, args) {
   const bin = path.join(WWW, 'node_modules', 'binaryen', 'bin', 'wasm-opt');
   if (!fs.existsSync(bin)) throw new Error('binaryen is not installed: run `npm ci` in www/ (./x dist does)');
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cqa-wasm-opt-'));
   try {
     fs.writeFileSync(path.join(tmp, 'in.wasm'), bytes);
     const started = Date.now();
-    const r = spawnSync(process.execPath, [bin, ...WASM_OPT_ARGS, path.join(tmp, 'in.wasm'), '-o', path.join(tmp, 'out.wasm')], { stdio: 'inherit' });
+    const r = spawnSync(process.execPath, [bin, ...args, path.join(tmp, 'in.wasm'), '-o', path.join(tmp, 'out.wasm')], { stdio: 'inherit' });
     if (r.status !== 0) throw new Error(`wasm-opt failed (${r.status ?? r.signal})`);
-    console.log(`  wasm-opt ${WASM_OPT_ARGS[0]}: ${mb(bytes.length)} → ${mb(fs.statSync(path.join(tmp, 'out.wasm')).size)} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    console.log(`  wasm-opt ${args[0]}: ${mb(bytes.length)} → ${mb(fs.statSync(path.join(tmp, 'out.wasm')).size)} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     return fs.readFileSync(path.join(tmp, 'out.wasm'));
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -140,9 +148,10 @@ function walk(dir, out = []) {
 }
 
 export function buildDist({ out = path.join(ROOT, 'dist'), model = true } = {}) {
-  const pkg = path.join(ROOT, 'pkg');
-  for (const f of ['cqa_studio.js', 'cqa_studio_bg.wasm']) {
-    if (!fs.existsSync(path.join(pkg, f))) throw new Error(`pkg/${f} is missing: build the wasm package first (./x web)`);
+  for (const { dir } of PACKAGES) {
+    for (const f of ['cqa_studio.js', 'cqa_studio_bg.wasm']) {
+      if (!fs.existsSync(path.join(ROOT, dir, f))) throw new Error(`${dir}/${f} is missing: build the wasm packages first (./x web)`);
+    }
   }
   // The folder is replaced whole; refuse to wipe one that is not an earlier build of this site.
   if (fs.existsSync(out) && fs.readdirSync(out).length > 0 && !fs.existsSync(path.join(out, 'sw.js'))) {
@@ -159,11 +168,15 @@ export function buildDist({ out = path.join(ROOT, 'dist'), model = true } = {}) 
     fs.copyFileSync(path.join(ROOT, 'data', file), path.join(out, 'data', file));
   }
 
-  fs.mkdirSync(path.join(out, 'pkg'));
-  fs.copyFileSync(path.join(pkg, 'cqa_studio.js'), path.join(out, 'pkg', 'cqa_studio.js'));
-  const rawWasm = fs.readFileSync(path.join(pkg, 'cqa_studio_bg.wasm'));
-  const wasm = cached(`oz-${sha256(WASM_OPT_ARGS.join(' ')).slice(0, 8)}.wasm`, rawWasm, wasmOpt);
-  fs.writeFileSync(path.join(out, 'pkg', 'cqa_studio_bg.wasm'), wasm);
+  const engines = {};
+  for (const { dir, wasmOpt: args } of PACKAGES) {
+    fs.mkdirSync(path.join(out, dir));
+    fs.copyFileSync(path.join(ROOT, dir, 'cqa_studio.js'), path.join(out, dir, 'cqa_studio.js'));
+    const raw = fs.readFileSync(path.join(ROOT, dir, 'cqa_studio_bg.wasm'));
+    const wasm = cached(`oz-${sha256(args.join(' ')).slice(0, 8)}.wasm`, raw, (bytes) => wasmOpt(bytes, args));
+    fs.writeFileSync(path.join(out, dir, 'cqa_studio_bg.wasm'), wasm);
+    engines[dir] = { raw: raw.length, optimised: wasm.length };
+  }
 
   fs.mkdirSync(path.join(out, 'models'));
   const defaultModel = path.join(ROOT, 'models', DEFAULT_MODEL);
@@ -194,19 +207,19 @@ export function buildDist({ out = path.join(ROOT, 'dist'), model = true } = {}) 
     fs.writeFileSync(`${file}.gz`, isWasm ? cached('gzip9.gz', bytes, gzip) : gzip(bytes));
   }
 
-  const wasmOut = path.join(out, 'pkg', 'cqa_studio_bg.wasm');
-  const sizes = {
-    raw: rawWasm.length,
-    optimised: wasm.length,
-    brotli: fs.statSync(`${wasmOut}.br`).size,
-    gzip: fs.statSync(`${wasmOut}.gz`).size,
-  };
+  for (const { dir } of PACKAGES) {
+    const wasmOut = path.join(out, dir, 'cqa_studio_bg.wasm');
+    Object.assign(engines[dir], { brotli: fs.statSync(`${wasmOut}.br`).size, gzip: fs.statSync(`${wasmOut}.gz`).size });
+  }
+  const sizes = engines.pkg;
   const shipped = walk(out).filter((f) => !/\.(br|gz)$/.test(f) && !f.includes(`${path.sep}models${path.sep}`));
   const shellBytes = (ext) => shipped.reduce((s, f) => s + (fs.existsSync(`${f}${ext}`) ? fs.statSync(`${f}${ext}`).size : fs.statSync(f).size), 0);
   console.log(`dist/ at ${path.relative(process.cwd(), out) || '.'} (shell version ${version})`);
-  console.log(`  engine wasm: ${mb(sizes.raw)} from cargo + wasm-bindgen, ${mb(sizes.optimised)} after wasm-opt, ${mb(sizes.brotli)} brotli, ${mb(sizes.gzip)} gzip -9`);
+  for (const [dir, e] of Object.entries(engines)) {
+    console.log(`  engine wasm (${dir}/): ${mb(e.raw)} from cargo + wasm-bindgen, ${mb(e.optimised)} after wasm-opt, ${mb(e.brotli)} brotli, ${mb(e.gzip)} gzip -9`);
+  }
   console.log(`  whole site without the model: ${mb(shellBytes(''))}, ${mb(shellBytes('.br'))} brotli, ${mb(shellBytes('.gz'))} gzip`);
-  return { out, version, sizes };
+  return { out, version, sizes, threaded: engines['pkg-threads'] };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -76,12 +76,20 @@ function emit(name, value) {
 //                            offers a restart (default 180 s, enough for SwiftShader)
 //   ?memory-budget-mb=MIB    the memory budget for a model's weights instead of the engine's
 //                            default (engine-worker.js explains the limits)
+//   ?engine=cpu              run the engine on the CPU even where WebGPU is offered
+//   ?threads=N               at most N threads for the CPU path (1: no pool; default: every core,
+//                            when the page is cross-origin isolated)
 
 const params = new URLSearchParams(location.search);
 const positive = (v) => { const n = Number(v); return v !== null && Number.isFinite(n) && n > 0 ? n : null; };
 const limits = {
   watchdogSeconds: positive(params.get('watchdog')) ?? 180,
   memoryBudgetMb: positive(params.get('memory-budget-mb')),
+};
+// How the engine worker chooses its device (sent with its 'init').
+const deviceOptions = {
+  cpu: params.get('engine') === 'cpu',
+  threads: Number.isInteger(positive(params.get('threads'))) ? positive(params.get('threads')) : null,
 };
 
 const state = {
@@ -146,7 +154,7 @@ const wasmModule = firstFrame.then(compileEngine).catch((e) => {
   console.warn(`cqa-studio: the page could not compile the engine (${e.message}); the workers will try`);
   return null;
 });
-const sendModule = (worker) => wasmModule.then((module) => worker.postMessage({ type: 'init', module }));
+const sendModule = (worker, extra = {}) => wasmModule.then((module) => worker.postMessage({ type: 'init', module, ...extra }));
 
 const engineUrl = new URL('./engine-worker.js', import.meta.url);
 const dataUrl = new URL('./data-worker.js', import.meta.url);
@@ -158,7 +166,7 @@ function markDead(message) {
 }
 
 const engine = new WorkerClient(() => new Worker(engineUrl, { type: 'module', name: 'engine' }), {
-  init: sendModule,
+  init: (worker) => sendModule(worker, { device: deviceOptions }),
   watchdogMs: limits.watchdogSeconds * 1000,
   onUnsolicited(msg) {
     if (msg.type === 'dead') markDead(msg.message);

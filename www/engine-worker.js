@@ -14,9 +14,12 @@
 // worker → page   {type: 'device-lost', message}   unsolicited
 //
 // page → engine worker (requests; results in brackets)
-//   {type: 'init-device', id}                         [{backend, adapter, reason}]
+//   {type: 'init-device', id}                         [{backend, adapter, threads, reason}]
 //        backend: 'webgpu' | 'cpu'; adapter: GPUAdapterInfo fields (on WebGPU) or null;
+//        threads: the threads the CPU path computes on (1 on WebGPU, or on one thread);
 //        reason: why the engine runs on the CPU (the engine's words, e.g. WebGPU's own error), or null
+//        The choice is made once, when the worker starts, from the 'init' message's
+//        device: {cpu?: true (skip WebGPU), threads?: N (at most N CPU threads; 1: none)}
 //   {type: 'load', id, source: 'default' | 'url' | 'local', name?}   a file under /models/ (name
 //        defaults to the engine's default model), or a GGUF cached earlier from the user's disk
 //   {type: 'load', id, file: File}                    a GGUF from the user's disk (then cached)
@@ -104,7 +107,7 @@
 //
 // `adapter` everywhere is {key, config_json, safetensors}: the worker keeps the last merged tuned
 // model for `key`, so repeated comparisons do not merge again.
-import { allowList, ensureWasm, lookup, post, refuse, runJob, serve, simulateCrash, yieldToEvents } from './lib/worker-core.js';
+import { allowList, ensureThreadedWasm, ensureWasm, lookup, messageOf, post, refuse, runJob, serve, simulateCrash, yieldToEvents } from './lib/worker-core.js';
 import { forgetModels, ggufNeed, readGguf, readHfFiles, safetensorsNeed, storeModel } from './lib/model-files.js';
 import { measureAgreement, stream, verdictAfter } from './lib/model-loops.js';
 
@@ -211,18 +214,72 @@ async function adapterInfo() {
   }
 }
 
+let deviceOptions = {};      // the page's {cpu, threads} ('init' message)
+// Requests can arrive before 'init' (the page sends it once the engine is compiled), so the
+// device is chosen only once 'init' has said how.
+let optionsGiven;
+const optionsReceived = new Promise((resolve) => { optionsGiven = resolve; });
+let poolThreads = 1;         // threads the engine computes on (1: this worker alone)
+
+/**
+ * Why WebGPU is not used, or null when it is: the page asked for the CPU, the browser has no
+ * navigator.gpu, or it offers no adapter. Asked before any wasm runs, because that decides which
+ * build to load.
+ */
+async function whyNotWebGpu() {
+  if (deviceOptions.cpu) return 'the page asked for the CPU (?engine=cpu)';
+  if (!self.navigator?.gpu) return 'this browser does not offer WebGPU (navigator.gpu is missing)';
+  try {
+    if (await navigator.gpu.requestAdapter()) return null;
+    return 'WebGPU offers no adapter on this machine';
+  } catch (e) {
+    return `WebGPU could not be asked for an adapter (${messageOf(e)})`;
+  }
+}
+
+/**
+ * The device, chosen once: WebGPU when it offers an adapter (the standard build), else the CPU.
+ * On the CPU of a cross-origin isolated page with two cores or more, the threaded build runs on
+ * a pool of that many Web Workers (capped at MAX_THREADS, or the page's ?threads=N); otherwise,
+ * or if the threads fail to start, the standard build runs on this worker alone.
+ */
+const MAX_THREADS = 8;
 function ensureDevice() {
   if (!devicePromise) {
     devicePromise = (async () => {
+      await optionsReceived;
+      const notGpu = await whyNotWebGpu();
+      const cores = Math.min(deviceOptions.threads ?? navigator.hardwareConcurrency ?? 1, MAX_THREADS);
+      let threadsFailed = null;
+      if (notGpu && self.crossOriginIsolated && cores >= 2) {
+        try {
+          const m = await ensureThreadedWasm(cores);
+          await m.initDevice(false);
+          backend = 'cpu';
+          poolThreads = m.poolThreads();
+          return { backend, adapter: null, threads: poolThreads, reason: `${notGpu}, so the engine runs on the CPU, on ${poolThreads} threads` };
+        } catch (e) {
+          threadsFailed = messageOf(e);
+        }
+      }
       const m = await ensureWasm();
-      const choice = await m.initDevice(true);
+      const choice = await m.initDevice(!deviceOptions.cpu);
       backend = choice.backend;
+      poolThreads = 1;
       const adapter = backend === 'webgpu' ? await adapterInfo() : null;
-      return { backend, adapter, reason: backend === 'webgpu' ? null : choice.reason ?? null };
+      let reason = backend === 'webgpu' ? null : choice.reason ?? null;
+      if (reason && threadsFailed) reason += `, on one thread (threads could not start: ${threadsFailed})`;
+      return { backend, adapter, threads: 1, reason };
     })();
     devicePromise.catch(() => { devicePromise = null; });
   }
   return devicePromise;
+}
+
+/** The engine's wasm exports, once the device (and with it the build) is chosen. */
+async function engineWasm() {
+  await ensureDevice();
+  return ensureWasm();
 }
 
 const backendWords = () => (backend === 'webgpu' ? 'WebGPU' : 'the CPU');
@@ -294,8 +351,7 @@ function refuseIfTooBig(need, budget) {
 // ---- models --------------------------------------------------------------------------------
 
 async function load(msg, ev) {
-  const m = await ensureWasm();
-  await ensureDevice();
+  const m = await engineWasm();
   const budget = budgetOf(msg);
   let next, name, source, cached = false, fromCache = false, need = null;
   if (msg.hf) {
@@ -401,7 +457,7 @@ async function judge(msg, ev) {
   const b = requireModel();
   const t = await tunedFor(msg.adapter, ev);
   const judgeModel = t || b;
-  const m = await ensureWasm();
+  const m = await engineWasm();
   const result = { judge: t ? 'tuned' : 'base' };
   for (const side of ['base', 'tuned']) {
     const work = msg.works?.[side];
@@ -420,7 +476,7 @@ async function judge(msg, ev) {
 
 // Agreement with the expert: each record appraised by base (and tuned), then the engine's report.
 async function agreement(msg, ev) {
-  const m = await ensureWasm();
+  const m = await engineWasm();
   const b = requireModel();
   const records = Array.isArray(msg.records) ? msg.records : [];
   if (!records.length) throw new Error('there are no records to measure agreement on');
@@ -471,7 +527,7 @@ async function checkAdapter(msg, ev) {
 // ---- training ------------------------------------------------------------------------------
 
 async function train(msg, ev) {
-  const m = await ensureWasm();
+  const m = await engineWasm();
   const b = requireModel();
   const bytes = new TextEncoder().encode(msg.records);
   const trainer = msg.checkpoint
@@ -554,4 +610,11 @@ serve(async (msg) => {
     if (busy === msg.id) busy = null;
     stops.delete(msg.id);
   }
-}, { onInit: () => { ensureDevice().catch(() => {}); } });
+}, {
+  onInit: (msg) => {
+    const d = msg.device && typeof msg.device === 'object' ? msg.device : {};
+    deviceOptions = { cpu: d.cpu === true, threads: Number.isInteger(d.threads) && d.threads > 0 ? d.threads : null };
+    optionsGiven();
+    ensureDevice().catch(() => {});
+  },
+});

@@ -30,6 +30,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 mod appreciate;
+#[cfg(feature = "wasm-threads")]
+mod threads;
 mod train;
 pub use appreciate::appreciation_report;
 pub use train::{WebTrainControl, WebTrainer};
@@ -99,14 +101,26 @@ pub fn init_device(prefer_gpu: bool) -> Promise {
         } else if !has_webgpu {
             cpu("this browser does not offer WebGPU (navigator.gpu is missing), so the engine runs on the CPU".into())
         } else {
-            match crate::device::wgpu().await {
-                Ok(d) => (d, DeviceChoice { backend: "webgpu", reason: None }),
-                Err(e) => cpu(format!("{e}; the engine runs on the CPU")),
-            }
+            gpu_or_cpu().await.unwrap_or_else(cpu)
         };
         DEVICE.with(|d| *d.borrow_mut() = Some((device, choice.clone())));
         to_js(&choice)
     })
+}
+
+/// WebGPU's device, or why the engine runs on the CPU instead.
+#[cfg(feature = "webgpu")]
+async fn gpu_or_cpu() -> Result<(Device, DeviceChoice), String> {
+    match crate::device::wgpu().await {
+        Ok(d) => Ok((d, DeviceChoice { backend: "webgpu", reason: None })),
+        Err(e) => Err(format!("{e}; the engine runs on the CPU")),
+    }
+}
+
+/// The CPU-only build (the threaded one: WebGPU's bindings do not build with wasm atomics).
+#[cfg(not(feature = "webgpu"))]
+async fn gpu_or_cpu() -> Result<(Device, DeviceChoice), String> {
+    Err("this build of the engine runs on the CPU only (the page chose it: no WebGPU adapter)".into())
 }
 
 /// The record format and the defaults (`crate::schema`): dimensions, schema version, training

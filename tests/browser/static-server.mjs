@@ -3,7 +3,9 @@
 // and nothing else (no security headers, no precompressed copies, no rewrites). It stands for
 // GitHub Pages, nginx or `python3 -m http.server` with the site in a sub-folder, so the tests
 // prove that the site needs no more than that. `wasmType` replaces the .wasm Content-Type (a host
-// that gets it wrong); `hidden` lists site paths to answer 404 for (a site without its model).
+// that gets it wrong); `hidden` lists site paths to answer 404 for (a site without its model);
+// `isolated` adds the two cross-origin isolation headers (a host configured from dist/_headers),
+// which the threaded CPU engine needs.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,7 +16,7 @@ const TYPES = {
   '.gguf': 'application/octet-stream',
 };
 
-export function createStaticServer({ root, base = '/', wasmType = null, hidden = [] }) {
+export function createStaticServer({ root, base = '/', wasmType = null, hidden = [], isolated = false }) {
   root = path.resolve(root);
   return http.createServer((req, res) => {
     const notFound = () => { res.statusCode = 404; res.end('not found'); };
@@ -36,6 +38,10 @@ export function createStaticServer({ root, base = '/', wasmType = null, hidden =
       res.setHeader('Content-Type', ext === '.wasm' && wasmType ? wasmType : TYPES[ext] || 'application/octet-stream');
       res.setHeader('Last-Modified', st.mtime.toUTCString());
       res.setHeader('ETag', etag);
+      if (isolated) {
+        res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+        res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
+      }
       if (req.headers['if-none-match'] === etag) { res.statusCode = 304; res.end(); return; }
       res.setHeader('Content-Length', st.size);
       if (req.method === 'HEAD') { res.end(); return; }

@@ -2,9 +2,10 @@
 // from the WebAssembly.Module the page sends, the reply helpers, and dispatch from an explicit
 // allow-list of requests. The protocol's common part:
 //
-//   page → worker   {type: 'init', module: WebAssembly.Module | null}   first message; null:
-//                   compile it here. The page compiles the engine once and sends the module to
-//                   each worker, so the 40 MB binary is fetched and compiled only once.
+//   page → worker   {type: 'init', module: WebAssembly.Module | null, device?}   first message;
+//                   null: compile it here. The page compiles the engine once and sends the module
+//                   to each worker, so the binary is fetched and compiled only once. `device`
+//                   (engine worker only): how to choose the device, see engine-worker.js.
 //   page → worker   {type, id, …}   a request; `id` is a number chosen by the page
 //   worker → page   zero or more events {type, id, …}, then exactly one of
 //                     {type: 'result', id, result}
@@ -33,7 +34,10 @@ export const messageOf = (e) => {
   return m.replace(/^Error:\s*/, '');
 };
 
-/** The wasm package, initialised once from the module the page sent (or compiled here). */
+/**
+ * The wasm package, initialised once: the one whose module the page sent (or compiled here), or
+ * the threaded CPU build if `ensureThreadedWasm` was called first.
+ */
 export function ensureWasm() {
   if (!wasmReady) {
     wasmReady = (async () => {
@@ -45,6 +49,55 @@ export function ensureWasm() {
     wasmReady.catch(() => { wasmReady = null; });
   }
   return wasmReady;
+}
+
+// The threaded CPU build's pool workers (kept referenced: they share this worker's memory).
+let poolWorkers = [];
+// How long a pool worker may take to start (fetch and instantiate the module) before the
+// threaded build is given up for the single-threaded one.
+const POOL_START_MS = 60_000;
+
+/**
+ * The threaded CPU build (pkg-threads/: wasm atomics, one shared memory) with rayon's pool on
+ * `threads` Web Workers (lib/pool-worker.js), all started before the pool is built, since the
+ * build waits for its threads to run and this worker must not block while they start
+ * (src/web/threads.rs). Needs a cross-origin isolated
+ * page (SharedArrayBuffer). On failure the pool workers are ended and nothing is kept, so the
+ * caller can fall back to `ensureWasm()`.
+ */
+export function ensureThreadedWasm(threads) {
+  if (!wasmReady) {
+    wasmReady = (async () => {
+      const mod = await import(new URL('../pkg-threads/cqa_studio.js', import.meta.url));
+      await mod.default();
+      mod.prepareThreadPool(threads);
+      const init = { type: 'pool-init', module: mod.poolModule(), memory: mod.poolMemory() };
+      poolWorkers = Array.from({ length: threads }, (_, i) => new Worker(new URL('./pool-worker.js', import.meta.url), { type: 'module', name: `engine-pool-${i + 1}` }));
+      await Promise.all(poolWorkers.map((worker) => startPoolWorker(worker, init)));
+      // Every pool worker now waits for its thread: rayon's build can wait for them to run it.
+      mod.buildThreadPool();
+      return mod;
+    })();
+    wasmReady.catch(() => {
+      wasmReady = null;
+      for (const w of poolWorkers) w.terminate();
+      poolWorkers = [];
+    });
+  }
+  return wasmReady;
+}
+
+function startPoolWorker(worker, init) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`a thread did not start within ${POOL_START_MS / 1000} s`)), POOL_START_MS);
+    const done = (f, v) => { clearTimeout(timer); f(v); };
+    worker.onmessage = ({ data }) => {
+      if (data?.type === 'pool-ready') done(resolve);
+      else if (data?.type === 'pool-failed') done(reject, new Error(`a thread could not start (${data.message})`));
+    };
+    worker.onerror = (e) => { e.preventDefault?.(); done(reject, new Error(`a thread could not start (${e.message || 'its script failed'})`)); };
+    worker.postMessage(init);
+  });
 }
 
 /** A frozen table of handlers by request type: the only names a worker will dispatch. */
@@ -99,7 +152,7 @@ export function serve(onMessage, { onInit } = {}) {
     const msg = (event.data && typeof event.data === 'object') ? event.data : {};
     if (msg.type === 'init') {
       resolveModule(msg.module || null);
-      onInit?.();
+      onInit?.(msg);
       return;
     }
     await onMessage(msg);

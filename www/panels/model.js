@@ -87,7 +87,8 @@ async function initDevice() {
       const name = [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' · ');
       line.append(h('strong', { text: 'WebGPU' }), ` — adapter: ${name || 'unnamed'}`);
     } else {
-      line.append(h('strong', { text: 'CPU fallback' }), ` — ${d.reason || 'WebGPU is unavailable'}. Everything works, more slowly.`);
+      const on = d.threads > 1 ? `CPU, ${d.threads} threads` : 'CPU fallback';
+      line.append(h('strong', { text: on }), ` — ${d.reason || 'WebGPU is unavailable'}. Everything works, more slowly.`);
     }
     app.updateBadge();
   } catch (e) {

@@ -96,12 +96,12 @@ fn for_each_panel(w: &StoredMatrix, mut f: impl FnMut(usize, usize, &[f32])) {
     });
 }
 
-#[cfg(not(target_family = "wasm"))]
+#[cfg(feature = "threads")]
 fn gemm_parallelism() -> gemm::Parallelism {
     gemm::Parallelism::Rayon(threads())
 }
 
-#[cfg(target_family = "wasm")]
+#[cfg(not(feature = "threads"))]
 fn gemm_parallelism() -> gemm::Parallelism {
     gemm::Parallelism::None
 }
@@ -323,24 +323,25 @@ fn dot_float<const FMA: bool>(format: StoredFormat, row: &[u8], x: &[f32]) -> f3
     acc.iter().sum()
 }
 
-// Threads: rayon's pool natively (the one burn-flex already runs on); one thread in the browser.
-#[cfg(not(target_family = "wasm"))]
+// Threads: rayon's pool (the one burn-flex already runs on) natively and in the browser's threaded
+// build; the calling thread alone in the single-threaded browser build.
+#[cfg(feature = "threads")]
 fn threads() -> usize {
     rayon::current_num_threads()
 }
 
-#[cfg(target_family = "wasm")]
+#[cfg(not(feature = "threads"))]
 fn threads() -> usize {
     1
 }
 
-#[cfg(not(target_family = "wasm"))]
+#[cfg(feature = "threads")]
 fn parallel_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     use rayon::prelude::*;
     data.par_chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
 }
 
-#[cfg(target_family = "wasm")]
+#[cfg(not(feature = "threads"))]
 fn parallel_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     data.chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
 }
