@@ -9,6 +9,10 @@
 //! taken by one waiting worker. A nested worker starts with its parent's help, so the parent must
 //! not block before its pool workers have started.
 //!
+//! Beside rayon's threads run the decode products' spinning helpers (`cqa_quant::spin`), one
+//! fewer than rayon's threads (the engine worker is the last), each a Web Worker in
+//! [`matvec_helper_main`].
+//!
 //! Only the engine worker may call into rayon: it blocks in `Atomics.wait` while the pool works,
 //! which a worker may do and a page's main thread may not.
 
@@ -57,6 +61,13 @@ pub fn pool_thread_main() -> Result<(), JsError> {
     let thread = queued.lock().map_err(|_| JsError::new("the thread queue is poisoned"))?.recv();
     thread.map_err(|_| JsError::new("no thread is queued for this worker"))?.run();
     Ok(())
+}
+
+/// A matrix-vector helper's whole life (`cqa_quant::spin`): the decode products' own threads,
+/// which spin between products where rayon's would sleep. Started beside rayon's pool workers.
+#[wasm_bindgen(js_name = matvecHelperMain)]
+pub fn matvec_helper_main() {
+    cqa_quant::spin::helper_main()
 }
 
 /// The number of threads in rayon's pool (1 before it is built: rayon then runs on the caller).

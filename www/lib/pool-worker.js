@@ -1,10 +1,12 @@
-// One thread of the engine's rayon pool, in the threaded CPU build (pkg-threads/, chosen by the
+// One thread of the engine's rayon pool (or one of its spinning matrix-vector helpers, role
+// 'matvec'), in the threaded CPU build (pkg-threads/, chosen by the
 // engine worker when the page is cross-origin isolated and WebGPU is not used). The engine worker
 // starts one of these per thread (lib/worker-core.js, startPool) and sends the module and its
 // shared memory; this worker instantiates the same module on that memory, says it is ready, then
 // runs rayon's loop for good (src/web/threads.rs). It answers nothing else.
 //
-//   engine worker → pool worker   {type: 'pool-init', module: WebAssembly.Module, memory: WebAssembly.Memory}
+//   engine worker → pool worker   {type: 'pool-init', role: 'rayon' | 'matvec', module: WebAssembly.Module,
+//                                  memory: WebAssembly.Memory}
 //   pool worker → engine worker   {type: 'pool-ready'} or {type: 'pool-failed', message}
 self.onmessage = async ({ data }) => {
   if (!data || data.type !== 'pool-init') return;
@@ -19,5 +21,6 @@ self.onmessage = async ({ data }) => {
     return;
   }
   self.postMessage({ type: 'pool-ready' });
-  pkg.poolThreadMain();
+  if (data.role === 'matvec') pkg.matvecHelperMain();
+  else pkg.poolThreadMain();
 };

@@ -72,8 +72,11 @@ export function ensureThreadedWasm(threads) {
       await mod.default();
       mod.prepareThreadPool(threads);
       const init = { type: 'pool-init', module: mod.poolModule(), memory: mod.poolMemory() };
-      poolWorkers = Array.from({ length: threads }, (_, i) => new Worker(new URL('./pool-worker.js', import.meta.url), { type: 'module', name: `engine-pool-${i + 1}` }));
-      await Promise.all(poolWorkers.map((worker) => startPoolWorker(worker, init)));
+      // rayon's threads, and one fewer spinning helpers for decode's matrix-vector products
+      // (this worker is the last).
+      const roles = [...Array(threads).fill('rayon'), ...Array(threads - 1).fill('matvec')];
+      poolWorkers = roles.map((role, i) => new Worker(new URL('./pool-worker.js', import.meta.url), { type: 'module', name: `engine-${role}-${i + 1}` }));
+      await Promise.all(poolWorkers.map((worker, i) => startPoolWorker(worker, { ...init, role: roles[i] })));
       // Every pool worker now waits for its thread: rayon's build can wait for them to run it.
       mod.buildThreadPool();
       return mod;

@@ -106,6 +106,15 @@ fn gemm_parallelism() -> gemm::Parallelism {
     gemm::Parallelism::None
 }
 
+/// The output of a product, written by its tasks each in its own rows.
+struct SharedOut(*mut f32);
+unsafe impl Sync for SharedOut {}
+impl SharedOut {
+    fn at(&self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
+}
+
 fn decode_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
     let rows = w.rows;
     // Per x row and block, Σx: the Q4_1 minimum multiplies it, so it is summed once here
@@ -115,12 +124,18 @@ fn decode_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
     } else {
         Vec::new()
     };
-    let rows_per_task = rows.div_ceil(threads() * 4).max(16);
-    // yt is [rows, m] so that each task owns one contiguous run.
+    // yt is [rows, m] so that each task owns one contiguous run. The tasks go to the spinning
+    // pool (spin.rs): decode's products come back to back, too short for rayon's wake-ups.
+    let rows_per_task = rows.div_ceil((crate::spin::helpers() + 1) * 4).max(16);
     let mut yt = vec![0f32; rows * m];
-    parallel_chunks(&mut yt, rows_per_task * m, |t, out| {
+    let tasks = rows.div_ceil(rows_per_task);
+    let out = SharedOut(yt.as_mut_ptr());
+    crate::spin::run(tasks, &|t| {
         let r0 = t * rows_per_task;
-        dot_rows(w, r0, out, x, &block_sums, m);
+        let n = rows_per_task.min(rows - r0);
+        // Task t alone writes rows r0..r0 + n of yt.
+        let chunk = unsafe { std::slice::from_raw_parts_mut(out.at(r0 * m), n * m) };
+        dot_rows(w, r0, chunk, x, &block_sums, m);
     });
     if m == 1 {
         return yt;

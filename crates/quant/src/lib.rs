@@ -8,6 +8,7 @@
 //! sums.
 
 mod kernels;
+pub mod spin;
 mod words;
 
 pub use words::{WordLayout, decode_row, f16_bits_to_f32, format_code};
