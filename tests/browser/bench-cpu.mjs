@@ -1,5 +1,6 @@
 // The browser's CPU path against llama.cpp in wasm (@wllama/wllama), in the same headless
-// Chromium on the same GGUF: greedy decode of 64 tokens after the same prompt, one thread and
+// Chromium on the same GGUF (wllama 3.13.0 and 3.8.1, the latter being what the issue's
+// reference figures used): greedy decode of 64 tokens after the same prompt, one thread and
 // every core, 1 warm-up + 3 timed runs each, median. Decode rate = (tokens − 1) / (time from the
 // first token to the last), for both engines.
 //
@@ -21,6 +22,7 @@ const TOKENS = tokensArg >= 0 ? Number(args[tokensArg + 1]) : 64;
 const PROMPT = 'The old lighthouse keeper';
 const MODEL = path.join(ROOT, 'models/SmolLM2-135M-Instruct.Q4_1.gguf');
 const CORES = os.availableParallelism();
+const WLLAMA_PKGS = ['@wllama/wllama', 'wllama-3.8']; // directories under tests/browser/node_modules
 const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function benchCqa(threads) {
@@ -51,9 +53,13 @@ const results = [];
 for (const threads of [1, CORES]) results.push(await benchCqa(threads));
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium', args: CHROMIUM_ARGS });
 try {
-  for (const threads of [1, CORES]) {
-    const r = await benchWllama({ browser, modelPath: MODEL, threads, tokens: TOKENS, prompt: PROMPT });
-    results.push({ engine: `wllama ${r.version}`, threads: r.threadsUsed, decodeTokensPerSecond: r.decodeTokensPerSecond, runs: r.runsTokensPerSecond });
+  // 3.13.0 (@wllama/wllama) first, then 3.8.1 (the npm alias wllama-3.8): the version the
+  // issue's reference figures were measured with, for a side-by-side in the same run.
+  for (const pkg of WLLAMA_PKGS) {
+    for (const threads of [1, CORES]) {
+      const r = await benchWllama({ browser, modelPath: MODEL, threads, tokens: TOKENS, prompt: PROMPT, pkg });
+      results.push({ engine: `wllama ${r.version}`, threads: r.threadsUsed, decodeTokensPerSecond: r.decodeTokensPerSecond, runs: r.runsTokensPerSecond });
+    }
   }
 } finally {
   await browser.close();

@@ -55,7 +55,7 @@ test('without threads (?threads=1) the standard build runs on one thread', { tim
   assert.equal(single.device.threads, 1);
   assert.equal(single.count, 24);
   const diff = maxAbsDiff(single.logprobs, native.logprobs);
-  assert.ok(diff <= 5e-4, `max |Δ logprob| one thread vs native = ${diff}`);
+  assert.ok(diff <= 1e-4, `max |Δ logprob| one thread vs native = ${diff}`);
   console.log(`one thread: ${single.rate.toFixed(1)} tok/s greedy decode`);
 });
 
@@ -67,8 +67,8 @@ test('on an isolated page the threaded build runs on every core and computes the
   assert.match(threaded.line, new RegExp(`CPU, ${threaded.device.threads} threads`));
   assert.ok(threaded.requests.some((u) => u.endsWith('pkg-threads/cqa_studio_bg.wasm')));
   assert.ok(threaded.requests.some((u) => u.endsWith('lib/pool-worker.js')));
-  // The same model: the threaded build also turns on burn's SIMD element-wise kernels, whose
-  // sums run in another order, so the log-probs agree to rounding, checked against the native CLI.
+  // The same model: both builds agree with the native CLI to rounding (the threads split rows
+  // and panels of a product, never one sum).
   assert.equal(threaded.logprobs.length, native.logprobs.length);
   const diff = maxAbsDiff(threaded.logprobs, native.logprobs);
   const diffSingle = maxAbsDiff(single.logprobs, native.logprobs);

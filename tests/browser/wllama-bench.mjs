@@ -1,7 +1,11 @@
 // Greedy decode speed of llama.cpp-in-wasm (@wllama/wllama) in headless Chromium, on a given
 // GGUF, so our engine can be compared against it in the same browser and on the same model.
 //
-//   node tests/browser/wllama-bench.mjs [--model PATH] [--tokens N] [--threads 1,2]
+//   node tests/browser/wllama-bench.mjs [--model PATH] [--tokens N] [--threads 1,2] [--pkg DIR]
+//
+// --pkg is the package's directory under tests/browser/node_modules: '@wllama/wllama' (the
+// default, 3.13.0) or an npm alias of another release, e.g. 'wllama-3.8' (@wllama/wllama 3.8.1,
+// the version the issue's reference figures were measured with).
 //
 // Prints one JSON line per thread count. Everything is served from 127.0.0.1; nothing else is
 // reachable from the page.
@@ -14,8 +18,7 @@ import { CHROMIUM_ARGS } from './launch.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
-const WLLAMA_DIR = path.join(HERE, 'node_modules/@wllama/wllama');
-const WLLAMA_VERSION = JSON.parse(readFileSync(path.join(WLLAMA_DIR, 'package.json'), 'utf8')).version;
+const DEFAULT_PKG = '@wllama/wllama';
 const DEFAULT_MODEL = path.join(ROOT, 'models/SmolLM2-135M-Instruct.Q4_1.gguf');
 const TIMED_RUNS = 3;
 
@@ -27,7 +30,27 @@ const ISOLATION = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-E
   'Cross-Origin-Resource-Policy': 'same-origin', 'Cache-Control': 'no-store' };
 const PAGE = '<!doctype html><meta charset="utf-8"><title>wllama bench</title><body>wllama bench</body>';
 
-function startServer(modelPath) {
+// Where a wllama package keeps its files. 3.8.1 and 3.13.0 lay them out the same way (esm/index.js
+// plus one esm/wasm/wllama.wasm that serves both single- and multi-thread, picked at run time,
+// and the same Wllama / createCompletion API as far as this bench uses it). A package without that
+// layout (older releases may split the wasm into esm/single-thread/ and esm/multi-thread/ and have a
+// different completion API) is refused rather than guessed at.
+function wllamaPackage(pkg) {
+  const dir = path.join(HERE, 'node_modules', pkg);
+  let meta;
+  try { meta = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')); } catch {
+    throw new Error(`no wllama package at ${dir} (npm install in tests/browser?)`);
+  }
+  if (meta.name !== '@wllama/wllama') throw new Error(`${dir} holds ${meta.name}, not @wllama/wllama`);
+  const has = (rel) => { try { return statSync(path.join(dir, rel)).isFile(); } catch { return false; } };
+  if (!has('esm/index.js') || !has('esm/wasm/wllama.wasm')) {
+    throw new Error(`@wllama/wllama ${meta.version} at ${dir}: no esm/index.js + esm/wasm/wllama.wasm` +
+      `${has('esm/single-thread/wllama.wasm') ? ' (the split single-/multi-thread layout, not supported by this bench)' : ''}`);
+  }
+  return { dir, version: meta.version, entry: '/wllama/esm/index.js', pathConfig: { default: '/wllama/esm/wasm/wllama.wasm' } };
+}
+
+function startServer(modelPath, wllamaDir) {
   const modelSize = statSync(modelPath).size;
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
@@ -39,9 +62,9 @@ function startServer(modelPath) {
       return createReadStream(modelPath).on('error', () => res.destroy()).pipe(res);
     }
     if (url.pathname.startsWith('/wllama/')) {
-      const file = path.join(WLLAMA_DIR, path.normalize(decodeURIComponent(url.pathname.slice('/wllama/'.length))));
+      const file = path.join(wllamaDir, path.normalize(decodeURIComponent(url.pathname.slice('/wllama/'.length))));
       let size = -1;
-      try { if (file.startsWith(WLLAMA_DIR + path.sep)) size = statSync(file).isFile() ? statSync(file).size : -1; } catch { /* missing */ }
+      try { if (file.startsWith(wllamaDir + path.sep)) size = statSync(file).isFile() ? statSync(file).size : -1; } catch { /* missing */ }
       if (size >= 0) {
         res.writeHead(200, { ...ISOLATION, 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream', 'Content-Length': size });
         if (req.method === 'HEAD') return res.end();
@@ -54,14 +77,15 @@ function startServer(modelPath) {
 }
 
 // Runs in the page: loads wllama and the model, then one warm-up and `runs` timed generations.
-async function inPage({ threads, tokens, prompt, runs }) {
-  const { Wllama } = await import('/wllama/esm/index.js');
+async function inPage({ threads, tokens, prompt, runs, entry, pathConfig }) {
+  const { Wllama } = await import(entry);
   const logs = [];
   const keep = (...a) => logs.push(a.map(String).join(' '));
   const logger = { debug: keep, log: keep, warn: keep, error: keep };
-  const wllama = new Wllama({ default: '/wllama/esm/wasm/wllama.wasm' }, { logger });
+  const wllama = new Wllama(pathConfig, { logger });
   // Compat mode would fetch a slower build from a CDN; Chromium has JSPI and memory64 anyway.
-  wllama.setCompat(null);
+  // (3.8.1 and 3.13.0 both have it; guarded in case a release does not.)
+  if (typeof wllama.setCompat === 'function') wllama.setCompat(null);
   const t0 = performance.now();
   // n_gpu_layers 0: a CPU-to-CPU comparison (WebGPU here is SwiftShader, itself on the CPU).
   await wllama.loadModelFromUrl(new URL('/model.gguf', location.href).href,
@@ -99,7 +123,8 @@ async function inPage({ threads, tokens, prompt, runs }) {
   const timed = [];
   for (let i = 0; i < runs; i++) timed.push(await generate());
   const info = { multithread: wllama.isMultithread(), numThreads: wllama.getNumThreads(),
-    llamaCpp: Wllama.getLibllamaVersion(), crossOriginIsolated: self.crossOriginIsolated,
+    llamaCpp: typeof Wllama.getLibllamaVersion === 'function' ? Wllama.getLibllamaVersion() : null,
+    crossOriginIsolated: self.crossOriginIsolated,
     hardwareConcurrency: navigator.hardwareConcurrency,
     nativeThreadLog: logs.filter((l) => /n_threads|Multithread enabled/.test(l)).map((l) => l.trim()).slice(0, 4) };
   await wllama.exit();
@@ -109,8 +134,9 @@ async function inPage({ threads, tokens, prompt, runs }) {
 const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 const round = (x, d = 2) => (x == null ? x : Math.round(x * 10 ** d) / 10 ** d);
 
-export async function benchWllama({ browser, modelPath = DEFAULT_MODEL, threads, tokens = 64, prompt = 'The old lighthouse keeper' }) {
-  const server = await startServer(modelPath);
+export async function benchWllama({ browser, modelPath = DEFAULT_MODEL, threads, tokens = 64, prompt = 'The old lighthouse keeper', pkg = DEFAULT_PKG }) {
+  const wllama = wllamaPackage(pkg);
+  const server = await startServer(modelPath, wllama.dir);
   const origin = `http://127.0.0.1:${server.address().port}`;
   let context;
   try {
@@ -122,11 +148,11 @@ export async function benchWllama({ browser, modelPath = DEFAULT_MODEL, threads,
     const pageErrors = [];
     page.on('pageerror', (e) => pageErrors.push(String(e)));
     await page.goto(origin + '/');
-    const { loadMs, timed, info } = await page.evaluate(inPage, { threads, tokens, prompt, runs: TIMED_RUNS })
+    const { loadMs, timed, info } = await page.evaluate(inPage, { threads, tokens, prompt, runs: TIMED_RUNS, entry: wllama.entry, pathConfig: wllama.pathConfig })
       .catch((e) => { throw new Error(`${e.message}${pageErrors.length ? `\npage errors: ${pageErrors.join('\n')}` : ''}`); });
     if (blocked.length) throw new Error(`page tried to leave 127.0.0.1: ${blocked.join(', ')}`);
     return {
-      engine: 'wllama', version: WLLAMA_VERSION, llamaCpp: info.llamaCpp, threads,
+      engine: 'wllama', version: wllama.version, pkg, llamaCpp: info.llamaCpp, threads,
       threadsUsed: info.numThreads, multithreadBuild: info.multithread, crossOriginIsolated: info.crossOriginIsolated,
       tokens: Math.min(...timed.map((r) => r.generated)), finishReason: timed[0].finish,
       decodeTokensPerSecond: round(median(timed.map((r) => r.decodeTokensPerSecond))),
@@ -150,10 +176,11 @@ async function main(argv) {
   const modelPath = path.resolve(opt('model', DEFAULT_MODEL));
   const tokens = Number(opt('tokens', 64));
   const threadList = opt('threads', '1,2').split(',').map(Number).filter((n) => n > 0);
+  const pkg = opt('pkg', DEFAULT_PKG);
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium', args: CHROMIUM_ARGS });
   try {
     for (const threads of threadList) {
-      console.log(JSON.stringify(await benchWllama({ browser, modelPath, threads, tokens })));
+      console.log(JSON.stringify(await benchWllama({ browser, modelPath, threads, tokens, pkg })));
     }
   } finally {
     await browser.close();
