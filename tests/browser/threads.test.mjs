@@ -5,7 +5,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { openPage } from './launch.mjs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { openPage, shortRecords } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 
@@ -40,10 +43,11 @@ async function run(query, { isolated = true, hidden = [] } = {}) {
     return { device, isolated: self.crossOriginIsolated, line: document.getElementById('backend-line').textContent, logprobs: score.base.logprobs, text: gen.text, count: gen.count, rate: gen.tokensPerSecond };
   }, { text: TEXT, prompt: PROMPT });
   assert.deepEqual(errors, []);
-  return { ...out, requests: s.requests };
+  return { ...out, requests: s.requests, session: s };
 }
 
 let single;
+let threadedPage;
 let native;
 const maxAbsDiff = (a, b) => Math.max(...a.map((x, i) => Math.abs(x - b[i])));
 
@@ -61,6 +65,7 @@ test('without threads (?threads=1) the standard build runs on one thread', { tim
 
 test('on an isolated page the threaded build runs on every core and computes the same', { timeout: 600_000 }, async () => {
   const threaded = await run('?engine=cpu');
+  threadedPage = threaded.session.page;
   assert.equal(threaded.isolated, true);
   assert.equal(threaded.device.backend, 'cpu');
   assert.ok(threaded.device.threads >= 2, `threads: ${threaded.device.threads}`);
@@ -90,4 +95,34 @@ test('when the pool cannot start, the engine runs on one thread and says why', {
   assert.match(broken.device.reason, /threads could not start/);
   assert.match(broken.line, /CPU fallback/);
   assert.equal(broken.text, single.text);
+});
+
+test('QLoRA on threads: two steps on the default model give the native run\'s losses', { timeout: 600_000 }, async () => {
+  assert.ok(threadedPage, 'the threaded page did not start');
+  const records = shortRecords(2);
+  const dir = mkdtempSync(path.join(tmpdir(), 'cqa-threads-'));
+  writeFileSync(path.join(dir, 'short.jsonl'), records);
+  const native = execFileSync(CQA, ['train', '--data', path.join(dir, 'short.jsonl'), '--out', path.join(dir, 'run'),
+    '--rank', '4', '--alpha', '8', '--dropout', '0', '--targets', 'q_proj,v_proj', '--lr', '0.01', '--epochs', '1', '--batch', '1',
+    '--grad-accum', '1', '--max-len', '256', '--held-out', '0', '--seed', '42', '--json']).toString().trim().split('\n').map((l) => JSON.parse(l));
+  const nativeLosses = native.filter((e) => e.kind === 'step').map((e) => e.loss);
+  const config = {
+    lora: { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'] },
+    learning_rate: 0.01, epochs: 1, batch_size: 1, grad_accum: 1, max_len: 256, held_out: 0, seed: 42,
+  };
+  const web = await threadedPage.evaluate(async ({ records, config }) => {
+    const losses = [];
+    const t0 = performance.now();
+    const result = await window.cqaStudio.app.engine.call('train', { records, config, keepGoodLines: false, checkpointEvery: 0 }, {
+      onEvent: (ev) => { if (ev.type === 'train-event' && ev.event.kind === 'step') losses.push(ev.event.loss); },
+    });
+    return { outcome: result.outcome, losses, seconds: (performance.now() - t0) / 1000 };
+  }, { records, config });
+  console.log(`2 QLoRA steps on threads in ${web.seconds.toFixed(1)} s; losses native ${nativeLosses.map((l) => l.toFixed(5))} vs browser ${web.losses.map((l) => l.toFixed(5))}`);
+  assert.equal(web.outcome, 'finished');
+  assert.equal(web.losses.length, 2);
+  for (let i = 0; i < 2; i++) {
+    const rel = Math.abs(web.losses[i] - nativeLosses[i]) / nativeLosses[i];
+    assert.ok(rel < 1e-4, `step ${i + 1}: browser ${web.losses[i]} vs native ${nativeLosses[i]}`);
+  }
 });
