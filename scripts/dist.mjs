@@ -219,7 +219,7 @@ export function buildDist({ out = path.join(ROOT, 'dist'), model = true } = {}) 
     console.log(`  engine wasm (${dir}/): ${mb(e.raw)} from cargo + wasm-bindgen, ${mb(e.optimised)} after wasm-opt, ${mb(e.brotli)} brotli, ${mb(e.gzip)} gzip -9`);
   }
   console.log(`  whole site without the model: ${mb(shellBytes(''))}, ${mb(shellBytes('.br'))} brotli, ${mb(shellBytes('.gz'))} gzip`);
-  return { out, version, sizes, threaded: engines['pkg-threads'] };
+  return { out, version, sizes };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -219,7 +219,6 @@ let deviceOptions = {};      // the page's {cpu, threads} ('init' message)
 // device is chosen only once 'init' has said how.
 let optionsGiven;
 const optionsReceived = new Promise((resolve) => { optionsGiven = resolve; });
-let poolThreads = 1;         // threads the engine computes on (1: this worker alone)
 
 /**
  * Why WebGPU is not used, or null when it is: the page asked for the CPU, the browser has no
@@ -256,8 +255,8 @@ function ensureDevice() {
           const m = await ensureThreadedWasm(cores);
           await m.initDevice(false);
           backend = 'cpu';
-          poolThreads = m.poolThreads();
-          return { backend, adapter: null, threads: poolThreads, reason: `${notGpu}, so the engine runs on the CPU, on ${poolThreads} threads` };
+          const threads = m.poolThreads();
+          return { backend, adapter: null, threads, reason: `${notGpu}, so the engine runs on the CPU, on ${threads} threads` };
         } catch (e) {
           threadsFailed = messageOf(e);
         }
@@ -265,7 +264,6 @@ function ensureDevice() {
       const m = await ensureWasm();
       const choice = await m.initDevice(!deviceOptions.cpu);
       backend = choice.backend;
-      poolThreads = 1;
       const adapter = backend === 'webgpu' ? await adapterInfo() : null;
       let reason = backend === 'webgpu' ? null : choice.reason ?? null;
       if (reason && threadsFailed) reason += `, on one thread (threads could not start: ${threadsFailed})`;

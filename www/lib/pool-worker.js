@@ -1,9 +1,9 @@
 // One thread of the engine's rayon pool (or one of its spinning matrix-vector helpers, role
-// 'matvec'), in the threaded CPU build (pkg-threads/, chosen by the
-// engine worker when the page is cross-origin isolated and WebGPU is not used). The engine worker
-// starts one of these per thread (lib/worker-core.js, startPool) and sends the module and its
-// shared memory; this worker instantiates the same module on that memory, says it is ready, then
-// runs rayon's loop for good (src/web/threads.rs). It answers nothing else.
+// 'matvec'), in the threaded CPU build (pkg-threads/, chosen by the engine worker when the page
+// is cross-origin isolated and WebGPU is not used). The engine worker starts one of these per
+// thread (lib/worker-core.js, ensureThreadedWasm) and sends the module and its shared memory;
+// this worker instantiates the same module on that memory, says it is ready, then runs its
+// thread for good (src/web/threads.rs). It answers nothing else.
 //
 //   engine worker → pool worker   {type: 'pool-init', role: 'rayon' | 'matvec', module: WebAssembly.Module,
 //                                  memory: WebAssembly.Memory}

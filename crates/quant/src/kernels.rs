@@ -106,15 +106,6 @@ fn gemm_parallelism() -> gemm::Parallelism {
     gemm::Parallelism::None
 }
 
-/// The output of a product, written by its tasks each in its own rows.
-struct SharedOut(*mut f32);
-unsafe impl Sync for SharedOut {}
-impl SharedOut {
-    fn at(&self, offset: usize) -> *mut f32 {
-        unsafe { self.0.add(offset) }
-    }
-}
-
 fn decode_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
     let rows = w.rows;
     // Per x row and block, Σx: the Q4_1 minimum multiplies it, so it is summed once here
@@ -128,14 +119,9 @@ fn decode_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
     // pool (spin.rs): decode's products come back to back, too short for rayon's wake-ups.
     let rows_per_task = rows.div_ceil((crate::spin::helpers() + 1) * 4).max(16);
     let mut yt = vec![0f32; rows * m];
-    let tasks = rows.div_ceil(rows_per_task);
-    let out = SharedOut(yt.as_mut_ptr());
-    crate::spin::run(tasks, &|t| {
+    crate::spin::run_chunks(&mut yt, rows_per_task * m, |t, out| {
         let r0 = t * rows_per_task;
-        let n = rows_per_task.min(rows - r0);
-        // Task t alone writes rows r0..r0 + n of yt.
-        let chunk = unsafe { std::slice::from_raw_parts_mut(out.at(r0 * m), n * m) };
-        dot_rows(w, r0, chunk, x, &block_sums, m);
+        dot_rows(w, r0, out, x, &block_sums, m);
     });
     if m == 1 {
         return yt;

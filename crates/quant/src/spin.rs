@@ -92,6 +92,29 @@ pub fn run(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
     pool.job.store(std::ptr::null_mut(), Ordering::Relaxed);
 }
 
+/// Splits `data` into runs of `chunk` values (the last may be shorter) and calls `f(i, run_i)`
+/// for each, on the helpers and the calling thread: [`run`] for a product's output rows.
+pub fn run_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let chunk = chunk.max(1);
+    let len = data.len();
+    let base = SharedSlice(data.as_mut_ptr());
+    run(len.div_ceil(chunk), &|i| {
+        let start = i * chunk;
+        // Runs do not overlap and each index is run once, so each run has one writer.
+        let values = unsafe { std::slice::from_raw_parts_mut(base.at(start), chunk.min(len - start)) };
+        f(i, values);
+    });
+}
+
+/// `data`'s start, shared by the tasks of [`run_chunks`], each writing its own run.
+struct SharedSlice(*mut f32);
+unsafe impl Sync for SharedSlice {}
+impl SharedSlice {
+    fn at(&self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
+}
+
 /// Claims and runs tasks of product `generation` until none is left.
 fn work(generation: u64) {
     let pool = &POOL;
@@ -176,6 +199,18 @@ mod tests {
                 hits[i].fetch_add(1, Ordering::Relaxed);
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "round {round}");
+        }
+    }
+
+    #[test]
+    fn chunks_cover_the_slice_once_each() {
+        for len in [0, 1, 15, 16, 17, 1000] {
+            let mut data = vec![-1f32; len];
+            run_chunks(&mut data, 16, |i, values| {
+                assert!(values.len() <= 16);
+                values.iter_mut().for_each(|v| *v = i as f32);
+            });
+            assert!(data.iter().enumerate().all(|(j, &v)| v == (j / 16) as f32), "len {len}: {data:?}");
         }
     }
 }
