@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod cpu_attention;
 pub mod layers;
 pub mod rope;
 pub mod weights;
@@ -25,6 +26,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 pub use cache::KvCache;
 pub use config::LlamaConfig;
+use cpu_attention::cpu_attention;
 use rope::Rope;
 pub use crate::quant::WeightMode;
 pub use weights::WeightSource;
@@ -74,15 +76,18 @@ impl Attention {
         let k = rope.apply(k, offset);
 
         let (k, v) = cache.append(layer, k, v);
-        let (k, v) = (repeat_kv(k, h / kvh), repeat_kv(v, h / kvh));
 
         // Causal masking is aligned bottom-right, so it holds with a cache (seq < total).
-        let out = if crate::device::runs_on_cpu(&q.device()) {
-            // burn-flex's own fused attention kernel.
-            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: seq > 1 };
-            attention(q, k, v, None, None, options)
+        let on_cpu = crate::device::runs_on_cpu(&q.device());
+        let out = if on_cpu && seq > 1 {
+            // Prefill, scoring and training: every head on every core, and a backward pass of its own.
+            cpu_attention(q, k, v, true)
+        } else if on_cpu {
+            // Decode: burn-flex's own fused attention kernel.
+            let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
+            attention(q, repeat_kv(k, h / kvh), repeat_kv(v, h / kvh), None, None, options)
         } else {
-            attention_with_host_mask(q, k, v, seq > 1)
+            attention_with_host_mask(q, repeat_kv(k, h / kvh), repeat_kv(v, h / kvh), seq > 1)
         };
         // (batch, heads, seq, head_dim) → (batch, seq, heads * head_dim)
         self.o_proj.forward(out.swap_dims(1, 2).reshape([batch, seq, h * hd]))
