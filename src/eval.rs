@@ -7,7 +7,7 @@ use crate::generate::read_f32;
 use crate::loader::LanguageModel;
 use crate::model::Llama;
 use crate::prompt::Example;
-use burn::tensor::activation::log_softmax;
+use crate::model::fused::loss::target_log_probs;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
@@ -75,9 +75,8 @@ pub async fn score_ids(
     while start < n - 1 {
         let len = LOGIT_CHUNK.min(n - 1 - start);
         let logits = lm.model.logits(hidden.clone().narrow(1, start, len)); // [1, len, vocab]
-        let targets: Vec<i32> = all[start + 1..start + 1 + len].iter().map(|&t| t as i32).collect();
-        let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, len, 1]), &lm.device);
-        let picked = log_softmax(logits, 2).gather(2, targets); // [1, len, 1]
+        let vocab = logits.dims()[2];
+        let picked = target_log_probs(logits.reshape([len, vocab]), &all[start + 1..start + 1 + len]);
         logprobs.extend(read_f32(picked).await?);
         start += len;
     }
@@ -99,16 +98,16 @@ pub fn completion_nll_sum(model: &Llama, batch: &[&Example], pad_id: u32, device
         // Position p predicts token p + 1.
         for p in example.loss_from - 1..example.ids.len() - 1 {
             rows.push((b * seq + p) as i32);
-            targets.push(example.ids[p + 1] as i32);
+            targets.push(example.ids[p + 1]);
         }
     }
     let n = rows.len();
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), seq]), device);
     let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), device);
-    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, n, 1]), device);
     let hidden = model.forward_hidden(tokens, &mut model.new_cache())?;
     let [b, s, d] = hidden.dims();
     let scored = hidden.reshape([b * s, d]).select(0, rows).reshape([1, n, d]);
-    let logp = log_softmax(model.logits(scored), 2).gather(2, targets);
-    Ok(logp.sum().neg())
+    let logits = model.logits(scored);
+    let vocab = logits.dims()[2];
+    Ok(target_log_probs(logits.reshape([n, vocab]), &targets).sum().neg())
 }

@@ -8,7 +8,7 @@
 
 pub mod cache;
 pub mod config;
-pub mod cpu_attention;
+pub mod fused;
 pub mod layers;
 pub mod rope;
 pub mod weights;
@@ -20,13 +20,13 @@ use crate::rng::Rng;
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
 use layers::{BaseLinear, StoredEmbedding, StoredLinear, StoredWeight, TokenEmbedding};
-use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 pub use cache::KvCache;
 pub use config::LlamaConfig;
-use cpu_attention::cpu_attention;
+use fused::attention::cpu_attention;
+use fused::swiglu::swiglu;
 use rope::Rope;
 pub use crate::quant::WeightMode;
 pub use weights::WeightSource;
@@ -148,7 +148,7 @@ pub struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.down_proj.forward(silu(self.gate_proj.forward(x.clone())) * self.up_proj.forward(x))
+        self.down_proj.forward(swiglu(self.gate_proj.forward(x.clone()), self.up_proj.forward(x)))
     }
 }
 

@@ -73,7 +73,7 @@ pub fn forward(shape: &Shape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, Vec
     if shape.is_empty() {
         return (out, lse);
     }
-    for_each_head(&mut out, s * d, &mut lse, s, |bh, out, lse| {
+    crate::for_each_chunk_pair(&mut out, s * d, &mut lse, s, |bh, out, lse| {
         let (q, k, v) = (&q[bh * s * d..][..s * d], shape.kv_of(k, bh), shape.kv_of(v, bh));
         let mut p = vec![0f32; ROW_BLOCK.min(s) * shape.total];
         for r0 in (0..s).step_by(ROW_BLOCK) {
@@ -128,7 +128,7 @@ pub fn backward(shape: &Shape, q: &[f32], k: &[f32], v: &[f32], out: &[f32], lse
     // the heads that share a kv head are summed after.
     let mut dkv = vec![0f32; shape.batch * shape.heads * 2 * t * d];
     let scale = shape.scale();
-    for_each_head(&mut dq, s * d, &mut dkv, 2 * t * d, |bh, dq, dkv| {
+    crate::for_each_chunk_pair(&mut dq, s * d, &mut dkv, 2 * t * d, |bh, dq, dkv| {
         let at = bh * s * d;
         let (q, o, d_o) = (&q[at..][..s * d], &out[at..][..s * d], &d_out[at..][..s * d]);
         let (k, v) = (shape.kv_of(k, bh), shape.kv_of(v, bh));
@@ -229,34 +229,10 @@ fn scores(shape: &Shape, q: &[f32], k: &[f32], rows: usize, width: usize, p: &mu
     }
 }
 
-/// Calls `f(head, a_chunk, b_chunk)` for each query head (`b·heads + h`), with that head's
-/// chunks of two outputs; on rayon's pool when built with threads.
-fn for_each_head(a: &mut [f32], a_len: usize, b: &mut [f32], b_len: usize, f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync + Send) {
-    #[cfg(feature = "threads")]
-    {
-        use rayon::prelude::*;
-        a.par_chunks_mut(a_len).zip(b.par_chunks_mut(b_len)).enumerate().for_each(|(i, (a, b))| f(i, a, b));
-    }
-    #[cfg(not(feature = "threads"))]
-    a.chunks_mut(a_len).zip(b.chunks_mut(b_len)).enumerate().for_each(|(i, (a, b))| f(i, a, b));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small deterministic generator (xorshift), values in [-1, 1).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::testing::values;
 
     /// Attention in f64, one element at a time, straight from the definition.
     fn reference_forward(sh: &Shape, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f64> {

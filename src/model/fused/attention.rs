@@ -1,5 +1,4 @@
-//! Attention on the CPU backend (burn-flex) as one burn operation with its own backward pass,
-//! over `cqa-attention`'s kernels.
+//! Attention on the CPU backend (burn-flex) as one burn operation with its own backward pass.
 //!
 //! burn's autodiff composes attention from tensor ops, so a training step made and kept several
 //! `[batch, heads, seq, seq]` tensors per layer, one single-threaded pass each. This operation
@@ -16,7 +15,8 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Dispatch, Flex, backend_extension};
 use burn::tensor::{Tensor, TensorData};
-use cqa_attention::Shape;
+use super::{contiguous, f32s};
+use cqa_kernels::attention::Shape;
 use std::sync::Arc;
 
 #[backend_extension(Flex, Autodiff)]
@@ -52,7 +52,7 @@ impl Forward {
         assert_eq!(dims4(&v, "v"), dims4(&k, "k"), "attention: v must be shaped like k");
         let shape = Shape { batch, heads, kv_heads, seq, total, head_dim, causal };
         let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
-        let (out, lse) = cqa_attention::forward(&shape, f32s(&q), f32s(&k), f32s(&v));
+        let (out, lse) = cqa_kernels::attention::forward(&shape, f32s(&q), f32s(&k), f32s(&v));
         let out = FlexTensor::from_data(TensorData::new(out, [batch, heads, seq, head_dim]));
         Forward { shape, q, k, v, out, lse: Arc::new(lse) }
     }
@@ -69,7 +69,7 @@ impl<C: CheckpointStrategy> CpuAttentionBackend for Autodiff<Flex, C> {
             fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
                 let d_out = contiguous(grads.consume::<Flex>(&ops.node));
                 let f = ops.state;
-                let g = cqa_attention::backward(&f.shape, f32s(&f.q), f32s(&f.k), f32s(&f.v), f32s(&f.out), &f.lse, f32s(&d_out));
+                let g = cqa_kernels::attention::backward(&f.shape, f32s(&f.q), f32s(&f.k), f32s(&f.v), f32s(&f.out), &f.lse, f32s(&d_out));
                 let [q, k, v] = ops.parents;
                 for (parent, grad, like) in [(q, g.dq, &f.q), (k, g.dk, &f.k), (v, g.dv, &f.v)] {
                     if let Some(node) = parent {
@@ -96,14 +96,6 @@ impl<C: CheckpointStrategy> CpuAttentionBackend for Autodiff<Flex, C> {
 
 fn dims4(x: &FlexTensor, name: &str) -> [usize; 4] {
     x.layout().shape().to_vec().try_into().unwrap_or_else(|_| panic!("attention: {name} must have 4 dimensions"))
-}
-
-fn contiguous(x: FlexTensor) -> FlexTensor {
-    if x.as_slice::<f32>().is_some() { x } else { x.to_contiguous() }
-}
-
-fn f32s(x: &FlexTensor) -> &[f32] {
-    x.as_slice::<f32>().expect("attention: f32 tensors")
 }
 
 /// Attention on a CPU device (with or without autodiff). k and v carry `kv_heads` heads.
