@@ -25,12 +25,29 @@ fn expect_error(out: &Output) -> String {
     stderr
 }
 
-fn write_temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("cqa-cli-test-{}", std::process::id()));
+/// A test file, removed when dropped: the truncated copies of the default model alone are
+/// hundreds of megabytes.
+struct TempFile(std::path::PathBuf);
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn write_temp(name: &str, bytes: &[u8]) -> TempFile {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cqa-cli-test");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
-    path
+    TempFile(path)
 }
 
 fn model_arg(path: &Path) -> String {
@@ -170,7 +187,7 @@ fn tokenizer_model_vocab_mismatch() {
 #[test]
 fn wrong_tokenizer_json_for_safetensors_model() {
     // An HF directory whose tokenizer.json (49152 tokens) belongs to another model (vocab 32).
-    let dir = std::env::temp_dir().join(format!("cqa-cli-hf-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cqa-cli-hf");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("config.json"),

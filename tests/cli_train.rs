@@ -16,7 +16,8 @@ fn ok(out: Output) -> String {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cqa-cli-train-{}", std::process::id())).join(name);
+    // Under the target directory with fixed names, so that runs reuse one copy, not one per process.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cqa-cli-train").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

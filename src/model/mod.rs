@@ -42,9 +42,7 @@ impl RmsNorm {
     /// # Shapes
     /// - x: `[batch, seq, d]` → same
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let d = x.dims()[2];
-        let rms = x.clone().square().mean_dim(2).add_scalar(self.eps).sqrt();
-        x.div(rms) * self.weight.val().reshape([1, 1, d])
+        fused::rms_norm::rms_norm(x, self.weight.val(), self.eps)
     }
 }
 

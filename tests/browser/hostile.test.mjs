@@ -5,11 +5,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MODELS, openPage } from './launch.mjs';
+import { MODELS, openPage, scratchDir } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -70,7 +69,7 @@ test('a GGUF whose metadata array claims 2^31 items is refused in seconds, and t
 });
 
 test('a chat template with nested 10^4 loops is stopped with a sentence, and the page stays usable', { timeout: 400_000 }, async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'cqa-hostile-'));
+  const dir = scratchDir('cqa-hostile-');
   const template = path.join(dir, 'template.jinja');
   writeFileSync(template, '{% for a in range(10000) %}{% for b in range(10000) %}x{% endfor %}{% endfor %}');
   const out = path.join(dir, 'hostile-template.gguf');

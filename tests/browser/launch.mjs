@@ -2,7 +2,8 @@
 // special routes or headers, like any static host) at a sub-path of a free loopback port, and
 // headless Debian Chromium with WebGPU on SwiftShader (a CPU Vulkan driver), recording every
 // request. `./x test` builds dist/ first; tests put their own models in dist/models/.
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -13,6 +14,16 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const DIST = path.join(ROOT, 'dist');
 /** Where a test puts a model for the site to serve (as `?model=NAME`). */
 export const MODELS = path.join(DIST, 'models');
+const scratchDirs = [];
+process.on('exit', () => scratchDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+
+/** A fresh temporary directory, removed when the test file's process exits. */
+export function scratchDir(prefix) {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  scratchDirs.push(dir);
+  return dir;
+}
+
 /**
  * The first `count` records of tests/fixtures/lora_records.jsonl cut short (a sentence of the
  * work, one reasoning step), as JSONL: about 130 tokens each, for training steps a slow device

@@ -19,11 +19,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MODELS, openPage } from './launch.mjs';
+import { MODELS, openPage, scratchDir } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const PYTHON = process.env.CQA_REF_PYTHON || path.join(homedir(), '.cache/cqa-studio/venv-ref/bin/python');
@@ -196,7 +196,7 @@ test('an adapter the browser cannot store is offered as a PEFT zip that PEFT loa
   assert.deepEqual(db.checkpoints.map((c) => [c.run, c.step]), [[db.runs[0].key, 2]], 'its final checkpoint is kept');
 
   const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#unsaved-download')]);
-  const zipPath = path.join(mkdtempSync(path.join(tmpdir(), 'cqa-unsaved-')), dl.suggestedFilename());
+  const zipPath = path.join(scratchDir('cqa-unsaved-'), dl.suggestedFilename());
   await dl.saveAs(zipPath);
   assert.equal(readFileSync(zipPath).subarray(0, 2).toString(), 'PK');
 

@@ -10,10 +10,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import path from 'node:path';
-import { DIST, ROOT, openEngine, openPage, shortRecords } from './launch.mjs';
+import { DIST, ROOT, openEngine, openPage, shortRecords, scratchDir } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const PYTHON = process.env.CQA_REF_PYTHON || path.join(homedir(), '.cache/cqa-studio/venv-ref/bin/python');
@@ -88,7 +88,7 @@ test('the 0.5B-shaped model trains two QLoRA steps in the browser with the nativ
   // Two records cut short (a sentence of the work, one reasoning step), one per step: about 130
   // tokens each, so SwiftShader-free but single-threaded wasm trains a 0.5B model in minutes.
   const records = shortRecords(2);
-  const out = mkdtempSync(path.join(tmpdir(), 'cqa-qlora-'));
+  const out = scratchDir('cqa-qlora-');
   const data = path.join(out, 'short.jsonl');
   writeFileSync(data, records);
   const config = {

@@ -5,10 +5,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { openPage, shortRecords } from './launch.mjs';
+import { openPage, shortRecords, scratchDir } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 
@@ -100,7 +99,7 @@ test('when the pool cannot start, the engine runs on one thread and says why', {
 test('QLoRA on threads: two steps on the default model give the native run\'s losses', { timeout: 600_000 }, async () => {
   assert.ok(threadedPage, 'the threaded page did not start');
   const records = shortRecords(2);
-  const dir = mkdtempSync(path.join(tmpdir(), 'cqa-threads-'));
+  const dir = scratchDir('cqa-threads-');
   writeFileSync(path.join(dir, 'short.jsonl'), records);
   const native = execFileSync(CQA, ['train', '--data', path.join(dir, 'short.jsonl'), '--out', path.join(dir, 'run'),
     '--rank', '4', '--alpha', '8', '--dropout', '0', '--targets', 'q_proj,v_proj', '--lr', '0.01', '--epochs', '1', '--batch', '1',

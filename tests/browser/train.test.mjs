@@ -3,11 +3,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DIST, openEngine } from './launch.mjs';
+import { DIST, openEngine, scratchDir } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -56,7 +55,7 @@ async function browserRun(records, config, cancelAfter) {
 }
 
 test('two LoRA steps on WebGPU match the native CPU run', { timeout: 600_000 }, async () => {
-  const out = mkdtempSync(path.join(tmpdir(), 'cqa-train-'));
+  const out = scratchDir('cqa-train-');
   const native = execFileSync(CQA, ['--model', path.join(DIST, TINY), 'train', '--data', path.join(ROOT, RECORDS), '--out', out,
     '--rank', `${SETTINGS.rank}`, '--alpha', `${SETTINGS.alpha}`, '--dropout', '0', '--lr', `${SETTINGS.lr}`,
     '--epochs', `${SETTINGS.epochs}`, '--batch', `${SETTINGS.batch}`, '--grad-accum', '1', '--max-len', `${SETTINGS.maxLen}`,

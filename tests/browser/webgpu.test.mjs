@@ -3,11 +3,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MODELS, openEngine, shortRecords } from './launch.mjs';
+import { MODELS, openEngine, shortRecords, scratchDir } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -85,7 +84,7 @@ test('verdict distributions in the browser match the native CLI (tiny model, all
   execFileSync(CQA, ['debug-tiny-gguf', '--out', tiny, '--seed', '3']);
   const line = readFileSync(path.join(ROOT, 'tests/fixtures/lora_records.jsonl'), 'utf8').split('\n')[0];
   const record = JSON.parse(line);
-  const dir = mkdtempSync(path.join(tmpdir(), 'cqa-verdict-'));
+  const dir = scratchDir('cqa-verdict-');
   const records = path.join(dir, 'one.jsonl');
   writeFileSync(records, `${line}\n`);
   for (const mode of ['direct', 'reasoning', 'critique']) {
@@ -118,7 +117,7 @@ test('QLoRA on WebGPU: a Q8_0 base stays in its blocks and two steps give the na
   execFileSync(CQA, ['debug-tiny-gguf', '--out', tiny, '--seed', '5', '--q8-0']);
   // Two records cut short (about 130 tokens each), one per step.
   const records = shortRecords(2);
-  const dir = mkdtempSync(path.join(tmpdir(), 'cqa-qlora-gpu-'));
+  const dir = scratchDir('cqa-qlora-gpu-');
   const data = path.join(dir, 'two.jsonl');
   writeFileSync(data, records);
   const native = execFileSync(CQA, ['--model', tiny, 'train', '--data', data, '--out', path.join(dir, 'run'),

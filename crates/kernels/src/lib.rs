@@ -8,6 +8,7 @@
 
 pub mod attention;
 pub mod loss;
+pub mod rms_norm;
 pub mod swiglu;
 
 /// Calls `f(i, a_chunk, b_chunk)` for the i-th chunks of two buffers (`a_len` and `b_len`
