@@ -319,7 +319,8 @@ function memoryRefusal(need, budget) {
       return `this model’s largest weight${need.largest_tensor ? ` (${need.largest_tensor})` : ''} needs one GPU buffer of ${size(buffer)}, but this GPU allows at most ${size(maxBuffer)} in one buffer`;
     }
     const limit = budget ?? Math.max(GPU_BUDGET, Number(limits?.maxBufferSize) || 0);
-    const weights = stored ? need.resident_bytes_stored : need.resident_bytes;
+    // On the GPU, Q6_K goes as Q8_0 (resident_bytes_stored_gpu; older figures lack it).
+    const weights = stored ? (need.resident_bytes_stored_gpu ?? need.resident_bytes_stored) : need.resident_bytes;
     if (weights > limit) {
       return `this model needs ${about} ${size(weights)} of GPU memory for its weights (${form}), more than the ${size(limit)} memory budget for WebGPU${lowered}`;
     }

@@ -150,7 +150,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n_elements: usize) -> Result<Vec<f
         GgmlType::Q4_1 => blocks.for_each(|(b, y)| dequantize_block(StoredFormat::Q4_1, b, y)),
         GgmlType::Q4K => blocks.for_each(|(b, y)| dequantize_block(StoredFormat::Q4K, b, y)),
         GgmlType::Q5K => blocks.for_each(|(b, y)| q5_k(b, y)),
-        GgmlType::Q6K => blocks.for_each(|(b, y)| q6_k(b, y)),
+        GgmlType::Q6K => blocks.for_each(|(b, y)| dequantize_block(StoredFormat::Q6K, b, y)),
     }
     Ok(out)
 }
@@ -173,32 +173,6 @@ fn q5_k(b: &[u8], y: &mut [f32]) {
             let hi2 = if qh[l] & u2 != 0 { 16 } else { 0 };
             y[l] = d1 * ((ql[l] & 0x0f) + hi1) as f32 - m1;
             y[l + 32] = d2 * ((ql[l] >> 4) + hi2) as f32 - m2;
-        }
-    }
-}
-
-/// Q6_K: 128 bytes low nibbles, 64 bytes of 2-bit high parts, 16 × i8 scales, f16 d (last).
-fn q6_k(b: &[u8], y: &mut [f32]) {
-    let ql_all = &b[0..128];
-    let qh_all = &b[128..192];
-    let sc_all = &b[192..208];
-    let d = f16_at(b, 208);
-    for half in 0..2 {
-        let ql = &ql_all[64 * half..];
-        let qh = &qh_all[32 * half..];
-        let sc = &sc_all[8 * half..];
-        let y = &mut y[128 * half..];
-        for l in 0..32 {
-            let is = l / 16;
-            let q1 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) as i32 - 32;
-            let q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-            let s = |k: usize| d * (sc[is + k] as i8) as f32;
-            y[l] = s(0) * q1 as f32;
-            y[l + 32] = s(2) * q2 as f32;
-            y[l + 64] = s(4) * q3 as f32;
-            y[l + 96] = s(6) * q4 as f32;
         }
     }
 }

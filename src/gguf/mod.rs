@@ -108,9 +108,11 @@ pub struct MemoryNeed {
     /// Bytes of weights the engine keeps resident with every weight dequantized to f32
     /// (`--weights f32`).
     pub resident_bytes: u64,
-    /// Bytes of weights the engine keeps resident in stored form (the default, on every
-    /// backend: the file's blocks, Q5_K/Q6_K as Q8_0).
+    /// Bytes of weights the engine keeps resident in stored form on the CPU (the default: the
+    /// file's blocks, Q5_K as Q8_0).
     pub resident_bytes_stored: u64,
+    /// The same on a GPU, where Q6_K goes as Q8_0 too.
+    pub resident_bytes_stored_gpu: u64,
     /// The largest single weight buffer, in f32 bytes (a GPU buffer must hold it whole).
     pub largest_tensor_bytes: u64,
     /// The largest single GPU buffer with stored weights: a chunk of a matrix's words (at most
@@ -357,11 +359,12 @@ fn read_index(bytes: &[u8], file_len: usize) -> Result<Index> {
     Ok(Index { version, metadata, tensors, alignment })
 }
 
-/// Bytes a tensor takes held in stored form (see `quant::stored_format`): its own encoding,
-/// Q8_0's for Q5_K and Q6_K, f32 for F32.
-fn stored_bytes(t: &TensorInfo) -> u64 {
+/// Bytes a tensor takes held in stored form (see `quant::stored_format`), on the CPU or (`gpu`)
+/// on a GPU (`quant::gpu_format`): its own encoding, or Q8_0's for the formats converted.
+fn stored_bytes(t: &TensorInfo, gpu: bool) -> u64 {
     let n = t.n_elements() as u64;
-    match crate::quant::stored_format(t.ggml_type) {
+    let format = crate::quant::stored_format(t.ggml_type);
+    match if gpu { crate::quant::gpu_format(format) } else { format } {
         format if format.name() == t.ggml_type.name() => t.n_bytes as u64,
         format => n / format.block_elements() as u64 * format.block_bytes() as u64,
     }
@@ -374,7 +377,7 @@ fn stored_buffer_bytes(t: &TensorInfo) -> u64 {
     if t.ggml_type == GgmlType::F32 || t.shape.len() < 2 {
         f32_bytes
     } else {
-        stored_bytes(t).min(max_chunk).max(f32_bytes.min(max_panel))
+        stored_bytes(t, true).min(max_chunk).max(f32_bytes.min(max_panel))
     }
 }
 
@@ -412,7 +415,8 @@ impl GgufFile {
             parameters: index.tensors.iter().map(elements).sum(),
             file_bytes: file_len as u64,
             resident_bytes: index.tensors.iter().map(|t| elements(t) * 4).sum(),
-            resident_bytes_stored: index.tensors.iter().map(stored_bytes).sum(),
+            resident_bytes_stored: index.tensors.iter().map(|t| stored_bytes(t, false)).sum(),
+            resident_bytes_stored_gpu: index.tensors.iter().map(|t| stored_bytes(t, true)).sum(),
             largest_tensor_bytes: largest.map_or(0, |t| elements(t) * 4),
             largest_buffer_bytes_stored: index.tensors.iter().map(stored_buffer_bytes).max().unwrap_or(0),
             largest_tensor: largest.map(|t| t.name.clone()).unwrap_or_default(),

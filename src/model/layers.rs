@@ -50,10 +50,15 @@ impl StoredWeight {
             return Ok(StoredWeight::Host(Arc::new(matrix)));
         }
         #[cfg(feature = "gpu-kernels")]
-        if Self::supported_on(device)
-            && let Some(words) = DeviceMatrix::upload(&matrix, device)
-        {
-            return Ok(StoredWeight::Device(words));
+        if Self::supported_on(device) {
+            // Q6_K goes as Q8_0: the GPU kernels do not read it.
+            let on_gpu = match crate::quant::gpu_format(matrix.format) {
+                format if format == matrix.format => Some(matrix.clone()),
+                _ => matrix.to_q8_0().ok(),
+            };
+            if let Some(words) = on_gpu.and_then(|m| DeviceMatrix::upload(&m, device)) {
+                return Ok(StoredWeight::Device(words));
+            }
         }
         Err(matrix)
     }

@@ -39,7 +39,7 @@ impl WeightSource {
     }
 
     /// Loads the `[rows, cols]` matrix at HF path `name` in stored form: a GGUF's blocks as they
-    /// are (K-quants as Q8_0), a safetensors' F16/BF16 as 16-bit, or, with `WeightMode::Q8_0`,
+    /// are (Q5_K as Q8_0), a safetensors' F16/BF16 as 16-bit, or, with `WeightMode::Q8_0`,
     /// f32 values quantized to Q8_0. `None` when the matrix is best held dense (f32 without
     /// quantize-at-load, or rows that are not whole blocks).
     pub fn load_stored(&self, name: &str, rows: usize, cols: usize, heads: (usize, usize), mode: WeightMode) -> Result<Option<StoredMatrix>> {

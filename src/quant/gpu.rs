@@ -655,7 +655,7 @@ mod tests {
                 }
                 StoredFormat::F16 => block = (0..32).flat_map(|_| f16::from_f64(rng.normal()).to_le_bytes()).collect(),
                 StoredFormat::BF16 => block = (0..32).flat_map(|_| bf16::from_f64(rng.normal()).to_le_bytes()).collect(),
-                StoredFormat::F32 => unreachable!(),
+                StoredFormat::F32 | StoredFormat::Q6K => unreachable!("no GPU word layout"),
             }
             bytes.extend(block);
         }

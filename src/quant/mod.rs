@@ -2,9 +2,10 @@
 //! (`WeightMode`), GGUF tensors to [`StoredMatrix`] (K-quants converted), and the burn operation
 //! that multiplies by one (`op`). The matrices and their CPU kernels are the `cqa-quant` crate.
 //!
-//! A GGUF's weights are already quantized, so computing from its blocks loses nothing. Q4_K is
-//! kept as is too; Q5_K and Q6_K are converted once at load to Q8_0 (8.5 bits a weight, finer
-//! than either); that drift is measured against transformers in BENCHMARKS.md.
+//! A GGUF's weights are already quantized, so computing from its blocks loses nothing. Q4_K and
+//! Q6_K are kept as they are too (on the GPU, Q6_K goes as Q8_0: its kernels do not read Q6_K);
+//! Q5_K is converted once at load to Q8_0 (8.5 bits a weight, finer than Q5_K's 5.5); that drift
+//! is measured against transformers in BENCHMARKS.md.
 
 #[cfg(feature = "gpu-kernels")]
 pub mod gpu;
@@ -25,7 +26,7 @@ pub const MAX_CHUNK_BYTES: usize = 128 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightMode {
-    /// As the file stores them (K-quants as Q8_0): the default.
+    /// As the file stores them (Q5_K as Q8_0): the default.
     #[default]
     Stored,
     /// Every weight dequantized to f32 (the engine's earlier behaviour; for comparison).
@@ -47,7 +48,7 @@ impl std::str::FromStr for WeightMode {
     }
 }
 
-/// The format a ggml type is kept in: itself, or Q8_0 for Q5_K and Q6_K.
+/// The format a ggml type is kept in on the CPU: itself, or Q8_0 for Q5_K.
 pub fn stored_format(ty: GgmlType) -> StoredFormat {
     match ty {
         GgmlType::F32 => StoredFormat::F32,
@@ -57,11 +58,21 @@ pub fn stored_format(ty: GgmlType) -> StoredFormat {
         GgmlType::Q4_0 => StoredFormat::Q4_0,
         GgmlType::Q4_1 => StoredFormat::Q4_1,
         GgmlType::Q4K => StoredFormat::Q4K,
-        GgmlType::Q5K | GgmlType::Q6K => StoredFormat::Q8_0,
+        GgmlType::Q6K => StoredFormat::Q6K,
+        GgmlType::Q5K => StoredFormat::Q8_0,
     }
 }
 
-/// A tensor as a ggml file encodes it: kept as is, or (Q5_K, Q6_K) converted to Q8_0.
+/// The format a stored matrix takes on a GPU: itself, or Q8_0 for Q6_K, which the GPU kernels
+/// do not read.
+pub fn gpu_format(format: StoredFormat) -> StoredFormat {
+    match format {
+        StoredFormat::Q6K => StoredFormat::Q8_0,
+        other => other,
+    }
+}
+
+/// A tensor as a ggml file encodes it: kept as is, or (Q5_K) converted to Q8_0.
 pub fn from_ggml(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<StoredMatrix> {
     let format = stored_format(ty);
     if format.name() == ty.name() {
@@ -92,12 +103,13 @@ mod tests {
         // Both sides share the block decoder, which tests/dequant_reference.rs checks against the
         // `gguf` Python package; this checks the format kept and the row layout.
         let mut rng = Rng::new(7);
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K] {
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q6K] {
             let n_blocks = 3 * 256 / ty.block_elements();
             let mut bytes = Vec::new();
             for _ in 0..n_blocks {
                 let mut block: Vec<u8> = (0..ty.block_bytes()).map(|_| (rng.uniform() * 256.0) as u8).collect();
-                block[0..2].copy_from_slice(&f16::from_f32(0.03).to_le_bytes());
+                let d_at = if ty == GgmlType::Q6K { 208 } else { 0 };
+                block[d_at..d_at + 2].copy_from_slice(&f16::from_f32(0.03).to_le_bytes());
                 if matches!(ty, GgmlType::Q4_1 | GgmlType::Q4K) {
                     block[2..4].copy_from_slice(&f16::from_f32(-0.1).to_le_bytes());
                 }
@@ -110,13 +122,14 @@ mod tests {
     }
 
     #[test]
-    fn k_quants_become_q8_0_within_half_a_step() {
-        // A Q6_K block of random bytes with a small scale, converted once at load.
+    fn q5_k_becomes_q8_0_within_half_a_step() {
+        // A Q5_K block of random bytes with small scales, converted once at load.
         let mut rng = Rng::new(5);
-        let mut b: Vec<u8> = (0..210).map(|_| (rng.uniform() * 256.0) as u8).collect();
-        b[208..210].copy_from_slice(&f16::from_f32(0.001).to_le_bytes());
-        let exact = dequant::dequantize(GgmlType::Q6K, &b, 256).unwrap();
-        let m = from_ggml(GgmlType::Q6K, 1, 256, &b).unwrap();
+        let mut b: Vec<u8> = (0..176).map(|_| (rng.uniform() * 256.0) as u8).collect();
+        b[0..2].copy_from_slice(&f16::from_f32(0.001).to_le_bytes());
+        b[2..4].copy_from_slice(&f16::from_f32(0.002).to_le_bytes());
+        let exact = dequant::dequantize(GgmlType::Q5K, &b, 256).unwrap();
+        let m = from_ggml(GgmlType::Q5K, 1, 256, &b).unwrap();
         assert_eq!(m.format, StoredFormat::Q8_0);
         for (block_x, block_y) in exact.chunks(32).zip(m.to_f32().chunks(32)) {
             let step = block_x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;

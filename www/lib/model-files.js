@@ -181,9 +181,10 @@ export async function forgetModels() {
 // ---- what a model needs in memory ------------------------------------------------------------
 //
 // Both return {parameters, file_bytes, resident_bytes, resident_bytes_stored,
-// largest_tensor_bytes, largest_buffer_bytes_stored, largest_tensor, estimated}: resident_bytes
-// are the weights dequantized to f32 (4 bytes a parameter: an HF model's f32 weights),
-// resident_bytes_stored the weights kept in the file's own blocks (GGUF only; both backends);
+// resident_bytes_stored_gpu, largest_tensor_bytes, largest_buffer_bytes_stored, largest_tensor,
+// estimated}: resident_bytes are the weights dequantized to f32 (4 bytes a parameter: an HF
+// model's f32 weights), resident_bytes_stored the weights kept in the file's own blocks (GGUF
+// only) on the CPU, resident_bytes_stored_gpu the same on WebGPU (Q6_K goes as Q8_0 there);
 // largest_tensor_bytes the biggest single weight in f32, largest_buffer_bytes_stored the biggest
 // GPU buffer with stored weights (one GPU buffer must hold it).
 // null when the file is not readable as such a model: the loader then says what is wrong.

@@ -199,6 +199,7 @@ fn dot_rows_body<const FMA: bool>(w: &StoredMatrix, r0: usize, out: &mut [f32], 
                 StoredFormat::Q4_0 => dot_q4::<FMA, true>(row, xi, &[]),
                 StoredFormat::Q4_1 => dot_q4::<FMA, false>(row, xi, &block_sums[i * blocks_per_row..(i + 1) * blocks_per_row]),
                 StoredFormat::Q4K => dot_q4_k::<FMA>(row, xi, &block_sums[i * blocks_per_row..(i + 1) * blocks_per_row]),
+                StoredFormat::Q6K => dot_q6_k::<FMA>(row, xi),
                 format => dot_float::<FMA>(format, row, xi),
             };
         }
@@ -307,6 +308,45 @@ fn dot_q4_k<const FMA: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() - minimum
+}
+
+/// Q6_K: per run of 16, value `d·sc·(q − 32)`. A half super-block's byte l (low nibbles at l
+/// and l+32, high parts at l) gives values l, l+32, l+64 and l+96: four 16-lane steps per 16
+/// bytes, each with its own scale.
+#[inline(always)]
+fn dot_q6_k<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    for (b, xb) in row.chunks_exact(210).zip(x.chunks_exact(256)) {
+        let d = scale(b, 208);
+        for h in 0..2 {
+            let (ql, qh, sc) = (&b[64 * h..64 * h + 64], &b[128 + 32 * h..160 + 32 * h], &b[192 + 8 * h..200 + 8 * h]);
+            let xh = &xb[128 * h..128 * h + 128];
+            for is in 0..2 {
+                let at = is * LANES;
+                let (lo, lo2, hi) = (&ql[at..at + LANES], &ql[at + 32..at + 32 + LANES], &qh[at..at + LANES]);
+                // One clean loop per run of 16, so that each vectorizes.
+                let scale_of = |k: usize| d * (sc[is + 2 * k] as i8) as f32;
+                let xs = |k: usize| &xh[32 * k + at..32 * k + at + LANES];
+                q6_run::<FMA>(&mut acc, xs(0), scale_of(0), |l| (lo[l] & 0x0f) | ((hi[l] & 3) << 4));
+                q6_run::<FMA>(&mut acc, xs(1), scale_of(1), |l| (lo2[l] & 0x0f) | (((hi[l] >> 2) & 3) << 4));
+                q6_run::<FMA>(&mut acc, xs(2), scale_of(2), |l| (lo[l] >> 4) | (((hi[l] >> 4) & 3) << 4));
+                q6_run::<FMA>(&mut acc, xs(3), scale_of(3), |l| (lo2[l] >> 4) | (((hi[l] >> 6) & 3) << 4));
+            }
+        }
+    }
+    acc.iter().sum()
+}
+
+/// `acc += s · Σ (q(l) − 32)·x[l]` over one run of 16 Q6_K values.
+#[inline(always)]
+fn q6_run<const FMA: bool>(acc: &mut [f32; LANES], x: &[f32], s: f32, q: impl Fn(usize) -> u8) {
+    let mut p = [0f32; LANES];
+    for l in 0..LANES {
+        p[l] = madd::<FMA>((q(l) as i32 - 32) as f32, x[l], p[l]);
+    }
+    for l in 0..LANES {
+        acc[l] = madd::<FMA>(s, p[l], acc[l]);
+    }
 }
 
 #[inline(always)]

@@ -1,4 +1,4 @@
-//! Weight matrices kept in their stored form: ggml blocks (Q8_0, Q4_0, Q4_1, Q4_K) or 16/32-bit
+//! Weight matrices kept in their stored form: ggml blocks (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) or 16/32-bit
 //! floats, row-major `[rows, cols]` as HF stores a linear weight (`[out, in]`), each row a run of
 //! whole blocks, bytes exactly as in the file; and the CPU kernels that multiply by them without
 //! ever holding them as f32 (`kernels`).
@@ -44,6 +44,9 @@ pub enum StoredFormat {
     /// ggml's Q4_K: super-blocks of 256 (f16 d and dmin, eight 6-bit scale/min pairs, 4-bit
     /// values), 4.5 bits a weight.
     Q4K,
+    /// ggml's Q6_K: super-blocks of 256 (128 bytes of low nibbles, 64 of 2-bit high parts,
+    /// sixteen i8 scales, one per 16 values, f16 d last), 6.5625 bits a weight.
+    Q6K,
 }
 
 impl StoredFormat {
@@ -52,7 +55,7 @@ impl StoredFormat {
         match self {
             Self::F32 | Self::F16 | Self::BF16 => 32,
             Self::Q8_0 | Self::Q4_0 | Self::Q4_1 => 32,
-            Self::Q4K => 256,
+            Self::Q4K | Self::Q6K => 256,
         }
     }
 
@@ -65,6 +68,7 @@ impl StoredFormat {
             Self::Q4_0 => 18,
             Self::Q4_1 => 20,
             Self::Q4K => 144,
+            Self::Q6K => 210,
         }
     }
 
@@ -77,6 +81,7 @@ impl StoredFormat {
             Self::Q4_0 => "Q4_0",
             Self::Q4_1 => "Q4_1",
             Self::Q4K => "Q4_K",
+            Self::Q6K => "Q6_K",
         }
     }
 }
@@ -141,6 +146,15 @@ impl StoredMatrix {
             bytes.extend(block.iter().map(|v| (v * id).round() as i8 as u8));
         }
         Self::from_bytes(StoredFormat::Q8_0, rows, cols, bytes)
+    }
+
+    /// The same matrix in Q8_0 (for a backend without kernels for this format): exact for
+    /// Q8_0 itself, a requantization otherwise.
+    pub fn to_q8_0(&self) -> Result<Self> {
+        if self.format == StoredFormat::Q8_0 {
+            return Ok(self.clone());
+        }
+        Self::quantize_q8_0(&self.to_f32(), self.rows, self.cols)
     }
 
     /// The same matrix with its rows reordered by `reorder`, which maps a row-major buffer of
@@ -271,6 +285,26 @@ pub fn dequantize_block(format: StoredFormat, b: &[u8], y: &mut [f32]) {
                 }
             }
         }
+        StoredFormat::Q6K => {
+            // Two halves of 128 values. In a half, byte l of the low nibbles and of the high
+            // 2-bit parts gives values l, l+32, l+64 and l+96; each run of 16 has its own scale.
+            let d = half(208);
+            for h in 0..2 {
+                let (ql, qh, sc) = (&b[64 * h..64 * h + 64], &b[128 + 32 * h..160 + 32 * h], &b[192 + 8 * h..200 + 8 * h]);
+                let y = &mut y[128 * h..128 * h + 128];
+                for l in 0..32 {
+                    let is = l / 16;
+                    let q1 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) as i32 - 32;
+                    let q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+                    let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+                    let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+                    y[l] = d * (sc[is] as i8) as f32 * q1 as f32;
+                    y[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
+                    y[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
+                    y[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
+                }
+            }
+        }
     }
 }
 
@@ -329,6 +363,7 @@ mod tests {
                     put_half(0, 0.0005 + rng.uniform() as f32 * 0.001);
                     put_half(2, 0.0005 + rng.uniform() as f32 * 0.001);
                 }
+                StoredFormat::Q6K => put_half(208, 0.0002 + rng.uniform() as f32 * 0.0005),
                 StoredFormat::Q4_1 => {
                     put_half(0, 0.01 + rng.uniform() as f32 * 0.05);
                     put_half(2, -0.2 + rng.uniform() as f32 * 0.1);
@@ -364,7 +399,7 @@ mod tests {
         }
     }
 
-    const FORMATS: [StoredFormat; 7] = [
+    const FORMATS: [StoredFormat; 8] = [
         StoredFormat::F32,
         StoredFormat::F16,
         StoredFormat::BF16,
@@ -372,6 +407,7 @@ mod tests {
         StoredFormat::Q4_0,
         StoredFormat::Q4_1,
         StoredFormat::Q4K,
+        StoredFormat::Q6K,
     ];
 
     #[test]

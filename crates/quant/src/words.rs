@@ -32,15 +32,15 @@ pub struct WordLayout {
 }
 
 impl WordLayout {
-    /// The layout of `format` rows of `cols` elements; `None` for F32 (held dense) or a row that
-    /// is not whole blocks.
+    /// The layout of `format` rows of `cols` elements; `None` for F32 (held dense), Q6_K (the GPU
+    /// kernels take it as Q8_0) or a row that is not whole blocks.
     pub fn new(format: StoredFormat, cols: usize) -> Option<Self> {
         if !cols.is_multiple_of(format.block_elements()) {
             return None;
         }
         let blocks = cols / 32;
         let (value_words, scale_words) = match format {
-            StoredFormat::F32 => return None,
+            StoredFormat::F32 | StoredFormat::Q6K => return None,
             StoredFormat::F16 | StoredFormat::BF16 => (cols / 2, 0),
             StoredFormat::Q8_0 => (cols / 4, blocks.div_ceil(2)),
             StoredFormat::Q4_0 => (cols / 8, blocks.div_ceil(2)),
@@ -71,6 +71,7 @@ pub const fn format_code(format: StoredFormat) -> u32 {
         StoredFormat::Q4_1 => 4,
         StoredFormat::Q4K => 5,
         StoredFormat::F32 => 6,
+        StoredFormat::Q6K => 7,
     }
 }
 
@@ -98,7 +99,7 @@ impl StoredMatrix {
                     StoredFormat::Q8_0 | StoredFormat::Q4_0 => block.split_at(2),
                     StoredFormat::Q4_1 => block.split_at(4),
                     StoredFormat::Q4K => block.split_at(16),
-                    StoredFormat::F32 => unreachable!(),
+                    StoredFormat::F32 | StoredFormat::Q6K => unreachable!(),
                 };
                 scales.extend_from_slice(scale);
                 values.extend_from_slice(quants);
@@ -167,7 +168,7 @@ pub fn decode_row(layout: &WordLayout, words: &[u32], n: usize, r: usize, out: &
                     *y = d1 * q as f32 - m1;
                 }
             }
-            StoredFormat::F32 => unreachable!("F32 has no word layout"),
+            StoredFormat::F32 | StoredFormat::Q6K => unreachable!("{:?} has no word layout", layout.format),
         }
     }
 }
