@@ -13,6 +13,10 @@
 use super::{StoredFormat, StoredMatrix, dequantize_block};
 use half::f16;
 
+// In the browser's SIMD build, the dot products written with wasm's own vector instructions.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use crate::simd128::{dot_q4, dot_q4_k, dot_q6_k, dot_q8_0};
+
 /// From this many x rows on, expanding a panel and calling gemm beats the fused dot.
 const PANEL_MIN_M: usize = 8;
 
@@ -219,7 +223,7 @@ fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 /// place and multiplying by 2¹¹² (the exponent bias difference) is exact for normal and
 /// subnormal values alike. Infinities and NaNs (never a valid scale) take `half`'s path.
 #[inline(always)]
-fn scale(b: &[u8], at: usize) -> f32 {
+pub(crate) fn scale(b: &[u8], at: usize) -> f32 {
     let h = u16::from_le_bytes([b[at], b[at + 1]]) as u32;
     if h & 0x7c00 == 0x7c00 {
         return f16::from_bits(h as u16).to_f32();
@@ -228,6 +232,7 @@ fn scale(b: &[u8], at: usize) -> f32 {
     f32::from_bits(magnitude.to_bits() | ((h & 0x8000) << 16))
 }
 
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 fn dot_q8_0<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
@@ -250,6 +255,7 @@ fn dot_q8_0<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
 /// Q4_0 (`OFFSET`: value `(q − 8)·d`) or Q4_1 (value `q·d + min`, the min times Σx per block).
 /// A block's 16 bytes hold elements 0..16 in their low nibbles and 16..32 in their high ones:
 /// one 16-lane step each.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 fn dot_q4<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
     let block_bytes = if OFFSET { 18 } else { 20 };
@@ -276,6 +282,7 @@ fn dot_q4<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &[f32], block_sums
 }
 
 /// Q4_K: per sub-block of 32, value `d·sc·q − dmin·m`; the minimums multiply Σx per 32.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 fn dot_q4_k<const FMA: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
@@ -313,6 +320,7 @@ fn dot_q4_k<const FMA: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
 /// Q6_K: per run of 16, value `d·sc·(q − 32)`. A half super-block's byte l (low nibbles at l
 /// and l+32, high parts at l) gives values l, l+32, l+64 and l+96: four 16-lane steps per 16
 /// bytes, each with its own scale.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 fn dot_q6_k<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
@@ -338,6 +346,7 @@ fn dot_q6_k<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
 }
 
 /// `acc += s · Σ (q(l) − 32)·x[l]` over one run of 16 Q6_K values.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 fn q6_run<const FMA: bool>(acc: &mut [f32; LANES], x: &[f32], s: f32, q: impl Fn(usize) -> u8) {
     let mut p = [0f32; LANES];

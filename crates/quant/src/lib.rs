@@ -8,6 +8,8 @@
 //! sums.
 
 mod kernels;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128;
 pub mod spin;
 mod words;
 
