@@ -95,16 +95,7 @@ pub fn forward(shape: &Shape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, Vec
                 lse[r0 + i] = max + sum.ln();
             }
             // out[r0.., :] = P · v[..width]
-            // SAFETY: out rows r0..r0+rows are [rows, d]; p is [rows, width]; v has ≥ width rows.
-            unsafe {
-                gemm::gemm(
-                    rows, d, width,
-                    out[r0 * d..].as_mut_ptr(), 1, d as isize, false,
-                    p.as_ptr(), 1, width as isize,
-                    v.as_ptr(), 1, d as isize,
-                    0.0, 1.0, false, false, false, gemm::Parallelism::None,
-                );
-            }
+            times(p, v, rows, width, d, 1.0, &mut out[r0 * d..]);
         }
     });
     (out, lse)
@@ -148,50 +139,18 @@ pub fn backward(shape: &Shape, q: &[f32], k: &[f32], v: &[f32], out: &[f32], lse
                 row[vis..].fill(0.0);
             }
             let d_o_rows = &d_o[r0 * d..][..rows * d];
-            // SAFETY (all four products): row blocks of [rows, ·] from row r0 of q, dO, dq; the
-            // first `width` rows of k, v, dk, dv (width ≤ total); p and ds are [rows, width].
-            unsafe {
-                // dv[..width] += Pᵀ · dO
-                gemm::gemm(
-                    width, d, rows,
-                    dv.as_mut_ptr(), 1, d as isize, true,
-                    p.as_ptr(), width as isize, 1,
-                    d_o_rows.as_ptr(), 1, d as isize,
-                    1.0, 1.0, false, false, false, gemm::Parallelism::None,
-                );
-                // ds = dO · v[..width]ᵀ, then P ∘ (ds − D) in place.
-                gemm::gemm(
-                    rows, width, d,
-                    ds.as_mut_ptr(), 1, width as isize, false,
-                    d_o_rows.as_ptr(), 1, d as isize,
-                    v.as_ptr(), d as isize, 1,
-                    0.0, 1.0, false, false, false, gemm::Parallelism::None,
-                );
-            }
+            // dv[..width] += Pᵀ · dO, and ds = dO · v[..width]ᵀ (then P ∘ (ds − D) in place).
+            add_transposed_times(p, d_o_rows, rows, width, d, 1.0, dv);
+            times_transposed(d_o_rows, v, rows, width, d, 1.0, ds);
             for i in 0..rows {
                 let o_row = &o[(r0 + i) * d..][..d];
                 let dot: f32 = d_o_rows[i * d..][..d].iter().zip(o_row).map(|(a, b)| a * b).sum();
                 let (p_row, ds_row) = (&p[i * width..][..width], &mut ds[i * width..][..width]);
                 ds_row.iter_mut().zip(p_row).for_each(|(g, &p)| *g = p * (*g - dot));
             }
-            unsafe {
-                // dq[r0..] = dS · k[..width] / √d
-                gemm::gemm(
-                    rows, d, width,
-                    dq[r0 * d..].as_mut_ptr(), 1, d as isize, false,
-                    ds.as_ptr(), 1, width as isize,
-                    k.as_ptr(), 1, d as isize,
-                    0.0, scale, false, false, false, gemm::Parallelism::None,
-                );
-                // dk[..width] += dSᵀ · q[r0..] / √d
-                gemm::gemm(
-                    width, d, rows,
-                    dk.as_mut_ptr(), 1, d as isize, true,
-                    ds.as_ptr(), width as isize, 1,
-                    q[r0 * d..].as_ptr(), 1, d as isize,
-                    1.0, scale, false, false, false, gemm::Parallelism::None,
-                );
-            }
+            // dq[r0..] = dS · k[..width] / √d, and dk[..width] += dSᵀ · q[r0..] / √d.
+            times(ds, k, rows, width, d, scale, &mut dq[r0 * d..]);
+            add_transposed_times(ds, &q[r0 * d..], rows, width, d, scale, dk);
         }
     });
     let group = shape.heads / shape.kv_heads;
@@ -215,16 +174,53 @@ pub struct Gradients {
 
 /// `p[rows, width] = q[rows, d] · k[..width]ᵀ / √d`.
 fn scores(shape: &Shape, q: &[f32], k: &[f32], rows: usize, width: usize, p: &mut [f32]) {
-    let d = shape.head_dim;
-    assert!(q.len() >= rows * d && k.len() >= width * d && p.len() >= rows * width);
-    // SAFETY: bounds asserted above; k is read as its transpose [d, width].
+    times_transposed(q, k, rows, width, shape.head_dim, shape.scale(), p);
+}
+
+// The three products of the two passes, on row-major buffers. Each asserts its bounds, so the
+// raw-pointer calls into gemm stay in range.
+
+/// `out[rows, width] = beta · a[rows, d] · b[..width]ᵀ`.
+fn times_transposed(a: &[f32], b: &[f32], rows: usize, width: usize, d: usize, beta: f32, out: &mut [f32]) {
+    assert!(a.len() >= rows * d && b.len() >= width * d && out.len() >= rows * width);
+    // SAFETY: bounds asserted above; b is read as its transpose [d, width].
     unsafe {
         gemm::gemm(
             rows, width, d,
-            p.as_mut_ptr(), 1, width as isize, false,
-            q.as_ptr(), 1, d as isize,
-            k.as_ptr(), d as isize, 1,
-            0.0, shape.scale(), false, false, false, gemm::Parallelism::None,
+            out.as_mut_ptr(), 1, width as isize, false,
+            a.as_ptr(), 1, d as isize,
+            b.as_ptr(), d as isize, 1,
+            0.0, beta, false, false, false, gemm::Parallelism::None,
+        );
+    }
+}
+
+/// `out[rows, d] = beta · p[rows, width] · m[..width]` (m's rows are d wide).
+fn times(p: &[f32], m: &[f32], rows: usize, width: usize, d: usize, beta: f32, out: &mut [f32]) {
+    assert!(p.len() >= rows * width && m.len() >= width * d && out.len() >= rows * d);
+    // SAFETY: bounds asserted above.
+    unsafe {
+        gemm::gemm(
+            rows, d, width,
+            out.as_mut_ptr(), 1, d as isize, false,
+            p.as_ptr(), 1, width as isize,
+            m.as_ptr(), 1, d as isize,
+            0.0, beta, false, false, false, gemm::Parallelism::None,
+        );
+    }
+}
+
+/// `acc[..width] += beta · p[rows, width]ᵀ · m[rows, d]`.
+fn add_transposed_times(p: &[f32], m: &[f32], rows: usize, width: usize, d: usize, beta: f32, acc: &mut [f32]) {
+    assert!(p.len() >= rows * width && m.len() >= rows * d && acc.len() >= width * d);
+    // SAFETY: bounds asserted above; p is read as its transpose [width, rows].
+    unsafe {
+        gemm::gemm(
+            width, d, rows,
+            acc.as_mut_ptr(), 1, d as isize, true,
+            p.as_ptr(), width as isize, 1,
+            m.as_ptr(), 1, d as isize,
+            1.0, beta, false, false, false, gemm::Parallelism::None,
         );
     }
 }
