@@ -52,11 +52,14 @@ impl StoredWeight {
         #[cfg(feature = "gpu-kernels")]
         if Self::supported_on(device) {
             // Q6_K goes as Q8_0: the GPU kernels do not read it.
-            let on_gpu = match crate::quant::gpu_format(matrix.format) {
-                format if format == matrix.format => Some(matrix.clone()),
-                _ => matrix.to_q8_0().ok(),
+            let converted;
+            let on_gpu = if crate::quant::gpu_format(matrix.format) == matrix.format {
+                Some(&matrix)
+            } else {
+                converted = matrix.to_q8_0().ok();
+                converted.as_ref()
             };
-            if let Some(words) = on_gpu.and_then(|m| DeviceMatrix::upload(&m, device)) {
+            if let Some(words) = on_gpu.and_then(|m| DeviceMatrix::upload(m, device)) {
                 return Ok(StoredWeight::Device(words));
             }
         }

@@ -14,8 +14,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Dispatch, Flex, backend_extension};
-use burn::tensor::{Tensor, TensorData};
-use super::{contiguous, f32s};
+use super::{contiguous, dims, f32s, tensor};
+use burn::tensor::Tensor;
 use cqa_kernels::attention::Shape;
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ impl Forward {
         let shape = Shape { batch, heads, kv_heads, seq, total, head_dim, causal };
         let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
         let (out, lse) = cqa_kernels::attention::forward(&shape, f32s(&q), f32s(&k), f32s(&v));
-        let out = FlexTensor::from_data(TensorData::new(out, [batch, heads, seq, head_dim]));
+        let out = tensor(out, vec![batch, heads, seq, head_dim]);
         Forward { shape, q, k, v, out, lse: Arc::new(lse) }
     }
 }
@@ -73,8 +73,7 @@ impl<C: CheckpointStrategy> CpuAttentionBackend for Autodiff<Flex, C> {
                 let [q, k, v] = ops.parents;
                 for (parent, grad, like) in [(q, g.dq, &f.q), (k, g.dk, &f.k), (v, g.dv, &f.v)] {
                     if let Some(node) = parent {
-                        let dims = like.layout().shape().to_vec();
-                        grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(grad, dims)));
+                        grads.register::<Flex>(node.id, tensor(grad, dims(like)));
                     }
                 }
             }
@@ -95,7 +94,7 @@ impl<C: CheckpointStrategy> CpuAttentionBackend for Autodiff<Flex, C> {
 }
 
 fn dims4(x: &FlexTensor, name: &str) -> [usize; 4] {
-    x.layout().shape().to_vec().try_into().unwrap_or_else(|_| panic!("attention: {name} must have 4 dimensions"))
+    dims(x).try_into().unwrap_or_else(|_| panic!("attention: {name} must have 4 dimensions"))
 }
 
 /// Attention on a CPU device (with or without autodiff). k and v carry `kv_heads` heads.
@@ -111,6 +110,7 @@ mod tests {
     use super::*;
     use crate::rng::Rng;
     use burn::tensor::module::attention;
+    use burn::tensor::TensorData;
     use burn::tensor::ops::AttentionModuleOptions;
 
     fn random(dims: [usize; 4], seed: u64, device: &burn::tensor::Device) -> Tensor<4> {
