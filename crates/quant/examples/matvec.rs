@@ -28,7 +28,7 @@ fn main() {
             let w = matrix(format, rows, cols);
             for m in [1usize, 256] {
                 let x: Vec<f32> = (0..m * cols).map(|i| (i % 13) as f32 * 0.01).collect();
-                let reps = if m == 1 { (2_000_000_000 / w.resident_bytes()).clamp(3, 2000) } else { 3 };
+                let reps = if m == 1 { (2_000_000_000 / w.resident_bytes()).clamp(3, 2000) } else { 10 };
                 let _ = w.matmul_transposed(&x, m);
                 let t = Instant::now();
                 for _ in 0..reps {

@@ -6,9 +6,11 @@
 //!   The dot keeps sixteen f32 lanes so the compiler emits vector code (Rust never reorders
 //!   float sums on its own), built three times on x86-64, chosen at run time: AVX-512, AVX2+FMA
 //!   and baseline. In the browser it is the wasm build's SIMD, if enabled, or scalar code.
-//! - **panels** (prefill, scoring, training): compute-bound. A panel of rows is expanded to f32
-//!   (on every thread) and multiplied with the `gemm` crate's kernels (on every thread), so the
-//!   expansion costs 1/m of the multiply and the f32 copy never exceeds one panel.
+//! - **panels** (prefill, scoring, training): compute-bound. Rows are expanded to f32 and
+//!   multiplied with the `gemm` crate's kernels, so the expansion costs 1/m of the multiply and
+//!   the f32 copy never exceeds a panel. The forward product gives each thread tasks of whole
+//!   rows (its own panel, a one-thread gemm); the backward product `y·W`, whose tasks would all
+//!   add into the same output, expands one shared panel and runs one threaded gemm on it.
 
 use super::{StoredFormat, StoredMatrix, dequantize_block};
 use half::f16;
@@ -45,23 +47,103 @@ pub(super) fn matmul(w: &StoredMatrix, y: &[f32], m: usize) -> Vec<f32> {
     g
 }
 
+/// The forward product in tasks of whole rows: each task expands its rows into a panel of its
+/// own thread and multiplies it with a one-thread gemm. A panel shared by all threads and one
+/// threaded gemm call was slower: gemm packs a row-major left operand on the calling thread
+/// alone before it forks, so the other core waited through the packing of every layer's matrix;
+/// here each core packs its own rows, from its own cache.
 fn panels_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
     let (rows, cols) = (w.rows, w.cols);
-    let mut y = vec![0f32; m * rows];
-    for_each_panel(w, |r0, nb, panel| {
-        // SAFETY: y[:, r0..r0+nb] is [m, nb] with row stride `rows`; x is [m, cols]; the panel is
-        // [nb, cols], read as its transpose [cols, nb]. All in bounds.
-        unsafe {
-            gemm::gemm(
-                m, nb, cols,
-                y.as_mut_ptr().add(r0), 1, rows as isize, false,
-                x.as_ptr(), 1, cols as isize,
-                panel.as_ptr(), cols as isize, 1,
-                0.0, 1.0, false, false, false, gemm_parallelism(),
-            );
-        }
+    if cols == 0 {
+        return vec![0f32; m * rows]; // gemm writes nothing for an empty sum
+    }
+    // Left unwritten until the tasks fill it: zeroing 50 MB of logits first cost a serial pass.
+    let mut y: Vec<f32> = Vec::with_capacity(m * rows);
+    let rows_per_task = task_rows(rows, cols);
+    let out = SharedOut(y.as_mut_ptr());
+    parallel_tasks(rows.div_ceil(rows_per_task), |t| {
+        let r0 = t * rows_per_task;
+        let nb = rows_per_task.min(rows - r0);
+        with_task_panel(nb * cols, |panel| {
+            for (j, row) in panel.chunks_exact_mut(cols).enumerate() {
+                expand_row(w, r0 + j, row);
+            }
+            // SAFETY: y[:, r0..r0+nb] is [m, nb] with row stride `rows`, written by this task
+            // alone (tasks own disjoint column ranges of y, which outlives them); x is [m, cols];
+            // the panel is [nb, cols], read as its transpose [cols, nb]. All in bounds.
+            unsafe {
+                gemm::gemm(
+                    m, nb, cols,
+                    out.at(r0), 1, rows as isize, false,
+                    x.as_ptr(), 1, cols as isize,
+                    panel.as_ptr(), cols as isize, 1,
+                    0.0, 1.0, false, false, false, gemm::Parallelism::None,
+                );
+            }
+        });
     });
+    // SAFETY: the tasks together wrote every element: each column range r0..r0+nb of every row
+    // (gemm with read_dst false writes its whole destination without reading it).
+    unsafe { y.set_len(m * rows) };
     y
+}
+
+/// Rows per forward task: the count that finishes soonest on `threads()` cores, by a simple
+/// cost model of gemm's register tiles (64 rows at full speed; a ragged 16, 32 or 48 rows
+/// slower per row, as measured in profiles), with each task's panel at most ~512 KiB (it stays
+/// in the core's L2 cache while gemm packs and reads it) but never under 64 rows.
+fn task_rows(rows: usize, cols: usize) -> usize {
+    let largest = ((TASK_PANEL_VALUES / cols.max(1)) / 16 * 16).max(64).min(rows.next_multiple_of(16));
+    let tile_cost = |r: usize| {
+        let tail = match r % 64 {
+            0 => 0.0,
+            t if t <= 16 => 16.0 / 0.55,
+            t if t <= 32 => 32.0 / 0.8,
+            t => t.next_multiple_of(16) as f64 / 0.9,
+        };
+        (r / 64 * 64) as f64 + tail
+    };
+    let threads = threads();
+    (1..=largest / 16)
+        .map(|i| i * 16)
+        .map(|r| (rows.div_ceil(r).div_ceil(threads) as f64 * tile_cost(r), r))
+        // Soonest; of equals, the larger task (fewer hand-offs).
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
+        .map_or(16, |(_, r)| r)
+}
+
+/// The output pointer shared by tasks that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: every task writes only its own elements (see `panels_xwt`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+const TASK_PANEL_VALUES: usize = 1 << 17;
+
+thread_local! {
+    /// Each thread's forward panel, kept between tasks (fresh pages cost more than reuse).
+    static TASK_PANEL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a scratch slice of `len` values: this thread's kept panel, or a fresh one if it
+/// is already in use further up this thread's stack.
+fn with_task_panel(len: usize, f: impl FnOnce(&mut [f32])) {
+    TASK_PANEL.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![0f32; len]),
+    })
 }
 
 /// f32 values expanded at a time: 4 MiB, so a layer's matrix is one panel (one gemm call, one
@@ -91,13 +173,122 @@ fn for_each_panel(w: &StoredMatrix, mut f: impl FnMut(usize, usize, &[f32])) {
             let rows_per_task = nb.div_ceil(threads() * 2).max(1);
             parallel_chunks(panel, rows_per_task * cols, |t, chunk| {
                 for (j, row) in chunk.chunks_exact_mut(cols).enumerate() {
-                    w.dequantize_row(r0 + t * rows_per_task + j, row);
+                    expand_row(w, r0 + t * rows_per_task + j, row);
                 }
             });
             f(r0, nb, panel);
             r0 += nb;
         }
     });
+}
+
+/// Row `r` of W as f32, the same values as [`StoredMatrix::dequantize_row`] (the same
+/// expressions, and `scale`'s f16 decode equals `half`'s), with the format chosen once per row
+/// instead of once per block, and built for the widest SIMD the CPU has.
+fn expand_row(w: &StoredMatrix, r: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match x86_level() {
+            // SAFETY: the CPU has these features (checked at run time by `x86_level`).
+            X86Level::Avx512 => return unsafe { expand_row_avx512(w, r, out) },
+            X86Level::Avx2 => return unsafe { expand_row_avx2(w, r, out) },
+            X86Level::Baseline => {}
+        }
+    }
+    expand_row_body(w, r, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn expand_row_avx2(w: &StoredMatrix, r: usize, out: &mut [f32]) {
+    expand_row_body(w, r, out)
+}
+
+/// The block formats written out in AVX-512 (the compiler vectorized the portable loops only
+/// half-way, eight lanes and a scalar tail); the same operations, so the same values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn expand_row_avx512(w: &StoredMatrix, r: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let row = w.row(r);
+    let (bb, be) = (w.format.block_bytes(), w.format.block_elements());
+    assert!(out.len() >= row.len() / bb * be, "expand_row: output shorter than the row");
+    let low = _mm512_set1_epi32(0x0f);
+    for (i, b) in row.chunks_exact(bb).enumerate() {
+        // SAFETY (the loads and stores below): b holds one whole block (bb bytes, checked by
+        // chunks_exact); y points at that block's 32 values in out (length asserted above).
+        unsafe {
+            let y = out.as_mut_ptr().add(i * 32);
+            match w.format {
+                StoredFormat::Q8_0 => {
+                    let d = _mm512_set1_ps(scale(b, 0));
+                    for half in 0..2 {
+                        let q = _mm512_cvtepi8_epi32(_mm_loadu_si128(b.as_ptr().add(2 + 16 * half).cast()));
+                        _mm512_storeu_ps(y.add(16 * half), _mm512_mul_ps(_mm512_cvtepi32_ps(q), d));
+                    }
+                }
+                StoredFormat::Q4_0 => {
+                    let d = _mm512_set1_ps(scale(b, 0));
+                    let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(b.as_ptr().add(2).cast()));
+                    let eight = _mm512_set1_epi32(8);
+                    let lo = _mm512_sub_epi32(_mm512_and_si512(q, low), eight);
+                    let hi = _mm512_sub_epi32(_mm512_srli_epi32(q, 4), eight);
+                    _mm512_storeu_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d));
+                    _mm512_storeu_ps(y.add(16), _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d));
+                }
+                StoredFormat::Q4_1 => {
+                    let (d, m) = (_mm512_set1_ps(scale(b, 0)), _mm512_set1_ps(scale(b, 2)));
+                    let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(b.as_ptr().add(4).cast()));
+                    let lo = _mm512_cvtepi32_ps(_mm512_and_si512(q, low));
+                    let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(q, 4));
+                    _mm512_storeu_ps(y, _mm512_add_ps(_mm512_mul_ps(lo, d), m));
+                    _mm512_storeu_ps(y.add(16), _mm512_add_ps(_mm512_mul_ps(hi, d), m));
+                }
+                _ => return expand_row_body(w, r, out),
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn expand_row_body(w: &StoredMatrix, r: usize, out: &mut [f32]) {
+    let row = w.row(r);
+    match w.format {
+        StoredFormat::Q8_0 => {
+            for (b, y) in row.chunks_exact(34).zip(out.chunks_exact_mut(32)) {
+                let d = scale(b, 0);
+                for (y, &q) in y.iter_mut().zip(&b[2..34]) {
+                    *y = (q as i8) as f32 * d;
+                }
+            }
+        }
+        StoredFormat::Q4_0 => {
+            for (b, y) in row.chunks_exact(18).zip(out.chunks_exact_mut(32)) {
+                let d = scale(b, 0);
+                let (lo, hi) = y.split_at_mut(16);
+                for (j, &q) in b[2..18].iter().enumerate() {
+                    lo[j] = ((q & 0x0f) as i32 - 8) as f32 * d;
+                    hi[j] = ((q >> 4) as i32 - 8) as f32 * d;
+                }
+            }
+        }
+        StoredFormat::Q4_1 => {
+            for (b, y) in row.chunks_exact(20).zip(out.chunks_exact_mut(32)) {
+                let (d, m) = (scale(b, 0), scale(b, 2));
+                let (lo, hi) = y.split_at_mut(16);
+                for (j, &q) in b[4..20].iter().enumerate() {
+                    lo[j] = (q & 0x0f) as f32 * d + m;
+                    hi[j] = (q >> 4) as f32 * d + m;
+                }
+            }
+        }
+        format => {
+            let (be, bb) = (format.block_elements(), format.block_bytes());
+            for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(be)) {
+                dequantize_block(format, b, y);
+            }
+        }
+    }
 }
 
 #[cfg(feature = "threads")]
@@ -391,6 +582,17 @@ fn parallel_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32])
     data.par_chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
 }
 
+#[cfg(feature = "threads")]
+fn parallel_tasks(n: usize, f: impl Fn(usize) + Sync + Send) {
+    use rayon::prelude::*;
+    (0..n).into_par_iter().for_each(f);
+}
+
+#[cfg(not(feature = "threads"))]
+fn parallel_tasks(n: usize, f: impl Fn(usize) + Sync + Send) {
+    (0..n).for_each(f);
+}
+
 #[cfg(not(feature = "threads"))]
 fn parallel_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
     data.chunks_mut(chunk.max(1)).enumerate().for_each(|(i, c)| f(i, c));
@@ -399,6 +601,19 @@ fn parallel_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32])
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expanded_rows_are_the_dequantized_rows_bit_for_bit() {
+        for format in crate::tests::FORMATS {
+            let w = crate::tests::random_matrix(format, 3, 512, 5);
+            let (mut want, mut got) = (vec![0f32; 512], vec![1f32; 512]);
+            for r in 0..3 {
+                w.dequantize_row(r, &mut want);
+                expand_row(&w, r, &mut got);
+                assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "{format:?} row {r}");
+            }
+        }
+    }
 
     #[test]
     fn scales_decode_like_half_for_every_f16() {

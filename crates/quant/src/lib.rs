@@ -401,7 +401,7 @@ mod tests {
         }
     }
 
-    const FORMATS: [StoredFormat; 8] = [
+    pub(crate) const FORMATS: [StoredFormat; 8] = [
         StoredFormat::F32,
         StoredFormat::F16,
         StoredFormat::BF16,
