@@ -67,11 +67,9 @@ impl Attention {
         let offset = cache.len();
 
         // (batch, seq, heads * head_dim) → (batch, heads, seq, head_dim)
-        let q = self.q_proj.forward(x.clone()).reshape([batch, seq, h, hd]).swap_dims(1, 2);
-        let k = self.k_proj.forward(x.clone()).reshape([batch, seq, kvh, hd]).swap_dims(1, 2);
+        let q = rope.apply_to_heads(self.q_proj.forward(x.clone()), h, offset);
+        let k = rope.apply_to_heads(self.k_proj.forward(x.clone()), kvh, offset);
         let v = self.v_proj.forward(x).reshape([batch, seq, kvh, hd]).swap_dims(1, 2);
-        let q = rope.apply(q, offset);
-        let k = rope.apply(k, offset);
 
         let (k, v) = cache.append(layer, k, v);
 

@@ -52,6 +52,19 @@ impl Rope {
         x * cos + rotated * sin
     }
 
+    /// Splits x's last dimension into heads, moves them in front of the positions and rotates
+    /// each for positions `offset..offset + seq`: one operation on the CPU, burn's ops elsewhere.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, heads * head_dim]` → `[batch, heads, seq, head_dim]`
+    pub fn apply_to_heads(&self, x: Tensor<3>, heads: usize, offset: usize) -> Tensor<4> {
+        let [batch, seq, width] = x.dims();
+        if crate::device::runs_on_cpu(&x.device()) {
+            return super::fused::rope::rope_heads(x, &self.cos, &self.sin, heads, offset);
+        }
+        self.apply(x.reshape([batch, seq, heads, width / heads]).swap_dims(1, 2), offset)
+    }
+
     /// Number of positions the tables cover.
     pub fn max_positions(&self) -> usize {
         self.cos.dims()[0]

@@ -9,6 +9,7 @@
 pub mod attention;
 pub mod loss;
 pub mod rms_norm;
+pub mod rope;
 pub mod swiglu;
 
 /// Calls `f(i, a_chunk, b_chunk)` for the i-th chunks of two buffers (`a_len` and `b_len`
@@ -32,6 +33,17 @@ fn for_each_chunk(a: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Syn
     }
     #[cfg(not(feature = "threads"))]
     a.chunks_mut(len.max(1)).enumerate().for_each(|(i, a)| f(i, a));
+}
+
+/// Calls `f(i)` for tasks `0..n`, on rayon's pool when built with threads.
+fn for_each_task(n: usize, f: impl Fn(usize) + Sync + Send) {
+    #[cfg(feature = "threads")]
+    {
+        use rayon::prelude::*;
+        (0..n).into_par_iter().for_each(f);
+    }
+    #[cfg(not(feature = "threads"))]
+    (0..n).for_each(f);
 }
 
 /// Values per task for element-wise work: large enough that a task outweighs its dispatch.

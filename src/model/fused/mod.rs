@@ -1,11 +1,12 @@
 //! CPU operations with backward passes of their own, over `cqa-kernels`: attention, RMSNorm,
-//! SwiGLU's gating and the next-token loss. On the CPU backend (burn-flex, with or without
+//! RoPE, SwiGLU's gating and the next-token loss. On the CPU backend (burn-flex, with or without
 //! autodiff) each is one burn operation, on every core, that keeps little for the backward pass;
 //! on the GPU backends the same functions compose burn's tensor ops.
 
 pub mod attention;
 pub mod loss;
 pub mod rms_norm;
+pub mod rope;
 pub mod swiglu;
 
 use burn::backend::flex::FlexTensor;
