@@ -73,30 +73,35 @@ pub fn forward(shape: &Shape, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, Vec
     if shape.is_empty() {
         return (out, lse);
     }
-    crate::for_each_chunk_pair(&mut out, s * d, &mut lse, s, |bh, out, lse| {
+    // Tasks are (head, block of query rows), the widest causal blocks first, so that the pool
+    // balances them (heads alone left one core idle through a ninth head).
+    let (heads, blocks) = (shape.batch * shape.heads, s.div_ceil(ROW_BLOCK));
+    let (out_at, lse_at) = (crate::SharedOut(out.as_mut_ptr()), crate::SharedOut(lse.as_mut_ptr()));
+    crate::for_each_task(heads * blocks, |t| {
+        let (bh, r0) = (t % heads, (blocks - 1 - t / heads) * ROW_BLOCK);
         let (q, k, v) = (&q[bh * s * d..][..s * d], shape.kv_of(k, bh), shape.kv_of(v, bh));
-        let mut p = vec![0f32; ROW_BLOCK.min(s) * shape.total];
-        for r0 in (0..s).step_by(ROW_BLOCK) {
-            let rows = ROW_BLOCK.min(s - r0);
-            let width = shape.visible(r0 + rows - 1);
-            let p = &mut p[..rows * width];
-            scores(shape, &q[r0 * d..], k, rows, width, p);
-            for (i, row) in p.chunks_exact_mut(width).enumerate() {
-                let vis = shape.visible(r0 + i);
-                let max = row[..vis].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for x in &mut row[..vis] {
-                    *x = (*x - max).exp();
-                    sum += *x;
-                }
-                row[vis..].fill(0.0);
-                let inv = 1.0 / sum;
-                row[..vis].iter_mut().for_each(|x| *x *= inv);
-                lse[r0 + i] = max + sum.ln();
+        let rows = ROW_BLOCK.min(s - r0);
+        // SAFETY: task (bh, r0) alone writes rows r0..r0+rows of head bh: out[(bh·s + r0)·d..]
+        // for rows·d values and lse[bh·s + r0..] for rows values, in bounds as s·d and s per head.
+        let (out, lse) = unsafe { (out_at.slice((bh * s + r0) * d, rows * d), lse_at.slice(bh * s + r0, rows)) };
+        let width = shape.visible(r0 + rows - 1);
+        let mut p = vec![0f32; rows * width];
+        scores(shape, &q[r0 * d..], k, rows, width, &mut p);
+        for (i, row) in p.chunks_exact_mut(width).enumerate() {
+            let vis = shape.visible(r0 + i);
+            let max = row[..vis].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for x in &mut row[..vis] {
+                *x = (*x - max).exp();
+                sum += *x;
             }
-            // out[r0.., :] = P · v[..width]
-            times(p, v, rows, width, d, 1.0, &mut out[r0 * d..]);
+            row[vis..].fill(0.0);
+            let inv = 1.0 / sum;
+            row[..vis].iter_mut().for_each(|x| *x *= inv);
+            lse[i] = max + sum.ln();
         }
+        // out[r0.., :] = P · v[..width]
+        times(&p, v, rows, width, d, 1.0, out);
     });
     (out, lse)
 }

@@ -46,6 +46,22 @@ fn for_each_task(n: usize, f: impl Fn(usize) + Sync + Send) {
     (0..n).for_each(f);
 }
 
+/// A buffer shared by tasks that each write their own, disjoint part of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: users hand each task parts of the buffer that no other task touches.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// # Safety
+    /// `at..at + len` must be in bounds and written by no one else meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, at: usize, len: usize) -> &mut [f32] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(at), len) }
+    }
+}
+
 /// Values per task for element-wise work: large enough that a task outweighs its dispatch.
 const ELEMENTS_PER_TASK: usize = 1 << 15;
 

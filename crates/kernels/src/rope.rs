@@ -58,7 +58,7 @@ pub fn backward(shape: &Shape, d_y: &[f32], cos: &[f32], sin: &[f32]) -> Vec<f32
     let half = d / 2;
     let mut d_x = vec![0f32; shape.len()];
     // Tasks own rows of dy's order and scatter into dx: each dx row is one dy row's image.
-    let out = SharedOut(d_x.as_mut_ptr());
+    let out = crate::SharedOut(d_x.as_mut_ptr());
     let rows = shape.len() / d;
     let per_task = rows_per_task(d);
     crate::for_each_task(rows.div_ceil(per_task), |t| {
@@ -86,22 +86,6 @@ fn check(shape: &Shape, x: &[f32], cos: &[f32], sin: &[f32]) {
 
 fn rows_per_task(d: usize) -> usize {
     (crate::ELEMENTS_PER_TASK / d.max(1)).max(1)
-}
-
-/// d_x's storage, shared by tasks that write disjoint rows of it.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: see `backward`: every task writes only its own rows.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// # Safety
-    /// `at..at + len` must be in bounds and written by no one else meanwhile.
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn slice(&self, at: usize, len: usize) -> &mut [f32] {
-        unsafe { std::slice::from_raw_parts_mut(self.0.add(at), len) }
-    }
 }
 
 #[cfg(test)]
