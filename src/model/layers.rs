@@ -43,8 +43,7 @@ pub enum StoredWeight {
 impl StoredWeight {
     /// `matrix` placed for `device`: kept in host memory for the CPU, copied to a GPU as words
     /// (and the host copy dropped). Given back where the GPU kernels do not read its format
-    /// (F32), or are not built for this backend (burn's `fusion` feature wraps the GPU backend in
-    /// one they do not extend).
+    /// (F32), or are not built (a build without `gpu-kernels`).
     pub fn place(matrix: StoredMatrix, device: &Device) -> std::result::Result<Self, StoredMatrix> {
         if crate::device::runs_on_cpu(device) {
             return Ok(StoredWeight::Host(Arc::new(matrix)));
@@ -67,9 +66,9 @@ impl StoredWeight {
     }
 
     /// Whether stored weights can be placed on `device` at all: the CPU, or a GPU backend the
-    /// kernels extend (not burn's `fusion` wrapper).
+    /// kernels extend (with or without burn's `fusion` wrapper).
     pub fn supported_on(device: &Device) -> bool {
-        crate::device::runs_on_cpu(device) || cfg!(all(feature = "gpu-kernels", not(feature = "fusion")))
+        crate::device::runs_on_cpu(device) || cfg!(feature = "gpu-kernels")
     }
 
     /// `x · Wᵀ` over the last dimension.

@@ -353,14 +353,36 @@ pub struct ChunkShape {
     pub rows: usize,
 }
 
-#[backend_extension(Cube, Autodiff)]
+// With burn's `fusion` feature the GPU backend is wrapped in `Fusion`: each product is then an
+// opaque operation in its stream, its output described up front (the `#[fusion]` lines), and the
+// same kernels run when the stream executes.
+#[backend_extension(Cube, Fusion: cfg(feature = "fusion"), Autodiff)]
 pub trait PackedMatmulBackend: burn::backend::Backend {
     /// `x · Wᵀ` over the last dimension: `[.., cols]` → `[.., rows]`.
+    #[fusion(dtype = x, shape = with_last_dim(x, chunk.rows))]
     fn packed_matmul_transposed(x: FloatTensor<Self>, words: IntTensor<Self>, chunk: ChunkShape) -> FloatTensor<Self>;
     /// `g · W` over the last dimension: `[.., rows]` → `[.., cols]` (the input's gradient).
+    #[fusion(dtype = g, shape = with_last_dim(g, chunk.layout.cols))]
     fn packed_matmul(g: FloatTensor<Self>, words: IntTensor<Self>, chunk: ChunkShape) -> FloatTensor<Self>;
     /// Rows picked by id: `[..]` → `[.., cols]`; ids outside the chunk give zeros.
+    #[fusion(dtype = DType::F32, shape = with_dim_added(ids, chunk.layout.cols))]
     fn packed_embed(ids: IntTensor<Self>, words: IntTensor<Self>, chunk: ChunkShape) -> FloatTensor<Self>;
+}
+
+/// `shape` with its last dimension set to `d`.
+#[cfg_attr(not(feature = "fusion"), allow(dead_code))]
+fn with_last_dim(shape: &Shape, d: usize) -> Shape {
+    let mut dims = shape.to_vec();
+    *dims.last_mut().expect("a tensor with a last dimension") = d;
+    Shape::from(dims)
+}
+
+/// `shape` with a last dimension of `d` added.
+#[cfg_attr(not(feature = "fusion"), allow(dead_code))]
+fn with_dim_added(shape: &Shape, d: usize) -> Shape {
+    let mut dims = shape.to_vec();
+    dims.push(d);
+    Shape::from(dims)
 }
 
 /// Rows `first..first + count` of a chunk as an f32 `[count, cols]` tensor.
