@@ -290,6 +290,8 @@ test('after a reload the stopped run resumes from its own checkpoint', { timeout
   await page.click('#resume-run');
   await page.waitForFunction((n) => document.querySelectorAll('#adapter-list li.adapter').length > n || document.getElementById('train-error').textContent, adaptersBefore, { timeout: 600_000 });
   assert.equal(await page.textContent('#train-error'), '');
+  // The run's record is cleared just after the adapter is listed; "Finished" says it is gone.
+  await page.waitForFunction(() => /^Finished: /.test(document.getElementById('run-status').textContent), null, { timeout: 60_000 });
   assert.equal(await page.textContent('#m-step'), '6 / 6');
   const done = await stored(page);
   // Resumed from B's checkpoint: rank 4, and every step once (a restart or A's checkpoint at a
@@ -334,6 +336,13 @@ test('a GPU device lost during training: the run resumes from its checkpoint onc
     await page.waitForFunction((n) => document.querySelectorAll('#adapter-list li.adapter').length > n, adaptersBefore, { timeout: 600_000 });
   } catch (e) {
     assert.fail(`no adapter after the restart: ${await page.textContent('#train-error')} | ${(await page.evaluate(() => window.runStatuses)).join(' | ')}`);
+  }
+  // The adapter is listed as soon as it is saved; the status says "Finished" a moment later,
+  // once the run's record is cleared (train.js keepAdapter). Reading the statuses at once raced it.
+  try {
+    await page.waitForFunction(() => /^Finished: /.test(document.getElementById('run-status').textContent), null, { timeout: 60_000 });
+  } catch (e) {
+    assert.fail(`the status never said "Finished": ${(await page.evaluate(() => window.runStatuses)).join(' | ')}`);
   }
   assert.equal(await page.textContent('#train-error'), '');
   const statuses = await page.evaluate(() => window.runStatuses);
