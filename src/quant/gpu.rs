@@ -370,7 +370,6 @@ pub trait PackedMatmulBackend: burn::backend::Backend {
 }
 
 /// `shape` with its last dimension set to `d`.
-#[cfg_attr(not(feature = "fusion"), allow(dead_code))]
 fn with_last_dim(shape: &Shape, d: usize) -> Shape {
     let mut dims = shape.to_vec();
     *dims.last_mut().expect("a tensor with a last dimension") = d;
@@ -429,9 +428,8 @@ fn flatten(x: CubeTensor) -> (CubeTensor, Vec<usize>, usize) {
     (x, dims, m)
 }
 
-fn unflatten(y: CubeTensor, mut dims: Vec<usize>, d: usize) -> CubeTensor {
-    *dims.last_mut().expect("a tensor with a last dimension") = d;
-    CubeBackend::float_reshape(y, Shape::from(dims))
+fn unflatten(y: CubeTensor, dims: Vec<usize>, d: usize) -> CubeTensor {
+    CubeBackend::float_reshape(y, with_last_dim(&Shape::from(dims), d))
 }
 
 impl PackedMatmulBackend for CubeBackend {

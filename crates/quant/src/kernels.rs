@@ -210,9 +210,12 @@ unsafe fn expand_row_avx2(w: &StoredMatrix, r: usize, out: &mut [f32]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 unsafe fn expand_row_avx512(w: &StoredMatrix, r: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
+    if !matches!(w.format, StoredFormat::Q8_0 | StoredFormat::Q4_0 | StoredFormat::Q4_1) {
+        return expand_row_body(w, r, out);
+    }
     let row = w.row(r);
-    let (bb, be) = (w.format.block_bytes(), w.format.block_elements());
-    assert!(out.len() >= row.len() / bb * be, "expand_row: output shorter than the row");
+    let bb = w.format.block_bytes();
+    assert!(out.len() >= row.len() / bb * 32, "expand_row: output shorter than the row");
     let low = _mm512_set1_epi32(0x0f);
     for (i, b) in row.chunks_exact(bb).enumerate() {
         // SAFETY (the loads and stores below): b holds one whole block (bb bytes, checked by
@@ -244,7 +247,7 @@ unsafe fn expand_row_avx512(w: &StoredMatrix, r: usize, out: &mut [f32]) {
                     _mm512_storeu_ps(y, _mm512_add_ps(_mm512_mul_ps(lo, d), m));
                     _mm512_storeu_ps(y.add(16), _mm512_add_ps(_mm512_mul_ps(hi, d), m));
                 }
-                _ => return expand_row_body(w, r, out),
+                _ => unreachable!("other formats returned above"),
             }
         }
     }

@@ -26,12 +26,15 @@ fn layout<'a>(x: &FlexTensor, cos: &'a FlexTensor, sin: &'a FlexTensor, heads: u
     let [batch, seq, width]: [usize; 3] = x.layout().shape().to_vec().try_into().expect("rope: x must be [batch, seq, heads·head_dim]");
     assert!(heads > 0 && width.is_multiple_of(heads), "rope: x's width must be a whole number of heads");
     let head_dim = width / heads;
-    let rows = |t: &'a FlexTensor| {
-        let all = f32s(t);
-        assert!(all.len() >= (offset + seq) * head_dim, "rope: position {} is past the tables", offset + seq);
-        &all[offset * head_dim..(offset + seq) * head_dim]
-    };
+    let rows = |t| positions(t, offset, seq, head_dim);
     (Shape { batch, seq, heads, head_dim }, rows(cos), rows(sin))
+}
+
+/// A table's rows for positions `offset..offset + seq`.
+fn positions(table: &FlexTensor, offset: usize, seq: usize, head_dim: usize) -> &[f32] {
+    let all = f32s(table);
+    assert!(all.len() >= (offset + seq) * head_dim, "rope: position {} is past the tables", offset + seq);
+    &all[offset * head_dim..(offset + seq) * head_dim]
 }
 
 impl RopeBackend for Flex {
@@ -60,8 +63,7 @@ impl<C: CheckpointStrategy> RopeBackend for Autodiff<Flex, C> {
                     let [batch, seq, width]: [usize; 3] = x_dims.clone().try_into().expect("rope: x is 3-D");
                     let head_dim = width / heads;
                     let shape = Shape { batch, seq, heads, head_dim };
-                    let span = offset * head_dim..(offset + seq) * head_dim;
-                    let (c, s) = (&f32s(&cos)[span.clone()], &f32s(&sin)[span]);
+                    let (c, s) = (positions(&cos, offset, seq, head_dim), positions(&sin, offset, seq, head_dim));
                     grads.register::<Flex>(node.id, tensor(cqa_kernels::rope::backward(&shape, f32s(&d_y), c, s), x_dims));
                 }
             }
