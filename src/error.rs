@@ -12,7 +12,8 @@ pub enum Error {
 
     /// A tensor uses a ggml type this engine cannot dequantize.
     #[error(
-        "tensor `{tensor}` uses ggml type {type_name} (id {type_id}), which is not supported; supported types are F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K"
+        "tensor `{tensor}` uses ggml type {type_name} (id {type_id}), which this engine cannot read; it reads {}",
+        supported_formats()
     )]
     UnsupportedQuant { tensor: String, type_name: String, type_id: u32 },
 
@@ -54,3 +55,9 @@ impl Error {
 
 /// Result alias used across the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The ggml types the format registry reads, for error messages.
+fn supported_formats() -> String {
+    let names: Vec<&str> = cqa_quant::TABLE.iter().map(|t| t.name).collect();
+    format!("{} and {}", names[..names.len() - 1].join(", "), names[names.len() - 1])
+}

@@ -11,9 +11,15 @@ use crate::model::fused::loss::target_log_probs;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Serialize;
 
-/// Positions projected to the vocabulary at once: bounds the logits buffer
-/// (256 × 49152 × 4 B ≈ 50 MB), which matters under WebGPU's buffer limits.
-const LOGIT_CHUNK: usize = 256;
+/// The logits projected at once, in bytes: positions go to the vocabulary in chunks of this
+/// size, each reduced to its targets' log-probabilities before the next, so `[tokens × vocab]`
+/// logits never exist (at 512 tokens and Qwen's 151,936-token vocabulary they would be 311 MB).
+const LOGIT_CHUNK_BYTES: usize = 16 << 20;
+
+/// Positions a chunk takes for a vocabulary of `vocab`: 85 for SmolLM2's 49,152, 27 for Qwen's.
+fn logit_chunk(vocab: usize) -> usize {
+    (LOGIT_CHUNK_BYTES / (4 * vocab.max(1))).clamp(8, 256)
+}
 
 /// The scoring result, as `cqa score --json` prints it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -73,7 +79,7 @@ pub async fn score_ids(
     let mut logprobs = Vec::with_capacity(n - first);
     let mut start = first - 1;
     while start < n - 1 {
-        let len = LOGIT_CHUNK.min(n - 1 - start);
+        let len = logit_chunk(lm.config.vocab_size).min(n - 1 - start);
         let logits = lm.model.logits(hidden.clone().narrow(1, start, len)); // [1, len, vocab]
         let vocab = logits.dims()[2];
         let picked = target_log_probs(logits.reshape([len, vocab]), &all[start + 1..start + 1 + len]);

@@ -30,6 +30,11 @@ pub struct ModelInfo {
     pub weight_bytes_resident: u64,
     /// `stored` when the matrices are kept in their blocks, `f32` when dequantized.
     pub weights: String,
+    /// Tensor types held in another format on this device, e.g. `{"Q6_K": "Q8_0"}` on a GPU,
+    /// whose kernels do not read Q6_K: a conversion made once at load, to a format at least as
+    /// precise, whose memory `weight_bytes_resident` counts. Empty on the CPU, which keeps every
+    /// type as it is.
+    pub held_as: BTreeMap<String, String>,
     pub tokenizer_vocab: usize,
     pub has_chat_template: bool,
 }
@@ -47,13 +52,19 @@ impl LanguageModel {
     /// Loads a GGUF file: weights, tokenizer and chat template all come from the one file.
     /// `mode` says how the weights are held (see [`WeightMode`]).
     pub fn from_gguf_bytes(bytes: Vec<u8>, mode: WeightMode, device: &Device) -> Result<Self> {
-        let file = GgufFile::parse(bytes)?;
+        Self::from_gguf_buffer(std::sync::Arc::new(bytes), mode, device)
+    }
+
+    /// [`LanguageModel::from_gguf_bytes`] on a shared buffer (a mapped file): the stored weights
+    /// are ranges of it, not copies.
+    pub fn from_gguf_buffer(bytes: crate::gguf::SharedBuffer, mode: WeightMode, device: &Device) -> Result<Self> {
+        let file = GgufFile::parse_shared(bytes)?;
         let config = LlamaConfig::from_gguf(&file)?;
         let tokenizer = TextTokenizer::from_gguf(&file)?;
         tokenizer.check_fits(config.vocab_size)?;
         let mut tensor_types = BTreeMap::new();
         for t in &file.tensors {
-            *tensor_types.entry(t.ggml_type.name().to_string()).or_insert(0) += 1;
+            *tensor_types.entry(t.format.name().to_string()).or_insert(0) += 1;
         }
         let name = file.get("general.name").and_then(|v| v.as_str()).map(str::to_string);
         let file_bytes = file.file_size();
@@ -136,13 +147,27 @@ impl ModelInfo {
             name,
             config: config.clone(),
             parameters,
-            tensor_types,
+            tensor_types: tensor_types.clone(),
             file_bytes: file_bytes as u64,
             weight_bytes_f32: parameters as u64 * 4,
             weight_bytes_resident: model.resident_weight_bytes(),
             weights: if model.has_stored_weights() { "stored" } else { "f32" }.into(),
+            held_as: held_as(&tensor_types, model),
             tokenizer_vocab: tokenizer.vocab_size(),
             has_chat_template: tokenizer.has_chat_template(),
         }
     }
+}
+
+/// The conversions a model's stored weights took on its device (see `ModelInfo::held_as`).
+fn held_as(tensor_types: &BTreeMap<String, usize>, model: &Llama) -> BTreeMap<String, String> {
+    if !model.has_stored_weights() || crate::device::runs_on_cpu(&model.device()) {
+        return BTreeMap::new();
+    }
+    cqa_quant::TABLE
+        .iter()
+        .filter(|t| tensor_types.contains_key(t.name) && t.format != cqa_quant::Format::F32)
+        .filter(|t| t.format.on_gpu() != t.format)
+        .map(|t| (t.name.to_string(), t.format.on_gpu().name().to_string()))
+        .collect()
 }

@@ -171,10 +171,10 @@ fn tiny_gguf_loads_and_runs() {
 
 #[test]
 fn unsupported_quant_type() {
-    // ggml type 10 is Q2_K.
-    let path = write_temp("q2k.gguf", &tiny_gguf(32, 32, Some(10)));
+    // ggml type 16 is IQ2_XXS, which the format registry does not read.
+    let path = write_temp("iq2xxs.gguf", &tiny_gguf(32, 32, Some(16)));
     let err = expect_error(&cqa(&["--model", &model_arg(&path), "info"]));
-    assert!(err.contains("Q2_K") && err.contains("token_embd.weight"), "{err}");
+    assert!(err.contains("IQ2_XXS") && err.contains("token_embd.weight") && err.contains("Q5_0"), "{err}");
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn every_stored_type_scores_like_transformers() {
     let (dense, _, model) = logprobs(WeightMode::F32);
     assert!(!model.has_stored_weights());
     let f32_drift = common::max_abs_diff(&dense, &want);
-    println!("max |Δ logprob| vs transformers: stored {stored:.2e} (Q5_K held as Q8_0), f32 {f32_drift:.2e}");
+    println!("max |Δ logprob| vs transformers: stored {stored:.2e}, f32 {f32_drift:.2e}");
     assert!(f32_drift < LOGPROB_TOLERANCE, "f32 weights: {f32_drift}");
     assert!(stored < LOGPROB_TOLERANCE, "stored weights: {stored}");
     // The comparison can fail: the log-probabilities are not all alike.

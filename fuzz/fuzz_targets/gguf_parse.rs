@@ -1,4 +1,4 @@
-//! Fuzzes the GGUF parser and dequantizer: any byte string must give a model description or an
+//! Fuzzes the GGUF parser, the block decoders and the CPU's stored-matrix products: any byte string must give a model description or an
 //! error, never a panic, an overflow or a huge allocation.
 //! Run: `./x fuzz` (stable toolchain; seeds in fuzz/seeds), or `cargo fuzz run gguf_parse` with
 //! a nightly toolchain.
@@ -13,8 +13,14 @@ fuzz_target!(|data: &[u8]| {
         let names: Vec<String> = file.tensors.iter().map(|t| t.name.clone()).collect();
         for name in names.iter().take(4) {
             // Bounded: dequantize only small tensors so the fuzzer stays fast.
-            if file.tensor_info(name).is_some_and(|t| t.n_elements() <= 1 << 16) {
-                let _ = file.dequantize(name);
+            let Some(info) = file.tensor_info(name).filter(|t| t.n_elements() <= 1 << 16) else { continue };
+            let _ = file.dequantize(name);
+            // The same blocks as a stored matrix, through the CPU's decode product (every
+            // format's dot kernel): any bytes must give numbers, never a panic.
+            if let [rows, cols] = info.shape[..]
+                && let Ok(matrix) = file.stored_matrix(info, rows, cols)
+            {
+                let _ = matrix.matmul_transposed(&vec![0.5f32; cols], 1);
             }
         }
         let _ = cqa_studio::model::LlamaConfig::from_gguf(&file);

@@ -10,7 +10,9 @@ pub mod names;
 pub mod writer;
 
 use crate::error::{Error, Result};
-pub use dequant::GgmlType;
+pub use dequant::Format;
+pub use cqa_quant::SharedBuffer;
+use cqa_quant::StoredMatrix;
 use std::collections::BTreeMap;
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -87,7 +89,8 @@ pub struct TensorInfo {
     pub name: String,
     /// Row-major shape, outermost first (GGUF stores `ne` innermost first; we reverse it).
     pub shape: Vec<usize>,
-    pub ggml_type: GgmlType,
+    /// Its ggml type, from the format registry.
+    pub format: Format,
     /// Absolute byte offset of the tensor data in the file.
     pub offset: usize,
     /// Size of the encoded tensor in bytes.
@@ -109,9 +112,9 @@ pub struct MemoryNeed {
     /// (`--weights f32`).
     pub resident_bytes: u64,
     /// Bytes of weights the engine keeps resident in stored form on the CPU (the default: the
-    /// file's blocks, Q5_K as Q8_0).
+    /// file's blocks, every format).
     pub resident_bytes_stored: u64,
-    /// The same on a GPU, where Q6_K goes as Q8_0 too.
+    /// The same on a GPU, where the formats without GPU kernels go as Q8_0 (`Format::on_gpu`).
     pub resident_bytes_stored_gpu: u64,
     /// The largest single weight buffer, in f32 bytes (a GPU buffer must hold it whole).
     pub largest_tensor_bytes: u64,
@@ -122,14 +125,15 @@ pub struct MemoryNeed {
     pub largest_tensor: String,
 }
 
-/// A parsed GGUF file. Owns the file bytes so tensors can be dequantized lazily, one at a time,
-/// which keeps peak memory near one f32 copy of the model instead of two.
+/// A parsed GGUF file. Holds the file's bytes (read into memory, or mapped natively), so that
+/// tensors are read lazily, one at a time, and stored matrices are ranges of the file itself
+/// ([`GgufFile::stored_matrix`]): loading takes the file's size once, not twice.
 pub struct GgufFile {
     pub version: u32,
     pub metadata: BTreeMap<String, MetaValue>,
     pub tensors: Vec<TensorInfo>,
     pub alignment: u64,
-    bytes: Vec<u8>,
+    bytes: SharedBuffer,
 }
 
 impl std::fmt::Debug for GgufFile {
@@ -318,7 +322,7 @@ fn read_index(bytes: &[u8], file_len: usize) -> Result<Index> {
     let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
     let mut tensors = Vec::with_capacity(raw_infos.len());
     for (name, ne, type_id, rel_offset) in raw_infos {
-        let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| Error::UnsupportedQuant {
+        let format = Format::from_ggml_id(type_id).ok_or_else(|| Error::UnsupportedQuant {
             tensor: name.clone(),
             type_name: dequant::ggml_type_name(type_id).to_string(),
             type_id,
@@ -327,15 +331,15 @@ fn read_index(bytes: &[u8], file_len: usize) -> Result<Index> {
         let n_elements = n_elements
             .filter(|&n| n > 0 && n <= (1u64 << 40))
             .ok_or_else(|| Error::Gguf(format!("GGUF file is corrupt: tensor `{name}` has shape {ne:?}")))?;
-        let block = ggml_type.block_elements() as u64;
+        let block = format.block_elements() as u64;
         if ne[0] % block != 0 {
             return Err(Error::Gguf(format!(
                 "GGUF file is corrupt: tensor `{name}` rows of {} elements are not a multiple of the {} block size {block}",
                 ne[0],
-                ggml_type.name()
+                format.name()
             )));
         }
-        let n_bytes = n_elements / block * ggml_type.block_bytes() as u64;
+        let n_bytes = n_elements / block * format.block_bytes() as u64;
         if rel_offset % alignment != 0 {
             return Err(Error::Gguf(format!("GGUF file is corrupt: tensor `{name}` is not aligned to {alignment} bytes")));
         }
@@ -350,7 +354,7 @@ fn read_index(bytes: &[u8], file_len: usize) -> Result<Index> {
         tensors.push(TensorInfo {
             name,
             shape: ne.iter().rev().map(|&d| d as usize).collect(),
-            ggml_type,
+            format,
             offset: offset as usize,
             n_bytes: n_bytes as usize,
         });
@@ -359,14 +363,15 @@ fn read_index(bytes: &[u8], file_len: usize) -> Result<Index> {
     Ok(Index { version, metadata, tensors, alignment })
 }
 
-/// Bytes a tensor takes held in stored form (see `quant::stored_format`), on the CPU or (`gpu`)
-/// on a GPU (`quant::gpu_format`): its own encoding, or Q8_0's for the formats converted.
+/// Bytes a tensor takes held in stored form on the CPU (the file's own blocks) or, with `gpu`,
+/// on a GPU (its own blocks, or the conversion the registry names: `Format::on_gpu`).
 fn stored_bytes(t: &TensorInfo, gpu: bool) -> u64 {
-    let n = t.n_elements() as u64;
-    let format = crate::quant::stored_format(t.ggml_type);
-    match if gpu { crate::quant::gpu_format(format) } else { format } {
-        format if format.name() == t.ggml_type.name() => t.n_bytes as u64,
-        format => n / format.block_elements() as u64 * format.block_bytes() as u64,
+    let format = if gpu { t.format.on_gpu() } else { t.format };
+    let cols = t.shape.last().copied().unwrap_or(1);
+    match cqa_quant::WordLayout::new(format, cols).filter(|_| gpu && t.shape.len() == 2) {
+        // The words a GPU holds (Q5_0 pads its scales to a word).
+        Some(layout) => (4 * layout.row_words() * (t.n_elements() / cols)) as u64,
+        None => format.bytes_for(t.n_elements()) as u64,
     }
 }
 
@@ -374,7 +379,7 @@ fn stored_bytes(t: &TensorInfo, gpu: bool) -> u64 {
 fn stored_buffer_bytes(t: &TensorInfo) -> u64 {
     let (max_chunk, max_panel) = (crate::quant::MAX_CHUNK_BYTES as u64, 4 * crate::quant::PANEL_FLOATS as u64);
     let f32_bytes = t.n_elements() as u64 * 4;
-    if t.ggml_type == GgmlType::F32 || t.shape.len() < 2 {
+    if t.format == Format::F32 || t.shape.len() < 2 {
         f32_bytes
     } else {
         stored_bytes(t, true).min(max_chunk).max(f32_bytes.min(max_panel))
@@ -396,7 +401,13 @@ fn min_value_bytes(type_id: u32) -> usize {
 impl GgufFile {
     /// Parses the header, metadata and tensor index, and validates every tensor's extent.
     pub fn parse(bytes: Vec<u8>) -> Result<Self> {
-        let Index { version, metadata, tensors, alignment } = read_index(&bytes, bytes.len())?;
+        Self::parse_shared(std::sync::Arc::new(bytes))
+    }
+
+    /// [`GgufFile::parse`] on a buffer that the stored matrices will share (a mapped file).
+    pub fn parse_shared(bytes: SharedBuffer) -> Result<Self> {
+        let data = (*bytes).as_ref();
+        let Index { version, metadata, tensors, alignment } = read_index(data, data.len())?;
         Ok(GgufFile { version, metadata, tensors, alignment, bytes })
     }
 
@@ -441,7 +452,13 @@ impl GgufFile {
 
     /// The raw encoded bytes of a tensor.
     pub fn tensor_bytes(&self, info: &TensorInfo) -> &[u8] {
-        &self.bytes[info.offset..info.offset + info.n_bytes]
+        &(*self.bytes).as_ref()[info.offset..info.offset + info.n_bytes]
+    }
+
+    /// A 2-D tensor as a `[rows, cols]` matrix of its own blocks, sharing the file's bytes.
+    pub fn stored_matrix(&self, info: &TensorInfo, rows: usize, cols: usize) -> Result<StoredMatrix> {
+        StoredMatrix::from_shared(info.format, rows, cols, self.bytes.clone(), info.offset, info.n_bytes)
+            .map_err(|e| Error::Gguf(format!("tensor `{}`: {e}", info.name)))
     }
 
     /// Dequantizes a tensor by name to f32, in row-major order of [`TensorInfo::shape`].
@@ -449,13 +466,13 @@ impl GgufFile {
         let info = self
             .tensor_info(name)
             .ok_or_else(|| Error::Model(format!("the GGUF file has no tensor `{name}`; is it a Llama-family model?")))?;
-        let values = dequant::dequantize(info.ggml_type, self.tensor_bytes(info), info.n_elements())?;
+        let values = dequant::dequantize(info.format, self.tensor_bytes(info), info.n_elements())?;
         Ok((info.shape.clone(), values))
     }
 
     /// Total size of the file in bytes.
     pub fn file_size(&self) -> usize {
-        self.bytes.len()
+        (*self.bytes).as_ref().len()
     }
 }
 
@@ -596,11 +613,11 @@ mod tests {
     #[test]
     fn unsupported_quant_type_is_named() {
         let mut b = sample();
-        // Patch the type of tensor `w` (F32 = 0) to Q2_K (10).
+        // Patch the type of tensor `w` (F32 = 0) to IQ2_XXS (16), a type the registry does not read.
         let pos = b.windows(1 + 8).position(|w| w == b"w\x02\x00\x00\x00\x03\x00\x00\x00").unwrap();
         let type_pos = pos + 1 + 4 + 16;
-        b[type_pos..type_pos + 4].copy_from_slice(&10u32.to_le_bytes());
+        b[type_pos..type_pos + 4].copy_from_slice(&16u32.to_le_bytes());
         let err = GgufFile::parse(b).unwrap_err().to_string();
-        assert!(err.contains("Q2_K") && err.contains("`w`"), "{err}");
+        assert!(err.contains("IQ2_XXS") && err.contains("`w`"), "{err}");
     }
 }

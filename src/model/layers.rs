@@ -50,15 +50,9 @@ impl StoredWeight {
         }
         #[cfg(feature = "gpu-kernels")]
         if Self::supported_on(device) {
-            // Q6_K goes as Q8_0: the GPU kernels do not read it.
-            let converted;
-            let on_gpu = if crate::quant::gpu_format(matrix.format) == matrix.format {
-                Some(&matrix)
-            } else {
-                converted = matrix.to_q8_0().ok();
-                converted.as_ref()
-            };
-            if let Some(words) = on_gpu.and_then(|m| DeviceMatrix::upload(m, device)) {
+            // A format the GPU kernels do not read goes as its conversion (the registry's row).
+            let on_gpu = crate::quant::for_gpu(&matrix).ok();
+            if let Some(words) = on_gpu.as_deref().and_then(|m| DeviceMatrix::upload(m, device)) {
                 return Ok(StoredWeight::Device(words));
             }
         }

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, names};
-use crate::quant::{StoredMatrix, WeightMode};
+use crate::quant::{Format, StoredMatrix, WeightMode};
 use crate::safetensors::SafetensorsWeights;
 
 /// A source of named f32 tensors, row-major, HF layout (`[out, in]` for linear weights).
@@ -39,7 +39,7 @@ impl WeightSource {
     }
 
     /// Loads the `[rows, cols]` matrix at HF path `name` in stored form: a GGUF's blocks as they
-    /// are (Q5_K as Q8_0), a safetensors' F16/BF16 as 16-bit, or, with `WeightMode::Q8_0`,
+    /// are, a safetensors' F16/BF16 as 16-bit, or, with `WeightMode::Q8_0`,
     /// f32 values quantized to Q8_0. `None` when the matrix is best held dense (f32 without
     /// quantize-at-load, or rows that are not whole blocks).
     pub fn load_stored(&self, name: &str, rows: usize, cols: usize, heads: (usize, usize), mode: WeightMode) -> Result<Option<StoredMatrix>> {
@@ -58,15 +58,33 @@ impl WeightSource {
                         [rows, cols]
                     )));
                 }
-                let matrix = match (mode, info.ggml_type.name()) {
-                    (WeightMode::Q8_0, "F32" | "F16" | "BF16") => {
+                let matrix = match (mode, info.format) {
+                    (WeightMode::Q8_0, Format::F32 | Format::F16 | Format::BF16) => {
                         let (_, values) = file.dequantize(&gguf)?;
                         StoredMatrix::quantize_q8_0(&values, rows, cols)?
                     }
                     // f32 is held dense: burn's own matmul is the fastest way to use it.
-                    (_, "F32") => return Ok(None),
-                    _ => crate::quant::from_ggml(info.ggml_type, rows, cols, file.tensor_bytes(info))
-                        .map_err(|e| Error::Gguf(format!("tensor `{gguf}`: {e}")))?,
+                    (_, Format::F32) => return Ok(None),
+                    (
+                        _,
+                        Format::F16
+                        | Format::BF16
+                        | Format::Q4_0
+                        | Format::Q4_1
+                        | Format::Q5_0
+                        | Format::Q5_1
+                        | Format::Q8_0
+                        | Format::Q2K
+                        | Format::Q3K
+                        | Format::Q4K
+                        | Format::Q5K
+                        | Format::Q6K
+                        | Format::IQ4NL
+                        | Format::IQ4XS
+                        | Format::TQ1_0
+                        | Format::TQ2_0
+                        | Format::MXFP4,
+                    ) => file.stored_matrix(info, rows, cols)?,
                 };
                 match self.permuted_heads(name, heads)? {
                     Some(n_heads) => matrix.with_rows_reordered(|bytes, row_bytes| names::unpermute_rows(bytes, n_heads, row_bytes)),
@@ -87,8 +105,8 @@ impl WeightSource {
                         )));
                     }
                     let format = match dtype {
-                        safetensors::Dtype::F16 => crate::quant::StoredFormat::F16,
-                        safetensors::Dtype::BF16 => crate::quant::StoredFormat::BF16,
+                        safetensors::Dtype::F16 => Format::F16,
+                        safetensors::Dtype::BF16 => Format::BF16,
                         // f32 is held dense: burn's own matmul is the fastest way to use it.
                         _ => return Ok(None),
                     };

@@ -30,7 +30,7 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use super::{MAX_CHUNK_BYTES, PANEL_FLOATS};
-use cqa_quant::{StoredFormat, StoredMatrix, WordLayout, format_code};
+use cqa_quant::{Format, StoredMatrix, WordLayout, format_code};
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 
@@ -39,12 +39,29 @@ use cubecl::prelude::*;
 pub const MATVEC_MAX_ROWS: usize = 4;
 
 // The formats, as the kernels branch on them at compile time.
-const F16: u32 = format_code(StoredFormat::F16);
-const BF16: u32 = format_code(StoredFormat::BF16);
-const Q8_0: u32 = format_code(StoredFormat::Q8_0);
-const Q4_0: u32 = format_code(StoredFormat::Q4_0);
-const Q4_1: u32 = format_code(StoredFormat::Q4_1);
-const Q4K: u32 = format_code(StoredFormat::Q4K);
+const F16: u32 = format_code(Format::F16);
+const BF16: u32 = format_code(Format::BF16);
+const Q8_0: u32 = format_code(Format::Q8_0);
+const Q4_0: u32 = format_code(Format::Q4_0);
+const Q4_1: u32 = format_code(Format::Q4_1);
+const Q4K: u32 = format_code(Format::Q4K);
+const Q5_0: u32 = format_code(Format::Q5_0);
+const Q5_1: u32 = format_code(Format::Q5_1);
+const IQ4NL: u32 = format_code(Format::IQ4NL);
+const IQ4XS: u32 = format_code(Format::IQ4XS);
+
+/// IQ4_NL's and IQ4_XS's sixteen levels as signed bytes, four a word (`formats::IQ4_LEVELS`).
+#[cfg_attr(not(test), allow(dead_code))]
+const IQ4_LEVEL_WORDS: [u32; 4] = {
+    let levels = cqa_quant::IQ4_LEVELS;
+    let mut words = [0u32; 4];
+    let mut i = 0;
+    while i < 16 {
+        words[i / 4] |= ((levels[i] as u8) as u32) << (8 * (i % 4));
+        i += 1;
+    }
+    words
+};
 
 /// Threads a row of W gets in the matrix-vector kernel, and rows a workgroup takes.
 const LANES: u32 = 32;
@@ -59,6 +76,8 @@ struct Block {
     values: usize,
     /// Q4_K: which nibble (0 or 4) of each byte holds this block.
     shift: u32,
+    /// Q5_0 / Q5_1: the fifth bit of each of the 32 values (bit e for value e).
+    high: u32,
 }
 
 #[cube]
@@ -92,9 +111,10 @@ fn block(words: &[u32], rows: usize, r: usize, b: usize, value_words: usize, sca
     let mut offset = 0.0f32;
     let mut values = row_values;
     let mut shift = 0u32;
+    let mut high = 0u32;
     if comptime![format == F16 || format == BF16] {
         values = row_values + 16 * b;
-    } else if comptime![format == Q8_0 || format == Q4_0] {
+    } else if comptime![format == Q8_0 || format == Q4_0 || format == IQ4NL] {
         values = row_values + if comptime![format == Q8_0] { 8 * b } else { 4 * b };
         let word = words[row_scales + b / 2];
         scale = f16_to_f32((word >> (16u32 * (b as u32 % 2u32))) & 0xffffu32);
@@ -103,6 +123,25 @@ fn block(words: &[u32], rows: usize, r: usize, b: usize, value_words: usize, sca
         let word = words[row_scales + b];
         scale = f16_to_f32(word & 0xffffu32);
         offset = f16_to_f32(word >> 16u32);
+    } else if comptime![format == Q5_0 || format == Q5_1] {
+        // Q5_0 / Q5_1: the nibbles as Q4_0's; the scale word (d, and m for Q5_1), then the
+        // fifth bits. Q5_0's offset of −16 is taken in `element_value`, as Q4_0's −8.
+        values = row_values + 4 * b;
+        let word = words[row_scales + 2 * b];
+        scale = f16_to_f32(word & 0xffffu32);
+        if comptime![format == Q5_1] {
+            offset = f16_to_f32(word >> 16u32);
+        }
+        high = words[row_scales + 2 * b + 1];
+    } else if comptime![format == IQ4XS] {
+        // IQ4_XS: super-block s, sub-block j; d and the high scale bits, then the low nibbles.
+        let s = b / 8;
+        let j = b % 8;
+        let head = words[row_scales + 2 * s];
+        let low = (byte_of(words[row_scales + 2 * s + 1], j / 2) >> (4u32 * (j as u32 % 2u32))) & 0xfu32;
+        let high = ((head >> 16u32) >> (2u32 * j as u32)) & 3u32;
+        scale = f16_to_f32(head & 0xffffu32) * (f32::cast_from(low | (high << 4u32)) - 32.0f32);
+        values = row_values + 4 * b;
     } else if comptime![format == Q4K] {
         // Q4_K: super-block s, sub-block j; d and dmin, then the 12 bytes of 6-bit scales.
         let s = b / 8;
@@ -127,7 +166,7 @@ fn block(words: &[u32], rows: usize, r: usize, b: usize, value_words: usize, sca
         values = row_values + 32 * s + 8 * (j / 2);
         shift = 4u32 * (j as u32 % 2u32);
     }
-    Block { scale, offset, values, shift }
+    Block { scale, offset, values, shift, high }
 }
 
 /// Words a 32-value block's values take.
@@ -149,16 +188,17 @@ const fn values_per_word(format: u32) -> usize {
 #[cube]
 fn element_index(j: usize, k: usize, #[comptime] format: u32) -> usize {
     let mut e = j * comptime![values_per_word(format)] + k;
-    if comptime![format == Q4_0 || format == Q4_1] {
+    if comptime![format == Q4_0 || format == Q4_1 || format == Q5_0 || format == Q5_1 || format == IQ4NL || format == IQ4XS] {
         e = if k < 4 { 4 * j + k } else { 16 + 4 * j + k - 4 };
     }
     e
 }
 
 /// Value `k` of a block's word, before its scale: the integer, or the 16-bit float itself.
+/// `fifth`: Q5_0 / Q5_1's fifth bit of this value, already in place (0 or 16).
 #[cube]
 #[allow(unused_assignments)]
-fn element_value(word: u32, k: usize, shift: u32, #[comptime] format: u32) -> f32 {
+fn element_value(word: u32, k: usize, shift: u32, fifth: u32, #[comptime] format: u32) -> f32 {
     let k = k as u32;
     let mut q = 0.0f32;
     if comptime![format == F16 || format == BF16] {
@@ -177,11 +217,38 @@ fn element_value(word: u32, k: usize, shift: u32, #[comptime] format: u32) -> f3
         if comptime![format == Q4_0] {
             q -= 8.0f32;
         }
+    } else if comptime![format == IQ4NL || format == IQ4XS] {
+        let nibble = (word >> (8u32 * (k % 4u32) + 4u32 * (k / 4u32))) & 0xfu32;
+        q = iq4_level(nibble);
+    } else if comptime![format == Q5_0 || format == Q5_1] {
+        let nibble = (word >> (8u32 * (k % 4u32) + 4u32 * (k / 4u32))) & 0xfu32;
+        q = f32::cast_from(nibble | fifth);
+        if comptime![format == Q5_0] {
+            q -= 16.0f32;
+        }
     } else {
         let nibble = (word >> (8u32 * k + shift)) & 0xfu32;
         q = f32::cast_from(nibble);
     }
     q
+}
+
+/// IQ4_NL / IQ4_XS level `n` (0..16), from the four words of signed bytes.
+/// (The words are `IQ4_LEVEL_WORDS`, written out for the kernel; a test checks they agree.)
+#[cube]
+fn iq4_level(n: u32) -> f32 {
+    let mut word = 0x7159_4535u32;
+    if n < 12u32 {
+        word = 0x2619_0d01u32;
+    }
+    if n < 8u32 {
+        word = 0xf6ea_ddcfu32;
+    }
+    if n < 4u32 {
+        word = 0xbfad_9881u32;
+    }
+    let b = (word >> (8u32 * (n % 4u32))) & 0xffu32;
+    f32::cast_from(b) - 256.0f32 * f32::cast_from(b >> 7u32)
 }
 
 /// The block's 32 values as f32 into `out[o..o + 32]`.
@@ -192,7 +259,9 @@ fn block_write(words: &[u32], blk: &Block, out: &mut [f32], o: usize, #[comptime
         let word = words[blk.values + j];
         #[unroll]
         for k in 0..comptime![values_per_word(format)] {
-            out[o + element_index(j, k, format)] = element_value(word, k, blk.shift, format) * blk.scale + blk.offset;
+            let e = element_index(j, k, format);
+            let fifth = ((blk.high >> e as u32) & 1u32) << 4u32;
+            out[o + e] = element_value(word, k, blk.shift, fifth, format) * blk.scale + blk.offset;
         }
     }
 }
@@ -214,8 +283,8 @@ fn word_dot(words: &[u32], rows: usize, r: usize, w: usize, value_words: usize, 
         let base = xo + 256 * s + 64 * c + 4 * j;
         #[unroll]
         for k in 0..4usize {
-            acc += (element_value(word, k, 0u32, format) * low.scale + low.offset) * x[base + k];
-            acc += (element_value(word, k, 4u32, format) * high.scale + high.offset) * x[base + 32 + k];
+            acc += (element_value(word, k, 0u32, 0u32, format) * low.scale + low.offset) * x[base + k];
+            acc += (element_value(word, k, 4u32, 0u32, format) * high.scale + high.offset) * x[base + 32 + k];
         }
     } else {
         let per_block = comptime![words_per_block(format)];
@@ -225,7 +294,9 @@ fn word_dot(words: &[u32], rows: usize, r: usize, w: usize, value_words: usize, 
         let base = xo + 32 * b;
         #[unroll]
         for k in 0..comptime![values_per_word(format)] {
-            acc += (element_value(word, k, 0u32, format) * blk.scale + blk.offset) * x[base + element_index(j, k, format)];
+            let e = element_index(j, k, format);
+            let fifth = ((blk.high >> e as u32) & 1u32) << 4u32;
+            acc += (element_value(word, k, 0u32, fifth, format) * blk.scale + blk.offset) * x[base + e];
         }
     }
     acc
@@ -657,33 +728,44 @@ mod tests {
     }
 
     /// Random blocks of `format` with small, finite scales.
-    fn random_matrix(format: StoredFormat, rows: usize, cols: usize, seed: u64) -> StoredMatrix {
+    fn random_matrix(format: Format, rows: usize, cols: usize, seed: u64) -> StoredMatrix {
         let mut rng = Rng::new(seed);
         let mut bytes = Vec::new();
-        for _ in 0..rows * cols / format.block_elements() {
-            let mut block: Vec<u8> = (0..format.block_bytes()).map(|_| (rng.uniform() * 256.0) as u8).collect();
+        // Whole blocks, or runs of 32 plain floats.
+        let group = format.block_elements().max(32);
+        for _ in 0..rows * cols / group {
+            let mut block: Vec<u8> = (0..format.bytes_for(group)).map(|_| (rng.uniform() * 256.0) as u8).collect();
             let mut half = |at: usize, v: f64| block[at..at + 2].copy_from_slice(&f16::from_f64(v).to_le_bytes());
             match format {
-                StoredFormat::Q8_0 | StoredFormat::Q4_0 => half(0, 0.01 + 0.05 * rng.uniform()),
-                StoredFormat::Q4_1 => {
+                Format::Q8_0 | Format::Q4_0 => half(0, 0.01 + 0.05 * rng.uniform()),
+                Format::Q4_1 | Format::Q5_1 => {
                     half(0, 0.01 + 0.05 * rng.uniform());
                     half(2, -0.2 + 0.1 * rng.uniform());
                 }
-                StoredFormat::Q4K => {
+                Format::Q5_0 | Format::IQ4NL => half(0, 0.01 + 0.05 * rng.uniform()),
+                Format::IQ4XS => half(0, 0.0002 + 0.0005 * rng.uniform()),
+                Format::Q4K => {
                     half(0, 0.0005 + 0.001 * rng.uniform());
                     half(2, 0.0005 + 0.001 * rng.uniform());
                 }
-                StoredFormat::F16 => block = (0..32).flat_map(|_| f16::from_f64(rng.normal()).to_le_bytes()).collect(),
-                StoredFormat::BF16 => block = (0..32).flat_map(|_| bf16::from_f64(rng.normal()).to_le_bytes()).collect(),
-                StoredFormat::F32 | StoredFormat::Q6K => unreachable!("no GPU word layout"),
+                Format::F16 => block = (0..32).flat_map(|_| f16::from_f64(rng.normal()).to_le_bytes()).collect(),
+                Format::BF16 => block = (0..32).flat_map(|_| bf16::from_f64(rng.normal()).to_le_bytes()).collect(),
+                other => unreachable!("{other:?} has no GPU word layout: the registry converts it"),
             }
             bytes.extend(block);
         }
         StoredMatrix::from_bytes(format, rows, cols, bytes).unwrap()
     }
 
-    const FORMATS: [StoredFormat; 6] =
-        [StoredFormat::F16, StoredFormat::BF16, StoredFormat::Q8_0, StoredFormat::Q4_0, StoredFormat::Q4_1, StoredFormat::Q4K];
+    #[test]
+    fn the_kernels_iq4_levels_are_the_registrys() {
+        assert_eq!(IQ4_LEVEL_WORDS, [0xbfad_9881, 0xf6ea_ddcf, 0x2619_0d01, 0x7159_4535]);
+    }
+
+    /// Every format a GPU holds as words, from the registry.
+    fn formats() -> Vec<Format> {
+        Format::ALL.into_iter().filter(|f| matches!(f.gpu(), cqa_quant::GpuHolding::Words { .. })).collect()
+    }
 
     fn normals(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = Rng::new(seed);
@@ -724,11 +806,13 @@ mod tests {
         let Some(device) = gpu() else { return };
         // 70 rows: not a whole number of the matrix-vector kernel's 4-row workgroups.
         let (rows, cols) = (70, 512);
-        for (seed, format) in FORMATS.into_iter().enumerate() {
+        for (seed, format) in formats().into_iter().enumerate() {
             let matrix = random_matrix(format, rows, cols, seed as u64);
             let dense = matrix.to_f32();
             let on_device = DeviceMatrix::upload(&matrix, &device).unwrap();
-            assert_eq!(on_device.resident_bytes(), matrix.resident_bytes(), "{format:?}");
+            // The file's size (Q5_0: its scale padded to a word, 24 bytes a block for 22).
+            let want = if format == Format::Q5_0 { matrix.resident_bytes() / 22 * 24 } else { matrix.resident_bytes() };
+            assert_eq!(on_device.resident_bytes(), want, "{format:?}");
             // Up to 4 rows: the matrix-vector kernel; 5 and 9: a dequantized panel and burn's
             // matmul.
             for m in [1, 3, MATVEC_MAX_ROWS, MATVEC_MAX_ROWS + 1, 9] {
@@ -745,7 +829,7 @@ mod tests {
         let Some(device) = gpu() else { return };
         let (rows, cols, m) = (40, 256, 6);
         // The backward pass always expands panels (g has as many rows as the batch has tokens).
-        for (seed, format) in [StoredFormat::Q4K, StoredFormat::Q8_0].into_iter().enumerate() {
+        for (seed, format) in [Format::Q4K, Format::Q8_0].into_iter().enumerate() {
             let matrix = random_matrix(format, rows, cols, 20 + seed as u64);
             let dense = matrix.to_f32();
             let on_device = DeviceMatrix::upload(&matrix, &device.clone().autodiff()).unwrap();
@@ -763,7 +847,7 @@ mod tests {
     fn a_matrix_split_in_chunks_looks_up_and_multiplies_as_one() {
         let Some(device) = gpu() else { return };
         let (rows, cols) = (70, 96);
-        let matrix = random_matrix(StoredFormat::Q4_1, rows, cols, 9);
+        let matrix = random_matrix(Format::Q4_1, rows, cols, 9);
         let dense = matrix.to_f32();
         // 24 rows a chunk: chunks of 24, 24 and 22 rows.
         let layout = matrix.word_layout().unwrap();

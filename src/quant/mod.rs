@@ -1,19 +1,19 @@
 //! Weights kept in their stored form, in the engine: which form a model's weights take
-//! (`WeightMode`), GGUF tensors to [`StoredMatrix`] (K-quants converted), and the burn operation
-//! that multiplies by one (`op`). The matrices and their CPU kernels are the `cqa-quant` crate.
+//! (`WeightMode`), GGUF tensors to [`StoredMatrix`], and the burn operation that multiplies by
+//! one (`op`). The matrices, the format registry and the CPU kernels are the `cqa-quant` crate.
 //!
-//! A GGUF's weights are already quantized, so computing from its blocks loses nothing. Q4_K and
-//! Q6_K are kept as they are too (on the GPU, Q6_K goes as Q8_0: its kernels do not read Q6_K);
-//! Q5_K is converted once at load to Q8_0 (8.5 bits a weight, finer than Q5_K's 5.5); that drift
-//! is measured against transformers in BENCHMARKS.md.
+//! A GGUF's weights are already quantized, so computing from its blocks loses nothing. The CPU
+//! keeps every format of the registry as the file has it; a GPU reads the formats with a word
+//! layout from their blocks and takes the others as Q8_0, converted once at load (8.5 bits a
+//! weight, at least as fine as any of them: see `Format::on_gpu`); that drift is measured
+//! against transformers in BENCHMARKS.md.
 
 #[cfg(feature = "gpu-kernels")]
 pub mod gpu;
 pub mod op;
 
 use crate::error::{Error, Result};
-use crate::gguf::dequant::{self, GgmlType};
-pub use cqa_quant::{QuantError, StoredFormat, StoredMatrix};
+pub use cqa_quant::{Format, QuantError, StoredMatrix};
 
 /// The largest f32 panel of a stored matrix the GPU's tiled path expands at once (64 MiB).
 pub const PANEL_FLOATS: usize = 16 << 20;
@@ -26,7 +26,7 @@ pub const MAX_CHUNK_BYTES: usize = 128 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightMode {
-    /// As the file stores them (Q5_K as Q8_0): the default.
+    /// As the file stores them: the default.
     #[default]
     Stored,
     /// Every weight dequantized to f32 (the engine's earlier behaviour; for comparison).
@@ -48,38 +48,18 @@ impl std::str::FromStr for WeightMode {
     }
 }
 
-/// The format a ggml type is kept in on the CPU: itself, or Q8_0 for Q5_K.
-pub fn stored_format(ty: GgmlType) -> StoredFormat {
-    match ty {
-        GgmlType::F32 => StoredFormat::F32,
-        GgmlType::F16 => StoredFormat::F16,
-        GgmlType::BF16 => StoredFormat::BF16,
-        GgmlType::Q8_0 => StoredFormat::Q8_0,
-        GgmlType::Q4_0 => StoredFormat::Q4_0,
-        GgmlType::Q4_1 => StoredFormat::Q4_1,
-        GgmlType::Q4K => StoredFormat::Q4K,
-        GgmlType::Q6K => StoredFormat::Q6K,
-        GgmlType::Q5K => StoredFormat::Q8_0,
-    }
+/// A tensor as a ggml file encodes it, kept as it is.
+pub fn from_ggml(format: Format, rows: usize, cols: usize, bytes: &[u8]) -> Result<StoredMatrix> {
+    StoredMatrix::from_bytes(format, rows, cols, bytes.to_vec()).map_err(gguf_error)
 }
 
-/// The format a stored matrix takes on a GPU: itself, or Q8_0 for Q6_K, which the GPU kernels
-/// do not read.
-pub fn gpu_format(format: StoredFormat) -> StoredFormat {
-    match format {
-        StoredFormat::Q6K => StoredFormat::Q8_0,
-        other => other,
+/// `matrix` in the format a GPU holds it in: itself, or its conversion (see `Format::on_gpu`).
+pub fn for_gpu(matrix: &StoredMatrix) -> Result<std::borrow::Cow<'_, StoredMatrix>> {
+    match matrix.format.on_gpu() {
+        same if same == matrix.format => Ok(std::borrow::Cow::Borrowed(matrix)),
+        Format::Q8_0 => Ok(std::borrow::Cow::Owned(matrix.to_q8_0()?)),
+        other => Err(Error::Model(format!("no conversion from {} to {} is written", matrix.format.name(), other.name()))),
     }
-}
-
-/// A tensor as a ggml file encodes it: kept as is, or (Q5_K) converted to Q8_0.
-pub fn from_ggml(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<StoredMatrix> {
-    let format = stored_format(ty);
-    if format.name() == ty.name() {
-        return StoredMatrix::from_bytes(format, rows, cols, bytes.to_vec()).map_err(gguf_error);
-    }
-    let values = dequant::dequantize(ty, bytes, rows * cols)?;
-    StoredMatrix::quantize_q8_0(&values, rows, cols).map_err(gguf_error)
 }
 
 fn gguf_error(e: QuantError) -> Error {
@@ -95,54 +75,77 @@ impl From<QuantError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gguf::dequant;
     use crate::rng::Rng;
     use half::f16;
+
+    /// Random blocks of `format` with the f16 field at `d_at` set to a small scale.
+    fn blocks(format: Format, n_elements: usize, rng: &mut Rng) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for _ in 0..n_elements / format.block_elements() {
+            let mut block: Vec<u8> = (0..format.block_bytes()).map(|_| (rng.uniform() * 256.0) as u8).collect();
+            if block.len() > 2 && format != Format::MXFP4 {
+                // Every quantized format's f16 fields: zeroed to a small value wherever they sit
+                // (their own tests check the layouts), so the values stay finite.
+                for at in (0..block.len() - 1).step_by(2) {
+                    if !f16::from_le_bytes([block[at], block[at + 1]]).is_finite() {
+                        block[at + 1] = 0;
+                    }
+                }
+            } else if format == Format::MXFP4 {
+                block[0] = 120;
+            }
+            if matches!(format, Format::F16 | Format::BF16 | Format::F32) {
+                block = match format {
+                    Format::F32 => 0.25f32.to_le_bytes().to_vec(),
+                    _ => f16::from_f32(0.25).to_le_bytes().to_vec(),
+                };
+            }
+            bytes.extend(block);
+        }
+        bytes
+    }
 
     #[test]
     fn stored_blocks_keep_their_format_and_decode_row_by_row_like_the_whole_tensor() {
         // Both sides share the block decoder, which tests/dequant_reference.rs checks against the
         // `gguf` Python package; this checks the format kept and the row layout.
         let mut rng = Rng::new(7);
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q6K] {
-            let n_blocks = 3 * 256 / ty.block_elements();
-            let mut bytes = Vec::new();
-            for _ in 0..n_blocks {
-                let mut block: Vec<u8> = (0..ty.block_bytes()).map(|_| (rng.uniform() * 256.0) as u8).collect();
-                let d_at = if ty == GgmlType::Q6K { 208 } else { 0 };
-                block[d_at..d_at + 2].copy_from_slice(&f16::from_f32(0.03).to_le_bytes());
-                if matches!(ty, GgmlType::Q4_1 | GgmlType::Q4K) {
-                    block[2..4].copy_from_slice(&f16::from_f32(-0.1).to_le_bytes());
-                }
-                bytes.extend(block);
-            }
-            let m = from_ggml(ty, 3, 256, &bytes).unwrap();
-            assert_eq!(m.format.name(), ty.name());
-            assert_eq!(m.to_f32(), dequant::dequantize(ty, &bytes, 3 * 256).unwrap(), "{ty:?}");
+        for format in Format::ALL {
+            let bytes = blocks(format, 3 * 256, &mut rng);
+            let m = from_ggml(format, 3, 256, &bytes).unwrap();
+            assert_eq!(m.format, format);
+            let whole = dequant::dequantize(format, &bytes, 3 * 256).unwrap();
+            let rows = m.to_f32();
+            assert!(rows.iter().zip(&whole).all(|(a, b)| a.to_bits() == b.to_bits()), "{format:?}");
         }
     }
 
     #[test]
-    fn q5_k_becomes_q8_0_within_half_a_step() {
-        // A Q5_K block of random bytes with small scales, converted once at load.
+    fn formats_without_gpu_words_become_q8_0_within_half_a_step() {
         let mut rng = Rng::new(5);
-        let mut b: Vec<u8> = (0..176).map(|_| (rng.uniform() * 256.0) as u8).collect();
-        b[0..2].copy_from_slice(&f16::from_f32(0.001).to_le_bytes());
-        b[2..4].copy_from_slice(&f16::from_f32(0.002).to_le_bytes());
-        let exact = dequant::dequantize(GgmlType::Q5K, &b, 256).unwrap();
-        let m = from_ggml(GgmlType::Q5K, 1, 256, &b).unwrap();
-        assert_eq!(m.format, StoredFormat::Q8_0);
-        for (block_x, block_y) in exact.chunks(32).zip(m.to_f32().chunks(32)) {
-            let step = block_x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
-            for (a, b) in block_x.iter().zip(block_y) {
-                // Half a step, plus 127 times the f16 rounding of the step.
-                assert!((a - b).abs() <= step * (0.5 + 127.0 / 2048.0), "{a} vs {b}");
+        for format in Format::ALL {
+            let bytes = blocks(format, 2 * 256, &mut rng);
+            let m = from_ggml(format, 2, 256, &bytes).unwrap();
+            let on_gpu = for_gpu(&m).unwrap();
+            assert_eq!(on_gpu.format, format.on_gpu());
+            if on_gpu.format == format {
+                continue;
+            }
+            assert_eq!(on_gpu.format, Format::Q8_0);
+            for (block_x, block_y) in m.to_f32().chunks(32).zip(on_gpu.to_f32().chunks(32)) {
+                let step = block_x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+                for (a, b) in block_x.iter().zip(block_y) {
+                    // Half a step, plus 127 times the f16 rounding of the step.
+                    assert!((a - b).abs() <= step * (0.5 + 127.0 / 2048.0), "{format:?}: {a} vs {b}");
+                }
             }
         }
     }
 
     #[test]
     fn short_k_quant_data_is_a_gguf_error() {
-        assert!(matches!(from_ggml(GgmlType::Q4K, 1, 256, &[0; 100]), Err(Error::Gguf(_))));
-        assert!(matches!(from_ggml(GgmlType::Q8_0, 1, 32, &[0; 33]), Err(Error::Gguf(_))));
+        assert!(matches!(from_ggml(Format::Q4K, 1, 256, &[0; 100]), Err(Error::Gguf(_))));
+        assert!(matches!(from_ggml(Format::Q8_0, 1, 32, &[0; 33]), Err(Error::Gguf(_))));
     }
 }

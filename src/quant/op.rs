@@ -84,7 +84,7 @@ pub fn stored_linear(x: Tensor<3>, weight: &Arc<StoredMatrix>) -> Tensor<3> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::StoredFormat;
+    use crate::quant::Format;
     use crate::rng::Rng;
 
     fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -98,7 +98,7 @@ mod tests {
         let device = cpu.clone().autodiff();
         let (rows, cols, seq) = (48, 64, 9);
         let w = Arc::new(StoredMatrix::quantize_q8_0(&random(rows * cols, 1), rows, cols).unwrap());
-        assert_eq!(w.format, StoredFormat::Q8_0);
+        assert_eq!(w.format, Format::Q8_0);
         let dense = Tensor::<2>::from_data(TensorData::new(w.to_f32(), [rows, cols]), &cpu);
         let x_values = random(seq * cols, 2);
         let upstream = Tensor::<3>::from_data(TensorData::new(random(seq * rows, 3), [1, seq, rows]), &device);

@@ -16,6 +16,10 @@ in [0, 1] for K-quants; ``m`` uniform in [-2, 2] for Q4_1). Block counts: 4 bloc
 for Q8_0/Q4_0/Q4_1, 2 super-blocks (512 values) for Q4_K/Q5_K/Q6_K, and 64 values (plus a few
 edge values: signed zeros, subnormals, extremes) for F32/F16/BF16.
 
+Q5_0/Q5_1/IQ4_NL/MXFP4 get 4-8 blocks (128-256 values), the other 256-blocks 2 super-blocks; in
+MXFP4 the exponent byte is at most 200 (scales up to 2^72), with e = 0 and 1 (subnormal scales)
+among them.
+
 Block layouts (ggml, little-endian):
     Q8_0  34 B: f16 d, 32 x int8 q                          x = d * q
     Q4_0  18 B: f16 d, 16 B nibbles                          x = d * (q - 8)
@@ -24,6 +28,15 @@ Block layouts (ggml, little-endian):
     Q4_K 144 B: f16 d, f16 dmin, 12 B packed 6-bit scales/mins, 128 B nibbles
     Q5_K 176 B: f16 d, f16 dmin, 12 B scales/mins, 32 B qh (5th bits), 128 B nibbles
     Q6_K 210 B: 128 B ql, 64 B qh, 16 x int8 scales, f16 d (last)
+    Q5_0  22 B: f16 d, 4 B qh (fifth bits), 16 B nibbles    x = d * (q - 16)
+    Q5_1  24 B: f16 d, f16 m, 4 B qh, 16 B nibbles           x = d * q + m
+    Q2_K  84 B: 16 B 4-bit scale/min pairs, 64 B 2-bit values, f16 d, f16 dmin
+    Q3_K 110 B: 32 B hmask, 64 B 2-bit values, 12 B 6-bit scales, f16 d
+    IQ4_NL 18 B: f16 d, 16 B nibbles indexing 16 non-linear levels
+    IQ4_XS 136 B: f16 d, u16 scales_h, 4 B scales_l, 128 B nibbles
+    TQ1_0  54 B: 48 B five base-3 digits a byte, 4 B four digits a byte, f16 d
+    TQ2_0  66 B: 64 B 2-bit codes, f16 d                    x = d * (q - 1)
+    MXFP4  17 B: E8M0 exponent e, 16 B FP4 (E2M1) nibbles     x = level * 2^(e - 128)
 
 Real cases: the first 2 blocks of ``blk.0.attn_q.weight`` ("real_blk0_attn_q") and of
 ``token_embd.weight`` ("real_token_embd") from the default model, when the model file exists.
@@ -99,13 +112,62 @@ def block_q6_k(rng):
     )
 
 
+def block_q5_0(rng):
+    return f16_uniform(rng, -2, 2) + random_bytes(rng, 4) + random_bytes(rng, 16)
+
+
+def block_q5_1(rng):
+    return f16_uniform(rng, -2, 2) + f16_uniform(rng, -2, 2) + random_bytes(rng, 4) + random_bytes(rng, 16)
+
+
+def block_q2_k(rng):
+    return random_bytes(rng, QK_K // 16) + random_bytes(rng, QK_K // 4) + f16_uniform(rng, -2, 2) + f16_uniform(rng, 0, 1)
+
+
+def block_q3_k(rng):
+    return random_bytes(rng, QK_K // 8) + random_bytes(rng, QK_K // 4) + random_bytes(rng, 12) + f16_uniform(rng, -2, 2)
+
+
+def block_iq4_nl(rng):
+    return f16_uniform(rng, -2, 2) + random_bytes(rng, 16)
+
+
+def block_iq4_xs(rng):
+    return f16_uniform(rng, -2, 2) + random_bytes(rng, 2) + random_bytes(rng, QK_K // 64) + random_bytes(rng, QK_K // 2)
+
+
+def block_tq1_0(rng):
+    # Bytes of packed base-3 digits: any byte value is valid.
+    return random_bytes(rng, 48) + random_bytes(rng, 4) + f16_uniform(rng, -2, 2)
+
+
+def block_tq2_0(rng):
+    return random_bytes(rng, QK_K // 4) + f16_uniform(rng, -2, 2)
+
+
+def block_mxfp4(rng):
+    # The E8M0 exponent: up to 2^72 (so that sums of a block's values stay far from f32's
+    # limit), and now and then one of the two subnormal scales (e = 0, 1).
+    e = int(rng.integers(0, 201)) if rng.uniform() < 0.8 else int(rng.integers(0, 2))
+    return bytes([e]) + random_bytes(rng, 16)
+
+
 QUANT_BLOCKS = [
     (T.Q8_0, block_q8_0, 4),
     (T.Q4_0, block_q4_0, 4),
     (T.Q4_1, block_q4_1, 4),
+    (T.Q5_0, block_q5_0, 4),
+    (T.Q5_1, block_q5_1, 4),
+    (T.Q2_K, block_q2_k, 2),
+    (T.Q3_K, block_q3_k, 2),
     (T.Q4_K, block_q4_k, 2),
     (T.Q5_K, block_q5_k, 2),
     (T.Q6_K, block_q6_k, 2),
+    (T.IQ4_NL, block_iq4_nl, 4),
+    (T.IQ4_XS, block_iq4_xs, 2),
+    (T.TQ1_0, block_tq1_0, 2),
+    (T.TQ2_0, block_tq2_0, 2),
+    (T.MXFP4, block_mxfp4, 8),
 ]
 
 N_FLOAT_VALUES = 64

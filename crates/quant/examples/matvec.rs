@@ -1,19 +1,20 @@
 //! Throughput of the stored-weight products on this CPU, for the shapes of SmolLM2-135M:
 //! `cargo run --release -p cqa-quant --example matvec` (add `--features gemm/x86-v4` for gemm's
 //! AVX-512 kernels, as the cqa binary has them). Prints GB/s of weights read (decode, m = 1) and
-//! GFLOP/s (panels, m = 256), per format and shape, after a plain f32 gemm of one shape.
+//! GFLOP/s (panels, m = 256), per format and shape, after a plain f32 gemm of one shape. An
+//! argument such as `Q5_0,Q4_K` limits it to those formats.
 
-use cqa_quant::{StoredFormat, StoredMatrix};
+use cqa_quant::{Format, StoredMatrix};
 use std::time::Instant;
 
-fn matrix(format: StoredFormat, rows: usize, cols: usize) -> StoredMatrix {
+fn matrix(format: Format, rows: usize, cols: usize) -> StoredMatrix {
     let values: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 5000.0).collect();
     match format {
-        StoredFormat::Q8_0 => StoredMatrix::quantize_q8_0(&values, rows, cols).unwrap(),
-        StoredFormat::F32 => StoredMatrix::from_f32(&values, rows, cols).unwrap(),
+        Format::Q8_0 => StoredMatrix::quantize_q8_0(&values, rows, cols).unwrap(),
+        Format::F32 => StoredMatrix::from_f32(&values, rows, cols).unwrap(),
         other => {
             // Any bytes with small finite scales will do for timing.
-            let n = rows * cols / 32 * other.block_bytes();
+            let n = other.bytes_for(rows * cols);
             let bytes: Vec<u8> = (0..n).map(|i| if i % other.block_bytes() == 1 { 0x20 } else { (i * 31) as u8 & 0x77 }).collect();
             StoredMatrix::from_bytes(other, rows, cols, bytes).unwrap()
         }
@@ -23,8 +24,17 @@ fn matrix(format: StoredFormat, rows: usize, cols: usize) -> StoredMatrix {
 fn main() {
     plain_f32_gemm();
     let shapes = [(1536, 576, "gate/up"), (576, 1536, "down"), (576, 576, "q/o"), (49152, 576, "tied head")];
-    for format in [StoredFormat::Q4_1, StoredFormat::Q4_0, StoredFormat::Q8_0, StoredFormat::F32] {
+    // Every format of the registry, on the shapes whose rows are whole blocks of it (a K-quant
+    // never sits on a 576-wide row: llama.cpp writes those as Q5_0/Q5_1/Q8_0).
+    let only: Option<Vec<String>> = std::env::args().nth(1).map(|a| a.split(',').map(str::to_string).collect());
+    for format in Format::ALL {
+        if only.as_ref().is_some_and(|names| !names.iter().any(|n| n == format.name())) {
+            continue;
+        }
         for (rows, cols, name) in shapes {
+            if !(cols as usize).is_multiple_of(format.block_elements().max(32)) {
+                continue;
+            }
             let w = matrix(format, rows, cols);
             for m in [1usize, 256] {
                 let x: Vec<f32> = (0..m * cols).map(|i| (i % 13) as f32 * 0.01).collect();

@@ -12,12 +12,8 @@
 //!   rows (its own panel, a one-thread gemm); the backward product `y·W`, whose tasks would all
 //!   add into the same output, expands one shared panel and runs one threaded gemm on it.
 
-use super::{StoredFormat, StoredMatrix, dequantize_block};
-use half::f16;
-
-// In the browser's SIMD build, the dot products written with wasm's own vector instructions.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-use crate::simd128::{dot_q4, dot_q4_k, dot_q6_k, dot_q8_0};
+use crate::formats;
+use crate::{Format, StoredMatrix};
 
 /// From this many x rows on, expanding a panel and calling gemm beats the fused dot.
 const PANEL_MIN_M: usize = 8;
@@ -210,7 +206,7 @@ unsafe fn expand_row_avx2(w: &StoredMatrix, r: usize, out: &mut [f32]) {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 unsafe fn expand_row_avx512(w: &StoredMatrix, r: usize, out: &mut [f32]) {
     use std::arch::x86_64::*;
-    if !matches!(w.format, StoredFormat::Q8_0 | StoredFormat::Q4_0 | StoredFormat::Q4_1) {
+    if !matches!(w.format, Format::Q8_0 | Format::Q4_0 | Format::Q4_1) {
         return expand_row_body(w, r, out);
     }
     let row = w.row(r);
@@ -223,15 +219,15 @@ unsafe fn expand_row_avx512(w: &StoredMatrix, r: usize, out: &mut [f32]) {
         unsafe {
             let y = out.as_mut_ptr().add(i * 32);
             match w.format {
-                StoredFormat::Q8_0 => {
-                    let d = _mm512_set1_ps(scale(b, 0));
+                Format::Q8_0 => {
+                    let d = _mm512_set1_ps(formats::scale(b, 0));
                     for half in 0..2 {
                         let q = _mm512_cvtepi8_epi32(_mm_loadu_si128(b.as_ptr().add(2 + 16 * half).cast()));
                         _mm512_storeu_ps(y.add(16 * half), _mm512_mul_ps(_mm512_cvtepi32_ps(q), d));
                     }
                 }
-                StoredFormat::Q4_0 => {
-                    let d = _mm512_set1_ps(scale(b, 0));
+                Format::Q4_0 => {
+                    let d = _mm512_set1_ps(formats::scale(b, 0));
                     let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(b.as_ptr().add(2).cast()));
                     let eight = _mm512_set1_epi32(8);
                     let lo = _mm512_sub_epi32(_mm512_and_si512(q, low), eight);
@@ -239,8 +235,8 @@ unsafe fn expand_row_avx512(w: &StoredMatrix, r: usize, out: &mut [f32]) {
                     _mm512_storeu_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d));
                     _mm512_storeu_ps(y.add(16), _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d));
                 }
-                StoredFormat::Q4_1 => {
-                    let (d, m) = (_mm512_set1_ps(scale(b, 0)), _mm512_set1_ps(scale(b, 2)));
+                Format::Q4_1 => {
+                    let (d, m) = (_mm512_set1_ps(formats::scale(b, 0)), _mm512_set1_ps(formats::scale(b, 2)));
                     let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(b.as_ptr().add(4).cast()));
                     let lo = _mm512_cvtepi32_ps(_mm512_and_si512(q, low));
                     let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(q, 4));
@@ -255,43 +251,7 @@ unsafe fn expand_row_avx512(w: &StoredMatrix, r: usize, out: &mut [f32]) {
 
 #[inline(always)]
 fn expand_row_body(w: &StoredMatrix, r: usize, out: &mut [f32]) {
-    let row = w.row(r);
-    match w.format {
-        StoredFormat::Q8_0 => {
-            for (b, y) in row.chunks_exact(34).zip(out.chunks_exact_mut(32)) {
-                let d = scale(b, 0);
-                for (y, &q) in y.iter_mut().zip(&b[2..34]) {
-                    *y = (q as i8) as f32 * d;
-                }
-            }
-        }
-        StoredFormat::Q4_0 => {
-            for (b, y) in row.chunks_exact(18).zip(out.chunks_exact_mut(32)) {
-                let d = scale(b, 0);
-                let (lo, hi) = y.split_at_mut(16);
-                for (j, &q) in b[2..18].iter().enumerate() {
-                    lo[j] = ((q & 0x0f) as i32 - 8) as f32 * d;
-                    hi[j] = ((q >> 4) as i32 - 8) as f32 * d;
-                }
-            }
-        }
-        StoredFormat::Q4_1 => {
-            for (b, y) in row.chunks_exact(20).zip(out.chunks_exact_mut(32)) {
-                let (d, m) = (scale(b, 0), scale(b, 2));
-                let (lo, hi) = y.split_at_mut(16);
-                for (j, &q) in b[4..20].iter().enumerate() {
-                    lo[j] = (q & 0x0f) as f32 * d + m;
-                    hi[j] = (q >> 4) as f32 * d + m;
-                }
-            }
-        }
-        format => {
-            let (be, bb) = (format.block_elements(), format.block_bytes());
-            for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(be)) {
-                dequantize_block(format, b, y);
-            }
-        }
-    }
+    w.format.decode(w.row(r), &mut out[..w.cols]);
 }
 
 #[cfg(feature = "threads")]
@@ -306,9 +266,9 @@ fn gemm_parallelism() -> gemm::Parallelism {
 
 fn decode_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
     let rows = w.rows;
-    // Per x row and block, Σx: the Q4_1 minimum multiplies it, so it is summed once here
+    // Per x row and block, Σx: the Q4_1 / Q5_1 / Q4_K minimums multiply it, so it is summed once here
     // instead of once per weight row.
-    let block_sums: Vec<f32> = if matches!(w.format, StoredFormat::Q4_1 | StoredFormat::Q4K) {
+    let block_sums: Vec<f32> = if matches!(w.format, Format::Q4_1 | Format::Q5_1 | Format::Q4K) {
         x.chunks_exact(32).map(|b| b.iter().sum()).collect()
     } else {
         Vec::new()
@@ -392,179 +352,31 @@ fn dot_rows_body<const FMA: bool>(w: &StoredMatrix, r0: usize, out: &mut [f32], 
         let row = w.row(r0 + j);
         for (i, o) in out_row.iter_mut().enumerate() {
             let xi = &x[i * cols..(i + 1) * cols];
+            let sums = || &block_sums[i * blocks_per_row..(i + 1) * blocks_per_row];
             *o = match w.format {
-                StoredFormat::Q8_0 => dot_q8_0::<FMA>(row, xi),
-                StoredFormat::Q4_0 => dot_q4::<FMA, true>(row, xi, &[]),
-                StoredFormat::Q4_1 => dot_q4::<FMA, false>(row, xi, &block_sums[i * blocks_per_row..(i + 1) * blocks_per_row]),
-                StoredFormat::Q4K => dot_q4_k::<FMA>(row, xi, &block_sums[i * blocks_per_row..(i + 1) * blocks_per_row]),
-                StoredFormat::Q6K => dot_q6_k::<FMA>(row, xi),
-                format => dot_float::<FMA>(format, row, xi),
+                Format::Q8_0 => formats::q8_0::dot::<FMA>(row, xi),
+                Format::Q4_0 => formats::q4_0::dot::<FMA>(row, xi),
+                Format::Q4_1 => formats::q4_1::dot::<FMA>(row, xi, sums()),
+                Format::Q5_0 => formats::q5_0::dot::<FMA>(row, xi),
+                Format::Q5_1 => formats::q5_1::dot::<FMA>(row, xi, sums()),
+                Format::Q4K => formats::q4_k::dot::<FMA>(row, xi, sums()),
+                Format::Q6K => formats::q6_k::dot::<FMA>(row, xi),
+                // The rest through their decoders: plain floats, and the formats llama.cpp
+                // writes for a few tensors of a file, or that are rare.
+                Format::F32
+                | Format::F16
+                | Format::BF16
+                | Format::Q2K
+                | Format::Q3K
+                | Format::Q5K
+                | Format::IQ4NL
+                | Format::IQ4XS
+                | Format::TQ1_0
+                | Format::TQ2_0
+                | Format::MXFP4 => formats::dot_decoded::<FMA>(w.format, row, xi),
             };
         }
     }
-}
-
-/// Lanes of the dot accumulators: one AVX-512 register, or two AVX2 ones.
-const LANES: usize = 16;
-
-/// `a·b + c`, fused where the build has FMA (a plain `mul_add` without it is a slow libm call).
-#[inline(always)]
-fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
-}
-
-/// The f16 at `b[at..at + 2]` as f32, branch-free: shifting the exponent and mantissa into
-/// place and multiplying by 2¹¹² (the exponent bias difference) is exact for normal and
-/// subnormal values alike. Infinities and NaNs (never a valid scale) take `half`'s path.
-#[inline(always)]
-pub(crate) fn scale(b: &[u8], at: usize) -> f32 {
-    let h = u16::from_le_bytes([b[at], b[at + 1]]) as u32;
-    if h & 0x7c00 == 0x7c00 {
-        return f16::from_bits(h as u16).to_f32();
-    }
-    let magnitude = f32::from_bits((h & 0x7fff) << 13) * f32::from_bits(0x7780_0000); // 2^112
-    f32::from_bits(magnitude.to_bits() | ((h & 0x8000) << 16))
-}
-
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-#[inline(always)]
-fn dot_q8_0<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    for (b, xb) in row.chunks_exact(34).zip(x.chunks_exact(32)) {
-        let d = scale(b, 0);
-        let q = &b[2..34];
-        let mut p = [0f32; LANES];
-        for g in 0..2 {
-            for l in 0..LANES {
-                p[l] = madd::<FMA>(q[g * LANES + l] as i8 as f32, xb[g * LANES + l], p[l]);
-            }
-        }
-        for l in 0..LANES {
-            acc[l] = madd::<FMA>(d, p[l], acc[l]);
-        }
-    }
-    acc.iter().sum()
-}
-
-/// Q4_0 (`OFFSET`: value `(q − 8)·d`) or Q4_1 (value `q·d + min`, the min times Σx per block).
-/// A block's 16 bytes hold elements 0..16 in their low nibbles and 16..32 in their high ones:
-/// one 16-lane step each.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-#[inline(always)]
-fn dot_q4<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
-    let block_bytes = if OFFSET { 18 } else { 20 };
-    let mut acc = [0f32; LANES];
-    let mut minimum = 0f32;
-    for (k, (b, xb)) in row.chunks_exact(block_bytes).zip(x.chunks_exact(32)).enumerate() {
-        let d = scale(b, 0);
-        let q = &b[block_bytes - 16..block_bytes];
-        let mut p = [0f32; LANES];
-        for l in 0..LANES {
-            let (lo, hi) = ((q[l] & 0x0f) as i32, (q[l] >> 4) as i32);
-            let (lo, hi) = if OFFSET { (lo - 8, hi - 8) } else { (lo, hi) };
-            p[l] = madd::<FMA>(lo as f32, xb[l], p[l]);
-            p[l] = madd::<FMA>(hi as f32, xb[LANES + l], p[l]);
-        }
-        for l in 0..LANES {
-            acc[l] = madd::<FMA>(d, p[l], acc[l]);
-        }
-        if !OFFSET {
-            minimum = madd::<FMA>(scale(b, 2), block_sums[k], minimum);
-        }
-    }
-    acc.iter().sum::<f32>() + minimum
-}
-
-/// Q4_K: per sub-block of 32, value `d·sc·q − dmin·m`; the minimums multiply Σx per 32.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-#[inline(always)]
-fn dot_q4_k<const FMA: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let mut minimum = 0f32;
-    for (k, (b, xb)) in row.chunks_exact(144).zip(x.chunks_exact(256)).enumerate() {
-        let (d, dmin) = (scale(b, 0), scale(b, 2));
-        let scales = &b[4..16];
-        for chunk in 0..4 {
-            let q = &b[16 + 32 * chunk..48 + 32 * chunk];
-            let x_lo = &xb[64 * chunk..64 * chunk + 32];
-            let x_hi = &xb[64 * chunk + 32..64 * chunk + 64];
-            let (sc1, m1) = super::scale_min_k4(2 * chunk, scales);
-            let (sc2, m2) = super::scale_min_k4(2 * chunk + 1, scales);
-            let (mut p1, mut p2) = ([0f32; LANES], [0f32; LANES]);
-            for g in 0..2 {
-                for l in 0..LANES {
-                    let byte = q[g * LANES + l];
-                    p1[l] = madd::<FMA>((byte & 0x0f) as f32, x_lo[g * LANES + l], p1[l]);
-                    p2[l] = madd::<FMA>((byte >> 4) as f32, x_hi[g * LANES + l], p2[l]);
-                }
-            }
-            let (d1, d2) = (d * sc1 as f32, d * sc2 as f32);
-            for l in 0..LANES {
-                acc[l] = madd::<FMA>(d1, p1[l], acc[l]);
-                acc[l] = madd::<FMA>(d2, p2[l], acc[l]);
-            }
-            let sums = &block_sums[8 * k + 2 * chunk..];
-            minimum = madd::<FMA>(dmin * m1 as f32, sums[0], minimum);
-            minimum = madd::<FMA>(dmin * m2 as f32, sums[1], minimum);
-        }
-    }
-    acc.iter().sum::<f32>() - minimum
-}
-
-/// Q6_K: per run of 16, value `d·sc·(q − 32)`. A half super-block's byte l (low nibbles at l
-/// and l+32, high parts at l) gives values l, l+32, l+64 and l+96: four 16-lane steps per 16
-/// bytes, each with its own scale.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-#[inline(always)]
-fn dot_q6_k<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    for (b, xb) in row.chunks_exact(210).zip(x.chunks_exact(256)) {
-        let d = scale(b, 208);
-        for h in 0..2 {
-            let (ql, qh, sc) = (&b[64 * h..64 * h + 64], &b[128 + 32 * h..160 + 32 * h], &b[192 + 8 * h..200 + 8 * h]);
-            let xh = &xb[128 * h..128 * h + 128];
-            for is in 0..2 {
-                let at = is * LANES;
-                let (lo, lo2, hi) = (&ql[at..at + LANES], &ql[at + 32..at + 32 + LANES], &qh[at..at + LANES]);
-                // One clean loop per run of 16, so that each vectorizes.
-                let scale_of = |k: usize| d * (sc[is + 2 * k] as i8) as f32;
-                let xs = |k: usize| &xh[32 * k + at..32 * k + at + LANES];
-                q6_run::<FMA>(&mut acc, xs(0), scale_of(0), |l| (lo[l] & 0x0f) | ((hi[l] & 3) << 4));
-                q6_run::<FMA>(&mut acc, xs(1), scale_of(1), |l| (lo2[l] & 0x0f) | (((hi[l] >> 2) & 3) << 4));
-                q6_run::<FMA>(&mut acc, xs(2), scale_of(2), |l| (lo[l] >> 4) | (((hi[l] >> 4) & 3) << 4));
-                q6_run::<FMA>(&mut acc, xs(3), scale_of(3), |l| (lo2[l] >> 4) | (((hi[l] >> 6) & 3) << 4));
-            }
-        }
-    }
-    acc.iter().sum()
-}
-
-/// `acc += s · Σ (q(l) − 32)·x[l]` over one run of 16 Q6_K values.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-#[inline(always)]
-fn q6_run<const FMA: bool>(acc: &mut [f32; LANES], x: &[f32], s: f32, q: impl Fn(usize) -> u8) {
-    let mut p = [0f32; LANES];
-    for l in 0..LANES {
-        p[l] = madd::<FMA>((q(l) as i32 - 32) as f32, x[l], p[l]);
-    }
-    for l in 0..LANES {
-        acc[l] = madd::<FMA>(s, p[l], acc[l]);
-    }
-}
-
-#[inline(always)]
-fn dot_float<const FMA: bool>(format: StoredFormat, row: &[u8], x: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let mut values = [0f32; 32];
-    for (b, xb) in row.chunks_exact(format.block_bytes()).zip(x.chunks_exact(32)) {
-        dequantize_block(format, b, &mut values);
-        for g in 0..2 {
-            for l in 0..LANES {
-                acc[l] = madd::<FMA>(values[g * LANES + l], xb[g * LANES + l], acc[l]);
-            }
-        }
-    }
-    acc.iter().sum()
 }
 
 // Threads: rayon's pool (the one burn-flex already runs on) natively and in the browser's threaded
@@ -604,6 +416,8 @@ fn parallel_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32])
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::scale;
+    use half::f16;
 
     #[test]
     fn expanded_rows_are_the_dequantized_rows_bit_for_bit() {

@@ -1,5 +1,5 @@
-//! Weight matrices kept in their stored form: ggml blocks (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) or 16/32-bit
-//! floats, row-major `[rows, cols]` as HF stores a linear weight (`[out, in]`), each row a run of
+//! Weight matrices kept in their stored form: the blocks of any ggml type in the format registry
+//! (`format.rs`, one file per format under `formats/`), row-major `[rows, cols]` as HF stores a linear weight (`[out, in]`), each row a run of
 //! whole blocks, bytes exactly as in the file; and the CPU kernels that multiply by them without
 //! ever holding them as f32 (`kernels`).
 //!
@@ -7,15 +7,19 @@
 //! from the blocks differs from an f32 matmul on the dequantized matrix only in the order of its
 //! sums.
 
+mod format;
+mod formats;
 mod kernels;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
 pub mod spin;
 mod words;
 
+pub use format::{Format, GpuHolding, TABLE, Traits, ggml_type_name};
+pub use formats::IQ4_LEVELS;
 pub use words::{WordLayout, decode_row, f16_bits_to_f32, format_code};
 
-use half::{bf16, f16};
+use half::f16;
 
 /// Why a matrix could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,59 +35,24 @@ impl std::error::Error for QuantError {}
 
 type Result<T> = std::result::Result<T, QuantError>;
 
-/// How a [`StoredMatrix`] encodes its values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StoredFormat {
-    F32,
-    F16,
-    BF16,
-    /// f16 scale, 32 × i8.
-    Q8_0,
-    /// f16 scale, 32 × 4-bit, offset 8.
-    Q4_0,
-    /// f16 scale, f16 minimum, 32 × 4-bit.
-    Q4_1,
-    /// ggml's Q4_K: super-blocks of 256 (f16 d and dmin, eight 6-bit scale/min pairs, 4-bit
-    /// values), 4.5 bits a weight.
-    Q4K,
-    /// ggml's Q6_K: super-blocks of 256 (128 bytes of low nibbles, 64 of 2-bit high parts,
-    /// sixteen i8 scales, one per 16 values, f16 d last), 6.5625 bits a weight.
-    Q6K,
+/// A buffer that matrices can be cut from without a copy: a model file read into memory, or
+/// mapped (natively). The matrices of a model then hold ranges of the file itself, so loading
+/// takes the file's size once, not twice.
+pub type SharedBuffer = std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// Where a matrix's bytes live.
+#[derive(Clone)]
+enum Storage {
+    Owned(Vec<u8>),
+    /// `len` bytes of a shared buffer from `start`.
+    Shared { buffer: SharedBuffer, start: usize, len: usize },
 }
 
-impl StoredFormat {
-    /// Elements per block.
-    pub fn block_elements(self) -> usize {
+impl Storage {
+    fn as_slice(&self) -> &[u8] {
         match self {
-            Self::F32 | Self::F16 | Self::BF16 => 32,
-            Self::Q8_0 | Self::Q4_0 | Self::Q4_1 => 32,
-            Self::Q4K | Self::Q6K => 256,
-        }
-    }
-
-    /// Bytes per block.
-    pub fn block_bytes(self) -> usize {
-        match self {
-            Self::F32 => 128,
-            Self::F16 | Self::BF16 => 64,
-            Self::Q8_0 => 34,
-            Self::Q4_0 => 18,
-            Self::Q4_1 => 20,
-            Self::Q4K => 144,
-            Self::Q6K => 210,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "F32",
-            Self::F16 => "F16",
-            Self::BF16 => "BF16",
-            Self::Q8_0 => "Q8_0",
-            Self::Q4_0 => "Q4_0",
-            Self::Q4_1 => "Q4_1",
-            Self::Q4K => "Q4_K",
-            Self::Q6K => "Q6_K",
+            Storage::Owned(bytes) => bytes,
+            Storage::Shared { buffer, start, len } => &(**buffer).as_ref()[*start..*start + *len],
         }
     }
 }
@@ -92,10 +61,10 @@ impl StoredFormat {
 /// model and its copies (adapters, tied heads).
 #[derive(Clone)]
 pub struct StoredMatrix {
-    pub format: StoredFormat,
+    pub format: Format,
     pub rows: usize,
     pub cols: usize,
-    bytes: Vec<u8>,
+    bytes: Storage,
 }
 
 impl std::fmt::Debug for StoredMatrix {
@@ -106,29 +75,45 @@ impl std::fmt::Debug for StoredMatrix {
 
 impl StoredMatrix {
     /// Wraps encoded bytes, checking that they hold exactly `rows × cols` values.
-    pub fn from_bytes(format: StoredFormat, rows: usize, cols: usize, bytes: Vec<u8>) -> Result<Self> {
-        let block = format.block_elements();
+    pub fn from_bytes(format: Format, rows: usize, cols: usize, bytes: Vec<u8>) -> Result<Self> {
+        Self::check_size(format, rows, cols, bytes.len())?;
+        Ok(StoredMatrix { format, rows, cols, bytes: Storage::Owned(bytes) })
+    }
+
+    /// The matrix encoded in `buffer[start..start + len]`, without copying it: the matrix keeps
+    /// the buffer alive.
+    pub fn from_shared(format: Format, rows: usize, cols: usize, buffer: SharedBuffer, start: usize, len: usize) -> Result<Self> {
+        let in_bounds = start.checked_add(len).is_some_and(|end| end <= (*buffer).as_ref().len());
+        if !in_bounds {
+            return Err(QuantError(format!("bytes {start}..+{len} are outside the {}-byte buffer", (*buffer).as_ref().len())));
+        }
+        Self::check_size(format, rows, cols, len)?;
+        Ok(StoredMatrix { format, rows, cols, bytes: Storage::Shared { buffer, start, len } })
+    }
+
+    fn check_size(format: Format, rows: usize, cols: usize, len: usize) -> Result<()> {
+        // The kernels also work in groups of 32 (Σx per group, 32 plain floats at a time).
+        let block = format.block_elements().max(32);
         if !cols.is_multiple_of(block) {
             return Err(QuantError(format!(
                 "a {} matrix needs rows of whole {block}-element blocks, but a row has {cols} elements",
                 format.name()
             )));
         }
-        let expected = rows * (cols / block) * format.block_bytes();
-        if bytes.len() != expected {
+        let expected = rows * format.bytes_for(cols);
+        if len != expected {
             return Err(QuantError(format!(
-                "{} data of {} bytes cannot hold a {rows}×{cols} matrix ({expected} bytes)",
-                format.name(),
-                bytes.len()
+                "{} data of {len} bytes cannot hold a {rows}×{cols} matrix ({expected} bytes)",
+                format.name()
             )));
         }
-        Ok(StoredMatrix { format, rows, cols, bytes })
+        Ok(())
     }
 
     /// Keeps f32 values exactly, 4 bytes each.
     pub fn from_f32(values: &[f32], rows: usize, cols: usize) -> Result<Self> {
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        Self::from_bytes(StoredFormat::F32, rows, cols, bytes)
+        Self::from_bytes(Format::F32, rows, cols, bytes)
     }
 
     /// Quantizes f32 values to Q8_0 as ggml's reference `quantize_row_q8_0` does: per block of
@@ -147,13 +132,13 @@ impl StoredMatrix {
             bytes.extend_from_slice(&f16::from_f32(d).to_le_bytes());
             bytes.extend(block.iter().map(|v| (v * id).round() as i8 as u8));
         }
-        Self::from_bytes(StoredFormat::Q8_0, rows, cols, bytes)
+        Self::from_bytes(Format::Q8_0, rows, cols, bytes)
     }
 
     /// The same matrix in Q8_0 (for a backend without kernels for this format): exact for
     /// Q8_0 itself, a requantization otherwise.
     pub fn to_q8_0(&self) -> Result<Self> {
-        if self.format == StoredFormat::Q8_0 {
+        if self.format == Format::Q8_0 {
             return Ok(self.clone());
         }
         Self::quantize_q8_0(&self.to_f32(), self.rows, self.cols)
@@ -163,37 +148,33 @@ impl StoredMatrix {
     /// `rows` rows, `row_len` items each, to the new order. Whole rows move, so the blocks stay
     /// as they are (undoing GGUF's q/k permutation).
     pub fn with_rows_reordered(self, reorder: impl Fn(&[u8], usize) -> Vec<u8>) -> Self {
-        let bytes = reorder(&self.bytes, self.row_bytes());
+        let bytes = Storage::Owned(reorder(self.bytes(), self.row_bytes()));
         StoredMatrix { bytes, ..self }
     }
 
     /// The encoded bytes, row after row.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        self.bytes.as_slice()
     }
 
-    /// Bytes this matrix occupies.
+    /// Bytes this matrix occupies (its range of a shared buffer, or its own copy).
     pub fn resident_bytes(&self) -> usize {
-        self.bytes.len()
+        self.bytes().len()
     }
 
     fn row_bytes(&self) -> usize {
-        self.cols / self.format.block_elements() * self.format.block_bytes()
+        self.format.bytes_for(self.cols)
     }
 
     /// The encoded bytes of row `r`.
     pub(crate) fn row(&self, r: usize) -> &[u8] {
         let n = self.row_bytes();
-        &self.bytes[r * n..(r + 1) * n]
+        &self.bytes()[r * n..(r + 1) * n]
     }
 
     /// Writes row `r` as f32 into `out` (`cols` long).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
-        let row = self.row(r);
-        let (be, bb) = (self.format.block_elements(), self.format.block_bytes());
-        for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(be)) {
-            dequantize_block(self.format, b, y);
-        }
+        self.format.decode(self.row(r), &mut out[..self.cols]);
     }
 
     /// The whole matrix as f32, row-major (for `--weights f32` and merging an adapter).
@@ -230,99 +211,10 @@ impl StoredMatrix {
     }
 }
 
-/// Expands one block of `format` (`block_bytes` long) into `y` (`block_elements` long). The
-/// quantized formats follow ggml's `dequantize_row_*`; the engine's GGUF reader decodes these
-/// types with this same function (checked there against the `gguf` Python package).
-#[inline(always)]
-pub fn dequantize_block(format: StoredFormat, b: &[u8], y: &mut [f32]) {
-    let half = |i: usize| f16::from_le_bytes([b[i], b[i + 1]]).to_f32();
-    match format {
-        StoredFormat::F32 => {
-            for (y, c) in y.iter_mut().zip(b.chunks_exact(4)) {
-                *y = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
-        }
-        StoredFormat::F16 => {
-            for (y, c) in y.iter_mut().zip(b.chunks_exact(2)) {
-                *y = f16::from_le_bytes([c[0], c[1]]).to_f32();
-            }
-        }
-        StoredFormat::BF16 => {
-            for (y, c) in y.iter_mut().zip(b.chunks_exact(2)) {
-                *y = bf16::from_le_bytes([c[0], c[1]]).to_f32();
-            }
-        }
-        StoredFormat::Q8_0 => {
-            let d = half(0);
-            for (y, &q) in y.iter_mut().zip(&b[2..34]) {
-                *y = (q as i8) as f32 * d;
-            }
-        }
-        StoredFormat::Q4_0 => {
-            let d = half(0);
-            for (j, &q) in b[2..18].iter().enumerate() {
-                y[j] = ((q & 0x0f) as i32 - 8) as f32 * d;
-                y[j + 16] = ((q >> 4) as i32 - 8) as f32 * d;
-            }
-        }
-        StoredFormat::Q4_1 => {
-            let (d, m) = (half(0), half(2));
-            for (j, &q) in b[4..20].iter().enumerate() {
-                y[j] = (q & 0x0f) as f32 * d + m;
-                y[j + 16] = (q >> 4) as f32 * d + m;
-            }
-        }
-        StoredFormat::Q4K => {
-            // Each 32-byte run of values holds two sub-blocks of 32: low nibbles, then high.
-            let (d, dmin) = (half(0), half(2));
-            let scales = &b[4..16];
-            for (chunk, (q, y)) in b[16..144].chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
-                let (sc1, m1) = scale_min_k4(2 * chunk, scales);
-                let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
-                let (d1, m1) = (d * sc1 as f32, dmin * m1 as f32);
-                let (d2, m2) = (d * sc2 as f32, dmin * m2 as f32);
-                for l in 0..32 {
-                    y[l] = d1 * (q[l] & 0x0f) as f32 - m1;
-                    y[l + 32] = d2 * (q[l] >> 4) as f32 - m2;
-                }
-            }
-        }
-        StoredFormat::Q6K => {
-            // Two halves of 128 values. In a half, byte l of the low nibbles and of the high
-            // 2-bit parts gives values l, l+32, l+64 and l+96; each run of 16 has its own scale.
-            let d = half(208);
-            for h in 0..2 {
-                let (ql, qh, sc) = (&b[64 * h..64 * h + 64], &b[128 + 32 * h..160 + 32 * h], &b[192 + 8 * h..200 + 8 * h]);
-                let y = &mut y[128 * h..128 * h + 128];
-                for l in 0..32 {
-                    let is = l / 16;
-                    let q1 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) as i32 - 32;
-                    let q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-                    let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-                    let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-                    y[l] = d * (sc[is] as i8) as f32 * q1 as f32;
-                    y[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
-                    y[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
-                    y[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
-                }
-            }
-        }
-    }
-}
-
-/// The 6-bit (scale, min) pair `j` of a Q4_K or Q5_K super-block (ggml's `get_scale_min_k4`).
-#[inline(always)]
-pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use half::bf16;
 
     /// A small seeded generator (splitmix64), so the tests need no dependency.
     struct Rng(u64);
@@ -351,33 +243,49 @@ mod tests {
         (0..n).map(|_| rng.normal() as f32).collect()
     }
 
-    /// Random bytes that are valid blocks of `format` (finite scales).
-    pub(crate) fn random_matrix(format: StoredFormat, rows: usize, cols: usize, seed: u64) -> StoredMatrix {
+    /// Random bytes that are valid blocks of `format`: every f16 field that scales values set to
+    /// a small finite number (where each format keeps them: see its file under `formats/`).
+    pub(crate) fn random_matrix(format: Format, rows: usize, cols: usize, seed: u64) -> StoredMatrix {
         let mut rng = Rng::new(seed);
+        if matches!(format, Format::F32 | Format::F16 | Format::BF16) {
+            let values = random(rows * cols, rng.next_u64());
+            let bytes = match format {
+                Format::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                Format::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
+                _ => values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
+            };
+            return StoredMatrix::from_bytes(format, rows, cols, bytes).unwrap();
+        }
         let n_blocks = rows * cols / format.block_elements();
         let mut bytes = Vec::new();
         for _ in 0..n_blocks {
             let mut block: Vec<u8> = (0..format.block_bytes()).map(|_| (rng.uniform() * 256.0) as u8).collect();
-            let mut put_half = |at: usize, v: f32| block[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+            let mut scale = |at: usize, lo: f32, width: f32| {
+                let v = lo + rng.uniform() as f32 * width;
+                block[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+            };
             match format {
-                StoredFormat::Q8_0 | StoredFormat::Q4_0 => put_half(0, 0.01 + rng.uniform() as f32 * 0.05),
-                StoredFormat::Q4K => {
-                    put_half(0, 0.0005 + rng.uniform() as f32 * 0.001);
-                    put_half(2, 0.0005 + rng.uniform() as f32 * 0.001);
+                Format::Q8_0 | Format::Q4_0 | Format::Q5_0 | Format::IQ4NL => scale(0, 0.01, 0.05),
+                Format::Q4_1 | Format::Q5_1 => {
+                    scale(0, 0.01, 0.05);
+                    scale(2, -0.2, 0.1);
                 }
-                StoredFormat::Q6K => put_half(208, 0.0002 + rng.uniform() as f32 * 0.0005),
-                StoredFormat::Q4_1 => {
-                    put_half(0, 0.01 + rng.uniform() as f32 * 0.05);
-                    put_half(2, -0.2 + rng.uniform() as f32 * 0.1);
+                Format::Q4K | Format::Q5K => {
+                    scale(0, 0.0005, 0.001);
+                    scale(2, 0.0005, 0.001);
                 }
-                StoredFormat::F32 | StoredFormat::F16 | StoredFormat::BF16 => {
-                    let values = random(32, rng.next_u64());
-                    block = match format {
-                        StoredFormat::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                        StoredFormat::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
-                        _ => values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
-                    };
+                Format::Q2K => {
+                    scale(80, 0.005, 0.01);
+                    scale(82, 0.005, 0.01);
                 }
+                Format::Q3K => scale(108, 0.001, 0.002),
+                Format::Q6K => scale(208, 0.0002, 0.0005),
+                Format::IQ4XS => scale(0, 0.0002, 0.0005),
+                Format::TQ1_0 => scale(52, 0.01, 0.05),
+                Format::TQ2_0 => scale(64, 0.01, 0.05),
+                // The exponent byte: scales of 2^-8 to 2^-5.
+                Format::MXFP4 => block[0] = 120 + (rng.uniform() * 4.0) as u8,
+                Format::F32 | Format::F16 | Format::BF16 => unreachable!("plain floats returned above"),
             }
             bytes.extend(block);
         }
@@ -401,16 +309,7 @@ mod tests {
         }
     }
 
-    pub(crate) const FORMATS: [StoredFormat; 8] = [
-        StoredFormat::F32,
-        StoredFormat::F16,
-        StoredFormat::BF16,
-        StoredFormat::Q8_0,
-        StoredFormat::Q4_0,
-        StoredFormat::Q4_1,
-        StoredFormat::Q4K,
-        StoredFormat::Q6K,
-    ];
+    pub(crate) const FORMATS: [Format; 18] = Format::ALL;
 
     #[test]
     fn products_match_the_dequantized_matrix_in_every_format() {
@@ -461,13 +360,27 @@ mod tests {
 
     #[test]
     fn short_or_misaligned_data_is_refused() {
-        assert!(StoredMatrix::from_bytes(StoredFormat::Q8_0, 2, 32, vec![0; 67]).is_err());
-        assert!(StoredMatrix::from_bytes(StoredFormat::Q4_1, 1, 48, vec![0; 30]).is_err());
+        assert!(StoredMatrix::from_bytes(Format::Q8_0, 2, 32, vec![0; 67]).is_err());
+        assert!(StoredMatrix::from_bytes(Format::Q4_1, 1, 48, vec![0; 30]).is_err());
+    }
+
+    #[test]
+    fn a_matrix_cut_from_a_shared_buffer_equals_its_copy() {
+        let m = random_matrix(Format::Q5_0, 4, 64, 3);
+        let mut file = vec![7u8; 10];
+        file.extend_from_slice(m.bytes());
+        file.extend([9u8; 5]);
+        let buffer: SharedBuffer = std::sync::Arc::new(file);
+        let shared = StoredMatrix::from_shared(Format::Q5_0, 4, 64, buffer.clone(), 10, m.bytes().len()).unwrap();
+        assert_eq!(shared.to_f32(), m.to_f32());
+        assert_eq!(shared.resident_bytes(), m.resident_bytes());
+        assert!(StoredMatrix::from_shared(Format::Q5_0, 4, 64, buffer.clone(), 16, m.bytes().len()).is_err(), "past the end");
+        assert!(StoredMatrix::from_shared(Format::Q5_0, 4, 64, buffer, usize::MAX, 2).is_err(), "overflowing range");
     }
 
     #[test]
     fn gathered_rows_are_the_dequantized_rows() {
-        let m = random_matrix(StoredFormat::Q8_0, 10, 64, 9);
+        let m = random_matrix(Format::Q8_0, 10, 64, 9);
         let all = m.to_f32();
         assert_eq!(m.gather_rows(&[3, 0, 3]).unwrap(), [&all[192..256], &all[0..64], &all[192..256]].concat());
         assert!(m.gather_rows(&[10]).is_err());

@@ -74,7 +74,7 @@ pub(crate) fn dot_q8_0<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
         for g in 0..2 {
             p = mul_add(i8_to_f32(bytes(b, 2 + 16 * g)), load(xb, 16 * g), p);
         }
-        acc = scale_add(super::kernels::scale(b, 0), p, acc);
+        acc = scale_add(crate::formats::scale(b, 0), p, acc);
     }
     sum(acc)
 }
@@ -92,9 +92,9 @@ pub(crate) fn dot_q4<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &[f32],
         let (lo, hi) = if OFFSET { (i8x16_sub(lo, eight), i8x16_sub(hi, eight)) } else { (lo, hi) };
         let p = mul_add(i8_to_f32(lo), load(xb, 0), ZERO);
         let p = mul_add(i8_to_f32(hi), load(xb, 16), p);
-        acc = scale_add(super::kernels::scale(b, 0), p, acc);
+        acc = scale_add(crate::formats::scale(b, 0), p, acc);
         if !OFFSET {
-            minimum = super::kernels::scale(b, 2) * block_sums[k] + minimum;
+            minimum = crate::formats::scale(b, 2) * block_sums[k] + minimum;
         }
     }
     sum(acc) + minimum
@@ -106,11 +106,11 @@ pub(crate) fn dot_q4_k<const FMA: bool>(row: &[u8], x: &[f32], block_sums: &[f32
     let mut minimum = 0f32;
     let nibble = u8x16_splat(0x0f);
     for (k, (b, xb)) in row.chunks_exact(144).zip(x.chunks_exact(256)).enumerate() {
-        let (d, dmin) = (super::kernels::scale(b, 0), super::kernels::scale(b, 2));
+        let (d, dmin) = (crate::formats::scale(b, 0), crate::formats::scale(b, 2));
         let scales = &b[4..16];
         for chunk in 0..4 {
-            let (sc1, m1) = super::scale_min_k4(2 * chunk, scales);
-            let (sc2, m2) = super::scale_min_k4(2 * chunk + 1, scales);
+            let (sc1, m1) = crate::formats::scale_min_k4(2 * chunk, scales);
+            let (sc2, m2) = crate::formats::scale_min_k4(2 * chunk + 1, scales);
             let (mut p1, mut p2) = (ZERO, ZERO);
             for g in 0..2 {
                 let q = bytes(b, 16 + 32 * chunk + 16 * g);
@@ -132,7 +132,7 @@ pub(crate) fn dot_q6_k<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
     let mut acc = ZERO;
     let (nibble, two_bits, offset) = (u8x16_splat(0x0f), u8x16_splat(3), i8x16_splat(32));
     for (b, xb) in row.chunks_exact(210).zip(x.chunks_exact(256)) {
-        let d = super::kernels::scale(b, 208);
+        let d = crate::formats::scale(b, 208);
         for h in 0..2 {
             let sc = &b[192 + 8 * h..200 + 8 * h];
             for is in 0..2 {

@@ -14,16 +14,21 @@
 //! | Q4_0 | cols / 8 (a block's 16 bytes are words 4b..4b+4) | ⌈blocks / 2⌉, as Q8_0 |
 //! | Q4_1 | cols / 8, as Q4_0 | blocks (word b: scale in the low half, minimum in the high) |
 //! | Q4_K | cols / 8 (a super-block's 128 bytes are words 32s..32s+32) | 4 a super-block (d and dmin, then the 12 bytes of 6-bit scales) |
+//! | Q5_0 | cols / 8, as Q4_0 | 2 a block (word 2b: d in the low half; word 2b+1: the 32 fifth bits) |
+//! | Q5_1 | cols / 8, as Q4_0 | 2 a block (word 2b: d low, m high; word 2b+1: the fifth bits) |
+//! | IQ4_NL | cols / 8, as Q4_0 | ⌈blocks / 2⌉, as Q4_0 |
+//! | IQ4_XS | cols / 8 (sub-block b's 16 bytes are words 4b..4b+4) | 2 a super-block (d and the high scale bits, then the four bytes of low scale nibbles) |
 //!
-//! Memory: Q8_0 and Q4_K take exactly their file size; Q4_0 and Q4_1 as well, rounded up to a
-//! word a row.
+//! Memory: Q8_0, Q4_K, Q5_1 and IQ4_XS take exactly their file size; IQ4_NL like Q4_0; Q4_0 and Q4_1 as well, rounded up
+//! to a word a row; Q5_0 takes 24 bytes a block for the file's 22 (its scale is padded to a
+//! word, so that the fifth bits sit on one).
 
-use crate::{StoredFormat, StoredMatrix};
+use crate::{Format, GpuHolding, StoredMatrix};
 
 /// How a matrix's rows sit in words; the kernels take these numbers as arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WordLayout {
-    pub format: StoredFormat,
+    pub format: Format,
     pub cols: usize,
     /// Words of values a row.
     pub value_words: usize,
@@ -32,20 +37,31 @@ pub struct WordLayout {
 }
 
 impl WordLayout {
-    /// The layout of `format` rows of `cols` elements; `None` for F32 (held dense), Q6_K (the GPU
-    /// kernels take it as Q8_0) or a row that is not whole blocks.
-    pub fn new(format: StoredFormat, cols: usize) -> Option<Self> {
-        if !cols.is_multiple_of(format.block_elements()) {
+    /// The layout of `format` rows of `cols` elements; `None` for a format the GPU does not hold
+    /// as words (F32 is held dense, others are converted: see the registry) or a row that is not
+    /// whole blocks.
+    pub fn new(format: Format, cols: usize) -> Option<Self> {
+        if !cols.is_multiple_of(format.block_elements().max(32)) || !matches!(format.gpu(), GpuHolding::Words { .. }) {
             return None;
         }
         let blocks = cols / 32;
         let (value_words, scale_words) = match format {
-            StoredFormat::F32 | StoredFormat::Q6K => return None,
-            StoredFormat::F16 | StoredFormat::BF16 => (cols / 2, 0),
-            StoredFormat::Q8_0 => (cols / 4, blocks.div_ceil(2)),
-            StoredFormat::Q4_0 => (cols / 8, blocks.div_ceil(2)),
-            StoredFormat::Q4_1 => (cols / 8, blocks),
-            StoredFormat::Q4K => (cols / 8, 4 * (cols / 256)),
+            Format::F16 | Format::BF16 => (cols / 2, 0),
+            Format::Q8_0 => (cols / 4, blocks.div_ceil(2)),
+            Format::Q4_0 => (cols / 8, blocks.div_ceil(2)),
+            Format::Q4_1 => (cols / 8, blocks),
+            Format::Q4K => (cols / 8, 4 * (cols / 256)),
+            Format::Q5_0 | Format::Q5_1 => (cols / 8, 2 * blocks),
+            Format::IQ4NL => (cols / 8, blocks.div_ceil(2)),
+            Format::IQ4XS => (cols / 8, 2 * (cols / 256)),
+            Format::F32
+            | Format::Q2K
+            | Format::Q3K
+            | Format::Q5K
+            | Format::Q6K
+            | Format::TQ1_0
+            | Format::TQ2_0
+            | Format::MXFP4 => unreachable!("{} has no word layout (checked above)", format.name()),
         };
         Some(WordLayout { format, cols, value_words, scale_words })
     }
@@ -61,22 +77,19 @@ impl WordLayout {
     }
 }
 
-/// The kernels' name for a format.
-pub const fn format_code(format: StoredFormat) -> u32 {
-    match format {
-        StoredFormat::F16 => 0,
-        StoredFormat::BF16 => 1,
-        StoredFormat::Q8_0 => 2,
-        StoredFormat::Q4_0 => 3,
-        StoredFormat::Q4_1 => 4,
-        StoredFormat::Q4K => 5,
-        StoredFormat::F32 => 6,
-        StoredFormat::Q6K => 7,
+/// The kernels' name for a format held as words (its registry row's `code`).
+///
+/// # Panics
+/// For a format the GPU does not hold as words.
+pub const fn format_code(format: Format) -> u32 {
+    match format.gpu() {
+        GpuHolding::Words { code } => code,
+        GpuHolding::Dense | GpuHolding::Converted(_) => panic!("the GPU does not hold this format as words"),
     }
 }
 
 impl StoredMatrix {
-    /// The word layout of this matrix's rows, or `None` for F32.
+    /// The word layout of this matrix's rows, or `None` for a format without one.
     pub fn word_layout(&self) -> Option<WordLayout> {
         WordLayout::new(self.format, self.cols)
     }
@@ -84,9 +97,9 @@ impl StoredMatrix {
     /// Rows `start..start + n` as words (values, then scales; see the module's table).
     ///
     /// # Panics
-    /// On an F32 matrix, or rows past the end.
+    /// On a matrix whose format has no word layout, or rows past the end.
     pub fn to_words(&self, start: usize, n: usize) -> Vec<u32> {
-        let layout = self.word_layout().expect("an F32 matrix is held dense, not as words");
+        let layout = self.word_layout().expect("this format is not held as words on a GPU");
         assert!(start + n <= self.rows, "rows {start}..{} of {}", start + n, self.rows);
         let mut values = Vec::with_capacity(n * layout.value_words * 4);
         let mut scales = Vec::with_capacity(n * layout.scale_words * 4);
@@ -94,12 +107,30 @@ impl StoredMatrix {
         for r in start..start + n {
             let (v0, s0) = (values.len(), scales.len());
             for block in self.row(r).chunks_exact(bb) {
+                if self.format == Format::Q5_0 {
+                    // d, two bytes of padding, the fifth bits; then the nibbles.
+                    scales.extend_from_slice(&block[..2]);
+                    scales.extend_from_slice(&[0, 0]);
+                    scales.extend_from_slice(&block[2..6]);
+                    values.extend_from_slice(&block[6..]);
+                    continue;
+                }
                 let (scale, quants) = match self.format {
-                    StoredFormat::F16 | StoredFormat::BF16 => (&block[..0], block),
-                    StoredFormat::Q8_0 | StoredFormat::Q4_0 => block.split_at(2),
-                    StoredFormat::Q4_1 => block.split_at(4),
-                    StoredFormat::Q4K => block.split_at(16),
-                    StoredFormat::F32 | StoredFormat::Q6K => unreachable!(),
+                    Format::F16 | Format::BF16 => (&block[..0], block),
+                    Format::Q8_0 | Format::Q4_0 | Format::IQ4NL => block.split_at(2),
+                    Format::IQ4XS => block.split_at(8),
+                    Format::Q4_1 => block.split_at(4),
+                    Format::Q4K => block.split_at(16),
+                    Format::Q5_0 => unreachable!("laid out above"),
+                    Format::Q5_1 => block.split_at(8),
+                    Format::F32
+                    | Format::Q2K
+                    | Format::Q3K
+                    | Format::Q5K
+                    | Format::Q6K
+                    | Format::TQ1_0
+                    | Format::TQ2_0
+                    | Format::MXFP4 => unreachable!("word_layout() returned a layout, so the format has one"),
                 };
                 scales.extend_from_slice(scale);
                 values.extend_from_slice(quants);
@@ -124,35 +155,59 @@ pub fn decode_row(layout: &WordLayout, words: &[u32], n: usize, r: usize, out: &
     let byte = |w: &[u32], i: usize| (w[i / 4] >> (8 * (i % 4))) & 0xff;
     for (b, y) in out[..layout.cols].chunks_exact_mut(32).enumerate() {
         match layout.format {
-            StoredFormat::F16 => {
+            Format::F16 => {
                 for (e, y) in y.iter_mut().enumerate() {
                     *y = f16_bits_to_f32(half(values[16 * b + e / 2], e % 2 == 1));
                 }
             }
-            StoredFormat::BF16 => {
+            Format::BF16 => {
                 for (e, y) in y.iter_mut().enumerate() {
                     *y = f32::from_bits(half(values[16 * b + e / 2], e % 2 == 1) << 16);
                 }
             }
-            StoredFormat::Q8_0 => {
+            Format::Q8_0 => {
                 let d = f16_bits_to_f32(half(scales[b / 2], b % 2 == 1));
                 for (e, y) in y.iter_mut().enumerate() {
                     let q = byte(&values[8 * b..], e);
                     *y = (q as f32 - 256.0 * (q >> 7) as f32) * d;
                 }
             }
-            StoredFormat::Q4_0 | StoredFormat::Q4_1 => {
-                let (d, m) = if layout.format == StoredFormat::Q4_0 {
+            Format::Q4_0 | Format::Q4_1 => {
+                let (d, m) = if layout.format == Format::Q4_0 {
                     (f16_bits_to_f32(half(scales[b / 2], b % 2 == 1)), 0.0)
                 } else {
                     (f16_bits_to_f32(half(scales[b], false)), f16_bits_to_f32(half(scales[b], true)))
                 };
                 for (e, y) in y.iter_mut().enumerate() {
                     let q = (byte(&values[4 * b..], e % 16) >> (4 * (e / 16) as u32)) & 0xf;
-                    *y = if layout.format == StoredFormat::Q4_0 { (q as f32 - 8.0) * d } else { q as f32 * d + m };
+                    *y = if layout.format == Format::Q4_0 { (q as f32 - 8.0) * d } else { q as f32 * d + m };
                 }
             }
-            StoredFormat::Q4K => {
+            Format::Q5_0 | Format::Q5_1 => {
+                let (head, qh) = (scales[2 * b], scales[2 * b + 1]);
+                let d = f16_bits_to_f32(half(head, false));
+                for (e, y) in y.iter_mut().enumerate() {
+                    let low = (byte(&values[4 * b..], e % 16) >> (4 * (e / 16) as u32)) & 0xf;
+                    let q = (low | (((qh >> e) & 1) << 4)) as f32;
+                    *y = if layout.format == Format::Q5_0 { (q - 16.0) * d } else { q * d + f16_bits_to_f32(half(head, true)) };
+                }
+            }
+            Format::IQ4NL | Format::IQ4XS => {
+                let d = if layout.format == Format::IQ4NL {
+                    f16_bits_to_f32(half(scales[b / 2], b % 2 == 1))
+                } else {
+                    let (s, j) = (b / 8, b % 8);
+                    let head = scales[2 * s];
+                    let low = (byte(&scales[2 * s + 1..], j / 2) >> (4 * (j % 2) as u32)) & 0xf;
+                    let high = ((head >> 16) >> (2 * j as u32)) & 3;
+                    f16_bits_to_f32(half(head, false)) * ((low | (high << 4)) as i32 - 32) as f32
+                };
+                for (e, y) in y.iter_mut().enumerate() {
+                    let q = (byte(&values[4 * b..], e % 16) >> (4 * (e / 16) as u32)) & 0xf;
+                    *y = d * crate::formats::IQ4_LEVELS[q as usize] as f32;
+                }
+            }
+            Format::Q4K => {
                 let (s, j) = (b / 8, b % 8);
                 let head = &scales[4 * s..4 * s + 4];
                 let (d, dmin) = (f16_bits_to_f32(half(head[0], false)), f16_bits_to_f32(half(head[0], true)));
@@ -168,7 +223,14 @@ pub fn decode_row(layout: &WordLayout, words: &[u32], n: usize, r: usize, out: &
                     *y = d1 * q as f32 - m1;
                 }
             }
-            StoredFormat::F32 | StoredFormat::Q6K => unreachable!("{:?} has no word layout", layout.format),
+            Format::F32
+            | Format::Q2K
+            | Format::Q3K
+            | Format::Q5K
+            | Format::Q6K
+            | Format::TQ1_0
+            | Format::TQ2_0
+            | Format::MXFP4 => unreachable!("{:?} has no word layout", layout.format),
         }
     }
 }
@@ -208,7 +270,7 @@ mod tests {
         // 96 (three blocks: an odd number of 2-byte scales pads a row's scale words).
         let mut seed = 11u64;
         for (rows, cols) in [(3usize, 512usize), (5, 96)] {
-            for format in [StoredFormat::F16, StoredFormat::BF16, StoredFormat::Q8_0, StoredFormat::Q4_0, StoredFormat::Q4_1, StoredFormat::Q4K] {
+            for format in [Format::F16, Format::BF16, Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q4K, Format::Q5_0, Format::Q5_1, Format::IQ4NL, Format::IQ4XS] {
                 if !cols.is_multiple_of(format.block_elements()) {
                     continue;
                 }
@@ -235,11 +297,13 @@ mod tests {
 
     #[test]
     fn words_take_the_size_of_the_file() {
-        for (format, cols) in [(StoredFormat::Q8_0, 576), (StoredFormat::Q4K, 1536), (StoredFormat::Q4_0, 896), (StoredFormat::F16, 64)] {
+        for (format, cols) in [(Format::Q8_0, 576), (Format::Q4K, 1536), (Format::Q4_0, 896), (Format::F16, 64), (Format::Q5_1, 576), (Format::IQ4XS, 768)] {
             let layout = WordLayout::new(format, cols).unwrap();
             assert_eq!(4 * layout.row_words(), cols / format.block_elements() * format.block_bytes(), "{format:?}");
         }
-        assert_eq!(WordLayout::new(StoredFormat::F32, 64), None);
-        assert_eq!(WordLayout::new(StoredFormat::Q4K, 96), None);
+        // Q5_0's scale is padded to a word: 24 bytes a block for the file's 22.
+        assert_eq!(4 * WordLayout::new(Format::Q5_0, 576).unwrap().row_words(), 576 / 32 * 24);
+        assert_eq!(WordLayout::new(Format::F32, 64), None);
+        assert_eq!(WordLayout::new(Format::Q4K, 96), None);
     }
 }

@@ -72,8 +72,24 @@ pub fn load(path: &Path, mode: cqa_studio::model::WeightMode, device: &burn::ten
         let tokenizer_config = with_chat_template_file(path, std::fs::read_to_string(path.join("tokenizer_config.json")).ok())?;
         LanguageModel::from_hf_bytes(files, &config, &tokenizer, tokenizer_config.as_deref(), mode, device)
     } else {
-        LanguageModel::from_gguf_bytes(read(path)?, mode, device)
+        LanguageModel::from_gguf_buffer(map(path)?, mode, device)
     }
+}
+
+/// The file mapped into memory, as llama.cpp reads models: the stored weights are ranges of the
+/// mapping, so the model takes the file's pages once (and the page cache's, shared) instead of a
+/// read copy plus the weights. A file changed on disk while it is mapped would change under the
+/// model; a model file is not written while it is being used.
+fn map(path: &Path) -> Result<cqa_studio::gguf::SharedBuffer> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("read", path.display(), e))?;
+    if file.metadata().map_err(|e| Error::io("read", path.display(), e))?.len() == 0 {
+        // Nothing to map; the reader says what is wrong with an empty file.
+        return Ok(std::sync::Arc::new(Vec::<u8>::new()));
+    }
+    // SAFETY: the mapping is read-only and lives as long as the matrices that share it; see above
+    // for a file modified while mapped.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("map", path.display(), e))?;
+    Ok(std::sync::Arc::new(map))
 }
 
 

@@ -42,7 +42,7 @@ struct Common {
     /// merged into the model for generate / score.
     #[arg(long, global = true)]
     adapter: Option<PathBuf>,
-    /// How the weights are held: `stored` (the file's own blocks, Q5_K as Q8_0; Q6_K too on wgpu), `f32`
+    /// How the weights are held: `stored` (the file's own blocks; on wgpu, the formats without GPU kernels as Q8_0), `f32`
     /// (all dequantized) or `q8_0` (f32/f16 weights quantized to Q8_0 at load). On both
     /// backends: host memory on the CPU, device buffers on wgpu.
     #[arg(long, global = true, default_value = "stored")]

@@ -1,0 +1,24 @@
+//! IQ4_XS: super-blocks of 256 — f16 `d`, a u16 of high scale bits, four bytes of low scale
+//! nibbles, then 128 bytes of IQ4_NL nibbles (eight sub-blocks of 32, each laid out as an IQ4_NL
+//! block's); sub-block i's 6-bit scale is nibble i of the four bytes with bits 2i..2i+2 of the
+//! u16 above it, biased by 32; value `d·(scale − 32)·level`. 4.25 bits a weight.
+
+use super::{IQ4_LEVELS, scale};
+
+pub(crate) fn decode(bytes: &[u8], out: &mut [f32]) {
+    for (b, y) in bytes.chunks_exact(136).zip(out.chunks_exact_mut(256)) {
+        let d = scale(b, 0);
+        let scales_high = u16::from_le_bytes([b[2], b[3]]);
+        let (scales_low, qs) = (&b[4..8], &b[8..136]);
+        for (i, (q, y)) in qs.chunks_exact(16).zip(y.chunks_exact_mut(32)).enumerate() {
+            let low = (scales_low[i / 2] >> (4 * (i % 2))) & 0x0f;
+            let high = ((scales_high >> (2 * i)) & 3) as u8;
+            let dl = d * ((low | (high << 4)) as i32 - 32) as f32;
+            let (lo, hi) = y.split_at_mut(16);
+            for (j, &q) in q.iter().enumerate() {
+                lo[j] = dl * IQ4_LEVELS[(q & 0x0f) as usize] as f32;
+                hi[j] = dl * IQ4_LEVELS[(q >> 4) as usize] as f32;
+            }
+        }
+    }
+}
