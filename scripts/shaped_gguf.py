@@ -7,13 +7,16 @@ measured and tested without downloading multi-gigabyte checkpoints.
 
     python scripts/shaped_gguf.py --shape qwen2.5-0.5b --quant q8_0 --out models/shaped/qwen2.5-0.5b.Q8_0.gguf
     python scripts/shaped_gguf.py --shape qwen2.5-1.5b --quant q4_k_m --out models/shaped/qwen2.5-1.5b.Q4_K_M.gguf
+    python scripts/shaped_gguf.py --shape smollm2-135m --quant iq4_xs --out models/shaped/smollm2-135m.IQ4_XS.gguf
     python scripts/shaped_gguf.py --list
 
 Shapes (from each model's config.json): Qwen2.5-0.5B and 1.5B (qwen2, q/k/v bias, tied
-embeddings) and SmolLM2-360M (llama). `--quant q8_0` stores every matrix as Q8_0;
+embeddings), SmolLM2-360M and SmolLM2-135M (llama). `--quant q8_0` stores every matrix as Q8_0;
 `--quant q4_k_m` mixes like llama.cpp's Q4_K_M: Q4_K for most matrices, Q6_K for attn_v,
-ffn_down and the embedding, and Q8_0 where a row is not a whole number of 256-element
-super-blocks (llama.cpp falls back the same way, to Q5_0/Q8_0). Norms and biases are F32.
+ffn_down and the embedding, and where a row is not a whole number of 256-element super-blocks
+llama.cpp's fallbacks, Q5_0 for Q4_K and Q8_0 for Q6_K (as in a real SmolLM2 or Qwen2.5
+download). `--quant iq4_xs` takes IQ4_XS, and IQ4_NL where rows are not whole super-blocks.
+Norms and biases are F32.
 
 The tokenizer and chat template are copied from the default SmolLM2 GGUF (49152 tokens); the
 embedding keeps the real model's row count, so every token id the tokenizer makes is valid.
@@ -39,6 +42,8 @@ SHAPES = {
                          bias=True, theta=1_000_000.0, eps=1e-6, ctx=32768),
     "qwen2.5-1.5b": dict(arch="qwen2", layers=28, d=1536, heads=12, kv_heads=2, ff=8960, vocab=151936,
                          bias=True, theta=1_000_000.0, eps=1e-6, ctx=32768),
+    "smollm2-135m": dict(arch="llama", layers=30, d=576, heads=9, kv_heads=3, ff=1536, vocab=49152,
+                         bias=False, theta=100_000.0, eps=1e-5, ctx=8192),
     "smollm2-360m": dict(arch="llama", layers=32, d=960, heads=15, kv_heads=5, ff=2560, vocab=49152,
                          bias=False, theta=100_000.0, eps=1e-5, ctx=8192),
 }
@@ -48,7 +53,7 @@ WEIGHT_STD = 0.02
 
 
 def random_k_blocks(rng: np.random.Generator, qtype: Q, n_elements: int) -> np.ndarray:
-    """Valid K-quant blocks of random values whose magnitudes match WEIGHT_STD: random codes and
+    """Valid K-quant (and IQ4) blocks of random values whose magnitudes match WEIGHT_STD: random codes and
     sub-block scales, with the super-block scale fields set so |w| stays near 0.02."""
     block_elems, block_bytes = gguf.GGML_QUANT_SIZES[qtype]
     n_blocks = n_elements // block_elems
@@ -60,6 +65,14 @@ def random_k_blocks(rng: np.random.Generator, qtype: Q, n_elements: int) -> np.n
         dmin = np.full(n_blocks, WEIGHT_STD / 63, dtype=np.float16)
         blocks[:, 0:2] = d.view(np.uint8).reshape(n_blocks, 2)
         blocks[:, 2:4] = dmin.view(np.uint8).reshape(n_blocks, 2)
+    elif qtype == Q.IQ4_NL:
+        # w = d·level with |level| ≤ 127.
+        d = np.full(n_blocks, WEIGHT_STD / 64, dtype=np.float16)
+        blocks[:, 0:2] = d.view(np.uint8).reshape(n_blocks, 2)
+    elif qtype == Q.IQ4_XS:
+        # w = d·(scale − 32)·level with |scale − 32| ≤ 32 and |level| ≤ 127.
+        d = np.full(n_blocks, WEIGHT_STD / (64 * 16), dtype=np.float16)
+        blocks[:, 0:2] = d.view(np.uint8).reshape(n_blocks, 2)
     elif qtype == Q.Q6_K:
         # w = d·sc·(q − 32) with sc an i8 and q < 64; d is the block's last two bytes.
         d = np.full(n_blocks, WEIGHT_STD / (127 * 32), dtype=np.float16)
@@ -72,21 +85,22 @@ def random_k_blocks(rng: np.random.Generator, qtype: Q, n_elements: int) -> np.n
 def weight_type(name: str, cols: int, quant: str) -> Q:
     if quant == "q8_0":
         return Q.Q8_0
-    if cols % 256 != 0:
-        return Q.Q8_0
+    whole = cols % 256 == 0
+    if quant == "iq4_xs":
+        return Q.IQ4_XS if whole else Q.IQ4_NL
     if name.endswith(("attn_v.weight", "ffn_down.weight")) or name == "token_embd.weight":
-        return Q.Q6_K
-    return Q.Q4_K
+        return Q.Q6_K if whole else Q.Q8_0
+    return Q.Q4_K if whole else Q.Q5_0
 
 
 def matrix(rng: np.random.Generator, rows: int, cols: int, qtype: Q) -> np.ndarray:
-    if qtype == Q.Q8_0:
+    if qtype in (Q.Q8_0, Q.Q5_0):
         # Quantized in slices: a 151936 × 1536 embedding is 900 MB as float32.
         out = []
         for start in range(0, rows, 8192):
             n = min(8192, rows - start)
             values = rng.standard_normal((n, cols), dtype=np.float32) * WEIGHT_STD
-            out.append(gguf.quants.quantize(values, Q.Q8_0))
+            out.append(gguf.quants.quantize(values, qtype))
         return np.concatenate(out)
     blocks = random_k_blocks(rng, qtype, rows * cols)
     return blocks.reshape(rows, -1)
@@ -108,7 +122,7 @@ def copy_tokenizer(writer: gguf.GGUFWriter, source: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=sorted(SHAPES))
-    parser.add_argument("--quant", choices=["q8_0", "q4_k_m"], default="q8_0")
+    parser.add_argument("--quant", choices=["q8_0", "q4_k_m", "iq4_xs"], default="q8_0")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--list", action="store_true", help="print the shapes and exit")
