@@ -108,7 +108,7 @@
 // `adapter` everywhere is {key, config_json, safetensors}: the worker keeps the last merged tuned
 // model for `key`, so repeated comparisons do not merge again.
 import { allowList, ensureThreadedWasm, ensureWasm, lookup, messageOf, post, refuse, runJob, serve, simulateCrash, yieldToEvents } from './lib/worker-core.js';
-import { forgetModels, ggufNeed, readGguf, readHfFiles, safetensorsNeed, storeModel } from './lib/model-files.js';
+import { forgetModels, ggufNeed, hfNeed, readGguf, readHfFiles, storeModel } from './lib/model-files.js';
 import { measureAgreement, stream, verdictAfter } from './lib/model-loops.js';
 
 let backend = null;          // 'webgpu' | 'cpu'
@@ -354,10 +354,11 @@ async function load(msg, ev) {
   const budget = budgetOf(msg);
   let next, name, source, cached = false, fromCache = false, need = null;
   if (msg.hf) {
+    // Sizes and headers first: nothing is read whole before the model is known to fit.
+    need = await hfNeed(msg.hf);
+    refuseIfTooBig(need, budget);
     const f = await readHfFiles(msg.hf, ev);
     ({ name, source } = f);
-    need = safetensorsNeed(f.shards);
-    refuseIfTooBig(need, budget);
     ev({ type: 'progress', stage: 'prepare', loaded: f.total, total: f.total, message: `Preparing the weights for ${backendWords()}…` });
     dropTuned(); // a cache of merged weights: freed before the new weights need the memory
     await yieldToEvents();
@@ -544,7 +545,8 @@ async function train(msg, ev) {
     let adapter = null;
     if (outcome === 'finished') {
       const a = await trainer.adapter(baseName);
-      adapter = { config_json: a.config_json, safetensors: a.safetensors };
+      // Bytes, never an array of numbers (10× the memory, and no size to show).
+      adapter = { config_json: a.config_json, safetensors: a.safetensors instanceof Uint8Array ? a.safetensors : Uint8Array.from(a.safetensors) };
     }
     return { outcome, info, adapter };
   } finally {

@@ -90,6 +90,9 @@ export function downloadAdapter(a) {
   download(peftZipName(a), peftZip(a), 'application/zip');
 }
 
+/** The weights' size in bytes: a Uint8Array or ArrayBuffer, or (adapters stored by earlier builds) a plain array of byte values. */
+export const weightBytes = (w) => w?.byteLength ?? (Array.isArray(w) ? w.length : 0);
+
 function summary(a) {
   const s = a.settings || {};
   const parts = [];
@@ -101,7 +104,7 @@ function summary(a) {
   if (last) parts.push(`final loss ${fmt3.format(last.loss)}`);
   const ho = a.history?.held_out?.at(-1);
   if (ho) parts.push(`held-out ${fmt3.format(ho.loss)}`);
-  parts.push(`${fmt1.format((a.safetensors?.byteLength || 0) / 1e6)} MB`);
+  parts.push(`${fmt1.format(weightBytes(a.safetensors) / 1e6)} MB`);
   return parts.join(' · ');
 }
 

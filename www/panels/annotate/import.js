@@ -1,7 +1,7 @@
 // The Annotate panel's record operations: new record, JSONL import (with a line-numbered report
 // of bad lines), the bundled samples, JSONL export, delete (to the trash), undo, and the trash
 // itself (kept in IndexedDB: it survives reloads, and every tab sees the same one).
-import { h, announce, showError, sentence, download, nowIso, today, getPref, setPref, fileBytes, mb, fmt1 } from '../../lib/ui.js';
+import { h, announce, showError, sentence, download, nowIso, today, getPref, setPref, fileBytes, mb, fmt1, fmtInt, replaceAll } from '../../lib/ui.js';
 import * as store from '../../lib/store.js';
 import { state, el, persist, flash, rowsWithProblems, adoptRows, dropRows, clone, canon, flushSaves, serial } from './state.js';
 import * as list from './list.js';
@@ -48,7 +48,8 @@ function redraw() {
   state.app.emit('annotations', state.rows);
 }
 
-const nextPos = () => (state.rows.length ? Math.floor(Math.max(...state.rows.map((r) => r.pos))) + 1 : 0);
+// A loop, not Math.max(...rows): a spread of 100k+ positions exceeds the engine's argument limit.
+const nextPos = () => (state.rows.length ? Math.floor(state.rows.reduce((m, r) => Math.max(m, r.pos), -Infinity)) + 1 : 0);
 const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 function uniqueId(base, taken) {
@@ -169,18 +170,20 @@ async function importBytes(name, bytes) {
     showError(el['ann-list-error'], `Could not read ${name}: ${e.message}`);
     return;
   }
-  if (report.errors.length === 0) {
+  const nErr = report.error_count ?? report.errors.length;
+  if (nErr === 0) {
     if (!report.records.length) { showError(el['ann-list-error'], `${name} holds no records`); return; }
     await addRecords(report.records, name);
     return;
   }
   // Bad lines: show every one, import nothing unless the user asks for the valid records.
   pendingImport = { name, records: report.records };
-  const nErr = report.errors.length;
-  const nLines = new Set(report.errors.map((e) => e.line)).size;
+  // The engine lists the first 1,000 problems and counts them all.
+  const nLines = report.error_lines ?? new Set(report.errors.map((e) => e.line)).size;
   const stored = state.rows.length;
-  el['ann-import-summary'].textContent = `${name}: ${nErr} problem${nErr === 1 ? '' : 's'} on ${nLines} line${nLines === 1 ? '' : 's'}. Nothing was imported, and your ${stored} stored record${stored === 1 ? ' is' : 's are'} unchanged.`;
-  el['ann-import-errors'].replaceChildren(...report.errors.map((e) => h('li', {},
+  const listed = report.errors.length < nErr ? ` The first ${fmtInt.format(report.errors.length)} of ${fmtInt.format(nErr)} problems are listed.` : '';
+  el['ann-import-summary'].textContent = `${name}: ${fmtInt.format(nErr)} problem${nErr === 1 ? '' : 's'} on ${fmtInt.format(nLines)} line${nLines === 1 ? '' : 's'}. Nothing was imported, and your ${stored} stored record${stored === 1 ? ' is' : 's are'} unchanged.${listed}`;
+  replaceAll(el['ann-import-errors'], report.errors.map((e) => h('li', {},
     h('span', { class: 'err-line', text: `line ${e.line}` }), ': ', e.field ? h('code', { text: e.field }) : null, e.field ? ': ' : '', sentence(e.message))));
   const n = report.records.length;
   el['ann-import-valid'].hidden = n === 0;
