@@ -5,6 +5,7 @@
 // panels/annotate/; the Calibrate tab's agreement section in panels/agreement.js).
 import { $, announce, autosave, getPref, setPref } from './lib/ui.js';
 import { WorkerClient } from './lib/engine.js';
+import { TEST_HOOKS } from './lib/test-hooks.js';
 import * as modelPanel from './panels/model.js';
 import * as annotatePanel from './panels/annotate/index.js';
 import * as trainPanel from './panels/train.js';
@@ -70,7 +71,7 @@ function emit(name, value) {
 // e.g. training from its checkpoint). At most 3 restarts within 60 s; then the engine is marked
 // unavailable. The data worker is restarted the same way (it holds no model).
 //
-// URL parameters (read once; window.cqaStudio can change them at run time, for tests):
+// URL parameters (read once; window.cqaStudio, in a test build, can change them at run time):
 //   ?watchdog=SECONDS        how long a long request (generate, compare, judge, train, calibrate,
 //                            agreement, load, …) may stay silent before the page says so and
 //                            offers a restart (default 180 s, enough for SwiftShader)
@@ -392,11 +393,11 @@ const app = {
   restartEngine: () => (restarting ? Promise.resolve() : restartEngine('hung', 'it was restarted on request')),
 };
 
-// For tests (and the curious, from the console): the app, requests to either worker that resolve
-// to {ok, result} or {ok: false, code, message}, and the run-time limits.
+// For tests, in a build with the test hooks only (lib/test-hooks.js): the app, requests to either
+// worker that resolve to {ok, result} or {ok: false, code, message}, and the run-time limits.
 const describePayload = (p) => (!p ? null : p.file ? { file: p.file.name } : p.hf ? { hf: p.hf.shards.map((f) => f.name) } : { ...p });
 const settle = (promise) => promise.then((result) => ({ ok: true, result }), (e) => ({ ok: false, code: e.code || 'failed', message: e.message }));
-window.cqaStudio = {
+if (TEST_HOOKS) window.cqaStudio = {
   app,
   request: (type, payload = {}) => settle(engine.call(type, type === 'load' ? withBudget(payload) : payload)),
   dataRequest: (type, payload = {}) => settle(data.call(type, payload)),

@@ -110,6 +110,7 @@
 import { allowList, ensureThreadedWasm, ensureWasm, lookup, messageOf, post, refuse, runJob, serve, simulateCrash, yieldToEvents } from './lib/worker-core.js';
 import { forgetModels, ggufNeed, hfNeed, readGguf, readHfFiles, storeModel } from './lib/model-files.js';
 import { measureAgreement, stream, verdictAfter } from './lib/model-loops.js';
+import { TEST_HOOKS } from './lib/test-hooks.js';
 
 let backend = null;          // 'webgpu' | 'cpu'
 let devicePromise = null;
@@ -570,10 +571,14 @@ const requests = allowList({
   agreement,
   'check-adapter': checkAdapter,
   train,
-  'simulate-device-loss': simulateDeviceLoss,
   'gpu-stats': readGpuStats,
-  'simulate-crash': simulateCrash,
-  'simulate-hang': () => new Promise(() => {}),
+  // Only in a build with the test hooks (lib/test-hooks.js): a site for users answers them as
+  // unknown requests.
+  ...(TEST_HOOKS ? {
+    'simulate-device-loss': simulateDeviceLoss,
+    'simulate-crash': simulateCrash,
+    'simulate-hang': () => new Promise(() => {}),
+  } : {}),
 });
 
 // Answered even while a job runs.

@@ -29,7 +29,7 @@ const BASE = new URL('./', self.location.href);
 const SHELL = [
   '', 'index.html', 'style.css', 'app.js', 'engine-worker.js', 'data-worker.js', 'favicon.svg',
   'lib/ui.js', 'lib/csv.js', 'lib/engine.js', 'lib/store.js', 'lib/charts.js', 'lib/heatmap.js', 'lib/adapters.js',
-  'lib/worker-core.js', 'lib/model-files.js', 'lib/model-loops.js', 'lib/verdict-chart.js',
+  'lib/worker-core.js', 'lib/model-files.js', 'lib/model-loops.js', 'lib/verdict-chart.js', 'lib/test-hooks.js',
   'panels/model.js', 'panels/train.js', 'panels/adapters.js', 'panels/compare.js', 'panels/calibrate.js', 'panels/agreement.js',
   'panels/annotate/index.js', 'panels/annotate/state.js', 'panels/annotate/list.js', 'panels/annotate/editor.js',
   'panels/annotate/coverage.js', 'panels/annotate/import.js',

@@ -3,7 +3,7 @@
 // itself (kept in IndexedDB: it survives reloads, and every tab sees the same one).
 import { h, announce, showError, sentence, download, nowIso, today, getPref, setPref, fileBytes, mb, fmt1, fmtInt, replaceAll } from '../../lib/ui.js';
 import * as store from '../../lib/store.js';
-import { state, el, persist, flash, rowsWithProblems, adoptRows, dropRows, clone, canon, flushSaves, serial } from './state.js';
+import { state, el, persist, flash, rowsWithProblems, adoptRows, dropRows, clone, canon, flushSaves, serial, keepTrying } from './state.js';
 import * as list from './list.js';
 import * as editor from './editor.js';
 import { scheduleStatus } from './coverage.js';
@@ -23,6 +23,7 @@ export function init() {
     if (f) importFile(f);
   });
   el['ann-export'].addEventListener('click', exportJsonl);
+  el['ann-export-all'].addEventListener('click', exportEverything);
   el['ann-delete-all'].addEventListener('click', deleteAll);
   el['ann-undo'].addEventListener('click', undoDelete);
   el['ann-import-valid'].addEventListener('click', () => {
@@ -65,10 +66,12 @@ function uniqueId(base, taken) {
 async function storeNewRows(rows) {
   for (const r of rows) r.rev = 0;
   adoptRows(rows);
-  return persist(async () => {
+  const ok = await persist(async () => {
     const written = await store.addAnnotations(rows.map((r) => ({ key: r.key, pos: r.pos, record: clone(r.record) })));
     written.forEach((w, i) => { if (!rows[i].rev) { rows[i].rev = w.rev; rows[i].updated = w.updated; } });
   });
+  if (!ok) keepTrying(rows);
+  return ok;
 }
 
 async function newRecord() {
@@ -225,6 +228,19 @@ async function exportJsonl() {
   } catch (e) {
     showError(el['ann-list-error'], `Could not export: ${e.message}`);
   }
+}
+
+/**
+ * Every record in the list, finished or not, one JSON object a line, exactly as held in this
+ * page (what storage has not taken too): a backup, not a training set. It needs neither the
+ * engine nor the database, so it works when saving does not.
+ */
+function exportEverything() {
+  const { rows } = state;
+  if (!rows.length) { showError(el['ann-list-error'], 'There are no records to export'); return; }
+  const lines = rows.map((r) => JSON.stringify(r.record));
+  download(`annotations-backup-${today()}.jsonl`, `${lines.join('\n')}\n`, 'application/jsonl');
+  announce(`Exported all ${plural(rows.length, 'record')} as they are.`);
 }
 
 // ---- delete, undo and the trash -----------------------------------------------------------------
