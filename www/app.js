@@ -67,7 +67,8 @@ function emit(name, value) {
 // loses its GPU device, crashes, traps, or hangs and the user restarts it, its pending requests
 // reject with EngineError code 'lost', a fresh worker starts from the same compiled module, its
 // device is initialised and the last model that loaded is loaded again; then the app emits
-// 'engine-restarted' with {reason: 'device-lost' | 'crashed' | 'hung'} (panels resume from there,
+// 'engine-restarted' with {reason: 'device-lost' | 'crashed' | 'hung', replacedGeneration: the
+// engine client's `generation` the restart replaced} (panels resume from there,
 // e.g. training from its checkpoint). At most 3 restarts within 60 s; then the engine is marked
 // unavailable. The data worker is restarted the same way (it holds no model).
 //
@@ -264,6 +265,7 @@ function engineTrouble(reason, message) {
 
 async function restartEngine(reason, message) {
   restarting = { reason, message };
+  const replacedGeneration = engine.generation; // the worker the jobs that just failed ran on
   const what = REASONS[reason] || reason;
   const job = { kind: 'load', label: 'restarting the engine' };
   state.job = job;
@@ -317,7 +319,7 @@ async function restartEngine(reason, message) {
   }
   emit('engine', state);
   updateBadge();
-  if (!problem) emit('engine-restarted', { reason });
+  if (!problem) emit('engine-restarted', { reason, replacedGeneration });
 }
 
 const sentenceCase = (t) => t.charAt(0).toUpperCase() + t.slice(1);
@@ -389,6 +391,8 @@ const app = {
     if (state.job) return `The engine is busy: ${state.job.label}.`;
     return null;
   },
+  /** Which engine worker runs now (lib/engine.js `generation`): a job's failure names it. */
+  engineGeneration: () => engine.generation,
   /** Restarts the engine worker as after a hang (pending requests reject with code 'lost'). */
   restartEngine: () => (restarting ? Promise.resolve() : restartEngine('hung', 'it was restarted on request')),
 };

@@ -24,7 +24,8 @@
 //        defaults to the engine's default model), or a GGUF cached earlier from the user's disk
 //   {type: 'load', id, file: File}                    a GGUF from the user's disk (then cached)
 //   {type: 'load', id, hf: {shards: File[], config: File, tokenizer: File, tokenizerConfig?: File}}
-//        any of them with memoryBudgetMb?: the memory budget in MiB instead of the default (below)
+//        any of them with memoryBudgetMb?: the memory budget in MiB instead of the default (below),
+//        and keep?: false to leave the model out of Cache Storage (this browser's storage is small)
 //        A model that does not fit is refused before the engine reads it (a GGUF from the disk:
 //        before the file is even read whole), with a sentence naming what it needs and the
 //        limit. The loaded model stays loaded whenever a load fails. The limits:
@@ -381,8 +382,9 @@ async function load(msg, ev) {
     dropTuned(); // a cache of merged weights: freed before the new weights need the memory
     await yieldToEvents();
     next = m.WebModel.loadGguf(f.bytes);
-    // Cache only what loaded: a broken file is not kept.
-    if (!cached) cached = await storeModel(f.cacheKey, f.bytes, f.validators);
+    // Cache only what loaded: a broken file is not kept; nor any where the page asks (`keep:
+    // false`: its storage is small, and kept for the adapters).
+    if (!cached && msg.keep !== false) cached = await storeModel(f.cacheKey, f.bytes, f.validators);
   }
   let info;
   try {

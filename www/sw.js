@@ -33,6 +33,8 @@ const SHELL = [
   'panels/model.js', 'panels/train.js', 'panels/adapters.js', 'panels/compare.js', 'panels/calibrate.js', 'panels/agreement.js',
   'panels/annotate/index.js', 'panels/annotate/state.js', 'panels/annotate/list.js', 'panels/annotate/editor.js',
   'panels/annotate/coverage.js', 'panels/annotate/import.js',
+  'panels/train/settings.js', 'panels/train/locks.js', 'panels/train/view.js', 'panels/train/job.js',
+  'lib/training-run.js', 'lib/storage-room.js',
   'vendor/uPlot.esm.js', 'vendor/uPlot.min.css', 'vendor/idb.js', 'vendor/fflate.js',
   'pkg/cqa_studio.js', 'pkg/cqa_studio_bg.wasm', 'pkg-threads/cqa_studio.js', 'pkg-threads/cqa_studio_bg.wasm', 'lib/pool-worker.js',
   'data/samples/annotations.jsonl', 'data/benchmarks/calibration.jsonl',

@@ -50,6 +50,7 @@ export class WorkerClient {
     this.nextId = 1;
     this.pending = new Map();  // id → {resolve, reject, onEvent, type, watched, last, stalled}
     this.dead = null;
+    this.generation = 0;       // which worker this is: 1 for the first, one more on each restart
     this.trainPaused = false;
     this.timer = null;
     this.#start();
@@ -64,6 +65,7 @@ export class WorkerClient {
       return;
     }
     this.worker = worker;
+    this.generation += 1;
     this.started = false;      // set by the worker's first message ({type: 'started'})
     worker.addEventListener('message', (e) => { if (worker === this.worker) this.#handle(e.data || {}); });
     worker.addEventListener('messageerror', () => {

@@ -275,6 +275,7 @@ export async function putCheckpoint(runKey, step, bytes) {
 
 export async function kvGet(key) { return (await open()).get('kv', key); }
 export async function kvSet(key, value) { return (await open()).put('kv', value, key); }
+export async function kvDelete(key) { return (await open()).delete('kv', key); }
 
 // ---- storage the browser may not evict --------------------------------------------------------
 
