@@ -12,6 +12,10 @@
 //                restarted it because it hung): the request did not finish and the worker is
 //                being restarted; the app emits 'engine-restarted' once it is usable again
 
+// Which requests the watchdog times (those that can run long or hang on the GPU) comes with the
+// engine worker's list of requests, kept once.
+import { WATCHED } from './engine-requests.js';
+
 export class EngineError extends Error {
   constructor(code, message) {
     super(message);
@@ -20,9 +24,6 @@ export class EngineError extends Error {
   }
 }
 
-/** Requests that can run for long or hang on the GPU: the watchdog times their silences. */
-export const WATCHED = new Set(['load', 'generate', 'compare', 'judge', 'train', 'calibrate', 'agreement', 'shift',
-  'check-adapter', 'simulate-hang']);
 
 export class WorkerClient {
   /**
