@@ -3,12 +3,16 @@
 // calibrationGroups, as `cqa calibrate` computes them), a chart, a per-token heatmap and an
 // exportable report.
 import { $, h, announce, showError, sentence, download, num, pval, fmt2, cssVar, fileBytes, today } from '../lib/ui.js';
+
 import * as store from '../lib/store.js';
 import { BarChart } from '../lib/charts.js';
 import { renderHeatmap } from '../lib/heatmap.js';
 import { fillAdapterSelect, adapterPayload } from '../lib/adapters.js';
 import * as train from './train.js';
 import { csvCell } from '../lib/csv.js';
+
+/** The largest file read as a benchmark (the bundled one is a few KB). */
+const MAX_BENCHMARK_BYTES = 16 * 1024 * 1024;
 
 let app;
 const el = {};
@@ -38,7 +42,13 @@ export function init(a) {
   el['cal-import'].addEventListener('change', async () => {
     const f = el['cal-import'].files?.[0];
     el['cal-import'].value = '';
-    if (f) importBench(f.name, await fileBytes(f), true);
+    if (!f) return;
+    // Refused before it is read: a benchmark is a few hundred items of text.
+    if (f.size > MAX_BENCHMARK_BYTES) {
+      showError(el['cal-error'], `The file ${f.name} is ${(f.size / 2 ** 20).toFixed(1)} MiB: too large to be a benchmark (the limit is ${MAX_BENCHMARK_BYTES / 2 ** 20} MiB), so it was not read`);
+      return;
+    }
+    importBench(f.name, await fileBytes(f), true);
   });
   for (const r of document.querySelectorAll('input[name="cal-source"]')) r.addEventListener('change', describe);
   el['cal-export-json'].addEventListener('click', exportJson);
