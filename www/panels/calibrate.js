@@ -3,7 +3,6 @@
 // calibrationGroups, as `cqa calibrate` computes them), a chart, a per-token heatmap and an
 // exportable report.
 import { $, h, announce, showError, sentence, download, num, pval, fmt2, cssVar, fileBytes, today } from '../lib/ui.js';
-
 import * as store from '../lib/store.js';
 import { BarChart } from '../lib/charts.js';
 import { renderHeatmap } from '../lib/heatmap.js';
