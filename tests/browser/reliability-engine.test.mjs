@@ -4,8 +4,10 @@
 // watchdog and the restart button recovers, a model over the memory budget is refused while the
 // loaded one stays usable, and the service worker keeps one complete version of the shell: its
 // cache is named by the shell's content hash, a new version that cannot be cached whole is not
-// installed, and a complete one replaces the old after the user reloads; a cached model is
-// rechecked against the server's (HEAD) and downloaded again when it changed.
+// installed, nor one whose files are not those it was built from (their hash), and a complete one
+// replaces the old after the user reloads; a tab opened on the old version keeps getting the old
+// version's files after the new one takes over (its engine, restarted, is the old engine); a
+// cached model is rechecked against the server's (HEAD) and downloaded again when it changed.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -14,7 +16,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { BASE, CHROMIUM_ARGS, DIST, MODELS, openPage } from './launch.mjs';
 import { createStaticServer } from './static-server.mjs';
-import { shellPaths } from '../../scripts/dist.mjs';
+import { shellPaths, shellVersion } from '../../scripts/dist.mjs';
 
 const CQA = process.env.CQA_BIN;
 const TINY = 'test-tiny-random.gguf';
@@ -205,13 +207,22 @@ describe('the engine recovers', () => {
 
 describe('the service worker keeps one complete version', () => {
   let server, browser, page, origin;
-  // A new version of the site is staged the way a deploy makes one: dist/sw.js rewritten with
-  // another version (restored afterwards).
+  // A new version of the site is staged the way a deploy makes one: a shell file changed and
+  // dist/sw.js rewritten with the new files' version (all restored afterwards).
   const SW = path.join(DIST, 'sw.js');
   const builtSw = readFileSync(SW, 'utf8');
   const builtVersion = /const VERSION = '([0-9a-f]{12})';/.exec(builtSw)?.[1];
   let version = builtVersion;
   const setVersion = (v) => { version = v; writeFileSync(SW, builtSw.replace(`'${builtVersion}'`, `'${v}'`)); };
+  const originals = new Map(); // file → its bytes as built
+  /** Appends `text` to the shell file `rel` and stages the version of the files as they are now. */
+  const stageVersion = (rel, text) => {
+    const file = path.join(DIST, rel);
+    if (!originals.has(file)) originals.set(file, readFileSync(file));
+    writeFileSync(file, Buffer.concat([readFileSync(file), Buffer.from(text)]));
+    setVersion(shellVersion(DIST, builtSw));
+    return version;
+  };
   let broken = null; // a shell path the server answers 404 for
   let modelEtag = null; // an ETag the server gives its models instead of theirs
   const seen = []; // [method, path] of the requests that reached the server
@@ -241,6 +252,7 @@ describe('the service worker keeps one complete version', () => {
 
   after(async () => {
     writeFileSync(SW, builtSw);
+    for (const [file, bytes] of originals) writeFileSync(file, bytes);
     await browser?.close();
     server?.close();
   });
@@ -336,11 +348,55 @@ describe('the service worker keeps one complete version', () => {
     setVersion(old);
   });
 
+  test('a new version whose files are not those it was built from does not install', { timeout: 240_000 }, async () => {
+    const old = version;
+    await page.waitForTimeout(3000);
+    await settle();
+    broken = null;
+    setVersion('0123456789ab'); // the files are unchanged: their hash is not this version's
+    assert.equal(await update(), false);
+    assert.deepEqual(await shellCaches(), { [`cqa-studio-shell-${old}`]: expected });
+    setVersion(old);
+  });
+
+  test('a tab opened on the old version keeps its files after a new version takes over: its restarted engine is the old one', { timeout: 400_000 }, async () => {
+    const old = version;
+    await page.waitForTimeout(3000);
+    await settle();
+    broken = null;
+    // Version N+1's worker modules mark the worker (a module the engine worker imports, so that a
+    // worker script of N importing N+1's modules would show too).
+    const next = stageVersion('lib/worker-core.js', '\nself.cqaStagedVersion = true;\n');
+    assert.equal(await update(), true);
+    // Another tab takes the new version (as its Reload button does); this one stays on N.
+    const other = await page.context().newPage();
+    await other.goto(at(`?model=${TINY}`));
+    await other.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60_000 });
+    await other.evaluate(async () => { (await navigator.serviceWorker.getRegistration()).waiting?.postMessage({ type: 'skip-waiting' }); });
+    await page.waitForFunction(async (next) => {
+      const reg = await navigator.serviceWorker.getRegistration();
+      return reg.active && !reg.waiting && (await caches.keys()).includes(`cqa-studio-shell-${next}`) && navigator.serviceWorker.controller?.state === 'activated';
+    }, next, { timeout: 60_000, polling: 250 });
+    await other.close();
+    const caches = await shellCaches();
+    assert.ok(caches[`cqa-studio-shell-${old}`], `version ${old}'s cache is kept while this tab runs it: ${Object.keys(caches).join(', ')}`);
+    // The engine restarts (as after a lost device): the worker this tab starts is version N's.
+    const started = page.waitForEvent('worker', { predicate: (w) => w.url().endsWith('/engine-worker.js'), timeout: 60_000 });
+    await page.evaluate(() => window.cqaStudio.app.restartEngine());
+    const worker = await started;
+    assert.equal(await worker.evaluate(() => self.cqaStagedVersion === true), false, 'the restarted engine runs the new version’s worker');
+    await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout: 240_000 });
+    // A reload takes the new version, and the old cache goes once nothing runs it.
+    await page.reload();
+    await page.waitForFunction(async (old) => !(await caches.keys()).includes(`cqa-studio-shell-${old}`), old, { timeout: 60_000, polling: 250 });
+    await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout: 240_000 });
+  });
+
   test('a complete new version waits, is offered, and replaces the old one on reload', { timeout: 300_000 }, async () => {
     const old = version;
     await page.waitForTimeout(3000);
     await settle();
-    setVersion('feedfeedfeed');
+    stageVersion('style.css', '\n/* a new version */\n');
     broken = null;
     assert.equal(await update(), true);
     // Two complete versions side by side until the user reloads.

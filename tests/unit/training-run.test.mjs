@@ -114,6 +114,10 @@ test('a run shown from storage after a reload can be resumed or discarded', () =
   assert.equal(after({ type: 'show', run }, { type: 'resume', key: 'r9', from: 5 }).state.run.step, 5);
   assert.equal(after({ type: 'show', run }, { type: 'discard' }).state.run, null);
   assert.equal(after(...training, { type: 'show', run }).state.refused, 'show in training', 'a run in training stays on screen');
+  // This tab's failed run, read back from storage, stays failed: a restart may still call it lost.
+  const failed = after(...training, { type: 'failed', message: 'm', generation: 2 }, { type: 'show', run: { ...run, key: 'r1', stopped: 'failed' } },
+    { type: 'engine-restarted', reason: 'device-lost', replacedGeneration: 2 });
+  assert.equal(failed.state.phase, 'resuming');
   assert.equal(after(...training, { type: 'discard' }).state.refused, 'discard in training');
 });
 

@@ -55,6 +55,9 @@ export function transition(state, event) {
   switch (event.type) {
     case 'show': // a stopped run read from storage, offered for resume (or nothing to offer)
       if (isActive(phase) || phase === 'lost-device') return none(refuse(state, event));
+      // The offer of an unsaved adapter stays, and so does this tab's own failed run (a restart
+      // may yet show that it failed of a lost device).
+      if (phase === 'failed' && event.run?.key === state.run?.key) return none(next(state, { run: { ...state.run, ...event.run } }));
       return none(next(state, { phase: phase === 'finished-unsaved' ? phase : 'idle', run: event.run ? { ...event.run } : null }));
     case 'start': // a new run (from lost-device too: the user chose not to wait for the old one)
       if (isActive(phase)) return none(refuse(state, event));
