@@ -1,8 +1,9 @@
 // What the user typed survives the browser refusing to store it (headless Chromium, no model):
-// - with this site's quota cut to nothing (CDP's Storage.overrideQuotaForOrigin), a typed record
-//   is "Not saved" with the cause, closing the tab asks first, "Export everything, as it is"
-//   gives the incomplete record as a file, and once there is room the save is retried by itself
-//   (no keystroke needed) and survives a reload;
+// - with every write refused as over quota (IndexedDB's put and add throw QuotaExceededError, as
+//   on a full disk; CDP's Storage.overrideQuotaForOrigin does not reach the in-memory profile the
+//   tests run in), a typed record is "Not saved" with the cause, closing the tab asks first,
+//   "Export everything, as it is" gives the incomplete record as a file, and once there is room
+//   the save is retried by itself (no keystroke needed) and survives a reload;
 // - a restore from the trash keeps the row's revision rising, so a tab still holding the row at
 //   an older revision is refused instead of overwriting the restored text;
 // - an annotation file of 4 million bad lines lists its first 1,000 problems and counts them all,
@@ -16,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { openPage } from './launch.mjs';
 
 const PATH = '?model=no-model-for-this-test.gguf';
-let session, page, cdp;
+let session, page;
 const pageErrors = [];
 
 before(async () => {
@@ -27,8 +28,24 @@ before(async () => {
   page.on('dialog', (d) => d.accept());
   await session.goto();
   await page.click('#tab-annotate');
-  cdp = await page.context().newCDPSession(page);
 });
+
+/** Makes this page's IndexedDB writes fail as over quota (`on`), or work again. */
+async function refuseWrites(on) {
+  await page.evaluate((on) => {
+    if (!window.__writesPatched) {
+      window.__writesPatched = true;
+      for (const name of ['put', 'add']) {
+        const native = IDBObjectStore.prototype[name];
+        IDBObjectStore.prototype[name] = function (...args) {
+          if (window.__refuseWrites) throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+          return native.apply(this, args);
+        };
+      }
+    }
+    window.__refuseWrites = on;
+  }, on);
+}
 
 after(async () => {
   await session?.close();
@@ -51,8 +68,7 @@ async function exportEverything() {
 
 test('a save the browser refuses is kept, said, exported, and retried until it is stored', { timeout: 120_000 }, async () => {
   await page.waitForFunction(() => document.getElementById('ann-saved').dataset.state !== 'saving', null, { timeout: 30_000 });
-  const origin = new URL(session.url('')).origin;
-  await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 0 });
+  await refuseWrites(true);
   await page.click('#ann-new');
   const typed = 'Typed while this browser had no room left.';
   await page.fill('#f-work', typed);
@@ -69,7 +85,7 @@ test('a save the browser refuses is kept, said, exported, and retried until it i
   assert.equal(records.filter((r) => r.work === typed).length, 1);
 
   // Room again: the retry stores it with no keystroke.
-  await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+  await refuseWrites(false);
   await page.waitForFunction(() => document.getElementById('ann-saved').dataset.state === 'saved', null, { timeout: 60_000, polling: 200 });
   assert.equal((await stored()).filter((r) => r.work === typed).length, 1);
   assert.equal(await asksBeforeClosing(), false);
