@@ -163,9 +163,13 @@ function shellKey(request, path) {
 async function shellFirst(event, key) {
   const { request } = event;
   const navigation = request.mode === 'navigate';
-  let version = navigation ? VERSION : (await versionOf(event.clientId)) ?? VERSION;
+  const known = navigation ? null : await versionOf(event.clientId);
+  let version = known ?? VERSION;
   if (version !== VERSION && !(await caches.has(SHELL_PREFIX + version))) version = VERSION;
   if (navigation || request.destination === 'worker') await rememberClient(event.resultingClientId, version);
+  // A client first seen here (a page loaded before this worker controlled it, on a first visit)
+  // runs the version that serves it now.
+  if (!navigation && known === null) await rememberClient(event.clientId, version);
   const hit = await (await caches.open(SHELL_PREFIX + version)).match(key);
   if (navigation) event.waitUntil(pruneVersions().catch(() => {}));
   return hit || fetch(request);

@@ -319,11 +319,12 @@ mod tests {
 
     #[test]
     fn hostile_sizes_are_refused_before_any_table_is_built() {
-        let err = parse(r#","head_dim":1073741824"#).unwrap_err().to_string();
+        let err = parse(r#","rope_theta":100000.0,"head_dim":1073741824"#).unwrap_err().to_string();
         assert!(err.contains("head_dim is 1073741824"), "{err}");
-        let err = parse(r#","intermediate_size":4294967296"#).unwrap_err().to_string();
-        assert!(err.contains("intermediate_size"), "{err}");
-        assert!(parse(r#","max_position_embeddings":131072,"head_dim":128"#).is_ok());
+        let huge = LlamaConfig { intermediate_size: 1 << 32, ..LlamaConfig::smollm2_135m() };
+        let err = huge.validate().unwrap_err().to_string();
+        assert!(err.contains("intermediate_size is 4294967296"), "{err}");
+        assert!(parse(r#","rope_theta":100000.0,"max_position_embeddings":131072,"head_dim":128"#).is_ok());
     }
 
     #[test]
