@@ -26,6 +26,9 @@ export async function trainLoop(panel, payload, { resumedFrom = null, auto = fal
   el['run-status'].textContent = resumedFrom === null ? 'Preparing the training examples…' : `${auto ? 'The engine is back: resuming' : 'Resuming'} from step ${resumedFrom}…`;
   announce(resumedFrom === null ? 'Training started.' : `Training resumed from step ${resumedFrom}.`);
   const current = panel.run;
+  // The engine this job runs on: a failure names it, so that a restart replacing it for a lost
+  // device can tell the failure was that loss (the restart may come before the failure is read).
+  const generation = app.engineGeneration();
   const onScreen = () => panel.run === current;
   let lastSave = 0;
   let saveWarned = false;
@@ -93,16 +96,18 @@ export async function trainLoop(panel, payload, { resumedFrom = null, auto = fal
     }
   } catch (e) {
     await checkpoints;
-    await failed(panel, current, e, saveRun, resumedFrom);
+    await failed(panel, current, e, saveRun, resumedFrom, generation);
   } finally {
     view.updateControls();
   }
 }
 
-/** The job of `current` failed with `e`: lost (resumes when the engine is back), or failed. */
-async function failed(panel, current, e, saveRun, resumedFrom) {
+/**
+ * The job of `current`, run on engine `generation`, failed with `e`: lost (resumes when the
+ * engine is back), or failed.
+ */
+async function failed(panel, current, e, saveRun, resumedFrom, generation) {
   const { el, view, machine } = panel;
-  const generation = panel.app.engineGeneration();
   if (e?.code === 'lost' && current.total_steps > 0) {
     let cp = null;
     try { cp = await store.getCheckpoint(current.key); } catch { /* storage gone */ }
