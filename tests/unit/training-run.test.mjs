@@ -168,6 +168,21 @@ test('a failure on the engine that a loss then replaced is that loss; a failure 
   assert.equal(after(...training, { type: 'engine-restarted', reason: 'device-lost', replacedGeneration: 1 }).state.phase, 'training');
 });
 
+test('a restart heard before the job’s failure is read: the failure resumes at once, if it was the loss', () => {
+  const restartFirst = [...training, { type: 'engine-restarted', reason: 'device-lost', replacedGeneration: 4 }];
+  assert.equal(after(...restartFirst).state.phase, 'training', 'the job has not failed yet');
+  const failed = after(...restartFirst, { type: 'failed', message: 'a read-back could not complete', generation: 4 });
+  assert.equal(failed.state.phase, 'resuming');
+  assert.deepEqual(failed.effects, [{ type: 'auto-resume', key: 'r1', from: 1 }]);
+  const lost = after(...restartFirst, { type: 'lost', message: 'restarted', checkpointStep: 1, generation: 4 });
+  assert.equal(lost.state.phase, 'resuming');
+  assert.deepEqual(lost.effects, [{ type: 'auto-resume', key: 'r1', from: 1 }]);
+  // A failure of the engine started after that restart is a failure.
+  assert.equal(after(...restartFirst, { type: 'failed', message: 'm', generation: 5 }).state.phase, 'failed');
+  // A new run forgets a restart heard during the last one.
+  assert.equal(after(...restartFirst, { type: 'cancelled' }, START, STARTED, { type: 'failed', message: 'm', generation: 4 }).state.phase, 'failed');
+});
+
 test('every phase is reachable, and only the job phases count as active', () => {
   const reached = new Set([
     after().state, after(START).state, after(...training).state, after(...training, { type: 'pause' }).state,

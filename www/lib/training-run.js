@@ -16,7 +16,8 @@
 // it fails, and the user decides. A job that failed on an engine that was then restarted for a
 // lost device or a crash (its error can arrive before the loss is reported) failed of that loss:
 // the restart names the engine generation it replaced, and the failure carries the generation
-// it ran on, so no timing window is needed to tell them apart.
+// it ran on, so no timing window is needed to tell them apart, in either order: a restart heard
+// while the job's failure is still being read is kept, and the failure then resumes at once.
 
 /** Every phase, in the order a run goes through them. */
 export const PHASES = Object.freeze(['idle', 'starting', 'training', 'paused', 'lost-device', 'resuming', 'finished-unsaved', 'finished', 'failed']);
@@ -32,7 +33,7 @@ export const isActive = (phase) => ACTIVE.has(phase);
  * ({message, generation}).
  */
 export function initialState() {
-  return { phase: 'idle', run: null, unsaved: null, autoFrom: null, failure: null, refused: null };
+  return { phase: 'idle', run: null, unsaved: null, autoFrom: null, failure: null, restarted: null, refused: null };
 }
 
 const RESTARTS_OF_A_LOSS = new Set(['device-lost', 'crashed']);
@@ -61,12 +62,12 @@ export function transition(state, event) {
       return none(next(state, { phase: phase === 'finished-unsaved' ? phase : 'idle', run: event.run ? { ...event.run } : null }));
     case 'start': // a new run (from lost-device too: the user chose not to wait for the old one)
       if (isActive(phase)) return none(refuse(state, event));
-      return none(next(state, { phase: 'starting', run: { key: event.key, step: 0, totalSteps: 0, checkpointStep: null, stopped: null }, autoFrom: null, failure: null }));
+      return none(next(state, { phase: 'starting', run: { key: event.key, step: 0, totalSteps: 0, checkpointStep: null, stopped: null }, autoFrom: null, failure: null, restarted: null }));
     case 'resume': { // {key, from: the stored checkpoint's step, auto}
       if (isActive(phase) || event.from == null) return none(refuse(state, event));
       const known = state.run?.key === event.key ? state.run : { key: event.key, totalSteps: 0 };
       const run = { ...known, step: event.from, checkpointStep: event.from, stopped: null };
-      return none(next(state, { phase: 'resuming', run, autoFrom: event.auto ? event.from : state.autoFrom, failure: null }));
+      return none(next(state, { phase: 'resuming', run, autoFrom: event.auto ? event.from : state.autoFrom, failure: null, restarted: null }));
     }
     case 'started':
       if (phase !== 'starting' && phase !== 'resuming') return none(refuse(state, event));
@@ -105,7 +106,9 @@ export function transition(state, event) {
       const failure = { message: event.message, generation: event.generation ?? null };
       // Nothing trained and nothing to resume: the run never started.
       if (phase === 'starting') return none(next(state, { phase: 'idle', run: null, failure }));
-      return none(next(state, { phase: 'failed', run: withRun(state, { stopped: 'failed' }), failure }));
+      const failed = next(state, { phase: 'failed', run: withRun(state, { stopped: 'failed' }), failure, restarted: null });
+      // The engine it ran on was already replaced for a loss: it failed of that, and resumes now.
+      return state.restarted ? transition(failed, { type: 'engine-restarted', ...state.restarted }) : none(failed);
     }
     case 'lost': {
       if (!isActive(phase)) return none(refuse(state, event));
@@ -114,11 +117,16 @@ export function transition(state, event) {
       const failure = { message: event.message, generation: event.generation ?? null };
       if (from == null) {
         if (phase === 'starting') return none(next(state, { phase: 'idle', run: null, failure }));
-        return none(next(state, { phase: 'failed', run: withRun(state, { stopped: 'failed' }), failure }));
+        return none(next(state, { phase: 'failed', run: withRun(state, { stopped: 'failed' }), failure, restarted: null }));
       }
-      return lostAt(state, run, from, failure);
+      const lost = lostAt({ ...state, restarted: null }, run, from, failure);
+      // The restart that replaced its engine was heard already: the engine is back, resume now.
+      if (lost.state.phase === 'lost-device' && state.restarted) return transition(lost.state, { type: 'engine-restarted', ...state.restarted });
+      return lost;
     }
     case 'engine-restarted': {
+      // Heard while the job's own failure is still on its way: kept for that failure.
+      if (isActive(phase)) return none(next(state, { restarted: { reason: event.reason, replacedGeneration: event.replacedGeneration ?? null } }));
       if (phase === 'lost-device') {
         const from = state.run.checkpointStep;
         return {

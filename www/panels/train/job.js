@@ -127,7 +127,18 @@ async function failed(panel, current, e, saveRun, resumedFrom, generation) {
       return;
     }
   }
-  machine.dispatch({ type: 'failed', message: e.message, generation });
+  const effects = machine.dispatch({ type: 'failed', message: e.message, generation });
+  if (effects.some((x) => x.type === 'auto-resume')) {
+    // Its engine had already been replaced for a lost device: it resumes from its checkpoint now.
+    current.status = 'lost';
+    current.error = e.message;
+    await saveRun();
+    const text = lostText('the GPU device was lost', current.step, current.checkpointStep);
+    el['run-status'].textContent = text;
+    announce(text);
+    panel.carryOut(effects, e.message);
+    return;
+  }
   if (current.total_steps > 0 || resumedFrom !== null) {
     current.status = 'failed';
     current.error = e.message;
