@@ -17,15 +17,15 @@ import { CONCURRENT, ENGINE_CONTROLS, requestNames } from './lib/engine-requests
 import { gpu, lostWhy, readGpuStats, simulateDeviceLoss } from './lib/gpu-device.js';
 import { budgetOf, refuseIfTooBig } from './lib/engine-memory.js';
 
-
 let backend = null;          // 'webgpu' | 'cpu'
 let devicePromise = null;
 let base = null;             // the loaded WebModel
 let baseName = null;
 let tuned = null;            // {key, model}: the last adapter merged into the base
-let busy = null;             // the id of the running job
 const stops = new Set();     // ids asked to stop
-let trainControl = null;     // WebTrainControl of the running training
+// The job under way: its request id, and the running training's control (pause, resume,
+// cancel), in one place rather than loose variables.
+const running = { id: null, trainControl: null };
 let baseResident = 0;        // bytes the loaded model's weights hold (for the CPU's memory check)
 
 // ---- device --------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ async function train(msg, ev) {
     : new m.WebTrainer(b, bytes, msg.config, Boolean(msg.keepGoodLines));
   try {
     ev({ type: 'train-info', info: trainer.info() });
-    trainControl = trainer.control();
+    running.trainControl = trainer.control();
     const every = Number.isInteger(msg.checkpointEvery) && msg.checkpointEvery > 0 ? msg.checkpointEvery : m.schema().checkpoint_every;
     const outcome = await trainer.run((event, checkpoint) => {
       if (checkpoint) ev({ type: 'train-event', event, checkpoint }, [checkpoint.buffer]);
@@ -317,8 +317,8 @@ async function train(msg, ev) {
     }
     return { outcome, info, adapter };
   } finally {
-    try { trainControl?.free(); } catch { /* freed */ }
-    trainControl = null;
+    try { running.trainControl?.free(); } catch { /* freed */ }
+    running.trainControl = null;
     try { trainer.free(); } catch { /* freed */ }
   }
 }
@@ -358,7 +358,7 @@ const controls = allowList({
   stop(msg) { stops.add(msg.target); },
   'train-control'(msg) {
     const act = lookup(trainActions, msg.action);
-    if (act && trainControl) act(trainControl);
+    if (act && running.trainControl) act(running.trainControl);
   },
 });
 
@@ -375,15 +375,15 @@ serve(async (msg) => {
   const job = lookup(requests, msg.type);
   if (!job) { refuse(msg); return; }
   const exclusive = !CONCURRENT.has(msg.type);
-  if (exclusive && busy !== null) {
+  if (exclusive && running.id !== null) {
     post({ type: 'error', id: msg.id, code: 'busy', message: 'the engine is busy with another task; wait for it to finish or stop it' });
     return;
   }
-  if (exclusive) busy = msg.id;
+  if (exclusive) running.id = msg.id;
   try {
     await runJob(job, msg, { lostWhy });
   } finally {
-    if (busy === msg.id) busy = null;
+    if (running.id === msg.id) running.id = null;
     stops.delete(msg.id);
   }
 }, {
