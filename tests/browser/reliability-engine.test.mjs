@@ -93,7 +93,7 @@ describe('the engine recovers', () => {
     assert.match(pending.message, /GPU device was lost/);
     await restarted(1);
     console.log(`device loss → engine restarted with the model in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    assert.deepEqual(await page.evaluate(() => window.restarts), [{ reason: 'device-lost' }]);
+    assert.deepEqual(await page.evaluate(() => window.restarts), [{ reason: 'device-lost', replacedGeneration: 1 }]);
     assert.match(await notice(), /^The GPU device was lost, so the engine restarted on WebGPU and loaded .+ again\.$/);
     await ready();
     const s = await page.evaluate(() => ({ backend: window.cqaStudio.app.state.backend, info: Boolean(window.cqaStudio.app.state.info), reloads: window.cqaStudio.reloads() }));
@@ -118,7 +118,7 @@ describe('the engine recovers', () => {
     const r = await page.evaluate(() => window.cqaStudio.request('simulate-crash'));
     assert.deepEqual(r, { ok: true, result: { scheduled: true } });
     await restarted(2);
-    assert.deepEqual(await page.evaluate(() => window.restarts[1]), { reason: 'crashed' });
+    assert.deepEqual(await page.evaluate(() => window.restarts[1]), { reason: 'crashed', replacedGeneration: 2 });
     assert.match(await notice(), /^The engine stopped unexpectedly, so the engine restarted on WebGPU and loaded .+ again\.$/);
     await ready();
     assert.deepEqual(await page.evaluate(() => window.cqaStudio.reloads().last), { source: 'local', name: 'disk-tiny.gguf', fromCache: true });
@@ -173,7 +173,7 @@ describe('the engine recovers', () => {
     assert.equal(pending.ok, false);
     assert.equal(pending.code, 'lost');
     await restarted(1);
-    assert.deepEqual(await page.evaluate(() => window.restarts), [{ reason: 'hung' }]);
+    assert.deepEqual(await page.evaluate(() => window.restarts), [{ reason: 'hung', replacedGeneration: 1 }]);
     assert.match(await notice(), /^The engine stopped answering, so the engine restarted on WebGPU and loaded .+ again\.$/);
     assert.equal(await page.isVisible('#engine-restart'), false);
     await ready();
@@ -245,7 +245,8 @@ describe('the service worker keeps one complete version', () => {
     await new Promise((r) => server.listen(0, '127.0.0.1', r));
     origin = `http://127.0.0.1:${server.address().port}`;
     browser = await chromium.launch({ executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium', args: CHROMIUM_ARGS });
-    page = await browser.newPage();
+    // A context of its own, so that a second tab of the same profile can be opened in it.
+    page = await (await browser.newContext()).newPage();
     page.on('dialog', (d) => d.accept());
     await page.goto(at(`?model=${TINY}`));
   });

@@ -99,12 +99,13 @@ async function importBench(name, bytes, fromUser) {
     imported = { name, items };
     el['cal-source-imported'].disabled = false;
     el['cal-imported-label'].textContent = `Imported: ${name} (${items.length} items)`;
+    if (fromUser) el['cal-source-imported'].checked = true;
+    // Said before it is kept: whoever sees the imported source chosen sees its items counted.
+    describe();
     if (fromUser) {
-      el['cal-source-imported'].checked = true;
       await store.kvSet('benchmark', { name, bytes }).catch(() => {});
       announce(`Benchmark ${name} imported: ${items.length} items.`);
     }
-    describe();
   } catch (e) {
     showError(el['cal-error'], `${name} was not imported: ${e.message}`);
   }
