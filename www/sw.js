@@ -10,8 +10,9 @@
 //             install fails, the cache is deleted, and the old version keeps serving (never a
 //             partial or mixed cache). The first version activates at once; a later one waits
 //             until the page asks for it ({type: 'skip-waiting'}: the user chose to reload).
-//   activate  deletes the shell caches of other versions that no open page or worker still
-//             runs (the model cache stays), and takes control of the open pages.
+//   activate  deletes the shell caches of older versions that no open page or worker still
+//             runs (the model cache stays; a newer version waiting is never touched), and takes
+//             control of the open pages; each page that loads prunes the same way.
 //   fetch     shell files cache-first from the cache of the version the asking page (or worker)
 //             runs, so a tab opened on version N keeps getting version N's files after N+1
 //             takes over (an engine restarted there loads N's worker and engine, not N+1's)
@@ -69,7 +70,19 @@ async function versionOf(id) {
   return version;
 }
 
-/** Deletes the shell caches (and client notes) that no open page or worker uses any more. */
+const bornKey = (version) => new URL(`__version/${version}`, BASE).href;
+
+/** When `version`'s shell was installed (ms), or 0 when not noted. */
+async function bornAt(version) {
+  const hit = await (await caches.open(CLIENTS_CACHE)).match(bornKey(version));
+  return hit ? Number(await hit.text()) || 0 : 0;
+}
+
+/**
+ * Deletes the shell caches (and client notes) that no open page or worker uses any more. Only
+ * versions installed before this one go: a newer version installed and waiting is not this
+ * worker's to delete.
+ */
 async function pruneVersions() {
   const live = await self.clients.matchAll({ includeUncontrolled: true, type: 'all' });
   const inUse = new Set([VERSION]);
@@ -77,12 +90,17 @@ async function pruneVersions() {
     const v = await versionOf(c.id);
     if (v) inUse.add(v);
   }
+  const mine = await bornAt(VERSION);
   for (const name of await caches.keys()) {
-    if (name.startsWith(SHELL_PREFIX) && !inUse.has(name.slice(SHELL_PREFIX.length))) await caches.delete(name);
+    const version = name.slice(SHELL_PREFIX.length);
+    if (!name.startsWith(SHELL_PREFIX) || inUse.has(version) || (await bornAt(version)) > mine) continue;
+    await caches.delete(name);
+    await (await caches.open(CLIENTS_CACHE)).delete(bornKey(version));
   }
   const liveIds = new Set(live.map((c) => c.id));
   const notes = await caches.open(CLIENTS_CACHE);
   for (const req of await notes.keys()) {
+    if (!new URL(req.url).pathname.includes('/__client/')) continue;
     const id = decodeURIComponent(new URL(req.url).pathname.split('/').pop());
     if (!liveIds.has(id)) { await notes.delete(req); clientVersions.delete(id); }
   }
@@ -116,6 +134,7 @@ self.addEventListener('install', (event) => {
         const got = await shellHash(cache);
         if (got !== VERSION) throw new Error(`the files served are not those of version ${VERSION} (their hash is ${got}); the installed version stays`);
       }
+      await (await caches.open(CLIENTS_CACHE)).put(bornKey(VERSION), new Response(String(Date.now())));
     } catch (e) {
       await caches.delete(SHELL_CACHE);
       throw e; // the install fails; the active version (if any) keeps serving
@@ -170,8 +189,11 @@ async function shellFirst(event, key) {
   // A client first seen here (a page loaded before this worker controlled it, on a first visit)
   // runs the version that serves it now.
   if (!navigation && known === null) await rememberClient(event.clientId, version);
-  const hit = await (await caches.open(SHELL_PREFIX + version)).match(key);
-  if (navigation) event.waitUntil(pruneVersions().catch(() => {}));
+  // caches.match with a cache name never creates that cache (caches.open would, empty).
+  const hit = await caches.match(key, { cacheName: SHELL_PREFIX + version });
+  // Pruned when a page asks for its script: by then the document it replaced (a reload) is gone,
+  // which at its navigation request still counts among the clients.
+  if (key === new URL('app.js', BASE).href) event.waitUntil(pruneVersions().catch(() => {}));
   return hit || fetch(request);
 }
 

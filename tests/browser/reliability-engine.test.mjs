@@ -282,6 +282,15 @@ describe('the service worker keeps one complete version', () => {
     }
   });
 
+  /** Polls `check` (async) until it holds: waitForFunction does not wait for a promise's value. */
+  const until = async (check, timeout = 60_000) => {
+    const end = Date.now() + timeout;
+    while (!(await check())) {
+      if (Date.now() > end) assert.fail(`timed out: ${check}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  };
+
   /** Asks the browser to check for a new sw.js; resolves to whether a new version now waits. */
   const update = async () => {
     await page.waitForTimeout(3000); // the check the last navigation scheduled
@@ -374,10 +383,10 @@ describe('the service worker keeps one complete version', () => {
     await other.goto(at(`?model=${TINY}`));
     await other.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60_000 });
     await other.evaluate(async () => { (await navigator.serviceWorker.getRegistration()).waiting?.postMessage({ type: 'skip-waiting' }); });
-    await page.waitForFunction(async (next) => {
+    await until(() => page.evaluate(async (next) => {
       const reg = await navigator.serviceWorker.getRegistration();
-      return reg.active && !reg.waiting && (await caches.keys()).includes(`cqa-studio-shell-${next}`) && navigator.serviceWorker.controller?.state === 'activated';
-    }, next, { timeout: 60_000, polling: 250 });
+      return Boolean(reg.active && !reg.waiting && (await caches.keys()).includes(`cqa-studio-shell-${next}`) && navigator.serviceWorker.controller?.state === 'activated');
+    }, next));
     await other.close();
     const caches = await shellCaches();
     assert.ok(caches[`cqa-studio-shell-${old}`], `version ${old}'s cache is kept while this tab runs it: ${Object.keys(caches).join(', ')}`);
@@ -389,7 +398,7 @@ describe('the service worker keeps one complete version', () => {
     await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout: 240_000 });
     // A reload takes the new version, and the old cache goes once nothing runs it.
     await page.reload();
-    await page.waitForFunction(async (old) => !(await caches.keys()).includes(`cqa-studio-shell-${old}`), old, { timeout: 60_000, polling: 250 });
+    await until(async () => !(await page.evaluate(() => caches.keys())).includes(`cqa-studio-shell-${old}`));
     await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout: 240_000 });
   });
 
@@ -405,10 +414,7 @@ describe('the service worker keeps one complete version', () => {
     await page.waitForFunction(() => document.getElementById('update-text').textContent.length > 0, null, { timeout: 30_000 });
     assert.equal(await page.textContent('#update-text'), 'A new version of cqa-studio is ready.');
     await Promise.all([page.waitForEvent('load', { timeout: 60_000 }), page.click('#update-reload')]);
-    await page.waitForFunction(async () => {
-      const keys = await caches.keys();
-      return keys.filter((k) => k.startsWith('cqa-studio-shell-')).length === 1;
-    }, null, { timeout: 60_000 });
+    await until(async () => (await page.evaluate(() => caches.keys())).filter((k) => k.startsWith('cqa-studio-shell-')).length === 1);
     assert.deepEqual(await shellCaches(), { [`cqa-studio-shell-${version}`]: expected });
     const cacheNames = await page.evaluate(() => caches.keys());
     assert.ok(cacheNames.includes('cqa-studio-models-v1'), cacheNames.join(', '));
