@@ -4,6 +4,7 @@
 import { h, announce, showError, sentence } from '../../lib/ui.js';
 import * as store from '../../lib/store.js';
 import { storageProblem } from '../../lib/adapters.js';
+import { storageWarning } from '../../lib/storage-room.js';
 import * as adapterStore from '../adapters.js';
 
 /** The sentence for a job the engine lost at `step`, resuming from `from`. */
@@ -74,7 +75,7 @@ export async function trainLoop(panel, payload, { resumedFrom = null, auto = fal
           if (machine.state.run?.key === current.key) machine.dispatch({ type: 'checkpoint', step });
           return current.status === 'running' ? saveRun() : null;
         },
-        (err) => showError(el['train-error'], `Could not keep a checkpoint in this browser: ${storageProblem(err)}`));
+        async (err) => showError(el['train-error'], `Could not keep a checkpoint in this browser: ${storageProblem(err, await storageWarning())}`));
     } else if (performance.now() - lastSave > 2000) {
       lastSave = performance.now();
       saveRun();
