@@ -1,10 +1,14 @@
 // Builds dist/: the whole app as a folder any static file server can host as it is (GitHub Pages,
 // nginx, `python3 -m http.server`, an S3 bucket), at its root or at a sub-path.
 //
-//   node scripts/dist.mjs [--out dist] [--no-model]
+//   node scripts/dist.mjs [--out dist] [--no-model] [--test-hooks]
+//
+// --test-hooks: the build the browser tests run, with window.cqaStudio, the engine's simulate-*
+// requests and harness.html (www/lib/test-hooks.js); a site for users is built without.
 //
 // `./x dist` runs it after building the wasm package into pkg/. The folder holds:
-//   index.html, harness.html, style.css, app.js, the workers, lib/, panels/   from www/
+//   index.html, style.css, app.js, the workers, lib/, panels/   from www/ (and harness.html,
+//                  the browser tests' bare page, with --test-hooks)
 //   vendor/        the app's npm libraries (uPlot, idb, fflate), one file each, from www/node_modules
 //   pkg/           the wasm-bindgen package, the wasm optimised by binaryen's wasm-opt (pinned in
 //                  www/package.json)
@@ -147,7 +151,7 @@ function walk(dir, out = []) {
   return out;
 }
 
-export function buildDist({ out = path.join(ROOT, 'dist'), model = true } = {}) {
+export function buildDist({ out = path.join(ROOT, 'dist'), model = true, testHooks = false } = {}) {
   for (const { dir } of PACKAGES) {
     for (const f of ['cqa_studio.js', 'cqa_studio_bg.wasm']) {
       if (!fs.existsSync(path.join(ROOT, dir, f))) throw new Error(`${dir}/${f} is missing: build the wasm packages first (./x web)`);
@@ -161,6 +165,11 @@ export function buildDist({ out = path.join(ROOT, 'dist'), model = true } = {}) 
   fs.mkdirSync(out, { recursive: true });
 
   copyTree(WWW, out);
+  const hooksFile = path.join(out, 'lib', 'test-hooks.js');
+  const hooks = fs.readFileSync(hooksFile, 'utf8');
+  if (!hooks.includes('export const TEST_HOOKS = false;')) throw new Error('www/lib/test-hooks.js must say `export const TEST_HOOKS = false;`');
+  if (testHooks) fs.writeFileSync(hooksFile, hooks.replace('export const TEST_HOOKS = false;', 'export const TEST_HOOKS = true;'));
+  else fs.rmSync(path.join(out, 'harness.html'));
   fs.mkdirSync(path.join(out, 'vendor'));
   for (const [name, file] of VENDOR) fs.copyFileSync(path.join(WWW, 'node_modules', file), path.join(out, 'vendor', name));
   for (const file of DATA) {
@@ -214,7 +223,7 @@ export function buildDist({ out = path.join(ROOT, 'dist'), model = true } = {}) 
   const sizes = engines.pkg;
   const shipped = walk(out).filter((f) => !/\.(br|gz)$/.test(f) && !f.includes(`${path.sep}models${path.sep}`));
   const shellBytes = (ext) => shipped.reduce((s, f) => s + (fs.existsSync(`${f}${ext}`) ? fs.statSync(`${f}${ext}`).size : fs.statSync(f).size), 0);
-  console.log(`dist/ at ${path.relative(process.cwd(), out) || '.'} (shell version ${version})`);
+  console.log(`dist/ at ${path.relative(process.cwd(), out) || '.'} (shell version ${version}${testHooks ? ', with the test hooks' : ''})`);
   for (const [dir, e] of Object.entries(engines)) {
     console.log(`  engine wasm (${dir}/): ${mb(e.raw)} from cargo + wasm-bindgen, ${mb(e.optimised)} after wasm-opt, ${mb(e.brotli)} brotli, ${mb(e.gzip)} gzip -9`);
   }
@@ -227,13 +236,13 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const i = args.indexOf('--out');
   const out = i >= 0 ? path.resolve(args[i + 1]) : undefined;
   for (const a of args) {
-    if (!['--out', '--no-model'].includes(a) && (i < 0 || a !== args[i + 1])) {
-      console.error(`unknown option ${a}\nusage: node scripts/dist.mjs [--out DIR] [--no-model]`);
+    if (!['--out', '--no-model', '--test-hooks'].includes(a) && (i < 0 || a !== args[i + 1])) {
+      console.error(`unknown option ${a}\nusage: node scripts/dist.mjs [--out DIR] [--no-model] [--test-hooks]`);
       process.exit(2);
     }
   }
   try {
-    buildDist({ out, model: !args.includes('--no-model') });
+    buildDist({ out, model: !args.includes('--no-model'), testHooks: args.includes('--test-hooks') });
   } catch (e) {
     console.error(`dist: ${e.message}`);
     process.exit(1);

@@ -7,7 +7,6 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeSet;
 
 /// The record format version this build reads and writes.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -100,24 +99,53 @@ impl std::fmt::Display for LineError {
     }
 }
 
-/// The outcome of reading a JSONL file: the good records (with their line numbers) and every
-/// problem. Nothing is dropped silently: the caller decides with [`ImportReport::accept`].
+/// The most problems a report lists; the rest are counted. A 64 MiB file of one-character lines
+/// has 33 million bad lines: listed whole, they would fill the wasm heap and every list drawn
+/// from them.
+pub const MAX_LISTED_ERRORS: usize = 1000;
+
+/// The outcome of reading a JSONL file: the good records (with their line numbers) and the
+/// problems (the first [`MAX_LISTED_ERRORS`] listed, all of them counted). Nothing is dropped
+/// silently: the caller decides with [`ImportReport::accept`].
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportReport {
     pub records: Vec<(usize, Annotation)>,
     pub errors: Vec<LineError>,
+    /// Every problem found, listed or not.
+    pub error_count: usize,
+    /// The lines with at least one problem.
+    pub error_lines: usize,
+    #[serde(skip)]
+    last_error_line: Option<usize>,
 }
 
 impl ImportReport {
+    /// Records a problem: listed while fewer than [`MAX_LISTED_ERRORS`] are, counted always.
+    /// Lines come in increasing order, so a new line is one past the last listed or counted.
+    fn problem(&mut self, error: LineError) {
+        if self.last_error_line != Some(error.line) {
+            self.error_lines += 1;
+            self.last_error_line = Some(error.line);
+        }
+        self.error_count += 1;
+        if self.errors.len() < MAX_LISTED_ERRORS {
+            self.errors.push(error);
+        }
+    }
+
     /// The records to import. A file with any bad line imports nothing unless `keep_good_lines`,
     /// and the error then lists every problem.
     pub fn accept(self, keep_good_lines: bool) -> Result<Vec<Annotation>> {
-        if !self.errors.is_empty() && !keep_good_lines {
-            let lines: BTreeSet<usize> = self.errors.iter().map(|e| e.line).collect();
+        if self.error_count > 0 && !keep_good_lines {
             let list: Vec<String> = self.errors.iter().map(|e| e.to_string()).collect();
+            let shown = if self.error_count > self.errors.len() {
+                format!("the first {} of {} problems:\n", self.errors.len(), self.error_count)
+            } else {
+                String::new()
+            };
             return Err(Error::Input(format!(
-                "{} of the file's lines are not valid annotations, so nothing was imported (keep the {} good ones explicitly if you want them):\n{}",
-                lines.len(),
+                "{} of the file's lines are not valid annotations, so nothing was imported (keep the {} good ones explicitly if you want them):\n{shown}{}",
+                self.error_lines,
                 self.records.len(),
                 list.join("\n")
             )));
@@ -151,26 +179,28 @@ pub fn parse_annotations(bytes: &[u8]) -> ImportReport {
         let text = match text {
             Ok(t) => t,
             Err(message) => {
-                report.errors.push(LineError { line, field: None, message });
+                report.problem(LineError { line, field: None, message });
                 continue;
             }
         };
         let value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                report.errors.push(LineError { line, field: None, message: format!("not valid JSON ({e})") });
+                report.problem(LineError { line, field: None, message: format!("not valid JSON ({e})") });
                 continue;
             }
         };
         let problems = validate(&value);
         if !problems.is_empty() {
-            report.errors.extend(problems.into_iter().map(|(field, message)| LineError { line, field, message }));
+            for (field, message) in problems {
+                report.problem(LineError { line, field, message });
+            }
             continue;
         }
         match serde_json::from_value::<Annotation>(value) {
             Ok(record) => {
                 if let Some(first) = seen_ids.insert(record.id.clone(), line) {
-                    report.errors.push(LineError {
+                    report.problem(LineError {
                         line,
                         field: Some("id".into()),
                         message: format!("`{}` is already used on line {first}", record.id),
@@ -180,7 +210,7 @@ pub fn parse_annotations(bytes: &[u8]) -> ImportReport {
                 }
             }
             // validate() checks every field serde reads, so this is a safety net.
-            Err(e) => report.errors.push(LineError { line, field: None, message: e.to_string() }),
+            Err(e) => report.problem(LineError { line, field: None, message: e.to_string() }),
         }
     }
     report

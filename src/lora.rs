@@ -18,6 +18,9 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The largest rank accepted (the panel offers up to 1024; a larger one is a hostile setting).
+pub const MAX_RANK: usize = 1024;
+
 /// The projections LoRA can adapt, by their PEFT `target_modules` names.
 pub const ALL_TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
@@ -71,6 +74,9 @@ impl LoraConfig {
     pub fn validate(&self) -> Result<()> {
         if self.rank == 0 {
             return Err(Error::Input("the LoRA rank must be at least 1".into()));
+        }
+        if self.rank > MAX_RANK {
+            return Err(Error::Input(format!("the LoRA rank must be at most {MAX_RANK}, got {}", self.rank)));
         }
         if !(self.alpha.is_finite() && self.alpha > 0.0) {
             return Err(Error::Input("the LoRA alpha must be a positive number".into()));

@@ -126,3 +126,16 @@ fn coverage_warns_on_a_craft_only_file() {
     let balanced = parse_annotations(jsonl(&[good("b")]).as_bytes()).accept(false).unwrap();
     assert!(coverage(&balanced).warnings.is_empty());
 }
+
+#[test]
+fn a_flood_of_bad_lines_is_counted_but_listed_only_up_to_the_cap() {
+    let bytes = "0\n".repeat(5000);
+    let report = parse_annotations(bytes.as_bytes());
+    assert_eq!(report.errors.len(), cqa_studio::data::MAX_LISTED_ERRORS);
+    assert_eq!(report.error_count, 5000);
+    assert_eq!(report.error_lines, 5000);
+    assert_eq!(report.errors.last().unwrap().line, 1000);
+    let err = report.accept(false).unwrap_err().to_string();
+    assert!(err.starts_with("5000 of the file's lines"), "{}", &err[..80]);
+    assert!(err.contains("the first 1000 of 5000 problems"));
+}

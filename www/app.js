@@ -5,6 +5,7 @@
 // panels/annotate/; the Calibrate tab's agreement section in panels/agreement.js).
 import { $, announce, autosave, getPref, setPref } from './lib/ui.js';
 import { WorkerClient } from './lib/engine.js';
+import { TEST_HOOKS } from './lib/test-hooks.js';
 import * as modelPanel from './panels/model.js';
 import * as annotatePanel from './panels/annotate/index.js';
 import * as trainPanel from './panels/train.js';
@@ -66,11 +67,12 @@ function emit(name, value) {
 // loses its GPU device, crashes, traps, or hangs and the user restarts it, its pending requests
 // reject with EngineError code 'lost', a fresh worker starts from the same compiled module, its
 // device is initialised and the last model that loaded is loaded again; then the app emits
-// 'engine-restarted' with {reason: 'device-lost' | 'crashed' | 'hung'} (panels resume from there,
+// 'engine-restarted' with {reason: 'device-lost' | 'crashed' | 'hung', replacedGeneration: the
+// engine client's `generation` the restart replaced} (panels resume from there,
 // e.g. training from its checkpoint). At most 3 restarts within 60 s; then the engine is marked
 // unavailable. The data worker is restarted the same way (it holds no model).
 //
-// URL parameters (read once; window.cqaStudio can change them at run time, for tests):
+// URL parameters (read once; window.cqaStudio, in a test build, can change them at run time):
 //   ?watchdog=SECONDS        how long a long request (generate, compare, judge, train, calibrate,
 //                            agreement, load, …) may stay silent before the page says so and
 //                            offers a restart (default 180 s, enough for SwiftShader)
@@ -263,6 +265,7 @@ function engineTrouble(reason, message) {
 
 async function restartEngine(reason, message) {
   restarting = { reason, message };
+  const replacedGeneration = engine.generation; // the worker the jobs that just failed ran on
   const what = REASONS[reason] || reason;
   const job = { kind: 'load', label: 'restarting the engine' };
   state.job = job;
@@ -316,7 +319,7 @@ async function restartEngine(reason, message) {
   }
   emit('engine', state);
   updateBadge();
-  if (!problem) emit('engine-restarted', { reason });
+  if (!problem) emit('engine-restarted', { reason, replacedGeneration });
 }
 
 const sentenceCase = (t) => t.charAt(0).toUpperCase() + t.slice(1);
@@ -388,15 +391,17 @@ const app = {
     if (state.job) return `The engine is busy: ${state.job.label}.`;
     return null;
   },
+  /** Which engine worker runs now (lib/engine.js `generation`): a job's failure names it. */
+  engineGeneration: () => engine.generation,
   /** Restarts the engine worker as after a hang (pending requests reject with code 'lost'). */
   restartEngine: () => (restarting ? Promise.resolve() : restartEngine('hung', 'it was restarted on request')),
 };
 
-// For tests (and the curious, from the console): the app, requests to either worker that resolve
-// to {ok, result} or {ok: false, code, message}, and the run-time limits.
+// For tests, in a build with the test hooks only (lib/test-hooks.js): the app, requests to either
+// worker that resolve to {ok, result} or {ok: false, code, message}, and the run-time limits.
 const describePayload = (p) => (!p ? null : p.file ? { file: p.file.name } : p.hf ? { hf: p.hf.shards.map((f) => f.name) } : { ...p });
 const settle = (promise) => promise.then((result) => ({ ok: true, result }), (e) => ({ ok: false, code: e.code || 'failed', message: e.message }));
-window.cqaStudio = {
+if (TEST_HOOKS) window.cqaStudio = {
   app,
   request: (type, payload = {}) => settle(engine.call(type, type === 'load' ? withBudget(payload) : payload)),
   dataRequest: (type, payload = {}) => settle(data.call(type, payload)),

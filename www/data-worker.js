@@ -21,10 +21,16 @@
 //                                                       them; per group, the paired summary of
 //                                                       delta_delta_i_bits (else base.delta_i_bits)
 //   {type: 'verdictScore', id, text}                  [number | null]
+//   {type: 'readAdapter', id, zip: File} or {…, config: File, weights: File}
+//                                                     [{config (text), weights (Uint8Array)}] a PEFT
+//                                                       adapter from the disk, every size bounded
+//                                                       first (lib/adapter-files.js)
 //   {type: 'simulate-crash', id}                      [{scheduled: true}] test-only: the worker
 //                                                       throws outside any handler just after
 //                                                       replying; the page restarts it
 import { allowList, ensureWasm, lookup, refuse, runJob, serve, simulateCrash } from './lib/worker-core.js';
+import { readAdapterFiles } from './lib/adapter-files.js';
+import { TEST_HOOKS } from './lib/test-hooks.js';
 
 const enc = new TextEncoder();
 const toLines = (records) => records.map((r) => JSON.stringify(r)).join('\n') + '\n';
@@ -74,7 +80,10 @@ const requests = allowList({
     const m = await ensureWasm();
     return m.parseVerdictScore(text) ?? null;
   },
-  'simulate-crash': simulateCrash,
+  // An adapter from the disk, bounded and unzipped here rather than on the page (lib/adapter-files.js).
+  readAdapter: (files) => readAdapterFiles(files),
+  // Only in a build with the test hooks (lib/test-hooks.js).
+  ...(TEST_HOOKS ? { 'simulate-crash': simulateCrash } : {}),
 });
 
 serve(async (msg) => {

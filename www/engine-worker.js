@@ -1,204 +1,32 @@
 // The engine worker: the model(s) on WebGPU (or the CPU), so that loading, generating, training
 // and calibrating never freeze the page. The page starts it as a module worker named 'engine';
 // the engine's pure functions run in the data worker (data-worker.js). The protocol common to
-// both workers (init, ids, result and error replies) is described in lib/worker-core.js.
+// both workers (init, ids, result and error replies) is described in lib/worker-core.js; this
+// worker's requests, and their messages, in lib/engine-requests.js.
 //
 // One job at a time: a second request while one runs gets {type: 'error', code: 'busy'} (except
-// 'init-device' and the simulate-* requests). Control messages (stop, train-control) are handled
-// at once and get no reply.
-//
-// The GPU device: the engine (Rust, wgpu) asks WebGPU for its device itself; this worker wraps
-// GPUAdapter.prototype.requestDevice before the wasm starts, so it keeps that device (for its
-// limits, and to watch `device.lost`). burn/wgpu cannot re-create a lost device in place, so when
-// it is lost the worker tells the page, which starts a fresh worker and loads the model again:
-// worker → page   {type: 'device-lost', message}   unsolicited
-//
-// page → engine worker (requests; results in brackets)
-//   {type: 'init-device', id}                         [{backend, adapter, threads, reason}]
-//        backend: 'webgpu' | 'cpu'; adapter: GPUAdapterInfo fields (on WebGPU) or null;
-//        threads: the threads the CPU path computes on (1 on WebGPU, or on one thread);
-//        reason: why the engine runs on the CPU (the engine's words, e.g. WebGPU's own error), or null
-//        The choice is made once, when the worker starts, from the 'init' message's
-//        device: {cpu?: true (skip WebGPU), threads?: N (at most N CPU threads; 1: none)}
-//   {type: 'load', id, source: 'default' | 'url' | 'local', name?}   a file under /models/ (name
-//        defaults to the engine's default model), or a GGUF cached earlier from the user's disk
-//   {type: 'load', id, file: File}                    a GGUF from the user's disk (then cached)
-//   {type: 'load', id, hf: {shards: File[], config: File, tokenizer: File, tokenizerConfig?: File}}
-//        any of them with memoryBudgetMb?: the memory budget in MiB instead of the default (below)
-//        A model that does not fit is refused before the engine reads it (a GGUF from the disk:
-//        before the file is even read whole), with a sentence naming what it needs and the
-//        limit. The loaded model stays loaded whenever a load fails. The limits:
-//          WebGPU: its largest GPU buffer must fit the device's maxBufferSize and
-//            maxStorageBufferBindingSize (a stored matrix goes up in chunks of at most 128 MiB),
-//            and its weights (as the file stores them; an HF model's as f32) in the budget:
-//            2 GiB, or the device's maxBufferSize when that is larger (WebGPU does not tell a
-//            GPU's memory; a GPU that takes one buffer over 2 GiB has at least that). The wasm
-//            heap (4 GiB) must also hold the file while its weights are uploaded one by one.
-//          CPU: the wasm heap (4 GiB, wasm32) holds the file, the weights as stored and the
-//            model already loaded (kept until the new one is ready); the budget replaces the
-//            4 GiB.
-//        events: {type: 'progress', id, stage, loaded, total, message}
-//                stage: 'cache' | 'download' | 'read' | 'prepare'; total may be 0 (unknown)
-//        result: {info, name, source, cached, fromCache}   info: `cqa info --json`'s fields;
-//                cached: kept in Cache Storage; fromCache: read from it this time
-//   {type: 'forget-models', id}                       [number of cached model files deleted]
-//   {type: 'generate', id, prompt, chat, params}      the base model alone; params: sampling settings
-//        events: {type: 'token', id, side: 'base', text, count, tokensPerSecond}
-//                {type: 'side-done', id, side, reason, count}
-//        result: {text, reason, count, elapsedMs, tokensPerSecond}
-//   {type: 'compare', id, mode: 'appreciation' | 'generation', brief, audience, genre, work,
-//        prompt, params, adapter?}                    base and tuned, tokens interleaved
-//        events: {type: 'token', id, side: 'base' | 'tuned', text, count, tokensPerSecond}
-//                {type: 'side-done', id, side, reason, count}
-//                {type: 'progress', id, stage: 'prepare', message}   while merging the adapter
-//                {type: 'verdict', id, side, verdict, error}   appreciation, once both critiques
-//                  are done (not when stopped): `verdictDistribution(input, 'critique', text)` of
-//                  that side's model ({prefix, continuations, logprobs, p[10], expected, mode,
-//                  entropy_bits, verdict_mass}), or null and `error` (a sentence) if it failed
-//        result: {base: {text, reason, count, …, verdict?, verdict_error?}, tuned: {…} | null}
-//                (verdict and verdict_error in appreciation mode, as in the event)
-//   {type: 'judge', id, brief, audience, genre, works: {base, tuned}, params, adapter?}
-//        the tuned model (the base without an adapter) critiques each work in turn, then gives
-//        its verdict distribution after that critique
-//        events: {type: 'token', id, side, text, count, tokensPerSecond}, {type: 'side-done', …},
-//                {type: 'verdict', id, side, verdict, error}   side: the work judged
-//        result: {base: {text, reason, score, verdict, verdict_error} | null, tuned: {…} | null,
-//                judge: 'tuned' | 'base'}   score: the verdict written in the critique, or null
-//   {type: 'shift', id, text, context, adapter}       [{ids, texts, base, tuned}] per-token log-probs
-//        base, tuned: `cqa score --json`'s objects (tuned null without an adapter)
-//   {type: 'calibrate', id, items, adapter?}          item by item
-//        events: {type: 'item', id, index, total, result}   result as `cqa calibrate --json
-//                --tokens` prints one item, plus `token_texts`
-//        result: {outcome: 'finished' | 'cancelled', done}
-//   {type: 'agreement', id, records, adapter?, options}   agreement with the expert's scores,
-//        record by record like 'calibrate' ('stop' ends it after the current record)
-//        records: annotation objects; options: AppraiseOptions fields, all optional:
-//        {mode: 'direct' | 'critique' | 'reasoning', max_new_tokens, bootstrap, seed, level}
-//        events: {type: 'record', id, index, total, recordId, base, tuned}   base, tuned: the
-//                  engine's `appraiseRecord` results (the VerdictDistribution fields plus nll,
-//                  tokens, critique?, parsed_score?); tuned null without an adapter
-//        result: {outcome: 'finished' | 'cancelled', done, total, records, summary}
-//                records, summary: `appreciationReport` over the records done (`cqa appreciate
-//                --json`'s shape), both null when none was done
-//   {type: 'check-adapter', id, adapter}              [{ok: true}] merges it once to validate
-//   {type: 'train', id, records (JSONL string), config, keepGoodLines, checkpoint?, checkpointEvery}
-//        config: TrainConfig fields (missing ones take the engine's defaults); with checkpoint
-//        (bytes) the run resumes from it and config is not used
-//        events: {type: 'train-info', id, info}      {train, held_out, held_out_ids, step, total_steps,
-//                  warnings, config}   held_out_ids: the ids of the records held out of training
-//                {type: 'train-event', id, event, checkpoint?: Uint8Array}   event: what
-//                  `cqa train --json` prints: {kind: 'step', step, total_steps, epoch, loss,
-//                  learning_rate, grad_norm, tokens, tokens_per_s, elapsed_s, eta_s} or
-//                  {kind: 'held_out', step, held_out_loss}; checkpoint bytes when one was taken
-//        result: {outcome: 'finished' | 'cancelled', info, adapter: {config_json, safetensors} | null}
-//   {type: 'simulate-device-loss', id}                [{destroyed: true}] calls destroy() on the
-//        engine's GPU device: Chromium then resolves device.lost, and the worker reports it as a
-//        loss ('device-lost'), as it would a real one (how tests, and the curious, exercise it)
-//   {type: 'gpu-stats', id, reset?}                   [{shaderModules, pipelines, shaderBytes, dispatches,
-//        submits, since, kernels}] what the engine has asked of WebGPU since the worker started (or the
-//        last reset): counted at the API, for measurement (kernels compiled, dispatches per token)
-//   {type: 'simulate-crash', id}                      [{scheduled: true}] test-only: throws outside
-//        any handler just after replying (the page's Worker gets an 'error' event)
-//   {type: 'simulate-hang', id}                       test-only: never answers (the page's
-//        watchdog reports it)
-// page → engine worker (control; no reply)
-//   {type: 'stop', target}                            stop generation / calibration / agreement `target` (an id)
-//   {type: 'train-control', action: 'pause' | 'resume' | 'cancel'}
-//
-// `adapter` everywhere is {key, config_json, safetensors}: the worker keeps the last merged tuned
-// model for `key`, so repeated comparisons do not merge again.
+// the concurrent ones). Control messages (stop, train-control) are handled at once and get no
+// reply. Its parts: the GPU device (lib/gpu-device.js), the memory check before a load
+// (lib/engine-memory.js), the model files (lib/model-files.js), the token loops
+// (lib/model-loops.js); here, the device choice, the models and the handlers.
 import { allowList, ensureThreadedWasm, ensureWasm, lookup, messageOf, post, refuse, runJob, serve, simulateCrash, yieldToEvents } from './lib/worker-core.js';
-import { forgetModels, ggufNeed, readGguf, readHfFiles, safetensorsNeed, storeModel } from './lib/model-files.js';
+import { forgetModels, ggufNeed, hfNeed, readGguf, readHfFiles, storeModel } from './lib/model-files.js';
 import { measureAgreement, stream, verdictAfter } from './lib/model-loops.js';
+import { TEST_HOOKS } from './lib/test-hooks.js';
+import { CONCURRENT, ENGINE_CONTROLS, requestNames } from './lib/engine-requests.js';
+import { gpu, lostWhy, readGpuStats, simulateDeviceLoss } from './lib/gpu-device.js';
+import { budgetOf, refuseIfTooBig } from './lib/engine-memory.js';
 
 let backend = null;          // 'webgpu' | 'cpu'
 let devicePromise = null;
 let base = null;             // the loaded WebModel
 let baseName = null;
 let tuned = null;            // {key, model}: the last adapter merged into the base
-let busy = null;             // the id of the running job
 const stops = new Set();     // ids asked to stop
-let trainControl = null;     // WebTrainControl of the running training
+// The job under way: its request id, and the running training's control (pause, resume,
+// cancel), in one place rather than loose variables.
+const running = { id: null, trainControl: null };
 let baseResident = 0;        // bytes the loaded model's weights hold (for the CPU's memory check)
-
-// ---- the GPU device the engine creates -----------------------------------------------------
-
-let gpuAdapter = null;       // the GPUAdapter the engine asked for its device
-let gpuDevice = null;        // the GPUDevice it got
-let lossRequested = false;   // destroy() was called by 'simulate-device-loss'
-
-// Before the wasm runs: wgpu calls adapter.requestDevice() through the prototype.
-const Adapter = self.GPUAdapter;
-if (Adapter && typeof Adapter.prototype.requestDevice === 'function') {
-  const requestDevice = Adapter.prototype.requestDevice;
-  Adapter.prototype.requestDevice = function (...args) {
-    const adapter = this;
-    return requestDevice.apply(adapter, args).then((device) => {
-      gpuAdapter = adapter;
-      gpuDevice = device;
-      // Why the device was lost, or null when the loss is not one: a device the engine no
-      // longer uses, or a destroy() on purpose that 'simulate-device-loss' did not ask for (the
-      // engine never destroys its device itself; the page ends a worker with terminate(),
-      // which fires nothing here).
-      deviceLost = device.lost.then((info) => {
-        if (device !== gpuDevice || (info.reason === 'destroyed' && !lossRequested)) return null;
-        return lossRequested ? 'it was destroyed on request (simulate-device-loss)' : (info.message || info.reason || 'no reason given');
-      });
-      deviceLost.then((why) => { if (why) post({ type: 'device-lost', message: `the GPU device was lost: ${why}` }); });
-      return device;
-    });
-  };
-}
-
-let deviceLost = null;        // Promise of why the current device was lost (null: not lost)
-
-// What the engine asks of WebGPU, counted at the API ('gpu-stats'): one shader module and one
-// pipeline per distinct kernel compiled, one dispatch per kernel launch.
-const zeroStats = () => ({ shaderModules: 0, pipelines: 0, shaderBytes: 0, dispatches: 0, submits: 0, since: Date.now() });
-const gpuStats = zeroStats();
-function countCalls(proto, method, count) {
-  const original = proto?.[method];
-  if (typeof original !== 'function') return;
-  proto[method] = function (...args) { count(args); return original.apply(this, args); };
-}
-const kernelNames = []; // the entry point of each shader module since the last reset
-countCalls(self.GPUDevice?.prototype, 'createShaderModule', ([desc]) => {
-  gpuStats.shaderModules += 1;
-  gpuStats.shaderBytes += desc?.code?.length || 0;
-  const entry = /@compute[^]*?fn\s+(\w+)/.exec(desc?.code || '');
-  if (kernelNames.length < 1000) kernelNames.push(entry ? entry[1] : '?');
-});
-countCalls(self.GPUDevice?.prototype, 'createComputePipeline', () => { gpuStats.pipelines += 1; });
-countCalls(self.GPUDevice?.prototype, 'createComputePipelineAsync', () => { gpuStats.pipelines += 1; });
-countCalls(self.GPUComputePassEncoder?.prototype, 'dispatchWorkgroups', () => { gpuStats.dispatches += 1; });
-countCalls(self.GPUComputePassEncoder?.prototype, 'dispatchWorkgroupsIndirect', () => { gpuStats.dispatches += 1; });
-countCalls(self.GPUQueue?.prototype, 'submit', () => { gpuStats.submits += 1; });
-
-function readGpuStats(msg) {
-  const out = { ...gpuStats, kernels: [...kernelNames] };
-  if (msg.reset) {
-    Object.assign(gpuStats, zeroStats());
-    kernelNames.length = 0;
-  }
-  return out;
-}
-
-/**
- * Whether a failed job failed because the GPU device is gone: wgpu's error often reaches the job
- * before `device.lost` resolves, so wait briefly for it. Resolves to the sentence, or null.
- */
-async function lostWhy() {
-  if (!deviceLost) return null;
-  const why = await Promise.race([deviceLost, new Promise((r) => setTimeout(() => r(null), 2000))]);
-  return why && `the GPU device was lost (${why}); the engine is restarting`;
-}
-
-function simulateDeviceLoss() {
-  if (!gpuDevice) throw new Error(backend === 'cpu' ? 'the engine runs on the CPU: there is no GPU device to lose' : 'the engine has no GPU device yet');
-  lossRequested = true;
-  gpuDevice.destroy();
-  return { destroyed: true };
-}
 
 // ---- device --------------------------------------------------------------------------------
 
@@ -282,70 +110,8 @@ async function engineWasm() {
 
 const backendWords = () => (backend === 'webgpu' ? 'WebGPU' : 'the CPU');
 
-// ---- memory --------------------------------------------------------------------------------
-
-const MiB = 1024 ** 2;
-const GiB = 1024 ** 3;
-const WASM_HEAP = 4 * GiB;   // wasm32: the engine's whole memory
-const GPU_BUDGET = 2 * GiB;  // the default budget for the weights on WebGPU (see the top)
-
-const size = (b) => (b >= GiB ? `${(b / GiB).toFixed(1)} GiB` : `${(b / MiB).toFixed(1)} MiB`);
-
-/** The budget the page asked for (MiB → bytes), or null for the default. */
-function budgetOf(msg) {
-  const mb = Number(msg.memoryBudgetMb);
-  return Number.isFinite(mb) && mb > 0 ? mb * MiB : null;
-}
-
-/** How the weights are held, for the sentence: stored blocks only say so when they are smaller than f32. */
-function heldAs(need) {
-  return need.resident_bytes_stored != null && need.resident_bytes_stored < need.resident_bytes ? 'kept as the file stores them' : 'held as f32';
-}
-
-/** Why a model with this need cannot be loaded here (a sentence), or null when it fits. */
-function memoryRefusal(need, budget) {
-  if (!need) return null;
-  const about = need.estimated ? 'an estimated' : 'about';
-  const lowered = budget !== null ? ' (the budget set for this session)' : '';
-  if (backend === 'webgpu') {
-    const limits = gpuDevice?.limits || gpuAdapter?.limits || null;
-    const maxBuffer = limits ? Math.min(Number(limits.maxBufferSize) || Infinity, Number(limits.maxStorageBufferBindingSize) || Infinity) : Infinity;
-    // Stored weights go to the GPU as the file's blocks, in chunks of at most 128 MiB; a
-    // safetensors model (no stored figures) is held as f32.
-    const stored = need.resident_bytes_stored != null;
-    const form = heldAs(need);
-    const buffer = stored ? need.largest_buffer_bytes_stored : need.largest_tensor_bytes;
-    if (buffer && buffer > maxBuffer) {
-      return `this model’s largest weight${need.largest_tensor ? ` (${need.largest_tensor})` : ''} needs one GPU buffer of ${size(buffer)}, but this GPU allows at most ${size(maxBuffer)} in one buffer`;
-    }
-    const limit = budget ?? Math.max(GPU_BUDGET, Number(limits?.maxBufferSize) || 0);
-    // On the GPU, Q6_K goes as Q8_0 (resident_bytes_stored_gpu; older figures lack it).
-    const weights = stored ? (need.resident_bytes_stored_gpu ?? need.resident_bytes_stored) : need.resident_bytes;
-    if (weights > limit) {
-      return `this model needs ${about} ${size(weights)} of GPU memory for its weights (${form}), more than the ${size(limit)} memory budget for WebGPU${lowered}`;
-    }
-    const heap = need.file_bytes + 2 * (buffer || 0);
-    if (heap > WASM_HEAP) {
-      return `this model needs ${about} ${size(heap)} of the engine’s memory while it loads (the file and its largest weight), more than the ${size(WASM_HEAP)} a browser gives the engine`;
-    }
-    return null;
-  }
-  // On the CPU the weights stay in the file's own blocks (an HF model's f32 stay f32).
-  const limit = budget ?? WASM_HEAP;
-  const weights = need.resident_bytes_stored ?? need.resident_bytes;
-  const form = heldAs(need);
-  const total = need.file_bytes + weights + baseResident;
-  if (total > limit) {
-    const kept = baseResident ? `, and the ${size(baseResident)} of the model loaded now, kept until the new one is ready` : '';
-    return `this model needs ${about} ${size(total)} of memory on the CPU (the ${size(need.file_bytes)} file and ${size(weights)} of weights ${form}${kept}), more than the ${size(limit)} ${budget !== null ? `memory budget${lowered}` : 'a browser gives the engine'}`;
-  }
-  return null;
-}
-
-function refuseIfTooBig(need, budget) {
-  const why = memoryRefusal(need, budget);
-  if (why) throw new Error(why);
-}
+/** What the memory check needs to know of this engine (lib/engine-memory.js). */
+const memoryOf = () => ({ backend, limits: gpu.device?.limits || gpu.adapter?.limits || null, baseResident });
 
 // ---- models --------------------------------------------------------------------------------
 
@@ -354,10 +120,11 @@ async function load(msg, ev) {
   const budget = budgetOf(msg);
   let next, name, source, cached = false, fromCache = false, need = null;
   if (msg.hf) {
+    // Sizes and headers first: nothing is read whole before the model is known to fit.
+    need = await hfNeed(msg.hf);
+    refuseIfTooBig(need, budget, memoryOf());
     const f = await readHfFiles(msg.hf, ev);
     ({ name, source } = f);
-    need = safetensorsNeed(f.shards);
-    refuseIfTooBig(need, budget);
     ev({ type: 'progress', stage: 'prepare', loaded: f.total, total: f.total, message: `Preparing the weights for ${backendWords()}…` });
     dropTuned(); // a cache of merged weights: freed before the new weights need the memory
     await yieldToEvents();
@@ -367,20 +134,21 @@ async function load(msg, ev) {
     if (msg.file) {
       const file = msg.file;
       need = await ggufNeed(m, async (n) => new Uint8Array(await file.slice(0, n).arrayBuffer()), file.size);
-      refuseIfTooBig(need, budget);
+      refuseIfTooBig(need, budget, memoryOf());
     }
     const f = await readGguf(msg, ev, m.schema().default_model);
     ({ name, source, cached, fromCache } = f);
     if (!msg.file) {
       need = await ggufNeed(m, async (n) => f.bytes.subarray(0, n), f.bytes.length);
-      refuseIfTooBig(need, budget);
+      refuseIfTooBig(need, budget, memoryOf());
     }
     ev({ type: 'progress', stage: 'prepare', loaded: f.bytes.length, total: f.bytes.length, message: `Preparing ${name} (${(f.bytes.length / 1e6).toFixed(1)} MB) for ${backendWords()}…` });
     dropTuned(); // a cache of merged weights: freed before the new weights need the memory
     await yieldToEvents();
     next = m.WebModel.loadGguf(f.bytes);
-    // Cache only what loaded: a broken file is not kept.
-    if (!cached) cached = await storeModel(f.cacheKey, f.bytes, f.validators);
+    // Cache only what loaded: a broken file is not kept; nor any where the page asks (`keep:
+    // false`: its storage is small, and kept for the adapters).
+    if (!cached && msg.keep !== false) cached = await storeModel(f.cacheKey, f.bytes, f.validators);
   }
   let info;
   try {
@@ -534,7 +302,7 @@ async function train(msg, ev) {
     : new m.WebTrainer(b, bytes, msg.config, Boolean(msg.keepGoodLines));
   try {
     ev({ type: 'train-info', info: trainer.info() });
-    trainControl = trainer.control();
+    running.trainControl = trainer.control();
     const every = Number.isInteger(msg.checkpointEvery) && msg.checkpointEvery > 0 ? msg.checkpointEvery : m.schema().checkpoint_every;
     const outcome = await trainer.run((event, checkpoint) => {
       if (checkpoint) ev({ type: 'train-event', event, checkpoint }, [checkpoint.buffer]);
@@ -544,12 +312,13 @@ async function train(msg, ev) {
     let adapter = null;
     if (outcome === 'finished') {
       const a = await trainer.adapter(baseName);
-      adapter = { config_json: a.config_json, safetensors: a.safetensors };
+      // Bytes, never an array of numbers (10× the memory, and no size to show).
+      adapter = { config_json: a.config_json, safetensors: a.safetensors instanceof Uint8Array ? a.safetensors : Uint8Array.from(a.safetensors) };
     }
     return { outcome, info, adapter };
   } finally {
-    try { trainControl?.free(); } catch { /* freed */ }
-    trainControl = null;
+    try { running.trainControl?.free(); } catch { /* freed */ }
+    running.trainControl = null;
     try { trainer.free(); } catch { /* freed */ }
   }
 }
@@ -568,14 +337,15 @@ const requests = allowList({
   agreement,
   'check-adapter': checkAdapter,
   train,
-  'simulate-device-loss': simulateDeviceLoss,
   'gpu-stats': readGpuStats,
-  'simulate-crash': simulateCrash,
-  'simulate-hang': () => new Promise(() => {}),
+  // Only in a build with the test hooks (lib/test-hooks.js): a site for users answers them as
+  // unknown requests.
+  ...(TEST_HOOKS ? {
+    'simulate-device-loss': () => simulateDeviceLoss(backend),
+    'simulate-crash': simulateCrash,
+    'simulate-hang': () => new Promise(() => {}),
+  } : {}),
 });
-
-// Answered even while a job runs.
-const concurrent = new Set(['init-device', 'simulate-device-loss', 'simulate-crash', 'gpu-stats']);
 
 // The only calls a 'train-control' message can make on the running trainer's control.
 const trainActions = allowList({
@@ -588,25 +358,32 @@ const controls = allowList({
   stop(msg) { stops.add(msg.target); },
   'train-control'(msg) {
     const act = lookup(trainActions, msg.action);
-    if (act && trainControl) act(trainControl);
+    if (act && running.trainControl) act(running.trainControl);
   },
 });
+
+// The handlers are the lists of lib/engine-requests.js, no more and no fewer.
+for (const [table, listed] of [[requests, requestNames(TEST_HOOKS)], [controls, ENGINE_CONTROLS]]) {
+  const want = [...listed].sort().join(' ');
+  const have = Object.keys(table).sort().join(' ');
+  if (want !== have) throw new Error(`engine-worker.js handles [${have}], but lib/engine-requests.js lists [${want}]`);
+}
 
 serve(async (msg) => {
   const control = lookup(controls, msg.type);
   if (control) { control(msg); return; }
   const job = lookup(requests, msg.type);
   if (!job) { refuse(msg); return; }
-  const exclusive = !concurrent.has(msg.type);
-  if (exclusive && busy !== null) {
+  const exclusive = !CONCURRENT.has(msg.type);
+  if (exclusive && running.id !== null) {
     post({ type: 'error', id: msg.id, code: 'busy', message: 'the engine is busy with another task; wait for it to finish or stop it' });
     return;
   }
-  if (exclusive) busy = msg.id;
+  if (exclusive) running.id = msg.id;
   try {
     await runJob(job, msg, { lostWhy });
   } finally {
-    if (busy === msg.id) busy = null;
+    if (running.id === msg.id) running.id = null;
     stops.delete(msg.id);
   }
 }, {

@@ -4,7 +4,7 @@
 // header also covers the workers), nosniff, and cross-origin isolation. Where the browser accepts
 // it, a file's precompressed copy (.br, .gz) is sent instead, as such hosts do.
 // It answers only to localhost names, serves only files inside dist/, never follows a symlink out
-// of it, and answers every bad request instead of throwing.
+// of it (a precompressed copy's own path included), and answers every bad request instead of throwing.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -57,14 +57,22 @@ function acceptedCodings(header) {
   return out;
 }
 
-/** The precompressed copy to send for `file`, if the browser accepts it and it exists. */
-function precompressed(req, file) {
+/** Whether `real` (a resolved path) lies inside `realRoot`. */
+const inside = (real, realRoot) => real === realRoot || real.startsWith(realRoot + path.sep);
+
+/**
+ * The precompressed copy to send for `file`, if the browser accepts it and it exists. The copy's
+ * own real path is checked too: `x.js` inside dist/ says nothing about a symlinked `x.js.br`.
+ */
+function precompressed(req, file, realRoot) {
   const accepts = acceptedCodings(req.headers['accept-encoding']);
   for (const [token, ext] of [['br', '.br'], ['gzip', '.gz']]) {
     if (!accepts.has(token)) continue;
     try {
-      const st = fs.statSync(file + ext);
-      if (st.isFile()) return { token, file: file + ext, st };
+      const real = fs.realpathSync(file + ext);
+      if (!inside(real, realRoot)) continue;
+      const st = fs.statSync(real);
+      if (st.isFile()) return { token, file: real, st };
     } catch { /* no such copy */ }
   }
   return null;
@@ -72,10 +80,10 @@ function precompressed(req, file) {
 
 function serveFile(req, res, file, realRoot) {
   fs.realpath(file, (err, real) => {
-    if (err || (real !== realRoot && !real.startsWith(realRoot + path.sep))) { fail(res); return; }
+    if (err || !inside(real, realRoot)) { fail(res); return; }
     fs.stat(real, (err2, st) => {
       if (err2 || !st.isFile()) { fail(res); return; }
-      const packed = precompressed(req, real);
+      const packed = precompressed(req, real, realRoot);
       const body = packed ? packed.file : real;
       const stat = packed ? packed.st : st;
       // A weak validator from size and mtime: the service worker and the HTTP cache revalidate

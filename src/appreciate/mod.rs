@@ -17,7 +17,7 @@ pub use parse::parse_verdict_score;
 pub use verdict::{PrefixMode, VerdictDistribution, verdict_distribution};
 
 use crate::data::Annotation;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval::completion_nll_sum;
 use crate::generate::{SamplingParams, generate, read_f32};
 use crate::loader::LanguageModel;
@@ -42,6 +42,30 @@ pub struct AppraiseOptions {
 impl Default for AppraiseOptions {
     fn default() -> Self {
         AppraiseOptions { mode: PrefixMode::Critique, max_new_tokens: 200, bootstrap: 2000, seed: 42, level: 0.95 }
+    }
+}
+
+/// The most bootstrap resamples one report draws: each holds one index per record, so the count
+/// bounds the memory a report takes (10⁵ × 1,000 records is 800 MB of indices on wasm32).
+pub const MAX_BOOTSTRAP: usize = 100_000;
+/// The longest critique one record may ask for.
+pub const MAX_CRITIQUE_TOKENS: usize = 4096;
+
+impl AppraiseOptions {
+    /// Refuses options that would index outside the resamples or exhaust memory: a level
+    /// outside (0, 1), more than [`MAX_BOOTSTRAP`] resamples, or a critique longer than
+    /// [`MAX_CRITIQUE_TOKENS`].
+    pub fn validate(&self) -> Result<()> {
+        if !(self.level.is_finite() && self.level > 0.0 && self.level < 1.0) {
+            return Err(Error::Input(format!("the confidence level must be between 0 and 1 (e.g. 0.95), got {}", self.level)));
+        }
+        if self.bootstrap > MAX_BOOTSTRAP {
+            return Err(Error::Input(format!("at most {MAX_BOOTSTRAP} bootstrap resamples, got {}", self.bootstrap)));
+        }
+        if self.max_new_tokens > MAX_CRITIQUE_TOKENS {
+            return Err(Error::Input(format!("a critique may be at most {MAX_CRITIQUE_TOKENS} tokens, got {}", self.max_new_tokens)));
+        }
+        Ok(())
     }
 }
 
@@ -202,5 +226,23 @@ impl AppreciationReport {
             .map(|(r, b)| RecordReport { id: r.id.clone(), expert_score: r.verdict.score, base: b, tuned: tuned.as_mut().and_then(Iterator::next) })
             .collect();
         AppreciationReport { records: rows, summary }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_that_would_trap_or_exhaust_memory_are_refused() {
+        assert!(AppraiseOptions::default().validate().is_ok());
+        for level in [-2.0, 0.0, 1.0, 1.5, f64::NAN, f64::INFINITY] {
+            let err = AppraiseOptions { level, ..Default::default() }.validate().unwrap_err().to_string();
+            assert!(err.contains("confidence level"), "{level}: {err}");
+        }
+        let err = AppraiseOptions { bootstrap: MAX_BOOTSTRAP + 1, ..Default::default() }.validate().unwrap_err().to_string();
+        assert!(err.contains("bootstrap"), "{err}");
+        let err = AppraiseOptions { max_new_tokens: 1 << 40, ..Default::default() }.validate().unwrap_err().to_string();
+        assert!(err.contains("critique"), "{err}");
     }
 }

@@ -146,29 +146,41 @@ impl std::fmt::Debug for GgufFile {
     }
 }
 
-/// A bounds-checked little-endian cursor.
+/// A bounds-checked little-endian cursor over the first `bytes.len()` bytes of a file of
+/// `file_len` bytes (the whole file when they are equal).
 struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
+    file_len: usize,
+    /// Set when a read ran past `bytes` but not past the file: more of the file would answer.
+    ran_out_of_head: bool,
 }
 
 impl<'a> Cursor<'a> {
+    fn new(bytes: &'a [u8], file_len: usize) -> Self {
+        Cursor { bytes, pos: 0, file_len: file_len.max(bytes.len()), ran_out_of_head: false }
+    }
+
     fn take(&mut self, n: usize, what: &dyn Fn() -> String) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            Error::Gguf(format!(
+        let end = self.pos.checked_add(n);
+        let Some(end) = end.filter(|&e| e <= self.bytes.len()) else {
+            self.ran_out_of_head = end.is_some_and(|e| e <= self.file_len);
+            return Err(Error::Gguf(format!(
                 "GGUF file is truncated: needed {n} bytes for {} at offset {}, but the file has {} bytes; re-download the model",
                 what(),
                 self.pos,
-                self.bytes.len()
-            ))
-        })?;
+                self.file_len
+            )));
+        };
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)
     }
 
+    /// Bytes left in the file (not only in the slice read so far), so that a count the file
+    /// cannot hold is refused from the header's first bytes.
     fn remaining(&self) -> usize {
-        self.bytes.len() - self.pos
+        self.file_len - self.pos
     }
 
     fn array<const N: usize>(&mut self, what: &dyn Fn() -> String) -> Result<[u8; N]> {
@@ -265,7 +277,10 @@ struct Index {
 /// Parses the header, metadata and tensor index from `bytes`, the first bytes of a file of
 /// `file_len` bytes, and validates every tensor's extent against `file_len`.
 fn read_index(bytes: &[u8], file_len: usize) -> Result<Index> {
-    let mut c = Cursor { bytes, pos: 0 };
+    read_index_from(&mut Cursor::new(bytes, file_len), file_len)
+}
+
+fn read_index_from(c: &mut Cursor<'_>, file_len: usize) -> Result<Index> {
     let magic = c.take(4, &|| "the magic number".into()).map_err(|_| {
         Error::Gguf("not a GGUF file: it is shorter than the 4-byte magic number".into())
     })?;
@@ -414,10 +429,14 @@ impl GgufFile {
     /// What loading the file of `file_len` bytes that starts with `head` needs, read from its
     /// header alone, so a model too big for the device is refused before it is read in full.
     /// `Ok(None)`: `head` ends inside the header; call again with more of the file.
+    /// Only a read past `head` that the file could still satisfy asks for more: bad magic, an
+    /// unsupported version, a count the file cannot hold or an array over the cap are refused
+    /// from the bytes already given.
     pub fn memory_need(head: &[u8], file_len: usize) -> Result<Option<MemoryNeed>> {
-        let index = match read_index(head, file_len) {
+        let mut cursor = Cursor::new(head, file_len);
+        let index = match read_index_from(&mut cursor, file_len) {
             Ok(index) => index,
-            Err(_) if head.len() < file_len => return Ok(None),
+            Err(_) if cursor.ran_out_of_head && head.len() < file_len => return Ok(None),
             Err(e) => return Err(e),
         };
         let elements = |t: &TensorInfo| t.n_elements() as u64;
@@ -523,6 +542,30 @@ mod tests {
         assert_eq!(GgufFile::memory_need(&bytes[..20], bytes.len()).unwrap(), None);
         // A whole file that is corrupt is an error.
         assert!(GgufFile::memory_need(&bytes[..20], 20).is_err());
+    }
+
+    #[test]
+    fn memory_need_refuses_a_bad_header_from_its_first_bytes() {
+        let big = 1 << 30; // the file claims to be 1 GiB; only the head is given
+        let mut bad_magic = sample();
+        bad_magic[..4].copy_from_slice(b"GGML");
+        let err = GgufFile::memory_need(&bad_magic[..8], big).unwrap_err().to_string();
+        assert!(err.contains("not a GGUF file"), "{err}");
+        let mut bad_version = sample();
+        bad_version[4..8].copy_from_slice(&7u32.to_le_bytes());
+        let err = GgufFile::memory_need(&bad_version[..8], big).unwrap_err().to_string();
+        assert!(err.contains("version 7"), "{err}");
+        // Fewer than 4 bytes: the magic is not known yet.
+        assert_eq!(GgufFile::memory_need(&bad_magic[..3], big).unwrap(), None);
+        // An array over the cap, and a count the whole file cannot hold, are refused at once.
+        let over_cap = with_array(0, MAX_METADATA_ARRAY_ITEMS as u64 + 1, 0);
+        let err = GgufFile::memory_need(&over_cap, big).unwrap_err().to_string();
+        assert!(err.contains("over the"), "{err}");
+        let too_many = with_array(4, 1 << 31, 0);
+        let err = GgufFile::memory_need(&too_many, big).unwrap_err().to_string();
+        assert!(err.contains("claims 2147483648 items"), "{err}");
+        // A plausible array that the head stops inside: ask for more.
+        assert_eq!(GgufFile::memory_need(&with_array(0, 1000, 10), big).unwrap(), None);
     }
 
     /// A header with one metadata array of `n` items of `item_type`, followed by `payload` bytes.

@@ -205,6 +205,25 @@ impl LlamaConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        // Upper bounds far above any Llama-family model this engine targets (Qwen2.5-72B: width
+        // 8192, 80 layers, head 128, 152k tokens, 128k positions), so that a hostile config is
+        // refused before it sizes a buffer (the RoPE tables are positions × head_dim; positions are
+        // capped at MAX_ROPE_POSITIONS where the config is read).
+        let bounds: [(&str, usize, usize); 8] = [
+            ("vocab_size", self.vocab_size, 1 << 22),
+            ("hidden_size", self.hidden_size, 1 << 16),
+            ("intermediate_size", self.intermediate_size, 1 << 18),
+            ("num_hidden_layers", self.num_hidden_layers, 1 << 10),
+            ("num_attention_heads", self.num_attention_heads, 1 << 10),
+            ("num_key_value_heads", self.num_key_value_heads, 1 << 10),
+            ("head_dim", self.head_dim, 1 << 10),
+            ("max_position_embeddings", self.max_position_embeddings, 1 << 20),
+        ];
+        for (name, value, max) in bounds {
+            if value > max {
+                return Err(Error::Model(format!("the model's {name} is {value}, over the {max} this engine accepts: is the config corrupt?")));
+            }
+        }
         let ok = self.vocab_size > 0
             && self.hidden_size > 0
             && self.num_hidden_layers > 0
@@ -296,6 +315,16 @@ mod tests {
 
     fn parse(extra: &str) -> Result<LlamaConfig> {
         LlamaConfig::from_hf_json(&format!(r#"{{"model_type":"llama",{SMOLLM2}{extra}}}"#))
+    }
+
+    #[test]
+    fn hostile_sizes_are_refused_before_any_table_is_built() {
+        let err = parse(r#","rope_theta":100000.0,"head_dim":1073741824"#).unwrap_err().to_string();
+        assert!(err.contains("head_dim is 1073741824"), "{err}");
+        let huge = LlamaConfig { intermediate_size: 1 << 32, ..LlamaConfig::smollm2_135m() };
+        let err = huge.validate().unwrap_err().to_string();
+        assert!(err.contains("intermediate_size is 4294967296"), "{err}");
+        assert!(parse(r#","rope_theta":100000.0,"max_position_embeddings":131072,"head_dim":128"#).is_ok());
     }
 
     #[test]

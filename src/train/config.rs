@@ -83,6 +83,19 @@ impl TrainConfig {
         if self.eval_every == 0 {
             return bad("eval_every must be at least 1");
         }
+        // Upper bounds, so that a setting from a page or a file cannot size an allocation past
+        // memory: far above any run this engine is for (~100 records, sequences of ≤ 2k tokens).
+        let bounds = [
+            ("epochs", self.epochs, 10_000),
+            ("batch size", self.batch_size, 4096),
+            ("gradient accumulation", self.grad_accum, 65_536),
+            ("max_len", self.max_len, 32_768),
+        ];
+        for (name, value, max) in bounds {
+            if value > max {
+                return Err(Error::Input(format!("the {name} is {value}, over the {max} a run accepts")));
+            }
+        }
         Ok(())
     }
 }

@@ -37,6 +37,7 @@ impl WebModel {
         promise(async move {
             let record: Annotation = required_from_js(record, "annotation record")?;
             let options: AppraiseOptions = from_js(options, "appreciation options")?;
+            options.validate()?;
             to_js(&appraise_record(&lm, &record, &options).await?)
         })
     }
@@ -50,6 +51,7 @@ pub fn appreciation_report(records: JsValue, base: JsValue, tuned: JsValue, opti
     let base: Vec<ModelAppraisal> = required_from_js(base, "base appraisals")?;
     let tuned: Option<Vec<ModelAppraisal>> = from_js(tuned, "tuned appraisals")?;
     let options: AppraiseOptions = from_js(options, "appreciation options")?;
+    options.validate()?;
     if base.len() != records.len() || tuned.as_ref().is_some_and(|t| t.len() != records.len()) {
         return Err(JsError::new("there must be one appraisal per record"));
     }

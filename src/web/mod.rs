@@ -282,6 +282,13 @@ impl WebModel {
 #[wasm_bindgen(js_name = tinyModelLogits)]
 pub fn tiny_model_logits(seed: u32, vocab_size: usize, ids: Vec<u32>) -> Promise {
     promise(async move {
+        // The tiny model is 2 layers of width 32: these bounds keep its weights and logits small.
+        if !(1..=65_536).contains(&vocab_size) || ids.is_empty() || ids.len() > 1024 {
+            return Err(JsError::new("the tiny model takes a vocabulary of 1 to 65536 tokens and 1 to 1024 ids"));
+        }
+        if ids.iter().any(|&t| t as usize >= vocab_size) {
+            return Err(JsError::new("a token id is outside the tiny model's vocabulary"));
+        }
         let values = Llama::tiny_random_logits(seed as u64, vocab_size, &ids, &current_device()?).await?;
         Ok(js_sys::Float32Array::from(values.as_slice()).into())
     })
@@ -299,17 +306,25 @@ pub fn model_memory(head: &[u8], file_len: f64) -> JsResult<JsValue> {
     }
 }
 
-/// Validates annotation JSONL. Returns `{records, errors: [{line, field, message}]}`; the caller
-/// decides whether a file with errors is imported.
+/// Validates annotation JSONL. Returns `{records, errors: [{line, field, message}], error_count,
+/// error_lines}`: the first 1,000 problems listed, all of them counted; the caller decides
+/// whether a file with errors is imported.
 #[wasm_bindgen(js_name = parseAnnotations)]
 pub fn parse_annotations_js(bytes: Vec<u8>) -> JsResult<JsValue> {
     #[derive(Serialize)]
     struct Parsed<'a> {
         records: Vec<&'a Annotation>,
         errors: &'a [crate::data::LineError],
+        error_count: usize,
+        error_lines: usize,
     }
     let report = parse_annotations(&bytes);
-    to_js(&Parsed { records: report.records.iter().map(|(_, r)| r).collect(), errors: &report.errors })
+    to_js(&Parsed {
+        records: report.records.iter().map(|(_, r)| r).collect(),
+        errors: &report.errors,
+        error_count: report.error_count,
+        error_lines: report.error_lines,
+    })
 }
 
 /// Writes records (annotation objects) as canonical JSONL, refusing invalid ones.

@@ -100,12 +100,18 @@ struct TrainerInfo<'a> {
     config: &'a TrainConfig,
 }
 
-/// A trained adapter in PEFT layout, as the page stores and exports it.
-#[derive(Serialize)]
-struct PeftFiles {
-    config_json: String,
-    #[serde(with = "serde_bytes")]
-    safetensors: Vec<u8>,
+/// A trained adapter in PEFT layout, as the page stores and exports it: `{config_json,
+/// safetensors: Uint8Array}`. Built by hand: the JSON-compatible serializer `to_js` uses writes
+/// bytes as a plain Array of numbers (a 19.5 MB adapter became 19.5 million array items, too big
+/// for a private window's storage, and with no `byteLength` for its size).
+fn peft_files(config_json: String, safetensors: &[u8]) -> JsResult<JsValue> {
+    let out = js_sys::Object::new();
+    let set = |key: &str, value: JsValue| {
+        js_sys::Reflect::set(&out, &JsValue::from_str(key), &value).map_err(|_| JsError::new("could not build the adapter object"))
+    };
+    set("config_json", JsValue::from_str(&config_json))?;
+    set("safetensors", js_sys::Uint8Array::from(safetensors).into())?;
+    Ok(out.into())
 }
 
 impl WebTrainer {
@@ -187,7 +193,7 @@ impl WebTrainer {
             let adapter = trainer.adapter().await;
             *cell.borrow_mut() = Some(trainer);
             let adapter = adapter?;
-            to_js(&PeftFiles { config_json: adapter.peft_config_json(base_model.as_deref()), safetensors: adapter.peft_safetensors()? })
+            peft_files(adapter.peft_config_json(base_model.as_deref()), &adapter.peft_safetensors()?)
         })
     }
 }

@@ -1,10 +1,14 @@
 // Hostile model files in the app (headless Chromium, WebGPU via SwiftShader): a GGUF whose
 // metadata array claims 2^31 items, and a model whose chat template nests two 10^4 loops. Each is
 // refused with a sentence within seconds, the model loaded before stays loaded, and the page
-// stays usable.
+// stays usable. Large hostile files are refused from their first bytes, never read whole: a
+// 1.5 GiB GGUF with bad magic or an unknown version, a safetensors shard whose header claims
+// 2^40 bytes, and a PEFT zip whose weights entry inflates to 1.2 GiB (inflated nowhere: refused
+// by its declared size, off the page's thread, with no long task).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import zlib from 'node:zlib';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +54,30 @@ function hugeArrayGguf(count) {
   return Buffer.concat(parts);
 }
 
+/**
+ * Offers files to a file input as the user would, each built in the page from a head (bytes) and
+ * `mib` MiB of zeros after it, so that gigabyte files cost no memory in the test.
+ */
+function offerFiles(input, files) {
+  return page.evaluate(({ input, files }) => {
+    const zeros = new Blob([new Uint8Array(1 << 20)]);
+    const dt = new DataTransfer();
+    for (const f of files) {
+      dt.items.add(new File([new Uint8Array(f.head), ...Array.from({ length: f.mib || 0 }, () => zeros)], f.name));
+    }
+    const el = document.getElementById(input);
+    el.files = dt.files;
+    el.dispatchEvent(new Event('change', { bubbles: true }));
+  }, { input, files: files.map((f) => ({ ...f, head: [...f.head] })) });
+}
+
+/** Records every text the model panel's progress label shows from now on. */
+const watchProgress = () => page.evaluate(() => {
+  window.progressSeen = [];
+  new MutationObserver(() => window.progressSeen.push(document.getElementById('model-progress-label').textContent))
+    .observe(document.getElementById('model-progress-label'), { childList: true, characterData: true, subtree: true });
+});
+
 async function openModelFile(name, buffer) {
   await page.click('#tab-model');
   await page.setInputFiles('#model-files', { name, mimeType: 'application/octet-stream', buffer });
@@ -94,5 +122,94 @@ test('a chat template with nested 10^4 loops is stopped with a sentence, and the
   const before = await page.$$eval('#ann-list .ann-item', (b) => b.length);
   await page.click('#ann-new');
   await page.waitForFunction((n) => document.querySelectorAll('#ann-list .ann-item').length === n + 1, before, { timeout: 10_000 });
+  assert.deepEqual(pageErrors.filter((e) => !/ResizeObserver/.test(e)), []);
+});
+
+test('a 1.5 GiB GGUF with bad magic, or an unknown version, is refused from its first bytes', { timeout: 120_000 }, async () => {
+  await page.click('#tab-model');
+  for (const [name, head, expected] of [
+    ['bad-magic.gguf', Buffer.from('GGML\x03\x00\x00\x00'), /not a GGUF file: expected magic `GGUF`, found "GGML"/i],
+    ['bad-version.gguf', Buffer.from('GGUF\x07\x00\x00\x00'), /GGUF version 7 is not supported/],
+  ]) {
+    await page.evaluate(() => { document.getElementById('model-error').textContent = ''; });
+    await watchProgress();
+    const t0 = Date.now();
+    await offerFiles('model-files', [{ name, head, mib: 1536 }]);
+    await page.waitForFunction(() => document.getElementById('model-error').textContent.trim().length > 0, null, { timeout: 60_000 });
+    const seconds = (Date.now() - t0) / 1000;
+    assert.match(await page.textContent('#model-error'), expected);
+    const progress = await page.evaluate(() => window.progressSeen);
+    assert.deepEqual(progress.filter((t) => /^Reading/.test(t)), [], `${name} was read: ${progress.join(' | ')}`);
+    assert.ok(seconds < 10, `${name} refused after ${seconds} s`);
+    await idle();
+    assert.match(await page.textContent('#model-info'), /tiny-random/);
+  }
+});
+
+test('a safetensors shard whose header claims 2^40 bytes is refused before any file is read', { timeout: 120_000 }, async () => {
+  await page.evaluate(() => { document.getElementById('model-error').textContent = ''; });
+  await watchProgress();
+  const header = Buffer.alloc(8);
+  header.writeBigUInt64LE(2n ** 40n);
+  const config = Buffer.from(JSON.stringify({ model_type: 'llama', vocab_size: 64, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, rms_norm_eps: 1e-5 }));
+  await offerFiles('model-files', [
+    { name: 'model.safetensors', head: header, mib: 1536 },
+    { name: 'config.json', head: config },
+    { name: 'tokenizer.json', head: Buffer.from('{}') },
+  ]);
+  await page.waitForFunction(() => document.getElementById('model-error').textContent.trim().length > 0, null, { timeout: 60_000 });
+  assert.match(await page.textContent('#model-error'), /model\.safetensors is not a safetensors file the engine can read: its header claims 1099511627776 bytes/i);
+  const progress = await page.evaluate(() => window.progressSeen);
+  assert.deepEqual(progress.filter((t) => /^Reading/.test(t)), [], progress.join(' | '));
+  await idle();
+  assert.match(await page.textContent('#model-info'), /tiny-random/);
+});
+
+/** A zip (stored central directory, deflated entries) of `entries`: [{name, data, size}]. */
+function zipOf(entries) {
+  const locals = [];
+  const central = [];
+  let offset = 0;
+  for (const { name, data, size, method } of entries) {
+    const n = Buffer.from(name);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0); local.writeUInt16LE(20, 4); local.writeUInt16LE(method, 8);
+    local.writeUInt32LE(data.length, 18); local.writeUInt32LE(size, 22); local.writeUInt16LE(n.length, 26);
+    const dir = Buffer.alloc(46);
+    dir.writeUInt32LE(0x02014b50, 0); dir.writeUInt16LE(20, 4); dir.writeUInt16LE(20, 6); dir.writeUInt16LE(method, 10);
+    dir.writeUInt32LE(data.length, 20); dir.writeUInt32LE(size, 24); dir.writeUInt16LE(n.length, 28); dir.writeUInt32LE(offset, 42);
+    locals.push(local, n, data);
+    central.push(dir, n);
+    offset += 30 + n.length + data.length;
+  }
+  const dirBytes = Buffer.concat(central);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0); end.writeUInt16LE(entries.length, 8); end.writeUInt16LE(entries.length, 10);
+  end.writeUInt32LE(dirBytes.length, 12); end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, dirBytes, end]);
+}
+
+test('a PEFT zip whose weights inflate to 1.2 GiB is refused off the page’s thread, with no long task', { timeout: 180_000 }, async () => {
+  const size = 1200 * 2 ** 20;
+  const bomb = zlib.deflateRawSync(Buffer.alloc(size), { level: 9 });
+  const config = Buffer.from(JSON.stringify({ r: 2, lora_alpha: 4, target_modules: ['q_proj'], peft_type: 'LORA' }));
+  const zip = zipOf([
+    { name: 'adapter_config.json', data: config, size: config.length, method: 0 },
+    { name: 'adapter_model.safetensors', data: bomb, size, method: 8 },
+  ]);
+  console.log(`zip bomb: ${(zip.length / 2 ** 20).toFixed(1)} MiB, inflating to ${size / 2 ** 20} MiB`);
+  await page.click('#tab-train');
+  await page.evaluate(() => {
+    window.longTasks = [];
+    new PerformanceObserver((list) => { for (const e of list.getEntries()) window.longTasks.push(e.duration); }).observe({ type: 'longtask' });
+  });
+  await page.setInputFiles('#adapter-import', { name: 'bomb.zip', mimeType: 'application/zip', buffer: zip });
+  await page.waitForFunction(() => document.getElementById('adapter-error').textContent.trim().length > 0, null, { timeout: 120_000 });
+  assert.match(await page.textContent('#adapter-error'), /^Adapter_model\.safetensors is 1200\.0 MiB, more than the 1024\.0 MiB an adapter's weights may take/);
+  const longest = Math.max(0, ...await page.evaluate(() => window.longTasks));
+  assert.ok(longest < 1000, `a long task of ${longest} ms`);
+});
+
+test('nothing thrown on the page by the hostile files', () => {
   assert.deepEqual(pageErrors.filter((e) => !/ResizeObserver/.test(e)), []);
 });

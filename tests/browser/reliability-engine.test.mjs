@@ -4,8 +4,10 @@
 // watchdog and the restart button recovers, a model over the memory budget is refused while the
 // loaded one stays usable, and the service worker keeps one complete version of the shell: its
 // cache is named by the shell's content hash, a new version that cannot be cached whole is not
-// installed, and a complete one replaces the old after the user reloads; a cached model is
-// rechecked against the server's (HEAD) and downloaded again when it changed.
+// installed, nor one whose files are not those it was built from (their hash), and a complete one
+// replaces the old after the user reloads; a tab opened on the old version keeps getting the old
+// version's files after the new one takes over (its engine, restarted, is the old engine); a
+// cached model is rechecked against the server's (HEAD) and downloaded again when it changed.
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -14,7 +16,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { BASE, CHROMIUM_ARGS, DIST, MODELS, openPage } from './launch.mjs';
 import { createStaticServer } from './static-server.mjs';
-import { shellPaths } from '../../scripts/dist.mjs';
+import { shellPaths, shellVersion } from '../../scripts/dist.mjs';
 
 const CQA = process.env.CQA_BIN;
 const TINY = 'test-tiny-random.gguf';
@@ -91,7 +93,7 @@ describe('the engine recovers', () => {
     assert.match(pending.message, /GPU device was lost/);
     await restarted(1);
     console.log(`device loss → engine restarted with the model in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    assert.deepEqual(await page.evaluate(() => window.restarts), [{ reason: 'device-lost' }]);
+    assert.deepEqual(await page.evaluate(() => window.restarts), [{ reason: 'device-lost', replacedGeneration: 1 }]);
     assert.match(await notice(), /^The GPU device was lost, so the engine restarted on WebGPU and loaded .+ again\.$/);
     await ready();
     const s = await page.evaluate(() => ({ backend: window.cqaStudio.app.state.backend, info: Boolean(window.cqaStudio.app.state.info), reloads: window.cqaStudio.reloads() }));
@@ -116,7 +118,7 @@ describe('the engine recovers', () => {
     const r = await page.evaluate(() => window.cqaStudio.request('simulate-crash'));
     assert.deepEqual(r, { ok: true, result: { scheduled: true } });
     await restarted(2);
-    assert.deepEqual(await page.evaluate(() => window.restarts[1]), { reason: 'crashed' });
+    assert.deepEqual(await page.evaluate(() => window.restarts[1]), { reason: 'crashed', replacedGeneration: 2 });
     assert.match(await notice(), /^The engine stopped unexpectedly, so the engine restarted on WebGPU and loaded .+ again\.$/);
     await ready();
     assert.deepEqual(await page.evaluate(() => window.cqaStudio.reloads().last), { source: 'local', name: 'disk-tiny.gguf', fromCache: true });
@@ -171,7 +173,7 @@ describe('the engine recovers', () => {
     assert.equal(pending.ok, false);
     assert.equal(pending.code, 'lost');
     await restarted(1);
-    assert.deepEqual(await page.evaluate(() => window.restarts), [{ reason: 'hung' }]);
+    assert.deepEqual(await page.evaluate(() => window.restarts), [{ reason: 'hung', replacedGeneration: 1 }]);
     assert.match(await notice(), /^The engine stopped answering, so the engine restarted on WebGPU and loaded .+ again\.$/);
     assert.equal(await page.isVisible('#engine-restart'), false);
     await ready();
@@ -205,13 +207,22 @@ describe('the engine recovers', () => {
 
 describe('the service worker keeps one complete version', () => {
   let server, browser, page, origin;
-  // A new version of the site is staged the way a deploy makes one: dist/sw.js rewritten with
-  // another version (restored afterwards).
+  // A new version of the site is staged the way a deploy makes one: a shell file changed and
+  // dist/sw.js rewritten with the new files' version (all restored afterwards).
   const SW = path.join(DIST, 'sw.js');
   const builtSw = readFileSync(SW, 'utf8');
   const builtVersion = /const VERSION = '([0-9a-f]{12})';/.exec(builtSw)?.[1];
   let version = builtVersion;
   const setVersion = (v) => { version = v; writeFileSync(SW, builtSw.replace(`'${builtVersion}'`, `'${v}'`)); };
+  const originals = new Map(); // file → its bytes as built
+  /** Appends `text` to the shell file `rel` and stages the version of the files as they are now. */
+  const stageVersion = (rel, text) => {
+    const file = path.join(DIST, rel);
+    if (!originals.has(file)) originals.set(file, readFileSync(file));
+    writeFileSync(file, Buffer.concat([readFileSync(file), Buffer.from(text)]));
+    setVersion(shellVersion(DIST, builtSw));
+    return version;
+  };
   let broken = null; // a shell path the server answers 404 for
   let modelEtag = null; // an ETag the server gives its models instead of theirs
   const seen = []; // [method, path] of the requests that reached the server
@@ -234,13 +245,15 @@ describe('the service worker keeps one complete version', () => {
     await new Promise((r) => server.listen(0, '127.0.0.1', r));
     origin = `http://127.0.0.1:${server.address().port}`;
     browser = await chromium.launch({ executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium', args: CHROMIUM_ARGS });
-    page = await browser.newPage();
+    // A context of its own, so that a second tab of the same profile can be opened in it.
+    page = await (await browser.newContext()).newPage();
     page.on('dialog', (d) => d.accept());
     await page.goto(at(`?model=${TINY}`));
   });
 
   after(async () => {
     writeFileSync(SW, builtSw);
+    for (const [file, bytes] of originals) writeFileSync(file, bytes);
     await browser?.close();
     server?.close();
   });
@@ -268,6 +281,15 @@ describe('the service worker keeps one complete version', () => {
       quiet = reg.installing ? 0 : quiet + 1;
     }
   });
+
+  /** Polls `check` (async) until it holds: waitForFunction does not wait for a promise's value. */
+  const until = async (check, timeout = 60_000) => {
+    const end = Date.now() + timeout;
+    while (!(await check())) {
+      if (Date.now() > end) assert.fail(`timed out: ${check}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  };
 
   /** Asks the browser to check for a new sw.js; resolves to whether a new version now waits. */
   const update = async () => {
@@ -336,11 +358,55 @@ describe('the service worker keeps one complete version', () => {
     setVersion(old);
   });
 
+  test('a new version whose files are not those it was built from does not install', { timeout: 240_000 }, async () => {
+    const old = version;
+    await page.waitForTimeout(3000);
+    await settle();
+    broken = null;
+    setVersion('0123456789ab'); // the files are unchanged: their hash is not this version's
+    assert.equal(await update(), false);
+    assert.deepEqual(await shellCaches(), { [`cqa-studio-shell-${old}`]: expected });
+    setVersion(old);
+  });
+
+  test('a tab opened on the old version keeps its files after a new version takes over: its restarted engine is the old one', { timeout: 400_000 }, async () => {
+    const old = version;
+    await page.waitForTimeout(3000);
+    await settle();
+    broken = null;
+    // Version N+1's worker modules mark the worker (a module the engine worker imports, so that a
+    // worker script of N importing N+1's modules would show too).
+    const next = stageVersion('lib/worker-core.js', '\nself.cqaStagedVersion = true;\n');
+    assert.equal(await update(), true);
+    // Another tab takes the new version (as its Reload button does); this one stays on N.
+    const other = await page.context().newPage();
+    await other.goto(at(`?model=${TINY}`));
+    await other.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 60_000 });
+    await other.evaluate(async () => { (await navigator.serviceWorker.getRegistration()).waiting?.postMessage({ type: 'skip-waiting' }); });
+    await until(() => page.evaluate(async (next) => {
+      const reg = await navigator.serviceWorker.getRegistration();
+      return Boolean(reg.active && !reg.waiting && (await caches.keys()).includes(`cqa-studio-shell-${next}`) && navigator.serviceWorker.controller?.state === 'activated');
+    }, next));
+    await other.close();
+    const caches = await shellCaches();
+    assert.ok(caches[`cqa-studio-shell-${old}`], `version ${old}'s cache is kept while this tab runs it: ${Object.keys(caches).join(', ')}`);
+    // The engine restarts (as after a lost device): the worker this tab starts is version N's.
+    const started = page.waitForEvent('worker', { predicate: (w) => w.url().endsWith('/engine-worker.js'), timeout: 60_000 });
+    await page.evaluate(() => window.cqaStudio.app.restartEngine());
+    const worker = await started;
+    assert.equal(await worker.evaluate(() => self.cqaStagedVersion === true), false, 'the restarted engine runs the new version’s worker');
+    await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout: 240_000 });
+    // A reload takes the new version, and the old cache goes once nothing runs it.
+    await page.reload();
+    await until(async () => !(await page.evaluate(() => caches.keys())).includes(`cqa-studio-shell-${old}`));
+    await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout: 240_000 });
+  });
+
   test('a complete new version waits, is offered, and replaces the old one on reload', { timeout: 300_000 }, async () => {
     const old = version;
     await page.waitForTimeout(3000);
     await settle();
-    setVersion('feedfeedfeed');
+    stageVersion('style.css', '\n/* a new version */\n');
     broken = null;
     assert.equal(await update(), true);
     // Two complete versions side by side until the user reloads.
@@ -348,10 +414,7 @@ describe('the service worker keeps one complete version', () => {
     await page.waitForFunction(() => document.getElementById('update-text').textContent.length > 0, null, { timeout: 30_000 });
     assert.equal(await page.textContent('#update-text'), 'A new version of cqa-studio is ready.');
     await Promise.all([page.waitForEvent('load', { timeout: 60_000 }), page.click('#update-reload')]);
-    await page.waitForFunction(async () => {
-      const keys = await caches.keys();
-      return keys.filter((k) => k.startsWith('cqa-studio-shell-')).length === 1;
-    }, null, { timeout: 60_000 });
+    await until(async () => (await page.evaluate(() => caches.keys())).filter((k) => k.startsWith('cqa-studio-shell-')).length === 1);
     assert.deepEqual(await shellCaches(), { [`cqa-studio-shell-${version}`]: expected });
     const cacheNames = await page.evaluate(() => caches.keys());
     assert.ok(cacheNames.includes('cqa-studio-models-v1'), cacheNames.join(', '));

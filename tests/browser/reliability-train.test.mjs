@@ -11,6 +11,7 @@
 //   run is offered and resumes from its own checkpoint, not the first run's;
 // - a GPU device lost during training (simulated) stops the job; the run resumes from its
 //   checkpoint by itself once the engine has restarted;
+// - a trained adapter's weights are stored as bytes, and the adapter list shows their size;
 // - the Model panel shows this site's storage use and quota, and asks before caching a model
 //   file that would bring the storage over ~90 % of the quota (cancel loads nothing).
 //
@@ -367,6 +368,21 @@ test('a GPU device lost during training: the run resumes from its checkpoint onc
   }
   assert.equal(done.runs.length, 0);
   assert.equal(done.checkpoints.length, 0);
+});
+
+test('a trained adapter is stored as bytes, and the list shows its true size', { timeout: 60_000 }, async () => {
+  await page.click('#tab-train');
+  const adapters = await page.evaluate(async () => {
+    const store = await import(new URL('lib/store.js', document.baseURI).href);
+    return (await store.allAdapters()).map((a) => ({ key: a.key, bytes: a.safetensors instanceof Uint8Array ? a.safetensors.byteLength : null }));
+  });
+  assert.ok(adapters.length >= 2, `${adapters.length} adapters`);
+  for (const a of adapters) {
+    assert.ok(a.bytes > 0, 'the weights are a Uint8Array (not an array of numbers)');
+    const summary = await page.textContent(`#adapter-list li.adapter[data-key="${a.key}"] .adapter-summary`);
+    const size = a.bytes >= 1e6 ? `${(a.bytes / 1e6).toFixed(1)} MB` : `${(a.bytes / 1e3).toFixed(1)} kB`;
+    assert.ok(summary.endsWith(size), `${summary} (${a.bytes} bytes)`);
+  }
 });
 
 test('the Model panel shows this site’s storage and asks before caching a model that would fill it', { timeout: 300_000 }, async () => {

@@ -4,13 +4,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { symlinkSync, rmSync } from 'node:fs';
+import { symlinkSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createServer } from '../../www/serve.mjs';
 
 const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist');
 const LINK = path.join(DIST, 'test-link-out.txt');
+// A real file inside dist/ whose brotli sibling is a symlink out of it.
+const PLAIN = path.join(DIST, 'test-plain.js');
 let server, port;
 
 before(async () => {
@@ -19,10 +21,16 @@ before(async () => {
   port = server.address().port;
   rmSync(LINK, { force: true });
   symlinkSync('/etc/hostname', LINK);
+  rmSync(PLAIN, { force: true });
+  rmSync(`${PLAIN}.br`, { force: true });
+  writeFileSync(PLAIN, 'export const inside = 1;\n');
+  symlinkSync('/etc/passwd', `${PLAIN}.br`);
 });
 
 after(() => {
   rmSync(LINK, { force: true });
+  rmSync(PLAIN, { force: true });
+  rmSync(`${PLAIN}.br`, { force: true });
   server.close();
 });
 
@@ -75,4 +83,11 @@ test('only localhost names are answered', async () => {
   assert.equal(await get('/index.html', 'localhost.evil.example'), 421);
   assert.equal(await get('/index.html', `localhost:${port}`), 200);
   assert.equal(await get('/index.html', `[::1]:${port}`), 200);
+});
+
+test('a precompressed copy that is a symlink out of dist/ is never sent', async () => {
+  const r = await request('/test-plain.js', { 'accept-encoding': 'br' });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers['content-encoding'], undefined);
+  assert.equal(r.body.toString(), 'export const inside = 1;\n');
 });

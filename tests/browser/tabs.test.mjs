@@ -7,6 +7,9 @@
 //   not bring it back: it goes to the trash.
 // - "Delete all", a reload, and a restore from the trash give every record back: the JSONL export
 //   is byte-identical to the one taken before.
+// - An edit whose save failed (a full disk) is merged with the other tab's newer version of the
+//   record, not replaced by it, and kept when the other tab deletes the record; the retries
+//   store both once there is room.
 // - A 1 GB file offered to the import is refused at once, in words; a file the browser cannot read
 //   is reported in words too; the page stays usable and never has an unhandled error.
 //
@@ -293,6 +296,52 @@ test('a 1 GB file is refused at once, an unreadable one in words, and the page s
   assert.match(await a.inputValue('#f-id'), /^ann-\d{3}$/);
   await a.fill('#f-work', 'Typed after the refused import.');
   await until('the edit stored', async () => (await db()).some((r) => r.record.work === 'Typed after the refused import.'));
+});
+
+test('edits that failed to save are merged with another tab’s, never overwritten; a delete elsewhere keeps them', { timeout: 120_000 }, async () => {
+  // Tab A's writes fail (as on a full disk) until told otherwise.
+  await a.evaluate(() => {
+    window.__refuseWrites = false;
+    for (const name of ['put', 'add']) {
+      const native = IDBObjectStore.prototype[name];
+      IDBObjectStore.prototype[name] = function (...args) {
+        if (window.__refuseWrites) throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+        return native.apply(this, args);
+      };
+    }
+  });
+  const refuse = (on) => a.evaluate((on) => { window.__refuseWrites = on; }, on);
+  await open(a, 'ann-010');
+  await open(b, 'ann-010');
+  await refuse(true);
+  await a.fill('#f-brief', 'Brief from tab A, not stored yet.');
+  await a.waitForFunction(() => document.getElementById('ann-saved').dataset.state === 'error', null, { timeout: 20_000, polling: 100 });
+  // B saves another field; A hears of it while its own edit is still not stored.
+  await b.fill('#f-genre', 'genre from tab B, stored');
+  await until('B’s edit stored', async () => byId(await db(b), 'ann-010')[0].record.genre === 'genre from tab B, stored');
+  await a.waitForFunction(() => document.getElementById('f-genre').value === 'genre from tab B, stored', null, { timeout: 20_000, polling: 100 });
+  assert.equal(await a.inputValue('#f-brief'), 'Brief from tab A, not stored yet.', 'A’s unsaved edit is still on screen');
+
+  // B deletes ann-011 while A's edit of it cannot be stored.
+  await open(a, 'ann-011');
+  await a.fill('#f-work', 'Work edited in tab A while B deleted it.');
+  await open(b, 'ann-011');
+  await b.click('#ann-delete');
+  await b.waitForFunction(() => ![...document.querySelectorAll('#ann-list .ann-item-id')].some((e) => e.textContent === 'ann-011'), null, { timeout: 20_000, polling: 100 });
+
+  // Room again: A's retries store both edits by themselves.
+  await refuse(false);
+  const merged = await until('A’s merged edit stored', async () => {
+    const r = byId(await db(b), 'ann-010')[0]?.record;
+    return r?.brief === 'Brief from tab A, not stored yet.' && r;
+  }, 60_000);
+  assert.equal(merged.genre, 'genre from tab B, stored');
+  await until('A’s edit of the deleted record kept', async () => {
+    const inRows = (await db()).some((r) => r.record.work === 'Work edited in tab A while B deleted it.');
+    const inTrash = (await trash()).some((t) => t.row.record.work === 'Work edited in tab A while B deleted it.');
+    return inRows || inTrash;
+  }, 60_000);
+  await a.waitForFunction(() => document.getElementById('ann-saved').dataset.state === 'saved', null, { timeout: 60_000, polling: 200 });
 });
 
 test('no page error and no unhandled rejection in either tab', () => {

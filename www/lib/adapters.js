@@ -41,8 +41,12 @@ export function peftZip(a) {
   });
 }
 
-/** Why a write to this browser's storage failed, in words (no full stop). */
-export function storageProblem(e) {
+/**
+ * Why a write to this browser's storage failed, in words (no full stop). `hint`: what is known
+ * of this browser's storage (lib/storage-room.js), said when the browser's own error names no
+ * cause (an AbortError of a private window's small store is only that word).
+ */
+export function storageProblem(e, hint = null) {
   const name = e?.name || '';
   const message = String(e?.message || e || '');
   if (name === 'QuotaExceededError' || /quota/i.test(message)) {
@@ -51,5 +55,7 @@ export function storageProblem(e) {
   if (name === 'InvalidStateError' || name === 'UnknownError' || /connection is closing|database.*(closed|deleted)/i.test(message)) {
     return `this browser’s storage for this site is unavailable (it may have been cleared meanwhile)${message ? `: ${message}` : ''}`;
   }
+  if (hint) return `${hint} (the browser said: ${name || message || 'no reason'})`;
+  if (name === 'AbortError') return `this browser stopped the write without giving a reason (AbortError); a private window or a profile kept in memory has far less room than it reports`;
   return message || 'this browser refused to store it';
 }

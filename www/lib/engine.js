@@ -12,6 +12,10 @@
 //                restarted it because it hung): the request did not finish and the worker is
 //                being restarted; the app emits 'engine-restarted' once it is usable again
 
+// Which requests the watchdog times (those that can run long or hang on the GPU) comes with the
+// engine worker's list of requests, kept once.
+import { WATCHED } from './engine-requests.js';
+
 export class EngineError extends Error {
   constructor(code, message) {
     super(message);
@@ -20,9 +24,6 @@ export class EngineError extends Error {
   }
 }
 
-/** Requests that can run for long or hang on the GPU: the watchdog times their silences. */
-export const WATCHED = new Set(['load', 'generate', 'compare', 'judge', 'train', 'calibrate', 'agreement', 'shift',
-  'check-adapter', 'simulate-hang']);
 
 export class WorkerClient {
   /**
@@ -50,6 +51,7 @@ export class WorkerClient {
     this.nextId = 1;
     this.pending = new Map();  // id → {resolve, reject, onEvent, type, watched, last, stalled}
     this.dead = null;
+    this.generation = 0;       // which worker this is: 1 for the first, one more on each restart
     this.trainPaused = false;
     this.timer = null;
     this.#start();
@@ -64,6 +66,7 @@ export class WorkerClient {
       return;
     }
     this.worker = worker;
+    this.generation += 1;
     this.started = false;      // set by the worker's first message ({type: 'started'})
     worker.addEventListener('message', (e) => { if (worker === this.worker) this.#handle(e.data || {}); });
     worker.addEventListener('messageerror', () => {

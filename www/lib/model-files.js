@@ -201,15 +201,45 @@ export async function ggufNeed(m, readHead, length) {
   }
   // The header (metadata with the tokenizer, then the tensor index) is usually a few MB.
   for (let n = Math.min(length, 4 * MiB); ; n = Math.min(length, n * 4)) {
-    let need;
-    try {
-      need = m.modelMemory(await readHead(n), length);
-    } catch {
-      return null; // not a GGUF file the engine can read: loading it gives the precise error
-    }
+    // A header the engine refuses (bad magic, an unsupported version, a count the file cannot
+    // hold) throws its sentence here, from the first bytes: the file is never read whole.
+    const need = m.modelMemory(await readHead(n), length);
     if (need) return { ...need, estimated: false };
     if (n >= length) return null;
   }
+}
+
+// The largest side files of an HF model read into memory: real tokenizer.json files are 2–11 MB,
+// configs a few KB. A safetensors header (JSON: one entry per tensor) is under 1 MB in practice.
+export const MAX_TOKENIZER_BYTES = 64 * MiB;
+export const MAX_CONFIG_BYTES = 4 * MiB;
+export const MAX_SAFETENSORS_HEADER_BYTES = 64 * MiB;
+
+/**
+ * Checks an HF model's files before any is read whole: the side files' sizes, and each shard's
+ * header (its first 8 bytes give the header's length, read next) against the shard's size.
+ * Throws a sentence naming the file; resolves to the model's need (as safetensorsNeed).
+ */
+export async function hfNeed({ shards, config, tokenizer, tokenizerConfig }) {
+  const tooBig = (f, max, what) => {
+    if (f && f.size > max) throw new Error(`${f.name} is ${(f.size / MiB).toFixed(1)} MiB, too large for ${what} (at most ${max / MiB} MiB): is it the right file?`);
+  };
+  tooBig(config, MAX_CONFIG_BYTES, 'a config.json');
+  tooBig(tokenizerConfig, MAX_CONFIG_BYTES, 'a tokenizer_config.json');
+  tooBig(tokenizer, MAX_TOKENIZER_BYTES, 'a tokenizer.json');
+  const headers = [];
+  for (const f of shards) {
+    if (f.size < 8) throw new Error(`${f.name} is not a safetensors file: it is shorter than its 8-byte header length`);
+    const n = Number(new DataView(await f.slice(0, 8).arrayBuffer()).getBigUint64(0, true));
+    if (n > f.size - 8 || n > MAX_SAFETENSORS_HEADER_BYTES) {
+      throw new Error(`${f.name} is not a safetensors file the engine can read: its header claims ${n} bytes, but the file has ${f.size}`);
+    }
+    headers.push({ bytes: new Uint8Array(await f.slice(0, 8 + n).arrayBuffer()), size: f.size });
+  }
+  const need = safetensorsNeed(headers.map((x) => x.bytes));
+  if (!need) throw new Error(`${shards.length === 1 ? shards[0].name : 'a shard'} has a safetensors header that is not valid JSON with tensor shapes`);
+  need.file_bytes = headers.reduce((s, x) => s + x.size, 0);
+  return need;
 }
 
 /** The need of an HF model from its safetensors shards' headers (the shards' bytes). */

@@ -14,8 +14,19 @@ import { openDB } from '../vendor/idb.js';
 const DB_NAME = 'cqa-studio';
 const DB_VERSION = 2;
 
-const dbPromise = openDB(DB_NAME, DB_VERSION, {
-  async upgrade(db, oldVersion, _newVersion, tx) {
+// ---- the database, reopened when it was closed or failed to open --------------------------------
+
+// What the user should know about the database itself, in a sentence (`onStorageNotice`).
+const noticeListeners = new Set();
+/** Calls `fn(sentence)` when the database is held up or closed by another tab, or fails to open. */
+export function onStorageNotice(fn) { noticeListeners.add(fn); return () => noticeListeners.delete(fn); }
+function say(sentence) { for (const fn of noticeListeners) fn(sentence); }
+
+export const BLOCKED_SENTENCE = 'Saving waits for another tab of cqa-studio that still has this site’s storage open with an older version: close that tab (or reload it) and saving goes on by itself.';
+export const CLOSED_SENTENCE = 'A newer version of cqa-studio opened in another tab and needed this tab’s storage closed: what you type here is kept in this page and saving is retried, but reload this tab to save again (or use “Export everything, as it is”).';
+
+const upgrades = {
+  async run(db, oldVersion, _newVersion, tx) {
     if (oldVersion < 1) {
       db.createObjectStore('annotations', { keyPath: 'key' }); // {key, pos, record, rev, updated}
       db.createObjectStore('adapters', { keyPath: 'key' });    // {key, name, created, model, settings, info, history, config_json, safetensors}
@@ -46,13 +57,40 @@ const dbPromise = openDB(DB_NAME, DB_VERSION, {
       }
     }
   },
-  // Another tab opened a newer version of the app: let it upgrade. This tab's later writes then
-  // fail, and each caller reports the failure and keeps the work in memory (or offers a
-  // download), so nothing typed here is lost; reloading picks up the new version.
-  blocking() { dbPromise.then((db) => db.close()); },
-});
+};
 
-export const db = () => dbPromise;
+let opening = null; // the open database's promise; null: open it on next use
+
+/** The database, opened (again, if it was closed or failed to open) when needed. */
+function open() {
+  if (opening) return opening;
+  const attempt = openDB(DB_NAME, DB_VERSION, {
+    upgrade: (...args) => upgrades.run(...args),
+    // An older tab keeps the database open at an older version: this upgrade waits for it,
+    // and "Saving…" would stay with no word why.
+    blocked() { say(BLOCKED_SENTENCE); },
+    // Another tab opened a newer version of the app: let it upgrade. This tab's later writes
+    // fail (each caller keeps the work in memory and says so), and the next use tries to open
+    // again, which says what to do.
+    blocking() {
+      attempt.then((db) => db.close()).catch(() => {});
+      if (opening === attempt) opening = null;
+      say(CLOSED_SENTENCE);
+    },
+    // The browser closed it (storage cleared, a crash of its storage process): open anew next time.
+    terminated() { if (opening === attempt) opening = null; },
+  });
+  opening = attempt;
+  // A failed open (a migration that threw, storage unavailable) is not kept for the page's life:
+  // the next use tries again.
+  attempt.catch((e) => {
+    if (opening === attempt) opening = null;
+    say(`This browser’s storage for cqa-studio could not be opened (${e?.message || e}); what you type is kept in this page, and saving is tried again.`);
+  });
+  return attempt;
+}
+
+export const db = () => open();
 export function newKey() {
   return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
 }
@@ -71,10 +109,10 @@ function announceChange(store, keys) { try { channel?.postMessage({ store, keys 
 // ---- annotations ------------------------------------------------------------------------------
 
 export async function allAnnotations() {
-  const rows = await (await dbPromise).getAll('annotations');
+  const rows = await (await open()).getAll('annotations');
   return rows.sort((a, b) => a.pos - b.pos);
 }
-export async function getAnnotation(key) { return (await dbPromise).get('annotations', key); }
+export async function getAnnotation(key) { return (await open()).get('annotations', key); }
 
 /**
  * Writes `row` if the stored row is still at `row.rev` (0 or missing: a new row, which must not
@@ -84,7 +122,7 @@ export async function getAnnotation(key) { return (await dbPromise).get('annotat
  *   {status: 'deleted'}             another tab deleted it: nothing was written
  */
 export async function saveAnnotation(row) {
-  const tx = (await dbPromise).transaction('annotations', 'readwrite');
+  const tx = (await open()).transaction('annotations', 'readwrite');
   const current = await tx.store.get(row.key);
   const base = row.rev || 0;
   let outcome;
@@ -104,7 +142,7 @@ export async function saveAnnotation(row) {
 export async function addAnnotations(rows) {
   const now = Date.now();
   const written = rows.map((r) => ({ ...r, rev: 1, updated: now }));
-  const tx = (await dbPromise).transaction('annotations', 'readwrite');
+  const tx = (await open()).transaction('annotations', 'readwrite');
   await Promise.all([...written.map((r) => tx.store.add(r)), tx.done]);
   announceChange('annotations', written.map((r) => r.key));
   return written;
@@ -119,7 +157,7 @@ export async function addAnnotations(rows) {
 export async function trashAnnotations(keys, label) {
   const batch = newKey();
   const deletedAt = Date.now();
-  const tx = (await dbPromise).transaction(['annotations', 'trash'], 'readwrite');
+  const tx = (await open()).transaction(['annotations', 'trash'], 'readwrite');
   const ann = tx.objectStore('annotations');
   const trash = tx.objectStore('trash');
   for (const key of keys) {
@@ -134,9 +172,23 @@ export async function trashAnnotations(keys, label) {
   return batch;
 }
 
+/**
+ * Puts a record that is not stored as a row (an edit of a row another tab deleted) straight into
+ * the trash, as a batch of its own, in one transaction: it is in the trash, or (the write
+ * failed) still with the caller. Resolves to the batch id.
+ */
+export async function trashRecord(record, pos, label) {
+  const batch = newKey();
+  const tx = (await open()).transaction('trash', 'readwrite');
+  const row = { key: newKey(), pos, record, rev: 1, updated: Date.now() };
+  await Promise.all([tx.store.put({ key: newKey(), batch, label, deleted_at: Date.now(), row }), tx.done]);
+  announceChange('trash');
+  return batch;
+}
+
 /** The trash as batches, newest first: [{batch, label, deleted_at, count}]. */
 export async function trashBatches() {
-  const items = await (await dbPromise).getAll('trash');
+  const items = await (await open()).getAll('trash');
   const byBatch = new Map();
   for (const it of items) {
     const b = byBatch.get(it.batch) || { batch: it.batch, label: it.label, deleted_at: it.deleted_at, count: 0 };
@@ -147,19 +199,22 @@ export async function trashBatches() {
 }
 
 /**
- * Puts a trashed batch back, each row at its old key and position with a fresh rev. A row whose
+ * Puts a trashed batch back, each row at its old key and position, its rev one past the one it
+ * was deleted at. A row whose
  * key is in use again is restored under a new key, so nothing is overwritten. Resolves to the
  * restored rows.
  */
 export async function restoreTrashBatch(batch) {
-  const tx = (await dbPromise).transaction(['annotations', 'trash'], 'readwrite');
+  const tx = (await open()).transaction(['annotations', 'trash'], 'readwrite');
   const ann = tx.objectStore('annotations');
   const trash = tx.objectStore('trash');
   const items = await trash.index('batch').getAll(batch);
   const restored = [];
   for (const it of items) {
     const taken = await ann.get(it.row.key);
-    const row = { ...it.row, key: taken ? newKey() : it.row.key, rev: 1, updated: Date.now() };
+    // The rev goes on from the deleted row's, never back to 1: a tab still holding the row at
+    // its old rev must be refused by compare-and-set, not overwrite the restored text.
+    const row = { ...it.row, key: taken ? newKey() : it.row.key, rev: (Number(it.row.rev) || 0) + 1, updated: Date.now() };
     await ann.put(row);
     await trash.delete(it.key);
     restored.push(row);
@@ -171,24 +226,24 @@ export async function restoreTrashBatch(batch) {
 }
 
 export async function emptyTrash() {
-  await (await dbPromise).clear('trash');
+  await (await open()).clear('trash');
   announceChange('trash');
 }
 
 // ---- adapters ---------------------------------------------------------------------------------
 
 export async function allAdapters() {
-  const rows = await (await dbPromise).getAll('adapters');
+  const rows = await (await open()).getAll('adapters');
   return rows.sort((a, b) => (a.created < b.created ? 1 : -1));
 }
-export async function getAdapter(key) { return (await dbPromise).get('adapters', key); }
+export async function getAdapter(key) { return (await open()).get('adapters', key); }
 export async function putAdapter(a) {
-  const key = await (await dbPromise).put('adapters', a);
+  const key = await (await open()).put('adapters', a);
   announceChange('adapters', [a.key]);
   return key;
 }
 export async function deleteAdapter(key) {
-  await (await dbPromise).delete('adapters', key);
+  await (await open()).delete('adapters', key);
   announceChange('adapters', [key]);
 }
 
@@ -196,30 +251,31 @@ export async function deleteAdapter(key) {
 
 /** Every kept run, newest first. */
 export async function allRuns() {
-  const rows = await (await dbPromise).getAll('runs');
+  const rows = await (await open()).getAll('runs');
   return rows.sort((a, b) => (a.started < b.started ? 1 : -1));
 }
-export async function getRun(key) { return (await dbPromise).get('runs', key); }
+export async function getRun(key) { return (await open()).get('runs', key); }
 /** Writes the run `run.key`. */
 export async function putRun(run) {
-  await (await dbPromise).put('runs', run);
+  await (await open()).put('runs', run);
   announceChange('runs', [run.key]);
 }
 /** Deletes a run and its checkpoint together. */
 export async function deleteRun(key) {
-  const tx = (await dbPromise).transaction(['runs', 'checkpoints'], 'readwrite');
+  const tx = (await open()).transaction(['runs', 'checkpoints'], 'readwrite');
   await Promise.all([tx.objectStore('runs').delete(key), tx.objectStore('checkpoints').delete(key), tx.done]);
   announceChange('runs', [key]);
 }
-export async function getCheckpoint(runKey) { return (await dbPromise).get('checkpoints', runKey); }
+export async function getCheckpoint(runKey) { return (await open()).get('checkpoints', runKey); }
 export async function putCheckpoint(runKey, step, bytes) {
-  return (await dbPromise).put('checkpoints', { run: runKey, step, bytes });
+  return (await open()).put('checkpoints', { run: runKey, step, bytes });
 }
 
 // ---- small values ------------------------------------------------------------------------------
 
-export async function kvGet(key) { return (await dbPromise).get('kv', key); }
-export async function kvSet(key, value) { return (await dbPromise).put('kv', value, key); }
+export async function kvGet(key) { return (await open()).get('kv', key); }
+export async function kvSet(key, value) { return (await open()).put('kv', value, key); }
+export async function kvDelete(key) { return (await open()).delete('kv', key); }
 
 // ---- storage the browser may not evict --------------------------------------------------------
 

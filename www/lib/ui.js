@@ -53,6 +53,15 @@ export function announce(message) {
 }
 
 /** Shows (or, with '', clears) a message in an alert region. */
+/**
+ * Replaces `parent`'s children with `nodes`, however many: a spread into replaceChildren() passes
+ * each node as an argument, and engines refuse past ~100k arguments.
+ */
+export function replaceAll(parent, nodes) {
+  parent.replaceChildren();
+  for (let i = 0; i < nodes.length; i += 10_000) parent.append(...nodes.slice(i, i + 10_000));
+}
+
 export function showError(target, message) {
   target.textContent = message ? sentence(message) : '';
 }

@@ -2,8 +2,7 @@
 // zip, delete), saving a trained one, and importing a PEFT adapter (checked by merging it once).
 // A write that fails (storage full or gone) is said in words and changes nothing on screen: a
 // failed rename keeps the old name, a failed delete keeps the row.
-import { unzipSync } from '../vendor/fflate.js';
-import { $, h, announce, showError, sentence, download, fmt3, fmt1, today, fileBytes } from '../lib/ui.js';
+import { $, h, announce, showError, sentence, download, fmt3, fmt1, today } from '../lib/ui.js';
 import * as store from '../lib/store.js';
 import { peftZip, peftZipName, storageProblem } from '../lib/adapters.js';
 
@@ -90,6 +89,9 @@ export function downloadAdapter(a) {
   download(peftZipName(a), peftZip(a), 'application/zip');
 }
 
+/** The weights' size in bytes: a Uint8Array or ArrayBuffer, or (adapters stored by earlier builds) a plain array of byte values. */
+export const weightBytes = (w) => w?.byteLength ?? (Array.isArray(w) ? w.length : 0);
+
 function summary(a) {
   const s = a.settings || {};
   const parts = [];
@@ -101,7 +103,8 @@ function summary(a) {
   if (last) parts.push(`final loss ${fmt3.format(last.loss)}`);
   const ho = a.history?.held_out?.at(-1);
   if (ho) parts.push(`held-out ${fmt3.format(ho.loss)}`);
-  parts.push(`${fmt1.format((a.safetensors?.byteLength || 0) / 1e6)} MB`);
+  const bytes = weightBytes(a.safetensors);
+  parts.push(bytes >= 1e6 ? `${fmt1.format(bytes / 1e6)} MB` : `${fmt1.format(bytes / 1e3)} kB`);
   return parts.join(' · ');
 }
 
@@ -165,24 +168,13 @@ async function importAdapter(files) {
   showError(el['adapter-error'], '');
   let config, weights;
   try {
-    if (files.length === 1 && /\.zip$/i.test(files[0].name)) {
-      const entries = unzipSync(await fileBytes(files[0]));
-      const find = (n) => Object.keys(entries).find((k) => k === n || k.endsWith(`/${n}`));
-      const c = find('adapter_config.json');
-      const w = find('adapter_model.safetensors');
-      if (!c || !w) throw new Error(`${files[0].name} must hold adapter_config.json and adapter_model.safetensors`);
-      config = new TextDecoder().decode(entries[c]);
-      weights = entries[w];
-    } else {
-      const c = files.find((f) => /adapter_config\.json$/i.test(f.name)) || files.find((f) => /\.json$/i.test(f.name));
-      const w = files.find((f) => /\.safetensors$/i.test(f.name));
-      if (!c || !w) throw new Error('choose a PEFT zip, or adapter_config.json together with adapter_model.safetensors');
-      config = await c.text();
-      weights = await fileBytes(w);
-    }
+    // Read, bounded and unzipped in the data worker: a large or hostile file never holds up the page.
+    const request = files.length === 1 && /\.zip$/i.test(files[0].name)
+      ? { zip: files[0] }
+      : { config: files.find((f) => /adapter_config\.json$/i.test(f.name)) || files.find((f) => /\.json$/i.test(f.name)), weights: files.find((f) => /\.safetensors$/i.test(f.name)) };
+    ({ config, weights } = await app.data.call('readAdapter', request));
   } catch (e) {
-    const message = String(e?.message || e);
-    showError(el['adapter-error'], message.startsWith('invalid zip') ? 'That file is not a readable zip archive' : message);
+    showError(el['adapter-error'], sentence(String(e?.message || e)));
     return;
   }
   let parsed;

@@ -10,6 +10,9 @@ import { fillAdapterSelect, adapterPayload } from '../lib/adapters.js';
 import * as train from './train.js';
 import { csvCell } from '../lib/csv.js';
 
+/** The largest file read as a benchmark (the bundled one is a few KB). */
+const MAX_BENCHMARK_BYTES = 16 * 1024 * 1024;
+
 let app;
 const el = {};
 let chart;
@@ -38,7 +41,13 @@ export function init(a) {
   el['cal-import'].addEventListener('change', async () => {
     const f = el['cal-import'].files?.[0];
     el['cal-import'].value = '';
-    if (f) importBench(f.name, await fileBytes(f), true);
+    if (!f) return;
+    // Refused before it is read: a benchmark is a few hundred items of text.
+    if (f.size > MAX_BENCHMARK_BYTES) {
+      showError(el['cal-error'], `The file ${f.name} is ${(f.size / 2 ** 20).toFixed(1)} MiB: too large to be a benchmark (the limit is ${MAX_BENCHMARK_BYTES / 2 ** 20} MiB), so it was not read`);
+      return;
+    }
+    importBench(f.name, await fileBytes(f), true);
   });
   for (const r of document.querySelectorAll('input[name="cal-source"]')) r.addEventListener('change', describe);
   el['cal-export-json'].addEventListener('click', exportJson);
@@ -90,12 +99,13 @@ async function importBench(name, bytes, fromUser) {
     imported = { name, items };
     el['cal-source-imported'].disabled = false;
     el['cal-imported-label'].textContent = `Imported: ${name} (${items.length} items)`;
+    if (fromUser) el['cal-source-imported'].checked = true;
+    // Said before it is kept: whoever sees the imported source chosen sees its items counted.
+    describe();
     if (fromUser) {
-      el['cal-source-imported'].checked = true;
       await store.kvSet('benchmark', { name, bytes }).catch(() => {});
       announce(`Benchmark ${name} imported: ${items.length} items.`);
     }
-    describe();
   } catch (e) {
     showError(el['cal-error'], `${name} was not imported: ${e.message}`);
   }

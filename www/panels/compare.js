@@ -2,7 +2,7 @@
 // a brief), each model's verdict as a distribution over 1–10 after its critique, a judge (the
 // tuned model critiques both generations and gives its verdict distribution for each), and the
 // per-token log-prob shift of a passage, tuned − base.
-import { $, h, announce, showError, sentence, readNumber, fmtInt, fmt1, getPref, setPref } from '../lib/ui.js';
+import { $, h, replaceAll, announce, showError, sentence, readNumber, fmtInt, fmt1, getPref, setPref } from '../lib/ui.js';
 import { renderHeatmap } from '../lib/heatmap.js';
 import { renderVerdicts } from '../lib/verdict-chart.js';
 import { fillAdapterSelect, adapterPayload } from '../lib/adapters.js';
@@ -73,8 +73,8 @@ function updateControls() {
 function fillPicker() {
   const rows = annotate.allRows();
   const keep = el['c-pick'].value;
-  el['c-pick'].replaceChildren(h('option', { value: '', text: rows.length ? '— pick a record to fill the fields —' : '— no annotations yet —' }),
-    ...rows.map((r) => h('option', { value: r.key, text: `${r.record.id}: ${(r.record.work || '').replace(/\s+/g, ' ').slice(0, 60)}` })));
+  replaceAll(el['c-pick'], [h('option', { value: '', text: rows.length ? '— pick a record to fill the fields —' : '— no annotations yet —' }),
+    ...rows.map((r) => h('option', { value: r.key, text: `${r.record.id}: ${(r.record.work || '').replace(/\s+/g, ' ').slice(0, 60)}` }))]);
   if (rows.some((r) => r.key === keep)) el['c-pick'].value = keep;
 }
 

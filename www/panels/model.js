@@ -6,6 +6,7 @@
 import { $, h, announce, showError, sentence, mb, fmtInt, fmt1, fmt2, setProgress, getPref, setPref, readNumber } from '../lib/ui.js';
 import * as store from '../lib/store.js';
 import { MODEL_CACHE, localKey, serverKey } from '../lib/model-files.js';
+import { storageRoom } from '../lib/storage-room.js';
 
 /** Share of the quota above which caching a model asks first. */
 const QUOTA_WARN_SHARE = 0.9;
@@ -134,9 +135,13 @@ async function siteModel(name) {
 async function load(payload, label, { remember = true, fallback = false } = {}) {
   if (!app.engine) return;
   showError(el['model-error'], '');
+  // Where this browser's storage is small or temporary (a private window), a model copy would
+  // take the room a trained adapter needs: the model is loaded but not kept.
+  const room = await Promise.race([storageRoom(), new Promise((r) => { setTimeout(() => r(null), 5000); })]);
+  if (room?.small && (payload.file || payload.source === 'default' || payload.source === 'url')) payload = { ...payload, keep: false };
   // A download from this site is kept in the browser too: ask first when that would fill the
   // site's storage (a copy already cached costs nothing more).
-  if (payload.source === 'default' || payload.source === 'url') {
+  if ((payload.source === 'default' || payload.source === 'url') && payload.keep !== false) {
     const file = await siteModel(payload.name || label);
     if (file && !(await roomToCache(file))) {
       el['model-status'].textContent = `Not loaded: ${file.name} was not downloaded, so this site’s storage stays as it is`;
@@ -173,8 +178,12 @@ async function load(payload, label, { remember = true, fallback = false } = {}) 
     el['model-status'].textContent = {
       default: 'Default model loaded', url: `Loaded ${r.name}`, file: 'Loaded from your file', local: 'Loaded from this browser’s cache', files: 'Loaded from your files',
     }[r.source] + (r.source === 'local' ? '' : r.fromCache ? ' from this browser’s cache' : r.cached ? ' (kept in this browser for next time)'
-      : r.source === 'files' ? '' : ' (not kept in this browser: its storage for this site is full or unavailable, so the next visit needs it again)');
-    if (remember) setPref('model', r.source === 'file' || r.source === 'local' ? { source: 'local', name: r.name } : { source: 'default' });
+      : r.source === 'files' ? '' : payload.keep === false
+        ? ' (not kept in this browser: its storage here is small or temporary, and is left for your adapters)'
+        : ' (not kept in this browser: its storage for this site is full or unavailable, so the next visit needs it again)');
+    // A file that was not kept cannot be loaded from the cache next time.
+    const kept = r.source === 'local' || (r.source === 'file' && r.cached);
+    if (remember) setPref('model', kept ? { source: 'local', name: r.name } : { source: 'default' });
     renderInfo(r.info);
     app.emit('model', r);
     app.emit('engine', app.state);

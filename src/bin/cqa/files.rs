@@ -30,6 +30,9 @@ pub fn read_annotations(path: &Path, keep_good_lines: bool) -> Result<Vec<Annota
         for e in &report.errors {
             eprintln!("warning: {}: skipped {e}", path.display());
         }
+        if report.error_count > report.errors.len() {
+            eprintln!("warning: {}: and {} more problems", path.display(), report.error_count - report.errors.len());
+        }
     }
     report.accept(keep_good_lines).map_err(|e| Error::Input(format!("{}: {e}", path.display())))
 }

@@ -393,6 +393,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
 }
 
 fn appreciate_command(base: &LanguageModel, tuned: Option<&LanguageModel>, data: &Path, json: bool, options: AppraiseOptions) -> Result<()> {
+    options.validate()?;
     let records = read_annotations(data, false)?;
     let started = Instant::now();
     let run = |name: &str, lm: &LanguageModel| -> Result<Vec<_>> {

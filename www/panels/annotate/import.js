@@ -1,9 +1,9 @@
 // The Annotate panel's record operations: new record, JSONL import (with a line-numbered report
 // of bad lines), the bundled samples, JSONL export, delete (to the trash), undo, and the trash
 // itself (kept in IndexedDB: it survives reloads, and every tab sees the same one).
-import { h, announce, showError, sentence, download, nowIso, today, getPref, setPref, fileBytes, mb, fmt1 } from '../../lib/ui.js';
+import { h, announce, showError, sentence, download, nowIso, today, getPref, setPref, fileBytes, mb, fmt1, fmtInt, replaceAll } from '../../lib/ui.js';
 import * as store from '../../lib/store.js';
-import { state, el, persist, flash, rowsWithProblems, adoptRows, dropRows, clone, canon, flushSaves, serial } from './state.js';
+import { state, el, persist, flash, rowsWithProblems, adoptRows, dropRows, clone, canon, flushSaves, serial, keepTrying } from './state.js';
 import * as list from './list.js';
 import * as editor from './editor.js';
 import { scheduleStatus } from './coverage.js';
@@ -23,6 +23,7 @@ export function init() {
     if (f) importFile(f);
   });
   el['ann-export'].addEventListener('click', exportJsonl);
+  el['ann-export-all'].addEventListener('click', exportEverything);
   el['ann-delete-all'].addEventListener('click', deleteAll);
   el['ann-undo'].addEventListener('click', undoDelete);
   el['ann-import-valid'].addEventListener('click', () => {
@@ -48,7 +49,8 @@ function redraw() {
   state.app.emit('annotations', state.rows);
 }
 
-const nextPos = () => (state.rows.length ? Math.floor(Math.max(...state.rows.map((r) => r.pos))) + 1 : 0);
+// A loop, not Math.max(...rows): a spread of 100k+ positions exceeds the engine's argument limit.
+const nextPos = () => (state.rows.length ? Math.floor(state.rows.reduce((m, r) => Math.max(m, r.pos), -Infinity)) + 1 : 0);
 const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 function uniqueId(base, taken) {
@@ -64,10 +66,12 @@ function uniqueId(base, taken) {
 async function storeNewRows(rows) {
   for (const r of rows) r.rev = 0;
   adoptRows(rows);
-  return persist(async () => {
+  const ok = await persist(async () => {
     const written = await store.addAnnotations(rows.map((r) => ({ key: r.key, pos: r.pos, record: clone(r.record) })));
     written.forEach((w, i) => { if (!rows[i].rev) { rows[i].rev = w.rev; rows[i].updated = w.updated; } });
   });
+  if (!ok) keepTrying(rows);
+  return ok;
 }
 
 async function newRecord() {
@@ -169,18 +173,20 @@ async function importBytes(name, bytes) {
     showError(el['ann-list-error'], `Could not read ${name}: ${e.message}`);
     return;
   }
-  if (report.errors.length === 0) {
+  const nErr = report.error_count ?? report.errors.length;
+  if (nErr === 0) {
     if (!report.records.length) { showError(el['ann-list-error'], `${name} holds no records`); return; }
     await addRecords(report.records, name);
     return;
   }
   // Bad lines: show every one, import nothing unless the user asks for the valid records.
   pendingImport = { name, records: report.records };
-  const nErr = report.errors.length;
-  const nLines = new Set(report.errors.map((e) => e.line)).size;
+  // The engine lists the first 1,000 problems and counts them all.
+  const nLines = report.error_lines ?? new Set(report.errors.map((e) => e.line)).size;
   const stored = state.rows.length;
-  el['ann-import-summary'].textContent = `${name}: ${nErr} problem${nErr === 1 ? '' : 's'} on ${nLines} line${nLines === 1 ? '' : 's'}. Nothing was imported, and your ${stored} stored record${stored === 1 ? ' is' : 's are'} unchanged.`;
-  el['ann-import-errors'].replaceChildren(...report.errors.map((e) => h('li', {},
+  const listed = report.errors.length < nErr ? ` The first ${fmtInt.format(report.errors.length)} of ${fmtInt.format(nErr)} problems are listed.` : '';
+  el['ann-import-summary'].textContent = `${name}: ${fmtInt.format(nErr)} problem${nErr === 1 ? '' : 's'} on ${fmtInt.format(nLines)} line${nLines === 1 ? '' : 's'}. Nothing was imported, and your ${stored} stored record${stored === 1 ? ' is' : 's are'} unchanged.${listed}`;
+  replaceAll(el['ann-import-errors'], report.errors.map((e) => h('li', {},
     h('span', { class: 'err-line', text: `line ${e.line}` }), ': ', e.field ? h('code', { text: e.field }) : null, e.field ? ': ' : '', sentence(e.message))));
   const n = report.records.length;
   el['ann-import-valid'].hidden = n === 0;
@@ -222,6 +228,19 @@ async function exportJsonl() {
   } catch (e) {
     showError(el['ann-list-error'], `Could not export: ${e.message}`);
   }
+}
+
+/**
+ * Every record in the list, finished or not, one JSON object a line, exactly as held in this
+ * page (what storage has not taken too): a backup, not a training set. It needs neither the
+ * engine nor the database, so it works when saving does not.
+ */
+function exportEverything() {
+  const { rows } = state;
+  if (!rows.length) { showError(el['ann-list-error'], 'There are no records to export'); return; }
+  const lines = rows.map((r) => JSON.stringify(r.record));
+  download(`annotations-backup-${today()}.jsonl`, `${lines.join('\n')}\n`, 'application/jsonl');
+  announce(`Exported all ${plural(rows.length, 'record')} as they are.`);
 }
 
 // ---- delete, undo and the trash -----------------------------------------------------------------

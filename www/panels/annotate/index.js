@@ -8,7 +8,7 @@
 // saves edits and merges them with another tab's).
 import { $, showError, getPref } from '../../lib/ui.js';
 import * as store from '../../lib/store.js';
-import { state, el, hooks, rowsWithProblems, adoptRows, dropRows, clone, isSaving, flushSaves, trashedEdits, notice, serial } from './state.js';
+import { state, el, hooks, rowsWithProblems, adoptRows, dropRows, clone, isSaving, flushSaves, trashedEdits, notice, serial, hasUnsaved, hasLocalEdits, mergeFromElsewhere, scheduleSave } from './state.js';
 import * as list from './list.js';
 import * as editor from './editor.js';
 import * as coverage from './coverage.js';
@@ -21,7 +21,7 @@ export function init(a) {
     'ann-import-dismiss', 'ann-saved', 'ann-empty', 'ann-form', 'f-id', 'f-genre', 'f-audience', 'f-brief', 'f-work', 'f-steps',
     'f-score', 'f-summary', 'f-revision', 'f-expert', 'f-ke', 'f-session', 'f-date', 'f-times', 'f-problems-box', 'f-problems',
     'ann-delete', 'cov-chart', 'cov-list', 'cov-warnings', 'ann-notices', 'ann-trash', 'ann-trash-count', 'ann-trash-list',
-    'ann-trash-empty']) el[id] = $(id);
+    'ann-trash-empty', 'ann-export-all']) el[id] = $(id);
 
   hooks.listChanged = () => {
     // The open record went (deleted in another tab): the keys typed next must not land in
@@ -51,6 +51,9 @@ export function init(a) {
   // The step pickers offer the engine's dimensions once known. A failure shows where the
   // records are checked (coverage.js), which needs the engine too.
   a.schema.then((s) => { state.dimensions = s.dimensions; editor.refreshDimensions(); }, () => {});
+  // Text that is not stored yet (a save under way, or one that failed) is lost with the tab.
+  addEventListener('beforeunload', (e) => { if (hasUnsaved()) { e.preventDefault(); e.returnValue = ''; } });
+  store.onStorageNotice((sentence) => notice(sentence, 'warn'));
   store.onChange((change) => {
     if (change.store === 'annotations') serial(() => applyChanges(change.keys)).catch((e) => console.warn('annotations sync', e));
     else if (change.store === 'trash') recordOps.refreshTrash();
@@ -101,13 +104,22 @@ async function applyChanges(keys) {
   const gone = [];
   const replaced = [];
   let moved = false;
+  const merges = [];
   for (const [key, row] of fresh) {
     const mine = state.rows.find((r) => r.key === key);
     if (!mine) { if (row) added.push(row); continue; }
+    if (!mine.rev) continue; // never stored (its first save failed): no other tab has it
     if (!row) {
-      // Deleted there. Were an edit of it being saved here, that save finds it deleted and puts
-      // this tab's version in the trash; either way it leaves the list.
-      gone.push(mine);
+      // Deleted there. An edit of it that is not stored (being saved, or a save that failed)
+      // goes to the trash by that save, which finds it deleted; either way it leaves the list.
+      if (!isSaving(key) && hasLocalEdits(mine)) scheduleSave(mine);
+      else gone.push(mine);
+      continue;
+    }
+    if (row.rev > mine.rev && !isSaving(key) && hasLocalEdits(mine)) {
+      // This tab's edit is not stored (its save failed): merged against the version it was
+      // based on, never overwritten.
+      merges.push([mine, row]);
       continue;
     }
     if (row.rev > mine.rev && !isSaving(key)) {
@@ -119,6 +131,7 @@ async function applyChanges(keys) {
       replaced.push(mine);
     }
   }
+  for (const [mine, row] of merges) await mergeFromElsewhere(mine, row);
   const openGone = gone.find((r) => r.key === state.selected);
   if (openGone) {
     const goneKeys = new Set(gone.map((r) => r.key));

@@ -1,6 +1,6 @@
 // The Annotate panel's record list: search, one button per record (id, score, steps, problems),
 // and the record count.
-import { h } from '../../lib/ui.js';
+import { h, replaceAll } from '../../lib/ui.js';
 import { state, el } from './state.js';
 
 let onSelect = () => {};
@@ -35,7 +35,7 @@ export function renderList() {
     items.push(li);
   }
   if (!items.length) items.push(h('li', { class: 'hint empty', text: state.rows.length ? 'No record matches the search.' : 'No records yet.' }));
-  el['ann-list'].replaceChildren(...items);
+  replaceAll(el['ann-list'], items);
   if (focused) listItems.get(focused)?.firstChild?.focus();
   renderCount();
 }

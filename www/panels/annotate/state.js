@@ -13,8 +13,13 @@
 // - when another tab deleted the row ('deleted'), it stays deleted: this tab's edited version goes
 //   to the trash, where it can be restored, with a notice.
 // One save at a time per row: edits made while a save is under way are saved right after it.
+// A save that fails (quota, storage closed by another tab's upgrade) is never dropped: the record
+// stays in memory, the indicator says "Not saved" with the cause, the save is tried again with
+// a growing pause (1 s … 60 s), closing the tab asks first, and "Export everything, as it is"
+// writes every record, finished or not, to a file.
 import { h, showError, getPref, setPref } from '../../lib/ui.js';
 import * as store from '../../lib/store.js';
+import { storageProblem } from '../../lib/adapters.js';
 
 export const state = {
   app: null,
@@ -90,24 +95,67 @@ export function freeId(base) {
 // ---- the saved indicator -----------------------------------------------------------------------
 
 let saving = 0;
+/** key → the row whose last save failed; each is tried again after `retryDelay()`. */
+const failed = new Map();
+let retryTimer = null;
+let retryRound = 0;
+const RETRY_DELAYS_MS = [1000, 2000, 5000, 10_000, 30_000, 60_000];
+
+/** Whether anything typed here is not in the database yet (closing the tab asks first). */
+export const hasUnsaved = () => saving > 0 || failed.size > 0 || state.rows.some((r) => !r.rev);
 
 function markSaving() {
   saving += 1;
+  if (failed.size) return; // the failure stays on show until it is saved
   el['ann-saved'].dataset.state = 'saving';
   el['ann-saved'].textContent = 'Saving…';
 }
-function markSaved(ok, message) {
+function markSaved(ok, e) {
   saving -= 1;
   if (!ok) {
+    const cause = storageProblem(e);
     el['ann-saved'].dataset.state = 'error';
-    el['ann-saved'].textContent = 'Not saved!';
-    showError(el['ann-list-error'], `Could not save to this browser’s storage (${message}); export your records as JSONL to keep them`);
+    el['ann-saved'].textContent = `Not saved: ${cause}`;
+    el['ann-saved'].title = 'Your text is kept in this page and saving is tried again; closing the tab asks first. Export everything keeps a copy as a file.';
+    showError(el['ann-list-error'], `Could not save to this browser’s storage: ${cause}. What you typed is kept in this page and saving is tried again by itself; “Export everything, as it is” keeps a copy as a file`);
     return;
   }
-  if (saving === 0) {
+  if (saving === 0 && failed.size === 0) {
     el['ann-saved'].dataset.state = 'saved';
     el['ann-saved'].textContent = `Saved ${new Date().toLocaleTimeString()}`;
+    el['ann-saved'].title = '';
   }
+}
+
+/** The row `row` could not be saved: keep it, and try again later (the pause grows). */
+function saveFailed(row) {
+  failed.set(row.key, row);
+  if (retryTimer) return;
+  const delay = RETRY_DELAYS_MS[Math.min(retryRound, RETRY_DELAYS_MS.length - 1)];
+  retryRound += 1;
+  retryTimer = setTimeout(retryFailed, delay);
+}
+
+/** Rows stored by a write that failed (new rows, rev 0): saved again like a failed edit. */
+export function keepTrying(rows) {
+  for (const row of rows) saveFailed(row);
+}
+
+/** Tries every failed save again now. */
+export function retryFailed() {
+  clearTimeout(retryTimer);
+  retryTimer = null;
+  const rows = [...failed.values()];
+  failed.clear();
+  for (const row of rows) {
+    // Still in the list (not deleted here meanwhile): save it again.
+    if (state.rows.includes(row)) scheduleSave(row);
+  }
+}
+
+function savedAgain() {
+  retryRound = 0;
+  if (!failed.size) showError(el['ann-list-error'], '');
 }
 
 /** Runs a storage write, showing its progress and any failure; resolves to whether it worked. */
@@ -119,7 +167,7 @@ export async function persist(fn) {
     wroteRecords();
     return true;
   } catch (e) {
-    markSaved(false, e.message || String(e));
+    markSaved(false, e);
     return false;
   }
 }
@@ -203,10 +251,13 @@ async function runSaver(s) {
         tries = 0; // the merge is exactly what is stored: nothing more to write for it
       } else tries = 0;
     }
+    failed.delete(s.row.key);
+    if (failed.size === 0) savedAgain();
     markSaved(true);
     wroteRecords();
   } catch (e) {
-    markSaved(false, e.message || String(e));
+    saveFailed(s.row);
+    markSaved(false, e);
   }
 }
 
@@ -307,20 +358,49 @@ async function mergeWith(row, current) {
 /** Keys of rows whose edit went to the trash because another tab deleted them. */
 export const trashedEdits = new Set();
 
-/** Another tab deleted `row` while it was edited here: it stays deleted, the edit goes to the trash. */
+/**
+ * Another tab deleted `row` while it was edited here: it stays deleted, the edit goes to the
+ * trash. The trash copy is written (one transaction) before the row leaves this page; were that
+ * write to fail, the edit stays in the list as a new record, saved like any other.
+ */
 async function keepDeletedEdit(row) {
   const label = 'Edited after it was deleted in another tab';
   trashedEdits.add(row.key);
   // Out of the list (and the editor) first, so nothing more is typed into it.
   const edited = clone(row.record);
-  if (state.rows.some((r) => r.key === row.key)) {
+  const wasListed = state.rows.some((r) => r.key === row.key);
+  const wasOpen = state.selected === row.key;
+  if (wasListed) {
     const next = state.rows.find((r) => r.pos > row.pos && r.key !== row.key) || state.rows.filter((r) => r.key !== row.key).pop();
     dropRows([row.key]);
-    if (state.selected === row.key) state.selected = next?.key ?? null;
+    if (wasOpen) state.selected = next?.key ?? null;
     hooks.listChanged();
   }
-  const [written] = await store.addAnnotations([{ key: store.newKey(), pos: row.pos, record: edited }]);
-  await store.trashAnnotations([written.key], label);
+  try {
+    await store.trashRecord(edited, row.pos, label);
+  } catch (e) {
+    // Kept here as a new record (rev 0: "must not exist yet"), so the next save stores it.
+    const copy = { key: store.newKey(), pos: row.pos, record: edited, rev: 0 };
+    adoptRows([copy]);
+    failed.set(copy.key, copy);
+    if (wasOpen) state.selected = copy.key;
+    hooks.listChanged();
+    notice(`${edited.id || 'A record'} was deleted in another tab while you edited it here, and your edited version could not be put in the Trash (${storageProblem(e)}): it stays here as a new record.`, 'warn');
+    throw e;
+  }
   notice(`${edited.id || 'A record'} was deleted in another tab while you edited it here. It stays deleted; your edited version is in the Trash (“${label}”), where you can restore it.`, 'warn');
   hooks.trashChanged();
+}
+
+/** Whether this tab's version of `row` holds edits the database does not have (e.g. a failed save). */
+export const hasLocalEdits = (row) => !row.rev || failed.has(row.key) || !same(row.record, state.bases.get(row.key));
+
+/**
+ * Another tab saved a newer version of `row` while this tab holds edits of it that are not
+ * stored (a save that failed): the two are merged as for a conflict, and the merge is saved.
+ */
+export async function mergeFromElsewhere(row, current) {
+  failed.delete(row.key);
+  const differs = await mergeWith(row, current);
+  if (differs) scheduleSave(row);
 }
