@@ -21,6 +21,15 @@
 //                                                       them; per group, the paired summary of
 //                                                       delta_delta_i_bits (else base.delta_i_bits)
 //   {type: 'verdictScore', id, text}                  [number | null]
+//   {type: 'studyAgreement', id, records, models?, options?}
+//                                                     [{agreement, chart_svg}] agreement among the
+//                                                       annotators of the same works, models as more
+//                                                       raters (`cqa agreement --json`; models:
+//                                                       [{name, scores: {id: expected}, trained_on}])
+//   {type: 'checkStudy', id, text}                    [number of records] the engine's checks of a
+//                                                       study document (docs/study-format.md)
+//   {type: 'studyReport', id, text}                   [HTML string] the study's self-contained report
+//                                                       (`cqa report`)
 //   {type: 'simulate-crash', id}                      [{scheduled: true}] test-only: the worker
 //                                                       throws outside any handler just after
 //                                                       replying; the page restarts it
@@ -73,6 +82,18 @@ const requests = allowList({
   async verdictScore({ text }) {
     const m = await ensureWasm();
     return m.parseVerdictScore(text) ?? null;
+  },
+  async studyAgreement({ records, models, options }) {
+    const m = await ensureWasm();
+    return m.studyAgreement(records, models || [], options || {});
+  },
+  async checkStudy({ text }) {
+    const m = await ensureWasm();
+    return m.checkStudy(text);
+  },
+  async studyReport({ text }) {
+    const m = await ensureWasm();
+    return m.studyReportHtml(text);
   },
   'simulate-crash': simulateCrash,
 });

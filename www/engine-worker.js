@@ -39,8 +39,9 @@
 //            4 GiB.
 //        events: {type: 'progress', id, stage, loaded, total, message}
 //                stage: 'cache' | 'download' | 'read' | 'prepare'; total may be 0 (unknown)
-//        result: {info, name, source, cached, fromCache}   info: `cqa info --json`'s fields;
-//                cached: kept in Cache Storage; fromCache: read from it this time
+//        result: {info, name, source, cached, fromCache, identity}   info: `cqa info --json`'s
+//                fields; cached: kept in Cache Storage; fromCache: read from it this time;
+//                identity: {name, size, sha256} of the file (sha256 null for HF shards)
 //   {type: 'forget-models', id}                       [number of cached model files deleted]
 //   {type: 'generate', id, prompt, chat, params}      the base model alone; params: sampling settings
 //        events: {type: 'token', id, side: 'base', text, count, tokensPerSecond}
@@ -352,10 +353,11 @@ function refuseIfTooBig(need, budget) {
 async function load(msg, ev) {
   const m = await engineWasm();
   const budget = budgetOf(msg);
-  let next, name, source, cached = false, fromCache = false, need = null;
+  let next, name, source, cached = false, fromCache = false, need = null, identity = null;
   if (msg.hf) {
     const f = await readHfFiles(msg.hf, ev);
     ({ name, source } = f);
+    identity = { name, size: f.total, sha256: null }; // several files: no single digest
     need = safetensorsNeed(f.shards);
     refuseIfTooBig(need, budget);
     ev({ type: 'progress', stage: 'prepare', loaded: f.total, total: f.total, message: `Preparing the weights for ${backendWords()}…` });
@@ -376,6 +378,8 @@ async function load(msg, ev) {
       refuseIfTooBig(need, budget);
     }
     ev({ type: 'progress', stage: 'prepare', loaded: f.bytes.length, total: f.bytes.length, message: `Preparing ${name} (${(f.bytes.length / 1e6).toFixed(1)} MB) for ${backendWords()}…` });
+    // The file's identity, so a study can name the model it was made with.
+    identity = { name, size: f.bytes.length, sha256: await sha256Hex(f.bytes) };
     dropTuned(); // a cache of merged weights: freed before the new weights need the memory
     await yieldToEvents();
     next = m.WebModel.loadGguf(f.bytes);
@@ -396,7 +400,13 @@ async function load(msg, ev) {
   base = next;
   baseName = name;
   baseResident = Number(info.weight_bytes_resident) || Number(info.weight_bytes_f32) || need?.resident_bytes || 0;
-  return { info, name, source, cached, fromCache };
+  return { info, name, source, cached, fromCache, identity };
+}
+
+/** Lower-case hex SHA-256 of `bytes`. */
+async function sha256Hex(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 function requireModel() {
