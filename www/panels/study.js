@@ -69,7 +69,7 @@ export async function buildStudy() {
     weights.set(name, bytes);
     const held = a.info?.held_out_ids || [];
     adapters.push({
-      name: a.name, created: a.created, model: modelRef(a.model), settings: a.settings ?? null, history: a.history || { steps: [], held_out: [] },
+      name: a.name, created: a.created, model: modelRef(a.model), settings: a.settings ?? null, ...(a.history ? { history: a.history } : {}),
       trained_ids: (a.info?.records || []).filter((id) => !held.includes(id)), held_out_ids: held,
       config_json: a.config_json, weights: name, weights_sha256: await sha256Hex(bytes), source: a.source, info: a.info ?? {},
     });
@@ -149,7 +149,7 @@ async function importStudy(file) {
     const record = {
       key: store.newKey(), name: taken ? `${a.name} (from ${file.name})` : a.name, created: a.created || new Date().toISOString(),
       model: a.model?.name || null, source: a.source || 'study', settings: a.settings ?? null,
-      info: { ...(a.info || {}), records: [...(a.trained_ids || []), ...(a.held_out_ids || [])], held_out_ids: a.held_out_ids || [] },
+      info: a.info ?? { records: [...(a.trained_ids || []), ...(a.held_out_ids || [])], held_out_ids: a.held_out_ids || [] },
       history: a.history || null, config_json: a.config_json, safetensors: bytes.slice().buffer,
     };
     try {
