@@ -256,3 +256,47 @@ impl Study {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECORD: &str = r#"{"schema": 1, "id": "a1", "work": "One.", "brief": "", "audience": "", "genre": "", "reasoning": [{"dimension": "craft", "text": "t"}], "verdict": {"score": 7, "summary": ""}, "provenance": {"expert": "Ada", "knowledge_engineer": "", "session": "", "date": ""}, "created": "", "updated": ""}"#;
+
+    fn doc(records: &str, extra: &str) -> String {
+        format!(r#"{{"format": "cqa-study", "version": 1, "records": [{records}]{extra}}}"#)
+    }
+
+    #[test]
+    fn refuses_foreign_files_newer_versions_and_bad_records() {
+        let err = |text: &str| Study::parse(text.as_bytes()).unwrap_err().to_string();
+        assert!(err(r#"{"format": "something-else", "version": 1}"#).contains("`something-else` file"));
+        assert!(err(r#"{"records": []}"#).contains("no `format"));
+        assert!(err(r#"{"format": "cqa-study", "version": 2, "records": []}"#).contains("version 2 is not supported"));
+        let bad = RECORD.replace(r#""score": 7"#, r#""score": 11"#);
+        let e = err(&doc(&format!("{RECORD}, {}", bad.replace("a1", "a2")), ""));
+        assert!(e.contains("record 2") && e.contains("verdict.score"), "{e}");
+        assert!(err(&doc(RECORD, r#", "agreement_options": {"level": 1.5}"#)).contains("confidence level"));
+        assert!(err("not json").contains("not valid JSON"));
+    }
+
+    #[test]
+    fn the_tuned_model_does_not_rate_what_its_adapter_trained_on() {
+        let text = doc(
+            &format!("{RECORD}, {}", RECORD.replace("a1", "b1").replace("Ada", "Ben")),
+            r#", "adapters": [{"name": "r4", "trained_ids": ["a1"]}],
+               "reports": {"appreciation": {"adapter": "r4", "records": [
+                 {"id": "a1", "base": {"expected": 5.0}, "tuned": {"expected": 6.0}},
+                 {"id": "b1", "base": {"expected": 4.0}, "tuned": {"expected": 7.0}}]}}"#,
+        );
+        let study = Study::parse(text.as_bytes()).unwrap();
+        let models = study.model_scores();
+        assert_eq!(models.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["base", "r4"]);
+        assert_eq!(models[1].trained_on.len(), 1);
+        let html = crate::report::render_html(&study);
+        // a1 and b1 are one work; the adapter trained on a1, so r4 rates nothing.
+        assert!(html.contains("It rated 0 works; 1 left out because it trained on them."), "{html}");
+        assert!(html.contains("<h3>b1</h3>"), "the largest verdict shift is shown first");
+        assert!(!html.contains("http://") || html.matches("http://").count() == html.matches("http://www.w3.org/2000/svg").count());
+    }
+}

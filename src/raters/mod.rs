@@ -306,10 +306,12 @@ pub fn agreement_of_table(table: RatingTable, columns: Vec<ModelColumn>, resampl
         })
         .collect();
 
+    let alpha_interval = est(&alpha_figure(t, Level::Interval));
+    let alpha_ordinal = est(&alpha_figure(t, Level::Ordinal));
     StudyAgreement {
         shared_items: t.shared_items(),
-        alpha_interval: est(&alpha_figure(t, Level::Interval)),
-        alpha_ordinal: est(&alpha_figure(t, Level::Ordinal)),
+        alpha_interval,
+        alpha_ordinal,
         pairs,
         humans_vs_rest,
         models,
