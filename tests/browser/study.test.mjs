@@ -111,7 +111,7 @@ test('a study exported from one profile and imported into a fresh one holds the 
   await p.click('#tab-train');
   const dir = path.join(scratch, 'adapter');
   await p.setInputFiles('#adapter-import', [path.join(dir, 'adapter_config.json'), path.join(dir, 'adapter_model.safetensors')]);
-  await p.waitForFunction(() => document.querySelectorAll('#adapter-list li').length === 1, null, { timeout: 60_000 });
+  await p.waitForFunction(() => document.querySelectorAll('#adapter-list li.adapter').length === 1, null, { timeout: 60_000 });
   await p.click('#tab-calibrate');
   const items = readFileSync(path.join(ROOT, 'data/benchmarks/calibration.jsonl'), 'utf8').split('\n').filter(Boolean);
   const two = [items.find((l) => l.includes('"literary"')), items.find((l) => l.includes('"factual"'))].join('\n');

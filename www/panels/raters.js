@@ -88,8 +88,10 @@ function render({ agreement: a, chart_svg: svg }) {
     h('th', { scope: 'row', text: `Krippendorff’s α (${name})` }),
     h('td', { class: 'num', dataset: { value: e.value ?? '' }, text: num(e.value, fmt2) }),
     h('td', { class: 'num ci', text: `${level} % CI ${ci(e)}` }))));
-  // The engine's SVG: built from numbers and XML-escaped names, with no script or link.
-  el['rt-chart'].innerHTML = svg;
+  // The engine's SVG (the report draws the same), parsed as XML and adopted as nodes: never
+  // through innerHTML. It holds numbers, escaped names and shapes only.
+  const parsed = new DOMParser().parseFromString(svg, 'image/svg+xml').documentElement;
+  el['rt-chart'].replaceChildren(parsed.nodeName === 'svg' ? document.importNode(parsed, true) : '');
   el['rt-pairs'].replaceChildren(...(a.pairs.length ? a.pairs : []).map((p) => h('tr', {},
     h('th', { scope: 'row', text: `${p.a} ~ ${p.b}` }), h('td', { class: 'num', text: String(p.n) }),
     h('td', { class: 'num' }, num(p.spearman.value), ' ', h('span', { class: 'ci', text: ci(p.spearman) })),

@@ -150,7 +150,7 @@ async function importStudy(file) {
       key: store.newKey(), name: taken ? `${a.name} (from ${file.name})` : a.name, created: a.created || new Date().toISOString(),
       model: a.model?.name || null, source: a.source || 'study', settings: a.settings ?? null,
       info: a.info ?? { records: [...(a.trained_ids || []), ...(a.held_out_ids || [])], held_out_ids: a.held_out_ids || [] },
-      history: a.history || null, config_json: a.config_json, safetensors: bytes.slice().buffer,
+      history: a.history || null, config_json: a.config_json, safetensors: bytes.slice(),
     };
     try {
       await adaptersPanel.saveAdapter(record);
