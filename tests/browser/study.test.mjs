@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { unzipSync, strFromU8 } from '../../www/node_modules/fflate/esm/index.mjs';
+import { unzipSync, zipSync, strFromU8, strToU8 } from '../../www/node_modules/fflate/esm/index.mjs';
 import { CHROMIUM_ARGS, MODELS, ROOT, openPage, scratchDir, shortRecords } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
@@ -21,6 +21,7 @@ const ALPHA_INTERVAL = 0.85625;
 const ALPHA_ORDINAL = 0.8387890220446812;
 const scratch = scratchDir('cqa-study-');
 let a, b;
+let studyZip = null; // the study exported in the second test
 const pageErrors = [];
 
 const idle = (p, timeout = 240_000) => p.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout });
@@ -138,6 +139,7 @@ test('a study exported from one profile and imported into a fresh one holds the 
 
   await p.fill('#st-title', 'Lab 3');
   const zip = await download(p, '#st-export');
+  studyZip = zip;
   assert.match(path.basename(zip), /^lab-3-\d{4}-\d{2}-\d{2}\.cqa-study\.zip$/);
   const entries = unzipSync(readFileSync(zip));
   const doc = JSON.parse(strFromU8(entries['study.json']));
@@ -182,12 +184,35 @@ test('a study exported from one profile and imported into a fresh one holds the 
   assert.deepEqual(doc2, doc);
 });
 
-test('a bad study is refused in words, and nothing changes', { timeout: 60_000 }, async () => {
+test('a bad or oversized study is refused in words, a foreign model is named, and nothing changes', { timeout: 120_000 }, async () => {
   const p = b.page;
   const before = await stored(p);
-  await p.setInputFiles('#st-import', { name: 'not-a-study.cqa-study.zip', mimeType: 'application/zip', buffer: Buffer.from('PK not really a zip') });
-  await p.waitForFunction(() => document.getElementById('st-error').textContent, null, { timeout: 30_000 });
-  assert.match(await p.textContent('#st-error'), /not-a-study\.cqa-study\.zip was not imported: it is not a readable zip archive.*Nothing was changed/);
+  const refused = async (name, buffer, pattern) => {
+    await p.evaluate(() => { document.getElementById('st-error').textContent = ''; });
+    await p.setInputFiles('#st-import', { name, mimeType: 'application/zip', buffer });
+    await p.waitForFunction(() => document.getElementById('st-error').textContent, null, { timeout: 30_000 });
+    assert.match(await p.textContent('#st-error'), pattern);
+  };
+  await refused('not-a-study.cqa-study.zip', Buffer.from('PK not really a zip'),
+    /Could not import not-a-study\.cqa-study\.zip: it is not a readable zip archive.*Nothing was changed/);
+  // 65 MiB of zeros packs into a small file: the directory's size is refused before unpacking.
+  await refused('bomb.cqa-study.zip', Buffer.from(zipSync({ 'study.json': new Uint8Array(65 * 2 ** 20) }, { level: 9 })),
+    /Could not import bomb\.cqa-study\.zip: its entry study\.json unpacks to 65 MiB, more than the 64 MiB allowed/);
+  await refused('foreign.cqa-study.zip', Buffer.from(zipSync({ 'study.json': strToU8('{"format": "something-else"}') })),
+    /not a study/);
+  // The same study made with another model, with an entry a study does not hold: the model is
+  // named, the entry skipped, and what is already here stays as it is.
+  const entries = unzipSync(readFileSync(studyZip));
+  const doc = JSON.parse(strFromU8(entries['study.json']));
+  doc.model = { name: 'SmolLM2-360M-Instruct.Q8_0.gguf', size: 386404992, sha256: 'ab'.repeat(32) };
+  entries['study.json'] = strToU8(JSON.stringify(doc));
+  entries['../outside.txt'] = strToU8('not for us');
+  await p.evaluate(() => { document.getElementById('st-error').textContent = ''; });
+  await p.setInputFiles('#st-import', { name: 'other-model.cqa-study.zip', mimeType: 'application/zip', buffer: Buffer.from(zipSync(entries)) });
+  await p.waitForFunction(() => /Imported other-model/.test(document.getElementById('st-status').textContent), null, { timeout: 60_000 });
+  const notes = await p.textContent('#st-notes');
+  assert.match(notes, /This study was made with SmolLM2-360M-Instruct\.Q8_0\.gguf \(386\.4 MB, SHA-256 abababababababab…\)\. The loaded model is test-tiny-random\.gguf: open SmolLM2-360M-Instruct\.Q8_0\.gguf in the Model panel/);
+  assert.match(notes, /Skipped 1 entry a study does not hold \(\.\.\/outside\.txt\)/);
   assert.deepEqual(await stored(p), before);
 });
 

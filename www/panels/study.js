@@ -109,18 +109,18 @@ async function writeReport() {
 const note = (text) => el['st-notes'].append(Object.assign(document.createElement('li'), { textContent: text }));
 
 async function importStudy(file) {
-  if (file.size > MAX_STUDY_BYTES) throw new Error(`${file.name} is ${Math.round(file.size / 2 ** 20)} MiB, more than the ${MAX_STUDY_BYTES / 2 ** 20} MiB a study may be, so it was not read. Nothing was imported`);
+  if (file.size > MAX_STUDY_BYTES) throw new Error(`The file ${file.name} is ${Math.round(file.size / 2 ** 20)} MiB, more than the ${MAX_STUDY_BYTES / 2 ** 20} MiB a study may be, so it was not read. Nothing was imported`);
   let study;
   try {
     study = await readStudyZip(await fileBytes(file));
   } catch (e) {
-    throw new Error(`${file.name} was not imported: ${e.message}. Nothing was changed`);
+    throw new Error(`Could not import ${file.name}: ${e.message}. Nothing was changed`);
   }
   const { doc, text, weights, skipped } = study;
   try {
     await app.data.call('checkStudy', { text });
   } catch (e) {
-    throw new Error(`${file.name} was not imported: ${e.message}. Nothing was changed`);
+    throw new Error(`Could not import ${file.name}: ${e.message}. Nothing was changed`);
   }
   if (skipped.length) note(`Skipped ${skipped.length} entr${skipped.length === 1 ? 'y' : 'ies'} a study does not hold (${skipped.slice(0, 3).join(', ')}${skipped.length > 3 ? ', …' : ''}).`);
 
@@ -128,7 +128,8 @@ async function importStudy(file) {
   const want = doc.model;
   const have = app.state.modelIdentity;
   if (want?.name && !(have && (want.sha256 ? have.sha256 === want.sha256 : have.name === want.name))) {
-    note(`This study was made with ${want.name}${want.size ? ` (${(want.size / 1e6).toFixed(1)} MB${want.sha256 ? `, SHA-256 ${want.sha256.slice(0, 16)}…` : ''})` : ''}; ${have ? `the loaded model is ${have.name}. ` : ''}open that file in the Model panel to use the study’s adapters.`);
+    const about = want.size ? ` (${(want.size / 1e6).toFixed(1)} MB${want.sha256 ? `, SHA-256 ${want.sha256.slice(0, 16)}…` : ''})` : '';
+    note(`This study was made with ${want.name}${about}. ${have ? `The loaded model is ${have.name}: open` : 'Open'} ${want.name} in the Model panel to use the study’s adapters.`);
   }
 
   // Records: the JSONL import's rules.

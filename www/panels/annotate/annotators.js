@@ -4,7 +4,8 @@
 import { h, getPref, setPref } from '../../lib/ui.js';
 import { state, el } from './state.js';
 
-const expertOf = (record) => (record?.provenance?.expert || '').trim() || '(unnamed)';
+/** The annotator of a record, as the engine names it. */
+export const expertOf = (record) => (record?.provenance?.expert || '').trim() || '(unnamed)';
 
 /** record id → [{rater, score, id}] of the other annotators' records of the same work. */
 let others = new Map();
