@@ -5,18 +5,25 @@
 
 use super::{RaterKind, RaterVsRest, StudyAgreement};
 
-const WIDTH: f64 = 640.0;
+const WIDTH: f64 = 680.0;
 const ROW: f64 = 26.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 34.0;
-const LABEL_W: f64 = 150.0;
-const VALUE_W: f64 = 150.0;
+const LABEL_W: f64 = 170.0;
+const VALUE_W: f64 = 175.0;
 const HUMAN: &str = "#2b59c3";
 const MODEL: &str = "#c2410c";
 
 /// Text for XML: names come from the records, so they are escaped.
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// A label that fits the left margin: long names (an adapter's) are cut, whole in the tooltip.
+fn short(name: &str, kind: &str) -> String {
+    const MAX: usize = 24;
+    let full = format!("{name}{kind}");
+    if full.chars().count() <= MAX { full } else { format!("{}…", full.chars().take(MAX - 1).collect::<String>()) }
 }
 
 fn fmt(x: Option<f64>) -> String {
@@ -63,7 +70,12 @@ pub fn raters_chart_svg(report: &StudyAgreement) -> String {
         let name = escape(&r.rater);
         let kind = if r.kind == RaterKind::Model { " (model)" } else { "" };
         s.push_str(&format!(r#"<g data-rater="{name}" data-kind="{}">"#, if r.kind == RaterKind::Model { "model" } else { "human" }));
-        s.push_str(&format!(r#"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="{color}">{name}{kind}</text>"#, x0 - 8.0, y + 4.0));
+        s.push_str(&format!(
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="{color}"><title>{name}{kind}</title>{}</text>"#,
+            x0 - 8.0,
+            y + 4.0,
+            escape(&short(&r.rater, kind))
+        ));
         if let (Some(a), Some(b)) = (r.spearman.ci_low, r.spearman.ci_high) {
             s.push_str(&format!(r#"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{color}" stroke-width="2"/>"#, x(a), x(b)));
         }

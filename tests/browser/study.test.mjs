@@ -4,7 +4,7 @@
 // mode; a study exported from one browser profile and imported into a fresh one holds identical
 // records, adapters (the same weight bytes, so the same logits) and reports, and exports again
 // to the same study; the report opens with no request outside its own file. It saves
-// docs/screenshots/annotators.png.
+// docs/screenshots/annotators.png and report.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -220,7 +220,7 @@ test('the report opens offline with no request outside its own file', { timeout:
   const file = path.join(scratch, 'native-report.html');
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium', args: CHROMIUM_ARGS });
   try {
-    const context = await browser.newContext({ offline: true });
+    const context = await browser.newContext({ offline: true, viewport: { width: 1000, height: 1300 } });
     const page = await context.newPage();
     const requests = [];
     context.on('request', (r) => requests.push(r.url()));
@@ -231,6 +231,8 @@ test('the report opens offline with no request outside its own file', { timeout:
     assert.match(await page.textContent('h1'), /Lab 3/);
     assert.deepEqual(requests, [`file://${file}`]);
     assert.deepEqual(errors, []);
+    await page.evaluate(() => window.scrollTo(0, document.getElementById('agreement').getBoundingClientRect().top + window.scrollY - 16));
+    await page.screenshot({ path: path.join(ROOT, 'docs', 'screenshots', 'report.png') });
   } finally {
     await browser.close();
   }
