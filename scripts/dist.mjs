@@ -45,7 +45,7 @@ const VENDOR = [
   ['idb.js', 'idb/build/index.js'],
   ['fflate.js', 'fflate/esm/browser.js'],
 ];
-const DATA = ['samples/annotations.jsonl', 'benchmarks/calibration.jsonl'];
+const DATA = ['samples/annotations.jsonl', 'samples/annotations-second-annotator.jsonl', 'benchmarks/calibration.jsonl'];
 // What rustc's wasm32 target emits; wasm-opt must accept it and may use it.
 const WASM_FEATURES = ['--enable-bulk-memory', '--enable-nontrapping-float-to-int', '--enable-sign-ext',
   '--enable-mutable-globals', '--enable-reference-types', '--enable-multivalue', '--enable-simd'];

@@ -62,6 +62,10 @@ pub struct Provenance {
 pub struct Annotation {
     pub schema: u64,
     pub id: String,
+    /// A stable name for the work, shared by every annotator's record of it. Without one,
+    /// records whose `work` text is the same (whitespace aside) are records of one work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work_id: Option<String>,
     /// The passage being judged.
     pub work: String,
     /// The author's intent or assignment.
@@ -242,6 +246,12 @@ fn validate(v: &Value) -> Vec<(Option<String>, String)> {
         if let Some(msg) = string(field, non_empty) {
             bad(field, &msg);
         }
+    }
+    match obj.get("work_id") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s.trim().is_empty() => bad("work_id", "must not be empty (leave it out to group by the work's text)"),
+        Some(Value::String(_)) => {}
+        Some(_) => bad("work_id", "must be a string"),
     }
     match obj.get("reasoning") {
         None => bad("reasoning", "missing (a list of {dimension, text} steps)"),

@@ -20,10 +20,13 @@ pub mod lora;
 pub mod model;
 pub mod prompt;
 pub mod quant;
+pub mod raters;
+pub mod report;
 pub mod rng;
 pub mod safetensors;
 pub mod schema;
 pub mod stats;
+pub mod study;
 pub mod tokenizer;
 pub mod train;
 #[cfg(target_family = "wasm")]

@@ -24,6 +24,11 @@ pub struct Schema {
     /// Save a checkpoint every this many steps (and at each evaluation and the end).
     pub checkpoint_every: usize,
     pub default_model: &'static str,
+    /// This build's version, recorded in the studies it writes.
+    pub app_version: &'static str,
+    /// The study document format and version (docs/study-format.md).
+    pub study_format: &'static str,
+    pub study_version: u64,
 }
 
 pub fn schema() -> Schema {
@@ -34,5 +39,8 @@ pub fn schema() -> Schema {
         train_defaults: TrainConfig::default(),
         checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
         default_model: DEFAULT_MODEL_FILE,
+        app_version: env!("CARGO_PKG_VERSION"),
+        study_format: crate::study::STUDY_FORMAT,
+        study_version: crate::study::STUDY_VERSION,
     }
 }

@@ -86,6 +86,14 @@ fn train_prints_json_lines_and_writes_a_peft_adapter() {
     // The held-out record (1 of 3 at --held-out 0.34) is written out for `cqa appreciate`.
     let held = std::fs::read_to_string(out.join("held_out.jsonl")).unwrap();
     assert_eq!(held.lines().count(), 1, "{held}");
+    // And the two it trained on, for `cqa agreement --trained-on`: together, every record once.
+    let trained = std::fs::read_to_string(out.join("trained.jsonl")).unwrap();
+    assert_eq!(trained.lines().count(), 2, "{trained}");
+    let mut ids: Vec<String> = held.lines().chain(trained.lines()).map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    let mut all: Vec<String> = std::fs::read_to_string(records()).unwrap().lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string()).collect();
+    all.sort();
+    assert_eq!(ids, all);
 
     // --adapter changes what score and generate see.
     let text = ["--text", "The tide came in over the stones.", "--json"];

@@ -12,6 +12,8 @@ import * as trainPanel from './panels/train.js';
 import * as comparePanel from './panels/compare.js';
 import * as calibratePanel from './panels/calibrate.js';
 import * as agreementPanel from './panels/agreement.js';
+import * as ratersPanel from './panels/raters.js';
+import * as studyPanel from './panels/study.js';
 
 // ---- tabs ------------------------------------------------------------------------------------
 
@@ -98,6 +100,7 @@ const state = {
   backend: null,      // 'webgpu' | 'cpu'
   info: null,         // info() of the loaded model
   modelName: null,
+  modelIdentity: null, // {name, size, sha256} of the loaded file
   job: null,          // {kind, label} of the engine's current job, or null
   dead: null,         // why the engine could not start
   engineDownload: null, // {loaded, total} while the engine's wasm downloads
@@ -297,6 +300,7 @@ async function restartEngine(reason, message) {
         }
         state.info = r.info;
         state.modelName = r.info.name || r.name;
+        state.modelIdentity = r.identity || null;
         lastReload = { source: r.source, name: r.name, fromCache: r.fromCache };
       }
       break;
@@ -474,6 +478,8 @@ trainPanel.init(app);
 comparePanel.init(app);
 calibratePanel.init(app);
 agreementPanel.init(app);
+ratersPanel.init(app);
+studyPanel.init(app);
 updateBadge();
 selectTab(location.hash.slice(1) || getPref('tab', 'model'), { remember: false });
 emit('engine', state);

@@ -25,6 +25,15 @@
 //                                                     [{config (text), weights (Uint8Array)}] a PEFT
 //                                                       adapter from the disk, every size bounded
 //                                                       first (lib/adapter-files.js)
+//   {type: 'studyAgreement', id, records, models?, options?}
+//                                                     [{agreement, chart_svg}] agreement among the
+//                                                       annotators of the same works, models as more
+//                                                       raters (`cqa agreement --json`; models:
+//                                                       [{name, scores: {id: expected}, trained_on}])
+//   {type: 'checkStudy', id, text}                    [number of records] the engine's checks of a
+//                                                       study document (docs/study-format.md)
+//   {type: 'studyReport', id, text}                   [HTML string] the study's self-contained report
+//                                                       (`cqa report`)
 //   {type: 'simulate-crash', id}                      [{scheduled: true}] test-only: the worker
 //                                                       throws outside any handler just after
 //                                                       replying; the page restarts it
@@ -79,6 +88,18 @@ const requests = allowList({
   async verdictScore({ text }) {
     const m = await ensureWasm();
     return m.parseVerdictScore(text) ?? null;
+  },
+  async studyAgreement({ records, models, options }) {
+    const m = await ensureWasm();
+    return m.studyAgreement(records, models || [], options || {});
+  },
+  async checkStudy({ text }) {
+    const m = await ensureWasm();
+    return m.checkStudy(text);
+  },
+  async studyReport({ text }) {
+    const m = await ensureWasm();
+    return m.studyReportHtml(text);
   },
   // An adapter from the disk, bounded and unzipped here rather than on the page (lib/adapter-files.js).
   readAdapter: (files) => readAdapterFiles(files),

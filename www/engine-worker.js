@@ -10,7 +10,7 @@
 // (lib/engine-memory.js), the model files (lib/model-files.js), the token loops
 // (lib/model-loops.js); here, the device choice, the models and the handlers.
 import { allowList, ensureThreadedWasm, ensureWasm, lookup, messageOf, post, refuse, runJob, serve, simulateCrash, yieldToEvents } from './lib/worker-core.js';
-import { forgetModels, ggufNeed, hfNeed, readGguf, readHfFiles, storeModel } from './lib/model-files.js';
+import { forgetModels, ggufNeed, hfNeed, readGguf, readHfFiles, sha256Hex, storeModel } from './lib/model-files.js';
 import { measureAgreement, stream, verdictAfter } from './lib/model-loops.js';
 import { TEST_HOOKS } from './lib/test-hooks.js';
 import { CONCURRENT, ENGINE_CONTROLS, requestNames } from './lib/engine-requests.js';
@@ -118,13 +118,14 @@ const memoryOf = () => ({ backend, limits: gpu.device?.limits || gpu.adapter?.li
 async function load(msg, ev) {
   const m = await engineWasm();
   const budget = budgetOf(msg);
-  let next, name, source, cached = false, fromCache = false, need = null;
+  let next, name, source, cached = false, fromCache = false, need = null, identity = null;
   if (msg.hf) {
     // Sizes and headers first: nothing is read whole before the model is known to fit.
     need = await hfNeed(msg.hf);
     refuseIfTooBig(need, budget, memoryOf());
     const f = await readHfFiles(msg.hf, ev);
     ({ name, source } = f);
+    identity = { name, size: f.total, sha256: null }; // several files: no single digest
     ev({ type: 'progress', stage: 'prepare', loaded: f.total, total: f.total, message: `Preparing the weights for ${backendWords()}…` });
     dropTuned(); // a cache of merged weights: freed before the new weights need the memory
     await yieldToEvents();
@@ -143,6 +144,8 @@ async function load(msg, ev) {
       refuseIfTooBig(need, budget, memoryOf());
     }
     ev({ type: 'progress', stage: 'prepare', loaded: f.bytes.length, total: f.bytes.length, message: `Preparing ${name} (${(f.bytes.length / 1e6).toFixed(1)} MB) for ${backendWords()}…` });
+    // The file's identity, so a study can name the model it was made with.
+    identity = { name, size: f.bytes.length, sha256: await sha256Hex(f.bytes) };
     dropTuned(); // a cache of merged weights: freed before the new weights need the memory
     await yieldToEvents();
     next = m.WebModel.loadGguf(f.bytes);
@@ -164,7 +167,7 @@ async function load(msg, ev) {
   base = next;
   baseName = name;
   baseResident = Number(info.weight_bytes_resident) || Number(info.weight_bytes_f32) || need?.resident_bytes || 0;
-  return { info, name, source, cached, fromCache };
+  return { info, name, source, cached, fromCache, identity };
 }
 
 function requireModel() {

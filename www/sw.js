@@ -36,16 +36,16 @@ const BASE = new URL('./', self.location.href);
 const SHELL = [
   '', 'index.html', 'style.css', 'app.js', 'engine-worker.js', 'data-worker.js', 'favicon.svg',
   'lib/ui.js', 'lib/csv.js', 'lib/engine.js', 'lib/store.js', 'lib/charts.js', 'lib/heatmap.js', 'lib/adapters.js',
-  'lib/worker-core.js', 'lib/model-files.js', 'lib/model-loops.js', 'lib/verdict-chart.js', 'lib/test-hooks.js',
-  'panels/model.js', 'panels/train.js', 'panels/adapters.js', 'panels/compare.js', 'panels/calibrate.js', 'panels/agreement.js',
+  'lib/worker-core.js', 'lib/model-files.js', 'lib/model-loops.js', 'lib/verdict-chart.js', 'lib/test-hooks.js', 'lib/study-file.js',
+  'panels/model.js', 'panels/train.js', 'panels/adapters.js', 'panels/compare.js', 'panels/calibrate.js', 'panels/agreement.js', 'panels/raters.js', 'panels/study.js',
   'panels/annotate/index.js', 'panels/annotate/state.js', 'panels/annotate/list.js', 'panels/annotate/editor.js',
-  'panels/annotate/coverage.js', 'panels/annotate/import.js',
+  'panels/annotate/coverage.js', 'panels/annotate/import.js', 'panels/annotate/annotators.js',
   'panels/train/settings.js', 'panels/train/locks.js', 'panels/train/view.js', 'panels/train/job.js',
   'lib/training-run.js', 'lib/storage-room.js', 'lib/engine-requests.js', 'lib/gpu-device.js', 'lib/engine-memory.js',
   'lib/adapter-files.js',
   'vendor/uPlot.esm.js', 'vendor/uPlot.min.css', 'vendor/idb.js', 'vendor/fflate.js',
   'pkg/cqa_studio.js', 'pkg/cqa_studio_bg.wasm', 'pkg-threads/cqa_studio.js', 'pkg-threads/cqa_studio_bg.wasm', 'lib/pool-worker.js',
-  'data/samples/annotations.jsonl', 'data/benchmarks/calibration.jsonl',
+  'data/samples/annotations.jsonl', 'data/samples/annotations-second-annotator.jsonl', 'data/benchmarks/calibration.jsonl',
 ];
 const SHELL_PATHS = new Set(SHELL);
 const CLIENTS_CACHE = 'cqa-studio-clients';

@@ -30,10 +30,12 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 mod appreciate;
+mod raters;
 #[cfg(feature = "wasm-threads")]
 mod threads;
 mod train;
 pub use appreciate::appreciation_report;
+pub use raters::study_agreement_js;
 pub use train::{WebTrainControl, WebTrainer};
 
 type JsResult<T> = Result<T, JsError>;

@@ -22,8 +22,9 @@
 //        load fails.
 //        events: {type: 'progress', id, stage, loaded, total, message}
 //                stage: 'cache' | 'download' | 'read' | 'prepare'; total may be 0 (unknown)
-//        result: {info, name, source, cached, fromCache}   info: `cqa info --json`'s fields;
-//                cached: kept in Cache Storage; fromCache: read from it this time
+//        result: {info, name, source, cached, fromCache, identity}   info: `cqa info --json`'s
+//                fields; cached: kept in Cache Storage; fromCache: read from it this time;
+//                identity: {name, size, sha256} of the file (sha256 null for HF shards)
 //   {type: 'forget-models', id}                       [number of cached model files deleted]
 //   {type: 'generate', id, prompt, chat, params}      the base model alone; params: sampling settings
 //        events: {type: 'token', id, side: 'base', text, count, tokensPerSecond}

@@ -268,3 +268,10 @@ export function safetensorsNeed(shards) {
   }
   return { parameters, file_bytes: fileBytes, resident_bytes: parameters * 4, largest_tensor_bytes: largest * 4, largest_tensor: largestName, estimated: false };
 }
+
+/** Lower-case hex SHA-256 of `bytes` (a model's identity, so a study can name the file it was
+ * made with). */
+export async function sha256Hex(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+}

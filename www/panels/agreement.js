@@ -5,6 +5,7 @@
 // exported as JSON.
 import { $, h, announce, showError, download, readNumber, num, fmt1, fmt2, fmt3, getPref, setPref, today } from '../lib/ui.js';
 import { adapterPayload } from '../lib/adapters.js';
+import * as store from '../lib/store.js';
 import * as train from './train.js';
 import * as annotate from './annotate/index.js';
 
@@ -39,6 +40,22 @@ export function init(a) {
   app.on('tab', (t) => { if (t === 'calibrate') refresh(); });
   refresh();
   renderTable(null);
+  store.kvGet('report-appreciation').then((r) => { if (r && !report) adoptReport(r, { keep: false }); }).catch(() => {});
+}
+
+/** The last agreement report (the models' expected scores per record), or null. */
+export const lastReport = () => report;
+
+/** Shows a report kept in this browser or brought by a study, as if just measured. */
+export function adoptReport(r, { keep = true } = {}) {
+  report = r;
+  const experts = (r.records || []).map((x) => x.expert_score);
+  done = (r.records || []).map((x) => ({ id: x.id, expert: x.expert_score, base: x.base, tuned: x.tuned }));
+  renderTable(r.summary || null, experts, r.records || []);
+  renderRecords();
+  updateControls();
+  if (keep) store.kvSet('report-appreciation', r).catch(() => {});
+  app.emit('agreement-report', r);
 }
 
 const currentMode = () => document.querySelector('input[name="ag-mode"]:checked')?.value || 'direct';
@@ -180,6 +197,8 @@ async function run() {
       options, outcome: r.outcome, done: r.done, total: r.total, summary: r.summary, records: r.records,
     };
     renderTable(r.summary, experts.slice(0, r.done), r.records || []);
+    if (report) store.kvSet('report-appreciation', report).catch(() => {});
+    app.emit('agreement-report', report);
     if (r.outcome === 'cancelled' && r.summary) el['ag-note'].textContent = `Cancelled: these figures cover the first ${r.done} of ${plural(r.total, 'record')}. ${el['ag-note'].textContent}`;
     el['ag-progress-label'].textContent = r.outcome === 'finished' ? `Done: ${plural(r.done, 'record')}` : `Cancelled after ${r.done} of ${plural(r.total, 'record')}`;
     announce(el['ag-progress-label'].textContent);

@@ -60,9 +60,40 @@ export function init(a) {
   renderTable(false);
   renderSummary(false);
   store.kvGet('benchmark').then((b) => { if (b) importBench(b.name, b.bytes, false); }).catch(() => {});
+  // The last report survives a reload, so a study exported later still holds it.
+  store.kvGet('report-calibration').then((r) => { if (r && !report) adoptReport(r, { keep: false }); }).catch(() => {});
 }
 
 const source = () => document.querySelector('input[name="cal-source"]:checked')?.value || 'bundled';
+
+/** The last calibration report ({benchmark, model, adapter, items, groups}), or null. */
+export const lastReport = () => report;
+
+/** The benchmark the next run would use, as {name, items}, or null before it is known. */
+export async function benchmark() {
+  if (source() === 'imported' && imported) return { name: imported.name, items: imported.items };
+  const items = await ensureBundled();
+  return items ? { name: 'data/benchmarks/calibration.jsonl', items } : null;
+}
+
+/** Whether a benchmark file was imported here (a study's benchmark never replaces it). */
+export const hasImportedBenchmark = () => !!imported;
+
+/** Takes a benchmark from a study (as JSONL bytes), as if imported. */
+export const adoptBenchmark = (name, bytes) => importBench(name, bytes, true);
+
+/** Shows a report kept in this browser or brought by a study, as if just run. */
+export function adoptReport(r, { keep = true } = {}) {
+  report = r;
+  results = Array.isArray(r.items) ? r.items : [];
+  groups = r.groups || {};
+  const tuned = results.some((x) => x.delta_delta_i_bits !== undefined);
+  renderTable(tuned);
+  for (const x of results) appendRow(x, tuned);
+  renderSummary(tuned);
+  drawChart();
+  if (keep) store.kvSet('report-calibration', r).catch(() => {});
+}
 
 function updateControls() {
   const running = app.state.job?.kind === 'calibrate';
@@ -152,6 +183,7 @@ async function run() {
       model: app.state.modelName, adapter: adapterName, finished: r.outcome === 'finished', created: new Date().toISOString(),
       items: results.map(({ token_texts, ...rest }) => rest), groups,
     };
+    store.kvSet('report-calibration', report).catch(() => {});
     el['cal-progress-label'].textContent = r.outcome === 'finished' ? `Done: ${results.length} items` : `Cancelled after ${results.length} of ${items.length} items`;
     announce(el['cal-progress-label'].textContent);
     if (results.length && !selectedItem) showItem(results[0]);

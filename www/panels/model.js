@@ -174,6 +174,7 @@ async function load(payload, label, { remember = true, fallback = false } = {}) 
     mark('cqa:model-ready');
     app.state.info = r.info;
     app.state.modelName = r.info.name || r.name;
+    app.state.modelIdentity = r.identity || null;
     el['model-progress-row'].hidden = true;
     el['model-status'].textContent = {
       default: 'Default model loaded', url: `Loaded ${r.name}`, file: 'Loaded from your file', local: 'Loaded from this browser’s cache', files: 'Loaded from your files',

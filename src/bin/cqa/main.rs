@@ -1,6 +1,7 @@
 //! `cqa`: the native command line over the cqa-studio engine. Other tools script against its
 //! output, so the JSON shapes here are a contract (see README.md).
 
+mod agreement;
 mod bench;
 mod files;
 mod train;
@@ -172,6 +173,19 @@ enum Command {
         #[arg(long, default_value_t = AppraiseOptions::default().seed)]
         seed: u64,
     },
+    /// Agreement among annotators who rated the same works (Krippendorff's α, pairwise Spearman
+    /// ρ and MAE, bootstrap CIs), and models placed among them from `appreciate --json` output:
+    /// each against each human, and leave-one-annotator-out (docs/study-format.md).
+    Agreement(Box<agreement::AgreementArgs>),
+    /// Write a study's report: one self-contained HTML file (inline SVG charts, no external
+    /// requests) from its study.json, the same file the page's Report button writes.
+    Report {
+        /// The study document (`study.json` from a *.cqa-study.zip; docs/study-format.md).
+        #[arg(long)]
+        study: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Craft / audience / reality balance of an annotation file.
     Coverage {
         #[arg(long)]
@@ -243,6 +257,13 @@ fn run(cli: Cli) -> Result<()> {
                     println!("warning: {w}");
                 }
             }
+            return Ok(());
+        }
+        Command::Agreement(args) => return agreement::agreement_command(args),
+        Command::Report { study, out } => {
+            let doc = cqa_studio::study::Study::parse(&read(study)?).map_err(|e| Error::Input(format!("{}: {e}", study.display())))?;
+            write_atomic(out, cqa_studio::report::render_html(&doc).as_bytes())?;
+            eprintln!("wrote the report of {} records to {}", doc.records.len(), out.display());
             return Ok(());
         }
         Command::ExportTrl { data, out } => {
@@ -331,7 +352,12 @@ fn run(cli: Cli) -> Result<()> {
             let report = bench::train(&base, &model_path, &lora, batch, seq, rank, &targets, steps.max(1))?;
             println!("{report}");
         }
-        Command::DebugTinyLogits { .. } | Command::DebugTinyGguf { .. } | Command::Coverage { .. } | Command::ExportTrl { .. } => {
+        Command::DebugTinyLogits { .. }
+        | Command::DebugTinyGguf { .. }
+        | Command::Coverage { .. }
+        | Command::Agreement(_)
+        | Command::Report { .. }
+        | Command::ExportTrl { .. } => {
             unreachable!("handled before loading a model")
         }
     }

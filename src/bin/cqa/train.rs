@@ -150,6 +150,9 @@ pub fn train_command(lm: &LanguageModel, a: TrainArgs, model_path: &Path) -> Res
     let held: std::collections::HashSet<&str> = trainer.held_out_examples().iter().map(|e| e.id.as_str()).collect();
     let held_records: Vec<_> = records.iter().filter(|r| held.contains(r.id.as_str())).cloned().collect();
     write_atomic(&a.out.join("held_out.jsonl"), cqa_studio::data::annotations_to_jsonl(&held_records).as_bytes())?;
+    // And the records it trained on, for `cqa agreement --trained-on OUT/trained.jsonl`.
+    let trained_records: Vec<_> = records.iter().filter(|r| !held.contains(r.id.as_str())).cloned().collect();
+    write_atomic(&a.out.join("trained.jsonl"), cqa_studio::data::annotations_to_jsonl(&trained_records).as_bytes())?;
     if !a.json {
         println!("saved the adapter to {}", a.out.display());
     }

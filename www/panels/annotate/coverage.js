@@ -5,6 +5,7 @@ import { BarChart } from '../../lib/charts.js';
 import { state, el } from './state.js';
 import * as list from './list.js';
 import * as editor from './editor.js';
+import * as annotators from './annotators.js';
 
 let chart;
 let timer = 0;
@@ -41,9 +42,19 @@ export async function refreshStatus() {
     problems.get(row.key).push(e);
   }
   state.problems = problems;
+  // Which records are of the same work, and who rated it: the engine groups them.
+  try {
+    const valid = snapshot.filter((r) => !problems.has(r.key)).map((r) => r.record);
+    const { agreement } = await app.data.call('studyAgreement', { records: valid, models: [], options: { bootstrap: 0 } });
+    if (mine !== seq) return;
+    annotators.setTable(agreement.table);
+  } catch (e) {
+    showError(el['ann-list-error'], `Could not group the records by work: ${e.message}`);
+  }
+  list.renderList();
   list.renderCount();
-  for (const row of state.rows) list.updateListItem(row);
   editor.renderProblems();
+  editor.renderRaters();
   renderCoverage(s.coverage, schema.dimensions);
   app.emit('annotations', state.rows);
 }

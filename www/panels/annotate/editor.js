@@ -5,6 +5,7 @@
 import { h, announce, sentence, nowIso, setPref } from '../../lib/ui.js';
 import { state, el, current, scheduleSave } from './state.js';
 import * as list from './list.js';
+import * as annotators from './annotators.js';
 
 let onChange = () => {};
 let shownKey; // the record the editor shows (undefined: none drawn yet)
@@ -66,12 +67,18 @@ function bindFields() {
   }
 }
 
+const EMPTY_HINT = 'Pick a record on the left, start a new one, or load the bundled samples.';
+
 export function renderEditor() {
   const row = current();
-  shownKey = row?.key ?? null;
-  el['ann-form'].hidden = !row;
-  el['ann-empty'].hidden = !!row;
-  if (!row) { el['ann-saved'].textContent = ''; return; }
+  // Blind mode: another annotator's record, verdict and reasoning included, stays closed.
+  const blinded = row && state.blind && state.annotator && annotators.expertOf(row.record) !== state.annotator;
+  shownKey = row && !blinded ? row.key : null;
+  el['ann-form'].hidden = !row || blinded;
+  el['ann-empty'].hidden = !!row && !blinded;
+  el['ann-empty'].textContent = blinded ? `This record is ${annotators.expertOf(row.record)}’s: blind mode keeps it closed to ${state.annotator}.` : EMPTY_HINT;
+  if (!row || blinded) { el['ann-saved'].textContent = ''; return; }
+  renderRaters();
   for (const [id, , read] of FIELDS) el[id].value = shown(read(row.record));
   el['f-times'].textContent = times(row.record);
   renderSteps();
@@ -108,9 +115,16 @@ function setValue(input, value) {
  * Shows the open record's current version (another tab's edit, or a merge) without redrawing the
  * form: every field is updated in place, the focused one keeping its caret.
  */
+/** Who else rated the open record's work (their verdicts hidden in blind mode). */
+export function renderRaters() {
+  const row = current();
+  el['f-raters'].textContent = row ? annotators.describe(row.record) : '';
+}
+
 export function refreshFromRecord() {
   const row = current();
   if (!row || row.key !== shownKey) { renderEditor(); return; }
+  renderRaters();
   for (const [id, , read] of FIELDS) setValue(el[id], shown(read(row.record)));
   el['f-times'].textContent = times(row.record);
   const steps = row.record.reasoning || [];

@@ -17,6 +17,7 @@ export const MAX_IMPORT_BYTES = 64 * 1024 * 1024;
 export function init() {
   el['ann-new'].addEventListener('click', newRecord);
   el['ann-samples'].addEventListener('click', loadSamples);
+  el['ann-samples-second'].addEventListener('click', loadSecondAnnotator);
   el['ann-import'].addEventListener('change', () => {
     const f = el['ann-import'].files?.[0];
     el['ann-import'].value = '';
@@ -104,7 +105,11 @@ async function newRecord() {
   await saved;
 }
 
-async function addRecords(records, source) {
+/**
+ * Adds records: identical ones are skipped, one whose id is taken is kept under a new id.
+ * Resolves to what was done, in words, or null when storing failed (and was said).
+ */
+export async function addRecords(records, source) {
   const byId = new Map(state.rows.map((r) => [r.record.id, r]));
   const taken = new Set(byId.keys());
   let pos = nextPos();
@@ -126,13 +131,14 @@ async function addRecords(records, source) {
   const ok = added.length ? await storeNewRows(added) : true;
   if (added.length && !state.rows.some((r) => r.key === state.selected)) state.selected = added[0].key;
   redraw();
-  if (!ok) return;
+  if (!ok) return null; // persist() said why
   const parts = [`Imported ${plural(added.length, 'record')} from ${source}`];
   if (same) parts.push(`${same} already here unchanged`);
   if (renamed.length) parts.push(`${renamed.length} renamed because their id was taken (${renamed.slice(0, 5).join(', ')}${renamed.length > 5 ? ', …' : ''})`);
   const msg = `${parts.join('; ')}.`;
   flash(msg);
   announce(msg);
+  return msg;
 }
 
 const size = (bytes) => (bytes >= 1e9 ? `${fmt1.format(bytes / 1e9)} GB` : mb(bytes));
@@ -202,13 +208,23 @@ function hideReport() {
 }
 
 async function loadSamples() {
+  await loadSample('annotations.jsonl', 'the bundled samples');
+}
+
+/** A second illustrative annotator's records of twelve of the same works, so that the agreement
+ * among annotators (Calibrate) has something to show. */
+async function loadSecondAnnotator() {
+  await loadSample('annotations-second-annotator.jsonl', 'the second annotator’s samples');
+}
+
+async function loadSample(file, name) {
   showError(el['ann-list-error'], '');
   try {
-    const res = await fetch(new URL('../../data/samples/annotations.jsonl', import.meta.url));
+    const res = await fetch(new URL(`../../data/samples/${file}`, import.meta.url));
     if (!res.ok) throw new Error(`the server answered ${res.status}`);
-    await importBytes('the bundled samples', new Uint8Array(await res.arrayBuffer()));
+    await importBytes(name, new Uint8Array(await res.arrayBuffer()));
   } catch (e) {
-    showError(el['ann-list-error'], `Could not load the bundled samples: ${e.message}`);
+    showError(el['ann-list-error'], `Could not load ${name}: ${e.message}`);
   }
 }
 

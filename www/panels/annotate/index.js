@@ -13,15 +13,16 @@ import * as list from './list.js';
 import * as editor from './editor.js';
 import * as coverage from './coverage.js';
 import * as recordOps from './import.js';
+import * as annotators from './annotators.js';
 
 export function init(a) {
   state.app = a;
-  for (const id of ['ann-count', 'ann-new', 'ann-samples', 'ann-import', 'ann-export', 'ann-delete-all', 'ann-undo', 'ann-search',
+  for (const id of ['ann-count', 'ann-new', 'ann-samples', 'ann-samples-second', 'ann-import', 'ann-export', 'ann-delete-all', 'ann-undo', 'ann-search',
     'ann-list', 'ann-list-error', 'ann-import-report', 'ann-import-summary', 'ann-import-errors', 'ann-import-valid',
     'ann-import-dismiss', 'ann-saved', 'ann-empty', 'ann-form', 'f-id', 'f-genre', 'f-audience', 'f-brief', 'f-work', 'f-steps',
     'f-score', 'f-summary', 'f-revision', 'f-expert', 'f-ke', 'f-session', 'f-date', 'f-times', 'f-problems-box', 'f-problems',
     'ann-delete', 'cov-chart', 'cov-list', 'cov-warnings', 'ann-notices', 'ann-trash', 'ann-trash-count', 'ann-trash-list',
-    'ann-trash-empty', 'ann-export-all']) el[id] = $(id);
+    'ann-trash-empty', 'ann-export-all', 'ann-annotator', 'ann-blind', 'ann-blind-hint', 'f-raters']) el[id] = $(id);
 
   hooks.listChanged = () => {
     // The open record went (deleted in another tab): the keys typed next must not land in
@@ -43,6 +44,7 @@ export function init(a) {
   hooks.trashChanged = () => recordOps.refreshTrash();
 
   coverage.init();
+  annotators.init({ changed: () => { list.renderList(); editor.renderEditor(); } });
   list.init({ select: editor.select });
   editor.init({ changed: coverage.scheduleStatus });
   recordOps.init();
@@ -67,6 +69,14 @@ export const records = () => state.rows.map((r) => r.record);
 export const problemKeys = () => new Set(state.problems.keys());
 export { rowsWithProblems };
 export const allRows = () => state.rows;
+
+/** Imports records from a study as a JSONL import would; resolves to what was done, in words. */
+export async function importRecords(records, source) {
+  if (!records.length) return `${source} holds no records.`;
+  const msg = await serial(() => recordOps.addRecords(records, source));
+  if (msg === null) throw new Error(`the records of ${source} could not be kept in this browser`);
+  return msg;
+}
 
 // ---- storage ------------------------------------------------------------------------------------
 

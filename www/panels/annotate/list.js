@@ -2,6 +2,7 @@
 // and the record count.
 import { h, replaceAll } from '../../lib/ui.js';
 import { state, el } from './state.js';
+import * as annotators from './annotators.js';
 
 let onSelect = () => {};
 const listItems = new Map(); // key → li
@@ -28,13 +29,13 @@ export function renderList() {
   listItems.clear();
   const items = [];
   for (const r of state.rows) {
-    if (!matches(r, q)) continue;
+    if (!annotators.listed(r) || !matches(r, q)) continue;
     const li = h('li', {});
     listItems.set(r.key, li);
     fillListItem(li, r);
     items.push(li);
   }
-  if (!items.length) items.push(h('li', { class: 'hint empty', text: state.rows.length ? 'No record matches the search.' : 'No records yet.' }));
+  if (!items.length) items.push(h('li', { class: 'hint empty', text: state.rows.length ? (state.annotator ? `No record by ${state.annotator} matches.` : 'No record matches the search.') : 'No records yet.' }));
   replaceAll(el['ann-list'], items);
   if (focused) listItems.get(focused)?.firstChild?.focus();
   renderCount();
@@ -49,6 +50,9 @@ function fillListItem(li, r) {
       h('span', { class: 'ann-item-id', text: rec.id || '(no id)' }),
       h('span', { class: 'ann-item-meta', text: `${Number.isInteger(rec.verdict?.score) ? `${rec.verdict.score}/10 · ` : ''}${(rec.reasoning || []).length} steps` }),
       bad ? h('span', { class: 'ann-item-bad', title: `${bad.length} problem${bad.length === 1 ? '' : 's'} to fix`, text: `⚠ ${bad.length}` }) : null),
+    h('span', { class: 'ann-item-by' },
+      h('span', { class: 'ann-item-expert', text: annotators.expertOf(rec) }),
+      annotators.ratersLabel(rec) ? h('span', { class: 'ann-item-raters', title: annotators.describe(rec), text: ` · ${annotators.ratersLabel(rec)}` }) : null),
     h('span', { class: 'ann-item-snippet', text: snippet || '(no work yet)' }));
   li.replaceChildren(btn);
 }
