@@ -361,6 +361,8 @@ fn dot_rows_body<const FMA: bool>(w: &StoredMatrix, r0: usize, out: &mut [f32], 
                 Format::Q5_1 => formats::q5_1::dot::<FMA>(row, xi, sums()),
                 Format::Q4K => formats::q4_k::dot::<FMA>(row, xi, sums()),
                 Format::Q6K => formats::q6_k::dot::<FMA>(row, xi),
+                Format::IQ4NL => formats::iq4_nl::dot::<FMA>(row, xi),
+                Format::IQ4XS => formats::iq4_xs::dot::<FMA>(row, xi),
                 // The rest through their decoders: plain floats, and the formats llama.cpp
                 // writes for a few tensors of a file, or that are rare.
                 Format::F32
@@ -369,8 +371,6 @@ fn dot_rows_body<const FMA: bool>(w: &StoredMatrix, r0: usize, out: &mut [f32], 
                 | Format::Q2K
                 | Format::Q3K
                 | Format::Q5K
-                | Format::IQ4NL
-                | Format::IQ4XS
                 | Format::TQ1_0
                 | Format::TQ2_0
                 | Format::MXFP4 => formats::dot_decoded::<FMA>(w.format, row, xi),

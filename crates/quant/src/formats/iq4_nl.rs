@@ -1,7 +1,7 @@
 //! IQ4_NL: blocks of 32 — an f16 scale `d`, then 16 bytes of nibbles laid out as Q4_0's, each
 //! an index into the sixteen non-linear levels `IQ4_LEVELS`; value `d·level`. 4.5 bits a weight.
 
-use super::{IQ4_LEVELS, scale};
+use super::{IQ4_LEVELS, LANES, madd, scale};
 
 pub(crate) fn decode(bytes: &[u8], out: &mut [f32]) {
     for (b, y) in bytes.chunks_exact(18).zip(out.chunks_exact_mut(32)) {
@@ -12,4 +12,38 @@ pub(crate) fn decode(bytes: &[u8], out: &mut [f32]) {
             hi[j] = d * IQ4_LEVELS[(q >> 4) as usize] as f32;
         }
     }
+}
+
+/// The levels as f32, so that a lookup is one load.
+const LEVELS_F32: [f32; 16] = {
+    let mut out = [0f32; 16];
+    let mut i = 0;
+    while i < 16 {
+        out[i] = IQ4_LEVELS[i] as f32;
+        i += 1;
+    }
+    out
+};
+
+/// `Σ d·level·x` over 16 bytes of nibbles (elements 0..16 low, 16..32 high) and their 32 x values,
+/// into `acc`: the inner step of IQ4_NL's dot and of each IQ4_XS sub-block.
+#[inline(always)]
+pub(crate) fn dot_nibbles<const FMA: bool>(acc: &mut [f32; LANES], d: f32, q: &[u8], x: &[f32]) {
+    let mut p = [0f32; LANES];
+    for l in 0..LANES {
+        p[l] = madd::<FMA>(LEVELS_F32[(q[l] & 0x0f) as usize], x[l], p[l]);
+        p[l] = madd::<FMA>(LEVELS_F32[(q[l] >> 4) as usize], x[LANES + l], p[l]);
+    }
+    for l in 0..LANES {
+        acc[l] = madd::<FMA>(d, p[l], acc[l]);
+    }
+}
+
+#[inline(always)]
+pub(crate) fn dot<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    for (b, xb) in row.chunks_exact(18).zip(x.chunks_exact(32)) {
+        dot_nibbles::<FMA>(&mut acc, scale(b, 0), &b[2..18], xb);
+    }
+    acc.iter().sum()
 }

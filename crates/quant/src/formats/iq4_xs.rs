@@ -3,7 +3,7 @@
 //! block's); sub-block i's 6-bit scale is nibble i of the four bytes with bits 2i..2i+2 of the
 //! u16 above it, biased by 32; value `d·(scale − 32)·level`. 4.25 bits a weight.
 
-use super::{IQ4_LEVELS, scale};
+use super::{IQ4_LEVELS, LANES, scale};
 
 pub(crate) fn decode(bytes: &[u8], out: &mut [f32]) {
     for (b, y) in bytes.chunks_exact(136).zip(out.chunks_exact_mut(256)) {
@@ -21,4 +21,21 @@ pub(crate) fn decode(bytes: &[u8], out: &mut [f32]) {
             }
         }
     }
+}
+
+/// Each sub-block of 32 as an IQ4_NL block with its own scale.
+#[inline(always)]
+pub(crate) fn dot<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    for (b, xb) in row.chunks_exact(136).zip(x.chunks_exact(256)) {
+        let d = scale(b, 0);
+        let scales_high = u16::from_le_bytes([b[2], b[3]]);
+        for (i, (q, xs)) in b[8..136].chunks_exact(16).zip(xb.chunks_exact(32)).enumerate() {
+            let low = (b[4 + i / 2] >> (4 * (i % 2))) & 0x0f;
+            let high = ((scales_high >> (2 * i)) & 3) as u8;
+            let dl = d * ((low | (high << 4)) as i32 - 32) as f32;
+            super::iq4_nl::dot_nibbles::<FMA>(&mut acc, dl, q, xs);
+        }
+    }
+    acc.iter().sum()
 }
