@@ -6,12 +6,8 @@
 
 mod common;
 
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{Int, Tensor, TensorData};
-use cqa_studio::device::block_on;
-use cqa_studio::generate::read_f32;
 use cqa_studio::gguf::GgufFile;
-use cqa_studio::model::{Llama, LlamaConfig, WeightMode, WeightSource};
+use cqa_studio::model::{Llama, WeightMode};
 
 /// The same bound as the default model's check (model_reference.rs).
 const LOGPROB_TOLERANCE: f32 = 2e-3;
@@ -25,16 +21,8 @@ fn logprobs_on(mode: WeightMode, device: &burn::tensor::Device) -> (Vec<f32>, Ve
     let ids = common::ids(&fixture["ids"]);
     let want = common::floats(&fixture["logprobs"]);
     let bytes = std::fs::read(common::root().join("tests/fixtures/quant_mix.gguf")).expect("read quant_mix.gguf");
-    let file = GgufFile::parse(bytes).unwrap();
-    let config = LlamaConfig::from_gguf(&file).unwrap();
-    let model = Llama::from_weights(&config, &WeightSource::Gguf(file), mode, device).unwrap();
-    let n = ids.len();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&t| t as i32).collect::<Vec<_>>(), [1, n]), device);
-    let logits = model.forward(tokens, &mut model.new_cache()).unwrap();
-    let targets: Vec<i32> = ids[1..].iter().map(|&t| t as i32).collect();
-    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, n - 1, 1]), device);
-    let picked = log_softmax(logits.narrow(1, 0, n - 1), 2).gather(2, targets);
-    (block_on(read_f32(picked)).unwrap(), want, model)
+    let (got, model) = common::gguf_logprobs(GgufFile::parse(bytes).unwrap(), &ids, mode, device);
+    (got, want, model)
 }
 
 #[test]

@@ -7,12 +7,9 @@
 
 mod common;
 
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use cqa_studio::device::block_on;
-use cqa_studio::generate::read_f32;
+use burn::tensor::Device;
 use cqa_studio::gguf::{Format, GgufFile};
-use cqa_studio::model::{Llama, LlamaConfig, WeightMode, WeightSource};
+use cqa_studio::model::WeightMode;
 use cqa_studio::quant::StoredMatrix;
 use sha2::{Digest, Sha256};
 
@@ -83,18 +80,6 @@ fn every_tensor_of_every_ftype_decodes_bit_for_bit_as_gguf_py_on_every_backend_t
     }
 }
 
-fn logprobs(file: GgufFile, ids: &[u32], mode: WeightMode, device: &Device) -> (Vec<f32>, Llama) {
-    let config = LlamaConfig::from_gguf(&file).unwrap();
-    let model = Llama::from_weights(&config, &WeightSource::Gguf(file), mode, device).unwrap();
-    let n = ids.len();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&t| t as i32).collect::<Vec<_>>(), [1, n]), device);
-    let logits = model.forward(tokens, &mut model.new_cache()).unwrap();
-    let targets: Vec<i32> = ids[1..].iter().map(|&t| t as i32).collect();
-    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, n - 1, 1]), device);
-    let picked = log_softmax(logits.narrow(1, 0, n - 1), 2).gather(2, targets);
-    (block_on(read_f32(picked)).unwrap(), model)
-}
-
 fn scores_like_transformers(device: &Device, backend: &str, tolerance: f32) {
     let ids = common::ids(&common::fixture("quantizer_reference.json")["ids"]);
     let mut worst = 0f32;
@@ -104,7 +89,7 @@ fn scores_like_transformers(device: &Device, backend: &str, tolerance: f32) {
         let need = GgufFile::memory_need(&std::fs::read(common::root().join("tests/fixtures/quantized").join(entry["file"].as_str().unwrap())).unwrap(), entry["bytes"].as_u64().unwrap() as usize)
             .unwrap()
             .unwrap();
-        let (got, model) = logprobs(file, &ids, WeightMode::Stored, device);
+        let (got, model) = common::gguf_logprobs(file, &ids, WeightMode::Stored, device);
         assert!(model.has_stored_weights(), "{ftype}");
         let expected_bytes = if backend == "cpu" { need.resident_bytes_stored } else { need.resident_bytes_stored_gpu };
         assert_eq!(model.resident_weight_bytes() as u64, expected_bytes, "{ftype}: resident bytes as the header's figures say");

@@ -51,3 +51,25 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// Loads a weights-only GGUF (no tokenizer: the reference fixtures) with its weights held as
+/// `mode`, and gives `ln p(ids[i+1] | ids[..=i])` for every position, with the model.
+pub fn gguf_logprobs(
+    file: cqa_studio::gguf::GgufFile,
+    ids: &[u32],
+    mode: cqa_studio::model::WeightMode,
+    device: &burn::tensor::Device,
+) -> (Vec<f32>, cqa_studio::model::Llama) {
+    use burn::tensor::activation::log_softmax;
+    use burn::tensor::{Int, Tensor, TensorData};
+    use cqa_studio::model::{Llama, LlamaConfig, WeightSource};
+    let config = LlamaConfig::from_gguf(&file).unwrap();
+    let model = Llama::from_weights(&config, &WeightSource::Gguf(file), mode, device).unwrap();
+    let n = ids.len();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&t| t as i32).collect::<Vec<_>>(), [1, n]), device);
+    let logits = model.forward(tokens, &mut model.new_cache()).unwrap();
+    let targets: Vec<i32> = ids[1..].iter().map(|&t| t as i32).collect();
+    let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, n - 1, 1]), device);
+    let picked = log_softmax(logits.narrow(1, 0, n - 1), 2).gather(2, targets);
+    (cqa_studio::device::block_on(cqa_studio::generate::read_f32(picked)).unwrap(), model)
+}
