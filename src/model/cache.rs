@@ -34,6 +34,11 @@ impl KvCache {
         (k, v)
     }
 
+    /// Layer `layer`'s keys and values so far, if any.
+    pub(crate) fn layer(&self, layer: usize) -> Option<&(Tensor<4>, Tensor<4>)> {
+        self.layers.get(layer).and_then(Option::as_ref)
+    }
+
     /// Records that `n` new positions were appended to every layer.
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;

@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod config;
 pub mod fused;
+pub mod gpu_decode;
 pub mod layers;
 pub mod rope;
 pub mod weights;

@@ -65,6 +65,11 @@ impl Rope {
         self.apply(x.reshape([batch, seq, heads, width / heads]).swap_dims(1, 2), offset)
     }
 
+    /// The cos and sin tables, `[max_positions, head_dim]` each (the GPU decode step reads them).
+    pub(crate) fn tables(&self) -> (&Tensor<2>, &Tensor<2>) {
+        (&self.cos, &self.sin)
+    }
+
     /// Number of positions the tables cover.
     pub fn max_positions(&self) -> usize {
         self.cos.dims()[0]

@@ -64,12 +64,12 @@ const IQ4_LEVEL_WORDS: [u32; 4] = {
 };
 
 /// Threads a row of W gets in the matrix-vector kernel, and rows a workgroup takes.
-const LANES: u32 = 32;
-const ROWS_PER_CUBE: u32 = 4;
+pub(crate) const LANES: u32 = 32;
+pub(crate) const ROWS_PER_CUBE: u32 = 4;
 
 /// Where a 32-value block starts, and how its integers become values: `q · scale + offset`.
 #[derive(CubeType)]
-struct Block {
+pub(crate) struct Block {
     scale: f32,
     offset: f32,
     /// The block's first value word.
@@ -104,7 +104,7 @@ fn byte_of(word: u32, i: usize) -> u32 {
 /// Block `b` of row `r`, in a chunk of `rows` rows (see `cqa_quant::WordLayout`).
 #[cube]
 #[allow(unused_assignments)]
-fn block(words: &[u32], rows: usize, r: usize, b: usize, value_words: usize, scale_words: usize, #[comptime] format: u32) -> Block {
+pub(crate) fn block(words: &[u32], rows: usize, r: usize, b: usize, value_words: usize, scale_words: usize, #[comptime] format: u32) -> Block {
     let row_values = r * value_words;
     let row_scales = rows * value_words + r * scale_words;
     let mut scale = 1.0f32;
@@ -253,7 +253,7 @@ fn iq4_level(n: u32) -> f32 {
 
 /// The block's 32 values as f32 into `out[o..o + 32]`.
 #[cube]
-fn block_write(words: &[u32], blk: &Block, out: &mut [f32], o: usize, #[comptime] format: u32) {
+pub(crate) fn block_write(words: &[u32], blk: &Block, out: &mut [f32], o: usize, #[comptime] format: u32) {
     #[unroll]
     for j in 0..comptime![words_per_block(format)] {
         let word = words[blk.values + j];
@@ -268,8 +268,24 @@ fn block_write(words: &[u32], blk: &Block, out: &mut [f32], o: usize, #[comptime
 
 /// `Σ W[r, e] · x[xo + e]` over the values of row `r`'s value word `w`: the unit of work of the
 /// matrix-vector kernel, so that neighbouring threads read neighbouring words (and x).
+///
+/// With `scaled`, each input is first multiplied by `g[xo + e]`: the weight of an RMSNorm folded
+/// into the product (the decode step's fused kernels); otherwise `g` is not read.
 #[cube]
-fn word_dot(words: &[u32], rows: usize, r: usize, w: usize, value_words: usize, scale_words: usize, x: &[f32], xo: usize, #[comptime] format: u32) -> f32 {
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn word_dot(
+    words: &[u32],
+    rows: usize,
+    r: usize,
+    w: usize,
+    value_words: usize,
+    scale_words: usize,
+    x: &[f32],
+    g: &[f32],
+    xo: usize,
+    #[comptime] format: u32,
+    #[comptime] scaled: bool,
+) -> f32 {
     let mut acc = 0.0f32;
     let word = words[r * value_words + w];
     if comptime![format == Q4K] {
@@ -283,8 +299,8 @@ fn word_dot(words: &[u32], rows: usize, r: usize, w: usize, value_words: usize, 
         let base = xo + 256 * s + 64 * c + 4 * j;
         #[unroll]
         for k in 0..4usize {
-            acc += (element_value(word, k, 0u32, 0u32, format) * low.scale + low.offset) * x[base + k];
-            acc += (element_value(word, k, 4u32, 0u32, format) * high.scale + high.offset) * x[base + 32 + k];
+            acc += (element_value(word, k, 0u32, 0u32, format) * low.scale + low.offset) * input(x, g, base + k, scaled);
+            acc += (element_value(word, k, 4u32, 0u32, format) * high.scale + high.offset) * input(x, g, base + 32 + k, scaled);
         }
     } else {
         let per_block = comptime![words_per_block(format)];
@@ -296,10 +312,20 @@ fn word_dot(words: &[u32], rows: usize, r: usize, w: usize, value_words: usize, 
         for k in 0..comptime![values_per_word(format)] {
             let e = element_index(j, k, format);
             let fifth = ((blk.high >> e as u32) & 1u32) << 4u32;
-            acc += (element_value(word, k, 0u32, fifth, format) * blk.scale + blk.offset) * x[base + e];
+            acc += (element_value(word, k, 0u32, fifth, format) * blk.scale + blk.offset) * input(x, g, base + e, scaled);
         }
     }
     acc
+}
+
+/// Input `i` of a product, times the folded norm weight with `scaled`.
+#[cube]
+fn input(x: &[f32], g: &[f32], i: usize, #[comptime] scaled: bool) -> f32 {
+    let mut v = x[i];
+    if comptime![scaled] {
+        v *= g[i];
+    }
+    v
 }
 
 /// `out[i, r] = Σ_c x[i, c] · W[r, c]` for the `m` rows of x: 32 threads a row of W, each taking
@@ -328,7 +354,7 @@ fn matvec_kernel(
         if r < rows {
             let mut w = lane;
             while w < value_words {
-                acc += word_dot(words, rows, r, w, value_words, scale_words as usize, x, i * cols, format);
+                acc += word_dot(words, rows, r, w, value_words, scale_words as usize, x, x, i * cols, format, false);
                 w += LANES as usize;
             }
         }
@@ -634,6 +660,13 @@ pub struct DeviceMatrix {
     pub rows: usize,
     pub cols: usize,
     chunks: Vec<(ChunkShape, Tensor<1, Int>)>,
+}
+
+impl DeviceMatrix {
+    /// Its chunks of rows, each with its words (one storage buffer).
+    pub(crate) fn chunks(&self) -> &[(ChunkShape, Tensor<1, Int>)] {
+        &self.chunks
+    }
 }
 
 impl DeviceMatrix {

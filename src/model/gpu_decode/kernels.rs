@@ -1,0 +1,358 @@
+//! The CubeCL kernels of a GPU decode step (one token, batch 1). Each reads the stored weights
+//! through the same block decoder as the stored-weight products (`quant::gpu`), and each does a
+//! whole piece of a layer that burn's tensor ops spread over several dispatches.
+
+use crate::quant::gpu::{LANES, ROWS_PER_CUBE, block, block_write, word_dot};
+use cubecl::prelude::*;
+
+/// What [`project_kernel`] does with each row's sum. The rows are those of matrix `a`, then `b`,
+/// then `c` (`STACKED`: q, k and v as one output, with their biases), or the rows of `a` and `b`
+/// side by side (`GATED`), or of `a` alone added to the output (`RESIDUAL`).
+pub const STACKED: u32 = 0;
+/// `out[r] = silu(a_r · x) · (b_r · x)`: gate and up with SwiGLU.
+pub const GATED: u32 = 1;
+/// `out[r] += a_r · x`: a projection and its residual add.
+pub const RESIDUAL: u32 = 2;
+
+/// Threads a workgroup of [`project_kernel`] has.
+const THREADS: usize = (LANES * ROWS_PER_CUBE) as usize;
+
+/// Attention scores a workgroup keeps at once, in workgroup memory.
+pub const SCORE_CHUNK: u32 = 256;
+
+/// Threads of the argmax workgroup (its reduction tree has 8 levels).
+pub const ARGMAX_THREADS: u32 = 256;
+const _: () = assert!(ARGMAX_THREADS == 1 << 8 && THREADS == 1 << 7 && LANES == 1 << 5);
+
+/// Row `r`'s partial sum over this lane's words (every 32nd word, as the matrix-vector kernel).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn lane_dot(
+    words: &[u32],
+    rows: usize,
+    r: usize,
+    value_words: usize,
+    scale_words: usize,
+    x: &[f32],
+    g: &[f32],
+    lane: usize,
+    #[comptime] format: u32,
+    #[comptime] scaled: bool,
+) -> f32 {
+    let mut acc = 0.0f32;
+    let mut w = lane;
+    while w < value_words {
+        acc += word_dot(words, rows, r, w, value_words, scale_words, x, g, 0usize, format, scaled);
+        w += LANES as usize;
+    }
+    acc
+}
+
+/// One or more weight products from the same input, with what comes before and after them:
+/// the RMSNorm of the input folded in (`normed`: `x / rms(x) · norm`), the biases, SwiGLU, or
+/// the residual add (`mode`). 32 threads a row, 4 rows a workgroup, as the matrix-vector kernel.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn project_kernel(
+    x: &[f32],
+    norm: &[f32],
+    a: &[u32],
+    b: &[u32],
+    c: &[u32],
+    bias: &[f32],
+    out: &mut [f32],
+    rows_a: u32,
+    rows_b: u32,
+    rows_c: u32,
+    words_a: u32,
+    scales_a: u32,
+    words_b: u32,
+    scales_b: u32,
+    words_c: u32,
+    scales_c: u32,
+    cols: u32,
+    out_offset: u32,
+    eps: f32,
+    #[comptime] format_a: u32,
+    #[comptime] format_b: u32,
+    #[comptime] format_c: u32,
+    #[comptime] mode: u32,
+    #[comptime] normed: bool,
+    #[comptime] has_bias: bool,
+) {
+    let r = ((CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * ROWS_PER_CUBE + UNIT_POS_Y) as usize;
+    let lane = UNIT_POS_X as usize;
+    let unit = UNIT_POS as usize;
+    let rows_a = rows_a as usize;
+    let rows_b = rows_b as usize;
+    let rows_c = rows_c as usize;
+    // (The reductions are written inline: CubeCL 0.11 does not pass workgroup memory to functions.)
+    let mut partial = Shared::<[f32]>::new_slice(THREADS);
+    let mut partial_b = Shared::<[f32]>::new_slice(THREADS);
+    let mut inv = 1.0f32;
+    if comptime![normed] {
+        // 1 / √(mean(x²) + eps), summed by the whole workgroup.
+        let cols = cols as usize;
+        let mut sq = 0.0f32;
+        let mut i = unit;
+        while i < cols {
+            sq += x[i] * x[i];
+            i += THREADS;
+        }
+        partial[unit] = sq;
+        sync_cube();
+        #[unroll]
+        for level in 0..7u32 {
+            let stride = comptime![(THREADS >> (level + 1)) as usize];
+            if unit < stride {
+                partial[unit] += partial[unit + stride];
+            }
+            sync_cube();
+        }
+        inv = 1.0f32 / (partial[0] / f32::cast_from(cols as u32) + eps).sqrt();
+        sync_cube();
+    }
+    let mut sum_a = 0.0f32;
+    let mut sum_b = 0.0f32;
+    let mut total_rows = rows_a;
+    if comptime![mode == STACKED] {
+        total_rows = rows_a + rows_b + rows_c;
+        if r < rows_a {
+            sum_a = lane_dot(a, rows_a, r, words_a as usize, scales_a as usize, x, norm, lane, format_a, normed);
+        } else if r < rows_a + rows_b {
+            sum_a = lane_dot(b, rows_b, r - rows_a, words_b as usize, scales_b as usize, x, norm, lane, format_b, normed);
+        } else if r < total_rows {
+            sum_a = lane_dot(c, rows_c, r - rows_a - rows_b, words_c as usize, scales_c as usize, x, norm, lane, format_c, normed);
+        }
+    } else if r < rows_a {
+        sum_a = lane_dot(a, rows_a, r, words_a as usize, scales_a as usize, x, norm, lane, format_a, normed);
+        if comptime![mode == GATED] {
+            sum_b = lane_dot(b, rows_b, r, words_b as usize, scales_b as usize, x, norm, lane, format_b, normed);
+        }
+    }
+    // Each row's sums over its 32 lanes.
+    partial[unit] = sum_a;
+    partial_b[unit] = sum_b;
+    sync_cube();
+    #[unroll]
+    for level in 0..5u32 {
+        let stride = comptime![(LANES >> (level + 1)) as usize];
+        if lane < stride {
+            partial[unit] += partial[unit + stride];
+            if comptime![mode == GATED] {
+                partial_b[unit] += partial_b[unit + stride];
+            }
+        }
+        sync_cube();
+    }
+    let y_a = partial[unit - lane] * inv;
+    let y_b = partial_b[unit - lane] * inv;
+    if lane == 0 && r < total_rows {
+        let o = out_offset as usize + r;
+        if comptime![mode == STACKED] {
+            let mut y = y_a;
+            if comptime![has_bias] {
+                y += bias[r];
+            }
+            out[o] = y;
+        } else if comptime![mode == GATED] {
+            out[o] = y_a / (1.0f32 + (-y_a).exp()) * y_b;
+        } else {
+            out[o] = out[o] + y_a;
+        }
+    }
+}
+
+/// RoPE on q and k for position `pos`, and k and v written into the cache at `pos`: one thread a
+/// rotated pair, then one a copied value. q stays in `qkv` (rotated in place); the cache is
+/// `[kv_heads, capacity, head_dim]` a layer, allocated once for the session.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn rope_cache_kernel(
+    qkv: &mut [f32],
+    cos: &[f32],
+    sin: &[f32],
+    k_cache: &mut [f32],
+    v_cache: &mut [f32],
+    pos: u32,
+    capacity: u32,
+    #[comptime] heads: u32,
+    #[comptime] kv_heads: u32,
+    #[comptime] head_dim: u32,
+) {
+    let t = ABSOLUTE_POS;
+    let half = comptime![(head_dim / 2) as usize];
+    let head_dim = comptime![head_dim as usize];
+    let heads = comptime![heads as usize];
+    let kv_heads = comptime![kv_heads as usize];
+    let pos = pos as usize;
+    let capacity = capacity as usize;
+    let rotated = (heads + kv_heads) * half;
+    let row = pos * head_dim;
+    if t < rotated {
+        // q's heads, then k's: both are runs of head_dim values in qkv.
+        let h = t / half;
+        let i = t % half;
+        let base = h * head_dim;
+        let x1 = qkv[base + i];
+        let x2 = qkv[base + i + half];
+        let o1 = x1 * cos[row + i] - x2 * sin[row + i];
+        let o2 = x2 * cos[row + i + half] + x1 * sin[row + i + half];
+        if h < heads {
+            qkv[base + i] = o1;
+            qkv[base + i + half] = o2;
+        } else {
+            let at = ((h - heads) * capacity + pos) * head_dim;
+            k_cache[at + i] = o1;
+            k_cache[at + i + half] = o2;
+        }
+    } else if t < rotated + kv_heads * head_dim {
+        let j = t - rotated;
+        let at = ((j / head_dim) * capacity + pos) * head_dim + j % head_dim;
+        v_cache[at] = qkv[(heads + kv_heads) * head_dim + j];
+    }
+}
+
+/// `softmax(q·kᵀ · scale)·v` for one query over the `len` cached positions, a workgroup a query
+/// head (head_dim threads, one an output value; grouped heads read their KV head in place). The
+/// scores go through workgroup memory in chunks of [`SCORE_CHUNK`] with a running max and sum,
+/// so any context length fits.
+#[cube(launch_unchecked)]
+pub fn attention_kernel(
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    out: &mut [f32],
+    len: u32,
+    capacity: u32,
+    scale: f32,
+    #[comptime] group: u32,
+    #[comptime] head_dim: u32,
+) {
+    let h = CUBE_POS_X as usize;
+    let d = UNIT_POS as usize;
+    let head_dim = comptime![head_dim as usize];
+    let chunk = comptime![SCORE_CHUNK as usize];
+    let len = len as usize;
+    let base = (h / comptime![group as usize]) * capacity as usize * head_dim;
+    let mut qs = Shared::<[f32]>::new_slice(head_dim);
+    let mut scores = Shared::<[f32]>::new_slice(chunk);
+    qs[d] = q[h * head_dim + d];
+    sync_cube();
+    let mut max = f32::new(-1.0e30f32);
+    let mut sum = 0.0f32;
+    let mut acc = 0.0f32;
+    let mut start = 0usize;
+    while start < len {
+        let n = if len - start < chunk { len - start } else { chunk };
+        let mut j = d;
+        while j < n {
+            let row = base + (start + j) * head_dim;
+            let mut s = 0.0f32;
+            for e in 0..head_dim {
+                s += qs[e] * k_cache[row + e];
+            }
+            scores[j] = s * scale;
+            j += head_dim;
+        }
+        sync_cube();
+        let mut chunk_max = max;
+        for j in 0..n {
+            if scores[j] > chunk_max {
+                chunk_max = scores[j];
+            }
+        }
+        let correction = (max - chunk_max).exp();
+        sum *= correction;
+        acc *= correction;
+        for j in 0..n {
+            let p = (scores[j] - chunk_max).exp();
+            sum += p;
+            acc += p * v_cache[base + (start + j) * head_dim + d];
+        }
+        max = chunk_max;
+        sync_cube();
+        start += chunk;
+    }
+    out[h * head_dim + d] = acc / sum;
+}
+
+/// The embedding row of `token[0]` into `out`, if that row is in this chunk of the matrix (one
+/// thread a 32-value block; chunks write disjoint rows, so they need no sum).
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn embed_token_kernel(
+    token: &[i32],
+    words: &[u32],
+    out: &mut [f32],
+    rows: u32,
+    row_start: u32,
+    cols: u32,
+    value_words: u32,
+    scale_words: u32,
+    #[comptime] format: u32,
+) {
+    let b = ABSOLUTE_POS;
+    let id = token[0];
+    if b < (cols / 32) as usize && id >= row_start as i32 && id < (row_start + rows) as i32 {
+        let blk = block(words, rows as usize, (id - row_start as i32) as usize, b, value_words as usize, scale_words as usize, format);
+        block_write(words, &blk, out, 32 * b, format);
+    }
+}
+
+/// The index of the largest of `n` values, the first on ties (as the host's `argmax`), into
+/// `out[0]`: one workgroup.
+#[cube(launch_unchecked)]
+pub fn argmax_kernel(values: &[f32], out: &mut [i32], n: u32) {
+    let unit = UNIT_POS as usize;
+    let threads = comptime![ARGMAX_THREADS as usize];
+    let n = n as usize;
+    let mut best = f32::new(-3.4e38f32);
+    let mut best_at = n;
+    let mut i = unit;
+    while i < n {
+        if best_at == n || values[i] > best {
+            best = values[i];
+            best_at = i;
+        }
+        i += threads;
+    }
+    let mut top = Shared::<[f32]>::new_slice(threads);
+    let mut top_at = Shared::<[u32]>::new_slice(threads);
+    top[unit] = best;
+    top_at[unit] = best_at as u32;
+    sync_cube();
+    #[unroll]
+    for level in 0..8u32 {
+        let stride = comptime![(ARGMAX_THREADS >> (level + 1)) as usize];
+        if unit < stride {
+            let v = top[unit + stride];
+            let at = top_at[unit + stride];
+            let w = top[unit];
+            let wat = top_at[unit];
+            // A real index beats none (n); a larger value wins; equal values keep the lower index.
+            if wat as usize == n || (at as usize != n && (v > w || (v == w && at < wat))) {
+                top[unit] = v;
+                top_at[unit] = at;
+            }
+        }
+        sync_cube();
+    }
+    if unit == 0 {
+        out[0] = top_at[0] as i32;
+    }
+}
+
+/// A layer's keys or values from burn's cache (`[kv_heads, len, head_dim]`, contiguous) into the
+/// session's cache (`[kv_heads, capacity, head_dim]`): once, after the prompt's forward pass.
+#[cube(launch_unchecked)]
+pub fn import_cache_kernel(src: &[f32], dst: &mut [f32], total: u32, len: u32, capacity: u32, #[comptime] head_dim: u32) {
+    let t = ABSOLUTE_POS;
+    let head_dim = comptime![head_dim as usize];
+    if t < total as usize {
+        let e = t % head_dim;
+        let p = (t / head_dim) % len as usize;
+        let kh = t / (head_dim * len as usize);
+        dst[(kh * capacity as usize + p) * head_dim + e] = src[t];
+    }
+}

@@ -1,0 +1,424 @@
+//! The host side of the GPU decode step: the model's device buffers picked out once, the
+//! session's cache and scratch buffers allocated once, and the kernels launched in order.
+
+use super::kernels::{
+    ARGMAX_THREADS, GATED, RESIDUAL, STACKED, argmax_kernel, attention_kernel, embed_token_kernel, import_cache_kernel,
+    project_kernel, rope_cache_kernel,
+};
+use crate::error::{Error, Result};
+use crate::model::layers::{BaseLinear, StoredLinear, StoredWeight, TokenEmbedding};
+use crate::model::{KvCache, Llama};
+use crate::lora::Projection;
+use crate::quant::gpu::{ChunkShape, LANES, ROWS_PER_CUBE};
+use burn::tensor::{DType, Int, Shape, Tensor, TensorData};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::calculate_cube_count_elemwise;
+use cubecl::prelude::*;
+
+/// Dispatches a layer costs; a token adds one an embedding chunk, one a head chunk and the argmax.
+pub const DISPATCHES_PER_LAYER: usize = 6;
+
+/// One storage buffer of a matrix's words, and its rows' place in the whole matrix.
+#[derive(Debug, Clone)]
+struct Words {
+    chunk: ChunkShape,
+    words: CubeTensor,
+}
+
+impl Words {
+    fn rows(&self) -> u32 {
+        self.chunk.rows as u32
+    }
+    fn value_words(&self) -> u32 {
+        self.chunk.layout.value_words as u32
+    }
+    fn scale_words(&self) -> u32 {
+        self.chunk.layout.scale_words as u32
+    }
+    fn format(&self) -> u32 {
+        self.chunk.layout.format_code()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    q: Words,
+    k: Words,
+    v: Words,
+    /// q, k and v's biases end to end (Qwen2), or none.
+    qkv_bias: Option<CubeTensor>,
+    o: Words,
+    gate: Words,
+    up: Words,
+    down: Words,
+    input_norm: CubeTensor,
+    post_norm: CubeTensor,
+    eps: f32,
+    /// `[kv_heads, capacity, head_dim]` each.
+    k_cache: CubeTensor,
+    v_cache: CubeTensor,
+}
+
+/// A generation session's decoder on the GPU: the model's buffers, its own cache and scratch.
+#[derive(Debug)]
+pub struct GpuDecoder {
+    layers: Vec<Layer>,
+    embed: Vec<Words>,
+    head: Vec<Words>,
+    final_norm: CubeTensor,
+    final_eps: f32,
+    cos: CubeTensor,
+    sin: CubeTensor,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    vocab: usize,
+    capacity: usize,
+    len: usize,
+    hidden: CubeTensor,
+    qkv: CubeTensor,
+    attn: CubeTensor,
+    act: CubeTensor,
+    logits: CubeTensor,
+    next: CubeTensor,
+    /// Stand-ins for the inputs a launch does not use (WebGPU refuses a buffer bound twice when
+    /// one of the bindings is writable, so none is reused).
+    unused_f32: [CubeTensor; 2],
+    unused_words: [CubeTensor; 2],
+    dispatches: usize,
+    device: burn::tensor::Device,
+}
+
+fn cube_float<const D: usize>(t: Tensor<D>) -> Option<CubeTensor> {
+    t.try_into_primitive::<CubeBackend>().ok().map(into_contiguous)
+}
+
+fn cube_int<const D: usize>(t: Tensor<D, Int>) -> Option<CubeTensor> {
+    t.try_into_primitive::<CubeBackend>().ok().map(into_contiguous)
+}
+
+/// A projection's words and bias, if its matrix is one buffer of stored words and it has no
+/// adapter.
+fn projection_words(p: &Projection) -> Option<(Words, Option<CubeTensor>)> {
+    if p.lora.is_some() {
+        return None;
+    }
+    let BaseLinear::Stored(StoredLinear { weight: StoredWeight::Device(matrix), bias }) = &p.base else { return None };
+    let [(chunk, words)] = matrix.chunks() else { return None };
+    let bias = match bias {
+        Some(b) => Some(cube_float(b.val())?),
+        None => None,
+    };
+    Some((Words { chunk: *chunk, words: cube_int(words.clone())? }, bias))
+}
+
+fn weight_chunks(weight: &StoredWeight) -> Option<Vec<Words>> {
+    let StoredWeight::Device(matrix) = weight else { return None };
+    matrix.chunks().iter().map(|(chunk, words)| Some(Words { chunk: *chunk, words: cube_int(words.clone())? })).collect()
+}
+
+impl GpuDecoder {
+    /// The decoder of `model` continuing `cache` (the prompt's keys and values, copied once), with
+    /// room for `capacity` positions in all; `None` where the model does not qualify (see the
+    /// module's notes) or fused decoding is turned off.
+    pub fn new(model: &Llama, cache: &KvCache, capacity: usize) -> Option<Self> {
+        if !super::enabled() || model.layers.is_empty() || capacity <= cache.len() {
+            return None;
+        }
+        let TokenEmbedding::Stored(embedding) = &model.embed_tokens else { return None };
+        let embed = weight_chunks(&embedding.weight)?;
+        let head = match &model.lm_head {
+            None => embed.clone(),
+            Some(BaseLinear::Stored(StoredLinear { weight, bias: None })) => weight_chunks(weight)?,
+            Some(_) => return None,
+        };
+        let attention = &model.layers[0].self_attn;
+        let (heads, kv_heads, head_dim) = (attention.num_heads, attention.num_kv_heads, attention.head_dim);
+        // One thread an output value of a head; workgroup memory for q and a chunk of scores.
+        if head_dim > 256 || !head_dim.is_multiple_of(2) || heads % kv_heads != 0 {
+            return None;
+        }
+        let (cos, sin) = model.rope.tables();
+        let (cos, sin) = (cube_float(cos.clone())?, cube_float(sin.clone())?);
+        let final_norm = cube_float(model.norm.weight.val())?;
+
+        let client = final_norm.client.clone();
+        let device = final_norm.device.clone();
+        let alloc = |n: usize, dtype: DType| empty_device_dtype(client.clone(), device.clone(), Shape::new([n.max(1)]), dtype);
+        let cache_floats = kv_heads * capacity * head_dim;
+
+        let mut layers = Vec::with_capacity(model.layers.len());
+        for (i, layer) in model.layers.iter().enumerate() {
+            let a = &layer.self_attn;
+            let (q, q_bias) = projection_words(&a.q_proj)?;
+            let (k, k_bias) = projection_words(&a.k_proj)?;
+            let (v, v_bias) = projection_words(&a.v_proj)?;
+            let qkv_bias = match (q_bias, k_bias, v_bias) {
+                (None, None, None) => None,
+                (Some(q), Some(k), Some(v)) => {
+                    let tensors = [q, k, v].map(Tensor::<1>::from_primitive::<CubeBackend>);
+                    Some(cube_float(Tensor::cat(tensors.to_vec(), 0))?)
+                }
+                _ => return None,
+            };
+            let layer_out = Layer {
+                q,
+                k,
+                v,
+                qkv_bias,
+                o: projection_words(&a.o_proj)?.0,
+                gate: projection_words(&layer.mlp.gate_proj)?.0,
+                up: projection_words(&layer.mlp.up_proj)?.0,
+                down: projection_words(&layer.mlp.down_proj)?.0,
+                input_norm: cube_float(layer.input_layernorm.weight.val())?,
+                post_norm: cube_float(layer.post_attention_layernorm.weight.val())?,
+                eps: layer.input_layernorm.eps as f32,
+                k_cache: alloc(cache_floats, DType::F32),
+                v_cache: alloc(cache_floats, DType::F32),
+            };
+            if let Some((k_seen, v_seen)) = cache.layer(i) {
+                let len = k_seen.dims()[2];
+                import(cube_float(k_seen.clone())?, &layer_out.k_cache, kv_heads, len, capacity, head_dim);
+                import(cube_float(v_seen.clone())?, &layer_out.v_cache, kv_heads, len, capacity, head_dim);
+            }
+            layers.push(layer_out);
+        }
+        let q_dim = heads * head_dim;
+        let intermediate = layers[0].gate.chunk.rows;
+        let vocab = head.iter().map(|w| w.chunk.rows).sum();
+        Some(GpuDecoder {
+            final_eps: model.norm.eps as f32,
+            hidden: alloc(model.norm.weight.val().dims()[0], DType::F32),
+            qkv: alloc(q_dim + 2 * kv_heads * head_dim, DType::F32),
+            attn: alloc(q_dim, DType::F32),
+            act: alloc(intermediate, DType::F32),
+            logits: alloc(vocab, DType::F32),
+            next: alloc(1, DType::I32),
+            unused_f32: [alloc(1, DType::F32), alloc(1, DType::F32)],
+            unused_words: [alloc(1, DType::I32), alloc(1, DType::I32)],
+            layers,
+            embed,
+            head,
+            final_norm,
+            cos,
+            sin,
+            heads,
+            kv_heads,
+            head_dim,
+            vocab,
+            capacity,
+            len: cache.len(),
+            dispatches: 0,
+            device: model.device(),
+        })
+    }
+
+    /// Positions in the cache: the next token's position.
+    pub fn position(&self) -> usize {
+        self.len
+    }
+
+    /// Dispatches the last step launched.
+    pub fn dispatches_per_step(&self) -> usize {
+        self.dispatches
+    }
+
+    /// Runs `token` through the model at the next position: its logits and their argmax stay on
+    /// the device (read with [`Self::greedy_token`] or [`Self::logits`]).
+    pub fn step(&mut self, token: u32) -> Result<()> {
+        if self.len >= self.capacity {
+            return Err(Error::Input(format!("the session's cache holds {} positions and is full", self.capacity)));
+        }
+        if token as usize >= self.vocab {
+            return Err(Error::Input(format!("token id {token} is outside the model's vocabulary of {}", self.vocab)));
+        }
+        let token = Tensor::<1, Int>::from_data(TensorData::new(vec![token as i32], [1]), &self.device);
+        let token = cube_int(token).ok_or_else(|| Error::Device("the token could not be placed on the GPU".into()))?;
+        let mut launched = 0;
+        for w in &self.embed {
+            self.embed_row(&token, w);
+            launched += 1;
+        }
+        let pos = self.len;
+        for layer in &self.layers {
+            self.project(&self.hidden, Some(&layer.input_norm), &[&layer.q, &layer.k, &layer.v], layer.qkv_bias.as_ref(), &self.qkv, 0, STACKED, layer.eps);
+            self.rope_and_cache(layer, pos);
+            self.attend(layer, pos + 1);
+            self.project(&self.attn, None, &[&layer.o], None, &self.hidden, 0, RESIDUAL, layer.eps);
+            self.project(&self.hidden, Some(&layer.post_norm), &[&layer.gate, &layer.up], None, &self.act, 0, GATED, layer.eps);
+            self.project(&self.act, None, &[&layer.down], None, &self.hidden, 0, RESIDUAL, layer.eps);
+            launched += DISPATCHES_PER_LAYER;
+        }
+        for w in &self.head {
+            self.project(&self.hidden, Some(&self.final_norm), &[w], None, &self.logits, w.chunk.row_start, STACKED, self.final_eps);
+            launched += 1;
+        }
+        self.argmax();
+        self.dispatches = launched + 1;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The greedy next token: the argmax of the last step's logits, 4 bytes read back.
+    pub async fn greedy_token(&self) -> Result<u32> {
+        let next = Tensor::<1, Int>::from_primitive::<CubeBackend>(self.next.clone());
+        let data = next.into_data_async().await.map_err(|e| Error::Device(format!("reading the token back failed: {e:?}")))?;
+        let id = data.convert::<i32>().try_to_vec::<i32>().map_err(|e| Error::Device(format!("unexpected token data: {e:?}")))?;
+        Ok(id.first().copied().unwrap_or(0).max(0) as u32)
+    }
+
+    /// The last step's logits, read back (for sampling on the host).
+    pub async fn logits(&self) -> Result<Vec<f32>> {
+        crate::generate::read_f32(Tensor::<1>::from_primitive::<CubeBackend>(self.logits.clone())).await
+    }
+
+    fn embed_row(&self, token: &CubeTensor, w: &Words) {
+        let cols = w.chunk.layout.cols;
+        let (count, dim) = elementwise(&self.hidden, cols / 32);
+        unsafe {
+            embed_token_kernel::launch_unchecked(
+                &self.hidden.client,
+                count,
+                dim,
+                token.clone().into_buffer_arg(),
+                w.words.clone().into_buffer_arg(),
+                self.hidden.clone().into_buffer_arg(),
+                w.rows(),
+                w.chunk.row_start as u32,
+                cols as u32,
+                w.value_words(),
+                w.scale_words(),
+                w.format(),
+            );
+        }
+    }
+
+    /// `mats` applied to `x` (see `project_kernel`): rows into `out[out_offset..]`.
+    #[allow(clippy::too_many_arguments)]
+    fn project(&self, x: &CubeTensor, norm: Option<&CubeTensor>, mats: &[&Words], bias: Option<&CubeTensor>, out: &CubeTensor, out_offset: usize, mode: u32, eps: f32) {
+        let a = mats[0];
+        let [unused_b, unused_c] = &self.unused_words;
+        let stand_in = |i: usize, unused: &CubeTensor| mats.get(i).map_or((unused.clone(), 0, a.format(), 0, 0), |w| (w.words.clone(), w.rows(), w.format(), w.value_words(), w.scale_words()));
+        let (b, rows_b, format_b, words_b, scales_b) = stand_in(1, unused_b);
+        let (c, rows_c, format_c, words_c, scales_c) = stand_in(2, unused_c);
+        let rows = if mode == STACKED { a.rows() + rows_b + rows_c } else { a.rows() } as usize;
+        let [unused_norm, unused_bias] = &self.unused_f32;
+        let cubes = rows.div_ceil(ROWS_PER_CUBE as usize);
+        let cx = cubes.min(32768);
+        let count = CubeCount::Static(cx as u32, cubes.div_ceil(cx) as u32, 1);
+        // In bounds by construction: every index is below the sizes the buffers were made with.
+        unsafe {
+            project_kernel::launch_unchecked(
+                &out.client,
+                count,
+                CubeDim::new_2d(LANES, ROWS_PER_CUBE),
+                x.clone().into_buffer_arg(),
+                norm.unwrap_or(unused_norm).clone().into_buffer_arg(),
+                a.words.clone().into_buffer_arg(),
+                b.into_buffer_arg(),
+                c.into_buffer_arg(),
+                bias.unwrap_or(unused_bias).clone().into_buffer_arg(),
+                out.clone().into_buffer_arg(),
+                a.rows(),
+                rows_b,
+                rows_c,
+                a.value_words(),
+                a.scale_words(),
+                words_b,
+                scales_b,
+                words_c,
+                scales_c,
+                a.chunk.layout.cols as u32,
+                out_offset as u32,
+                eps,
+                a.format(),
+                format_b,
+                format_c,
+                mode,
+                norm.is_some(),
+                bias.is_some(),
+            );
+        }
+    }
+
+    fn rope_and_cache(&self, layer: &Layer, pos: usize) {
+        let threads = (self.heads + self.kv_heads) * self.head_dim / 2 + self.kv_heads * self.head_dim;
+        let (count, dim) = elementwise(&self.qkv, threads);
+        unsafe {
+            rope_cache_kernel::launch_unchecked(
+                &self.qkv.client,
+                count,
+                dim,
+                self.qkv.clone().into_buffer_arg(),
+                self.cos.clone().into_buffer_arg(),
+                self.sin.clone().into_buffer_arg(),
+                layer.k_cache.clone().into_buffer_arg(),
+                layer.v_cache.clone().into_buffer_arg(),
+                pos as u32,
+                self.capacity as u32,
+                self.heads as u32,
+                self.kv_heads as u32,
+                self.head_dim as u32,
+            );
+        }
+    }
+
+    fn attend(&self, layer: &Layer, len: usize) {
+        unsafe {
+            attention_kernel::launch_unchecked(
+                &self.attn.client,
+                CubeCount::Static(self.heads as u32, 1, 1),
+                CubeDim::new_1d(self.head_dim as u32),
+                self.qkv.clone().into_buffer_arg(),
+                layer.k_cache.clone().into_buffer_arg(),
+                layer.v_cache.clone().into_buffer_arg(),
+                self.attn.clone().into_buffer_arg(),
+                len as u32,
+                self.capacity as u32,
+                (1.0 / (self.head_dim as f64).sqrt()) as f32,
+                (self.heads / self.kv_heads) as u32,
+                self.head_dim as u32,
+            );
+        }
+    }
+
+    fn argmax(&self) {
+        unsafe {
+            argmax_kernel::launch_unchecked(
+                &self.logits.client,
+                CubeCount::Static(1, 1, 1),
+                CubeDim::new_1d(ARGMAX_THREADS),
+                self.logits.clone().into_buffer_arg(),
+                self.next.clone().into_buffer_arg(),
+                self.vocab as u32,
+            );
+        }
+    }
+}
+
+/// Copies one layer's keys or values from burn's cache into the session's.
+fn import(src: CubeTensor, dst: &CubeTensor, kv_heads: usize, len: usize, capacity: usize, head_dim: usize) {
+    let total = kv_heads * len * head_dim;
+    let (count, dim) = elementwise(dst, total);
+    unsafe {
+        import_cache_kernel::launch_unchecked(
+            &dst.client,
+            count,
+            dim,
+            src.into_buffer_arg(),
+            dst.clone().into_buffer_arg(),
+            total as u32,
+            len as u32,
+            capacity as u32,
+            head_dim as u32,
+        );
+    }
+}
+
+fn elementwise(like: &CubeTensor, n: usize) -> (CubeCount, CubeDim) {
+    let dim = CubeDim::new(&like.client, n.max(1));
+    (calculate_cube_count_elemwise(&like.client, n.max(1), dim), dim)
+}

@@ -1,0 +1,98 @@
+//! The GPU decode step (fused kernels, `model::gpu_decode`) against burn's tensor ops on the same
+//! device, in every format a GPU reads from its words, on the llama.cpp-quantized fixtures; and
+//! the greedy text of the default model against the CPU path.
+
+mod common;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use cqa_studio::device::block_on;
+use cqa_studio::generate::{argmax, read_f32};
+use cqa_studio::gguf::GgufFile;
+use cqa_studio::model::gpu_decode::{DISPATCHES_PER_LAYER, GpuDecoder};
+use cqa_studio::model::{Llama, LlamaConfig, WeightMode, WeightSource};
+
+/// A wgpu device (lavapipe in CI), or `None` to skip where there is none and none is required.
+fn gpu() -> Option<Device> {
+    // wgpu initialises once a process; the tests share that device.
+    static DEVICE: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
+    match DEVICE.get_or_init(|| cqa_studio::device::wgpu().map_err(|e| e.to_string())) {
+        Ok(device) => Some(device.clone()),
+        Err(e) if std::env::var_os("CQA_REQUIRE_GPU").is_some() => panic!("CQA_REQUIRE_GPU is set: {e}"),
+        Err(e) => {
+            eprintln!("skipped, no GPU: {e}");
+            None
+        }
+    }
+}
+
+fn tokens(ids: &[u32], device: &Device) -> Tensor<2, Int> {
+    Tensor::from_data(TensorData::new(ids.iter().map(|&t| t as i32).collect::<Vec<_>>(), [1, ids.len()]), device)
+}
+
+fn fixture_model(name: &str, device: &Device) -> Llama {
+    let bytes = std::fs::read(common::root().join("tests/fixtures/quantized").join(name)).unwrap();
+    let file = GgufFile::parse(bytes).unwrap();
+    let config = LlamaConfig::from_gguf(&file).unwrap();
+    Llama::from_weights(&config, &WeightSource::Gguf(file), WeightMode::Stored, device).unwrap()
+}
+
+#[test]
+fn fused_steps_give_the_tensor_ops_logits_in_every_format_a_gpu_reads() {
+    let Some(device) = gpu() else { return };
+    // Each kernel branch: Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, F16, BF16, and Q4_K / IQ4_XS / Q4_0 in
+    // the 256-wide files (Q6_K and Q3_K tensors are held as their Q8_0 conversion).
+    let files = [
+        "narrow-Q4_1.gguf",
+        "narrow-Q5_0.gguf",
+        "narrow-Q5_1.gguf",
+        "narrow-Q8_0.gguf",
+        "narrow-IQ4_NL.gguf",
+        "narrow-F16.gguf",
+        "narrow-BF16.gguf",
+        "narrow-Q6_K.gguf",
+        "wide-Q4_K_M.gguf",
+        "wide-IQ4_XS.gguf",
+        "wide-Q4_0.gguf",
+    ];
+    let prompt = [1u32, 17, 290, 3, 41];
+    for name in files {
+        let model = fixture_model(name, &device);
+        let layers = model.layers.len();
+        let mut cache = model.new_cache();
+        block_on(read_f32(model.forward(tokens(&prompt, &device), &mut cache).unwrap())).unwrap();
+        let mut decoder = GpuDecoder::new(&model, &cache, prompt.len() + 8).unwrap_or_else(|| panic!("{name}: no GPU decoder"));
+        assert_eq!(decoder.position(), prompt.len());
+        let mut token = 7u32;
+        for step in 0..6 {
+            let want = block_on(read_f32(model.forward(tokens(&[token], &device), &mut cache).unwrap())).unwrap();
+            decoder.step(token).unwrap();
+            let got = block_on(decoder.logits()).unwrap();
+            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let diff = common::max_abs_diff(&got, &want);
+            assert!(diff <= 1e-4 * scale, "{name}, step {step}: max |Δ logit| = {diff} (largest logit {scale})");
+            // The argmax kernel picks the host's argmax of the same logits, 4 bytes read back.
+            assert_eq!(block_on(decoder.greedy_token()).unwrap(), argmax(&got), "{name}, step {step}");
+            token = argmax(&want);
+        }
+        // One embedding chunk, six dispatches a layer, one head chunk, the argmax.
+        assert_eq!(decoder.dispatches_per_step(), 1 + DISPATCHES_PER_LAYER * layers + 1 + 1, "{name}");
+        assert_eq!(decoder.position(), prompt.len() + 6);
+    }
+}
+
+#[test]
+fn a_decoder_that_forgot_the_prompt_gives_other_logits() {
+    // The comparison above can fail: a cache without the prompt's keys and values changes them.
+    let Some(device) = gpu() else { return };
+    let model = fixture_model("narrow-Q8_0.gguf", &device);
+    let mut cache = model.new_cache();
+    block_on(read_f32(model.forward(tokens(&[1, 17, 290], &device), &mut cache).unwrap())).unwrap();
+    let want = block_on(read_f32(model.forward(tokens(&[7], &device), &mut cache.clone()).unwrap())).unwrap();
+    let mut forgetful = GpuDecoder::new(&model, &model.new_cache(), 8).unwrap();
+    forgetful.step(7).unwrap();
+    let got = block_on(forgetful.logits()).unwrap();
+    assert!(common::max_abs_diff(&got, &want) > 1e-3);
+    // And a full cache is an error, not a write past its end.
+    let mut full = GpuDecoder::new(&model, &cache, cache.len() + 1).unwrap();
+    full.step(7).unwrap();
+    assert!(full.step(7).unwrap_err().to_string().contains("full"));
+}
