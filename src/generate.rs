@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::loader::LanguageModel;
 use crate::model::KvCache;
+use crate::model::gpu_decode::GpuDecoder;
 use crate::rng::Rng;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,12 @@ impl Sampler {
         }
         let rng = Rng::new(params.seed);
         Ok(Sampler { params, rng })
+    }
+
+    /// Whether each pick is the plain argmax (greedy, no repetition penalty): then the GPU picks
+    /// it, and only the id is read back.
+    pub fn is_plain_greedy(&self) -> bool {
+        self.params.temperature == 0.0 && self.params.repetition_penalty == 1.0
     }
 
     /// Chooses a token given the logits of the last position and the ids so far.
@@ -134,8 +141,16 @@ pub enum StopReason {
 }
 
 /// One generation in progress. Holds its own cache; borrows the model only per call.
+///
+/// The prompt goes through the model's tensor ops. On a GPU backend the tokens after it go
+/// through the fused decode step (`model::gpu_decode`) where the model allows it, continuing the
+/// same cache; elsewhere through the tensor ops too.
 pub struct GenerationSession {
     cache: KvCache,
+    /// The fused GPU decoder, once the first decode step has made it.
+    gpu: Option<GpuDecoder>,
+    /// Whether making it was tried (it is tried once a session).
+    gpu_tried: bool,
     sampler: Sampler,
     /// Prompt tokens not yet fed through the model.
     pending: Vec<u32>,
@@ -155,6 +170,8 @@ impl GenerationSession {
         lm.check_ids(&prompt_ids)?;
         Ok(GenerationSession {
             cache: lm.model.new_cache(),
+            gpu: None,
+            gpu_tried: false,
             max_new_tokens: params.max_new_tokens,
             sampler: Sampler::new(params)?,
             history: prompt_ids.clone(),
@@ -179,18 +196,29 @@ impl GenerationSession {
         } else {
             std::mem::take(&mut self.pending)
         };
-        if self.cache.len() + input.len() > lm.config.max_position_embeddings {
+        if self.position() + input.len() > lm.config.max_position_embeddings {
             self.stop = Some(StopReason::ContextFull);
             return Ok(None);
         }
-        let n = input.len();
-        let ids: Vec<i32> = input.iter().map(|&t| t as i32).collect();
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &lm.device);
-        let hidden = lm.model.forward_hidden(tokens, &mut self.cache)?;
-        // Only the last position's logits are needed: skip the vocab projection for the rest.
-        let last = hidden.narrow(1, n - 1, 1);
-        let mut logits = read_f32(lm.model.logits(last)).await?;
-        let next = self.sampler.sample(&mut logits, &self.history);
+        let next = if input.len() == 1 && self.gpu_decoder(lm).is_some() {
+            let gpu = self.gpu.as_mut().expect("made above");
+            gpu.step(input[0])?;
+            if self.sampler.is_plain_greedy() {
+                gpu.greedy_token().await?
+            } else {
+                let mut logits = gpu.logits().await?;
+                self.sampler.sample(&mut logits, &self.history)
+            }
+        } else {
+            let n = input.len();
+            let ids: Vec<i32> = input.iter().map(|&t| t as i32).collect();
+            let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &lm.device);
+            let hidden = lm.model.forward_hidden(tokens, &mut self.cache)?;
+            // Only the last position's logits are needed: skip the vocab projection for the rest.
+            let last = hidden.narrow(1, n - 1, 1);
+            let mut logits = read_f32(lm.model.logits(last)).await?;
+            self.sampler.sample(&mut logits, &self.history)
+        };
         if lm.tokenizer.stop_ids().contains(&next) {
             self.stop = Some(StopReason::EndOfSequence);
             return Ok(None);
@@ -198,6 +226,32 @@ impl GenerationSession {
         self.generated.push(next);
         self.history.push(next);
         Ok(Some(next))
+    }
+
+    /// Positions the model has seen so far.
+    fn position(&self) -> usize {
+        self.gpu.as_ref().map_or(self.cache.len(), GpuDecoder::position)
+    }
+
+    /// The fused GPU decoder, made at the first decode step (after the prompt) with room for the
+    /// rest of the session; `None` where the model or device does not allow it.
+    fn gpu_decoder(&mut self, lm: &LanguageModel) -> Option<&GpuDecoder> {
+        if !self.gpu_tried {
+            self.gpu_tried = true;
+            let room = (self.cache.len() + self.max_new_tokens + 1).min(lm.config.max_position_embeddings);
+            self.gpu = GpuDecoder::new(&lm.model, &self.cache, room);
+        }
+        self.gpu.as_ref()
+    }
+
+    /// Whether the decode steps run on the fused GPU kernels.
+    pub fn uses_fused_gpu_decode(&self) -> bool {
+        self.gpu.is_some()
+    }
+
+    /// Dispatches the last fused GPU step launched (0 on the tensor-op path).
+    pub fn dispatches_per_token(&self) -> usize {
+        self.gpu.as_ref().map_or(0, GpuDecoder::dispatches_per_step)
     }
 
     /// Ids generated so far.

@@ -96,3 +96,26 @@ fn a_decoder_that_forgot_the_prompt_gives_other_logits() {
     full.step(7).unwrap();
     assert!(full.step(7).unwrap_err().to_string().contains("full"));
 }
+
+#[test]
+fn the_default_models_greedy_text_on_the_fused_gpu_step_is_the_cpus() {
+    let Some(device) = gpu() else { return };
+    use cqa_studio::generate::{SamplingParams, generate};
+    use cqa_studio::{LanguageModel, model::WeightMode};
+    let gpu_model = LanguageModel::from_gguf_bytes(common::default_model_bytes(), WeightMode::Stored, &device).unwrap();
+    let cpu_model = common::default_model();
+    let prompt = cpu_model.tokenizer.encode("The lighthouse keeper", false).unwrap();
+    let params = SamplingParams { max_new_tokens: 64, ..Default::default() };
+    let (want, _) = block_on(generate(cpu_model, prompt.clone(), params.clone(), |_| {})).unwrap();
+    let mut session = cqa_studio::generate::GenerationSession::new(&gpu_model, prompt, params).unwrap();
+    let mut got = Vec::new();
+    while let Some(id) = block_on(session.next_token(&gpu_model)).unwrap() {
+        got.push(id);
+    }
+    assert!(session.uses_fused_gpu_decode(), "the session decoded through the tensor ops");
+    assert_eq!(want.len(), 64, "the reference stopped early: the comparison would be short");
+    assert_eq!(got, want);
+    // The budget the step is built to: 6 a layer, and at most 6 for the embedding, head and pick.
+    let layers = gpu_model.config.num_hidden_layers;
+    assert!(session.dispatches_per_token() <= 6 * layers + 6, "{} dispatches a token", session.dispatches_per_token());
+}

@@ -35,6 +35,7 @@ impl KvCache {
     }
 
     /// Layer `layer`'s keys and values so far, if any.
+    #[cfg_attr(not(all(feature = "gpu-kernels", not(feature = "fusion"))), allow(dead_code))]
     pub(crate) fn layer(&self, layer: usize) -> Option<&(Tensor<4>, Tensor<4>)> {
         self.layers.get(layer).and_then(Option::as_ref)
     }

@@ -66,6 +66,7 @@ impl Rope {
     }
 
     /// The cos and sin tables, `[max_positions, head_dim]` each (the GPU decode step reads them).
+    #[cfg_attr(not(all(feature = "gpu-kernels", not(feature = "fusion"))), allow(dead_code))]
     pub(crate) fn tables(&self) -> (&Tensor<2>, &Tensor<2>) {
         (&self.cos, &self.sin)
     }

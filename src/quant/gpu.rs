@@ -664,6 +664,7 @@ pub struct DeviceMatrix {
 
 impl DeviceMatrix {
     /// Its chunks of rows, each with its words (one storage buffer).
+    #[cfg_attr(not(all(feature = "gpu-kernels", not(feature = "fusion"))), allow(dead_code))]
     pub(crate) fn chunks(&self) -> &[(ChunkShape, Tensor<1, Int>)] {
         &self.chunks
     }

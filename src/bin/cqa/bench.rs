@@ -43,11 +43,14 @@ pub fn run(lm: &LanguageModel, lengths: &[usize], decode: usize, repeats: usize,
         prefill.insert(n.to_string(), serde_json::json!(n as f64 / median(times)));
     }
     let prompt = lm.tokenizer.encode("Once upon a time", false)?;
-    let decode_once = || -> Result<f64> {
+    // (tokens a second, first token's seconds, whether the fused GPU step ran, its dispatches)
+    let decode_once = || -> Result<(f64, f64, bool, usize)> {
         let params = SamplingParams { max_new_tokens: decode, ..Default::default() };
         let mut session = GenerationSession::new(lm, prompt.clone(), params)?;
         // The first call prefills the prompt: time only the decode steps after it.
+        let t = Instant::now();
         block_on(session.next_token(lm))?;
+        let first_token_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let mut steps = 0;
         while steps + 1 < decode {
@@ -57,16 +60,22 @@ pub fn run(lm: &LanguageModel, lengths: &[usize], decode: usize, repeats: usize,
             }
             steps += 1;
         }
-        Ok(steps as f64 / t.elapsed().as_secs_f64())
+        Ok((steps as f64 / t.elapsed().as_secs_f64(), first_token_s, session.uses_fused_gpu_decode(), session.dispatches_per_token()))
     };
-    decode_once()?;
-    let decode_tps = median((0..repeats).map(|_| decode_once()).collect::<Result<Vec<_>>>()?);
+    let (_, _, fused, dispatches) = decode_once()?;
+    let runs = (0..repeats).map(|_| decode_once()).collect::<Result<Vec<_>>>()?;
+    let decode_tps = median(runs.iter().map(|r| r.0).collect());
+    let first_token_s = median(runs.iter().map(|r| r.1).collect());
     Ok(serde_json::json!({
         "engine": "cqa-studio (burn)",
         "features": { "fusion": cfg!(feature = "fusion"), "autotune": cfg!(feature = "autotune") },
         "load_seconds": load_s,
         "prefill_tokens_per_second": prefill,
         "decode_tokens_per_second": decode_tps,
+        "first_token_seconds": first_token_s,
+        // The fused GPU decode step (model::gpu_decode): whether it ran, and its dispatches a token.
+        "decode_fused_gpu": fused,
+        "decode_dispatches_per_token": if fused { serde_json::json!(dispatches) } else { serde_json::Value::Null },
         "peak_rss_mib": peak_rss_mib(),
     })
     .to_string())
