@@ -163,7 +163,9 @@ pub fn project_kernel(
     }
 }
 
-/// RoPE on q and k for position `pos`, and k and v written into the cache at `pos`: one thread a
+/// RoPE on q and k for position `position[0]`, and k and v written into the cache there (the
+/// position is read from a buffer, not passed as a scalar: a launch whose scalars change writes
+/// a new uniform each token, and wgpu's writes force extra submits): one thread a
 /// rotated pair, then one a copied value. q stays in `qkv` (rotated in place); the cache is
 /// `[kv_heads, capacity, head_dim]` a layer, allocated once for the session.
 #[cube(launch_unchecked)]
@@ -174,7 +176,7 @@ pub fn rope_cache_kernel(
     sin: &[f32],
     k_cache: &mut [f32],
     v_cache: &mut [f32],
-    pos: u32,
+    position: &[u32],
     capacity: u32,
     #[comptime] heads: u32,
     #[comptime] kv_heads: u32,
@@ -185,7 +187,7 @@ pub fn rope_cache_kernel(
     let head_dim = comptime![head_dim as usize];
     let heads = comptime![heads as usize];
     let kv_heads = comptime![kv_heads as usize];
-    let pos = pos as usize;
+    let pos = position[0] as usize;
     let capacity = capacity as usize;
     let rotated = (heads + kv_heads) * half;
     let row = pos * head_dim;
@@ -213,7 +215,7 @@ pub fn rope_cache_kernel(
     }
 }
 
-/// `softmax(q·kᵀ · scale)·v` for one query over the `len` cached positions, a workgroup a query
+/// `softmax(q·kᵀ · scale)·v` for one query over the `position[0] + 1` cached positions, a workgroup a query
 /// head (head_dim threads, one an output value; grouped heads read their KV head in place). The
 /// scores go through workgroup memory in chunks of [`SCORE_CHUNK`] with a running max and sum,
 /// so any context length fits.
@@ -223,7 +225,7 @@ pub fn attention_kernel(
     k_cache: &[f32],
     v_cache: &[f32],
     out: &mut [f32],
-    len: u32,
+    position: &[u32],
     capacity: u32,
     scale: f32,
     #[comptime] group: u32,
@@ -233,7 +235,7 @@ pub fn attention_kernel(
     let d = UNIT_POS as usize;
     let head_dim = comptime![head_dim as usize];
     let chunk = comptime![SCORE_CHUNK as usize];
-    let len = len as usize;
+    let len = position[0] as usize + 1;
     let base = (h / comptime![group as usize]) * capacity as usize * head_dim;
     let mut qs = Shared::<[f32]>::new_slice(head_dim);
     let mut scores = Shared::<[f32]>::new_slice(chunk);

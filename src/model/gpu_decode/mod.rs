@@ -46,7 +46,7 @@ mod unavailable {
         pub fn step(&mut self, _token: u32) -> Result<()> {
             match *self {}
         }
-        pub async fn greedy_token(&self) -> Result<u32> {
+        pub async fn greedy_token(&mut self) -> Result<u32> {
             match *self {}
         }
         pub async fn logits(&self) -> Result<Vec<f32>> {

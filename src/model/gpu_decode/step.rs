@@ -90,6 +90,9 @@ pub struct GpuDecoder {
     unused_words: [CubeTensor; 2],
     dispatches: usize,
     device: burn::tensor::Device,
+    /// The id `next` holds, once read back: fed to the next step where it is, not uploaded
+    /// again (an upload costs a submit of its own on WebGPU).
+    next_read: Option<u32>,
 }
 
 fn cube_float<const D: usize>(t: Tensor<D>) -> Option<CubeTensor> {
@@ -213,6 +216,7 @@ impl GpuDecoder {
             len: cache.len(),
             dispatches: 0,
             device: model.device(),
+            next_read: None,
         })
     }
 
@@ -235,18 +239,23 @@ impl GpuDecoder {
         if token as usize >= self.vocab {
             return Err(Error::Input(format!("token id {token} is outside the model's vocabulary of {}", self.vocab)));
         }
-        let token = Tensor::<1, Int>::from_data(TensorData::new(vec![token as i32], [1]), &self.device);
-        let token = cube_int(token).ok_or_else(|| Error::Device("the token could not be placed on the GPU".into()))?;
+        let token = if self.next_read.take() == Some(token) {
+            self.next.clone()
+        } else {
+            let upload = Tensor::<1, Int>::from_data(TensorData::new(vec![token as i32], [1]), &self.device);
+            cube_int(upload).ok_or_else(|| Error::Device("the token could not be placed on the GPU".into()))?
+        };
         let mut launched = 0;
         for w in &self.embed {
             self.embed_row(&token, w);
             launched += 1;
         }
-        let pos = self.len;
+        let position = Tensor::<1, Int>::from_data(TensorData::new(vec![self.len as i32], [1]), &self.device);
+        let position = cube_int(position).ok_or_else(|| Error::Device("the position could not be placed on the GPU".into()))?;
         for layer in &self.layers {
             self.project(&self.hidden, Some(&layer.input_norm), &[&layer.q, &layer.k, &layer.v], layer.qkv_bias.as_ref(), &self.qkv, 0, STACKED, layer.eps);
-            self.rope_and_cache(layer, pos);
-            self.attend(layer, pos + 1);
+            self.rope_and_cache(layer, &position);
+            self.attend(layer, &position);
             self.project(&self.attn, None, &[&layer.o], None, &self.hidden, 0, RESIDUAL, layer.eps);
             self.project(&self.hidden, Some(&layer.post_norm), &[&layer.gate, &layer.up], None, &self.act, 0, GATED, layer.eps);
             self.project(&self.act, None, &[&layer.down], None, &self.hidden, 0, RESIDUAL, layer.eps);
@@ -263,11 +272,13 @@ impl GpuDecoder {
     }
 
     /// The greedy next token: the argmax of the last step's logits, 4 bytes read back.
-    pub async fn greedy_token(&self) -> Result<u32> {
+    pub async fn greedy_token(&mut self) -> Result<u32> {
         let next = Tensor::<1, Int>::from_primitive::<CubeBackend>(self.next.clone());
         let data = next.into_data_async().await.map_err(|e| Error::Device(format!("reading the token back failed: {e:?}")))?;
         let id = data.convert::<i32>().try_to_vec::<i32>().map_err(|e| Error::Device(format!("unexpected token data: {e:?}")))?;
-        Ok(id.first().copied().unwrap_or(0).max(0) as u32)
+        let id = id.first().copied().unwrap_or(0).max(0) as u32;
+        self.next_read = Some(id);
+        Ok(id)
     }
 
     /// The last step's logits, read back (for sampling on the host).
@@ -344,7 +355,7 @@ impl GpuDecoder {
         }
     }
 
-    fn rope_and_cache(&self, layer: &Layer, pos: usize) {
+    fn rope_and_cache(&self, layer: &Layer, position: &CubeTensor) {
         let threads = (self.heads + self.kv_heads) * self.head_dim / 2 + self.kv_heads * self.head_dim;
         let (count, dim) = elementwise(&self.qkv, threads);
         unsafe {
@@ -357,7 +368,7 @@ impl GpuDecoder {
                 self.sin.clone().into_buffer_arg(),
                 layer.k_cache.clone().into_buffer_arg(),
                 layer.v_cache.clone().into_buffer_arg(),
-                pos as u32,
+                position.clone().into_buffer_arg(),
                 self.capacity as u32,
                 self.heads as u32,
                 self.kv_heads as u32,
@@ -366,7 +377,7 @@ impl GpuDecoder {
         }
     }
 
-    fn attend(&self, layer: &Layer, len: usize) {
+    fn attend(&self, layer: &Layer, position: &CubeTensor) {
         unsafe {
             attention_kernel::launch_unchecked(
                 &self.attn.client,
@@ -376,7 +387,7 @@ impl GpuDecoder {
                 layer.k_cache.clone().into_buffer_arg(),
                 layer.v_cache.clone().into_buffer_arg(),
                 self.attn.clone().into_buffer_arg(),
-                len as u32,
+                position.clone().into_buffer_arg(),
                 self.capacity as u32,
                 (1.0 / (self.head_dim as f64).sqrt()) as f32,
                 (self.heads / self.kv_heads) as u32,
