@@ -164,8 +164,8 @@ pub fn project_kernel(
 }
 
 /// RoPE on q and k for position `position[0]`, and k and v written into the cache there (the
-/// position is read from a buffer, not passed as a scalar: a launch whose scalars change writes
-/// a new uniform each token, and wgpu's writes force extra submits): one thread a
+/// position lives on the device, moved on by the argmax kernel: as a scalar it would be a new
+/// uniform written each token, and enough writes make wgpu submit): one thread a
 /// rotated pair, then one a copied value. q stays in `qkv` (rotated in place); the cache is
 /// `[kv_heads, capacity, head_dim]` a layer, allocated once for the session.
 #[cube(launch_unchecked)]
@@ -303,9 +303,10 @@ pub fn embed_token_kernel(
 }
 
 /// The index of the largest of `n` values, the first on ties (as the host's `argmax`), into
-/// `out[0]`: one workgroup.
+/// `out[0]`: one workgroup. As the step's last kernel it also moves `position[0]` on by one, so
+/// a step uploads nothing (on WebGPU each upload costs a submit).
 #[cube(launch_unchecked)]
-pub fn argmax_kernel(values: &[f32], out: &mut [i32], n: u32) {
+pub fn argmax_kernel(values: &[f32], out: &mut [i32], position: &mut [u32], n: u32) {
     let unit = UNIT_POS as usize;
     let threads = comptime![ARGMAX_THREADS as usize];
     let n = n as usize;
@@ -342,6 +343,7 @@ pub fn argmax_kernel(values: &[f32], out: &mut [i32], n: u32) {
     }
     if unit == 0 {
         out[0] = top_at[0] as i32;
+        position[0] = position[0] + 1u32;
     }
 }
 

@@ -93,6 +93,8 @@ pub struct GpuDecoder {
     /// The id `next` holds, once read back: fed to the next step where it is, not uploaded
     /// again (an upload costs a submit of its own on WebGPU).
     next_read: Option<u32>,
+    /// The next token's position, `[1]`, on the device (the argmax kernel moves it on).
+    position: CubeTensor,
 }
 
 fn cube_float<const D: usize>(t: Tensor<D>) -> Option<CubeTensor> {
@@ -215,6 +217,7 @@ impl GpuDecoder {
             capacity,
             len: cache.len(),
             dispatches: 0,
+            position: cube_int(Tensor::<1, Int>::from_data(TensorData::new(vec![cache.len() as i32], [1]), &model.device()))?,
             device: model.device(),
             next_read: None,
         })
@@ -250,12 +253,10 @@ impl GpuDecoder {
             self.embed_row(&token, w);
             launched += 1;
         }
-        let position = Tensor::<1, Int>::from_data(TensorData::new(vec![self.len as i32], [1]), &self.device);
-        let position = cube_int(position).ok_or_else(|| Error::Device("the position could not be placed on the GPU".into()))?;
         for layer in &self.layers {
             self.project(&self.hidden, Some(&layer.input_norm), &[&layer.q, &layer.k, &layer.v], layer.qkv_bias.as_ref(), &self.qkv, 0, STACKED, layer.eps);
-            self.rope_and_cache(layer, &position);
-            self.attend(layer, &position);
+            self.rope_and_cache(layer, &self.position);
+            self.attend(layer, &self.position);
             self.project(&self.attn, None, &[&layer.o], None, &self.hidden, 0, RESIDUAL, layer.eps);
             self.project(&self.hidden, Some(&layer.post_norm), &[&layer.gate, &layer.up], None, &self.act, 0, GATED, layer.eps);
             self.project(&self.act, None, &[&layer.down], None, &self.hidden, 0, RESIDUAL, layer.eps);
@@ -404,6 +405,7 @@ impl GpuDecoder {
                 CubeDim::new_1d(ARGMAX_THREADS),
                 self.logits.clone().into_buffer_arg(),
                 self.next.clone().into_buffer_arg(),
+                self.position.clone().into_buffer_arg(),
                 self.vocab as u32,
             );
         }
