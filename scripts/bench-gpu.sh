@@ -39,7 +39,7 @@ part adapter "$CQA" --model "$MODEL" --backend wgpu info --json
 for weights in stored f32; do
   for decode in fused ops; do
     part "cqa-wgpu-$weights-$decode" "$CQA" --model "$MODEL" --backend wgpu --weights "$weights" \
-      --decode-kernels "$decode" bench --prefill 256,512 --decode 128 --repeats 3
+      --gpu-kernels "$decode" bench --prefill 256,512 --decode 128 --repeats 3
   done
 done
 part cqa-wgpu-qlora-1x256 "$CQA" --model "$MODEL" --backend wgpu bench-train --batch 1 --seq 256 --steps 3

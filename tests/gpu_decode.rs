@@ -119,3 +119,54 @@ fn the_default_models_greedy_text_on_the_fused_gpu_step_is_the_cpus() {
     let layers = gpu_model.config.num_hidden_layers;
     assert!(session.dispatches_per_token() <= 6 * layers + 6, "{} dispatches a token", session.dispatches_per_token());
 }
+
+#[test]
+fn an_attached_adapter_stays_factored_in_the_fused_step_and_gives_the_ops_logits() {
+    let Some(device) = gpu() else { return };
+    use cqa_studio::lora::{Adapter, LoraConfig};
+    use cqa_studio::rng::Rng;
+    for (name, targets) in [("narrow-Q8_0.gguf", "all"), ("wide-Q4_K_M.gguf", "q,v,up"), ("narrow-Q5_0.gguf", "o,down")] {
+        let base = fixture_model(name, &device);
+        let config = LoraConfig { rank: 4, alpha: 8.0, dropout: 0.0, targets: LoraConfig::parse_targets(targets).unwrap() };
+        let mut adapter = Adapter::init(&config, &base.projection_shapes(), 3).unwrap();
+        // PEFT starts B at zero; a trained adapter has moved it.
+        let mut rng = Rng::new(11);
+        for factors in adapter.factors.values_mut() {
+            factors.b.iter_mut().for_each(|b| *b = (rng.normal() * 0.05) as f32);
+        }
+        let tuned = base.with_adapter(&adapter, false).unwrap();
+        let prompt = [1u32, 17, 290, 3];
+        let mut cache = tuned.new_cache();
+        block_on(read_f32(tuned.forward(tokens(&prompt, &device), &mut cache).unwrap())).unwrap();
+        let mut decoder = GpuDecoder::new(&tuned, &cache, prompt.len() + 4).unwrap_or_else(|| panic!("{name}: no GPU decoder"));
+        let mut token = 9u32;
+        for step in 0..3 {
+            let want = block_on(read_f32(tuned.forward(tokens(&[token], &device), &mut cache).unwrap())).unwrap();
+            decoder.step(token).unwrap();
+            let got = block_on(decoder.logits()).unwrap();
+            let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let diff = common::max_abs_diff(&got, &want);
+            assert!(diff <= 1e-4 * scale, "{name} ({targets}), step {step}: max |Δ logit| = {diff}");
+            token = argmax(&want);
+        }
+        // The adapter matters here: the base's logits differ.
+        let mut base_cache = base.new_cache();
+        block_on(read_f32(base.forward(tokens(&prompt, &device), &mut base_cache).unwrap())).unwrap();
+        let mut base_decoder = GpuDecoder::new(&base, &base_cache, prompt.len() + 1).unwrap();
+        base_decoder.step(9).unwrap();
+        let mut tuned_decoder = GpuDecoder::new(&tuned, &tuned_cache_after(&tuned, &prompt, &device), prompt.len() + 1).unwrap();
+        tuned_decoder.step(9).unwrap();
+        let (b, t) = (block_on(base_decoder.logits()).unwrap(), block_on(tuned_decoder.logits()).unwrap());
+        assert!(common::max_abs_diff(&b, &t) > 1e-3, "{name}: the adapter changed nothing");
+        // One more dispatch for each product whose matrices the adapter adapts, in each layer.
+        let groups = match targets { "all" => 4, "q,v,up" => 2, _ => 2 };
+        let layers = tuned.layers.len();
+        assert_eq!(tuned_decoder.dispatches_per_step(), base_decoder.dispatches_per_step() + groups * layers, "{name}");
+    }
+}
+
+fn tuned_cache_after(model: &Llama, prompt: &[u32], device: &Device) -> cqa_studio::model::KvCache {
+    let mut cache = model.new_cache();
+    block_on(read_f32(model.forward(tokens(prompt, device), &mut cache).unwrap())).unwrap();
+    cache
+}

@@ -9,6 +9,8 @@
 pub mod cache;
 pub mod config;
 pub mod fused;
+#[cfg(feature = "gpu-kernels")]
+pub mod gpu_attention;
 pub mod gpu_decode;
 pub mod layers;
 pub mod rope;
@@ -83,7 +85,11 @@ impl Attention {
             // Decode: burn-flex's own fused attention kernel.
             let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
             attention(q, repeat_kv(k, h / kvh), repeat_kv(v, h / kvh), None, None, options)
+        } else if let Some(out) = gpu_grouped_attention(&q, &k, &v, seq > 1) {
+            // Inference on a GPU: one kernel, grouped heads read in place.
+            out
         } else {
+            // Training on a GPU: burn's ops, whose backward pass autodiff derives.
             attention_with_host_mask(q, repeat_kv(k, h / kvh), repeat_kv(v, h / kvh), seq > 1)
         };
         // (batch, heads, seq, head_dim) → (batch, seq, heads * head_dim)
@@ -91,7 +97,20 @@ impl Attention {
     }
 }
 
-/// `softmax(q·kᵀ/√head_dim + mask)·v` written out, for the GPU backends.
+/// Attention in one GPU kernel (`gpu_attention`), where it serves: a GPU device, no gradient.
+///
+/// # Shapes
+/// - q: `[batch, heads, seq, head_dim]`, k, v: `[batch, kv_heads, total, head_dim]` → like q
+#[cfg_attr(not(feature = "gpu-kernels"), allow(unused_variables))]
+fn gpu_grouped_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool) -> Option<Tensor<4>> {
+    #[cfg(feature = "gpu-kernels")]
+    if gpu_attention::serves(q, k) {
+        return Some(gpu_attention::grouped_attention(q.clone(), k.clone(), v.clone(), causal));
+    }
+    None
+}
+
+/// `softmax(q·kᵀ/√head_dim + mask)·v` written out, for training on the GPU backends.
 ///
 /// burn's generic version (what wgpu and WebGPU run) builds the causal mask with integer kernels
 /// on the device and clamps both softmax reductions, so a first forward pass compiles five more

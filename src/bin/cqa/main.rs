@@ -48,10 +48,11 @@ struct Common {
     /// backends: host memory on the CPU, device buffers on wgpu.
     #[arg(long, global = true, default_value = "stored")]
     weights: String,
-    /// How tokens after the prompt are decoded on wgpu: `fused` (a few fused kernels a layer,
-    /// the argmax on the GPU) or `ops` (burn's tensor ops, ~1,700 dispatches a token).
+    /// How inference runs on wgpu: `fused` (the decode step in a few fused kernels a layer with
+    /// the argmax on the GPU, and attention in one kernel) or `ops` (burn's tensor ops, ~1,700
+    /// dispatches a decoded token), for comparison. Training always uses burn's ops.
     #[arg(long, global = true, default_value = "fused")]
-    decode_kernels: String,
+    gpu_kernels: String,
 }
 
 #[derive(Subcommand)]
@@ -242,10 +243,10 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let backend: Backend = cli.common.backend.parse()?;
-    match cli.common.decode_kernels.as_str() {
+    match cli.common.gpu_kernels.as_str() {
         "fused" => cqa_studio::model::gpu_decode::set_enabled(true),
         "ops" => cqa_studio::model::gpu_decode::set_enabled(false),
-        other => return Err(Error::Input(format!("unknown --decode-kernels `{other}`: use `fused` or `ops`"))),
+        other => return Err(Error::Input(format!("unknown --gpu-kernels `{other}`: use `fused` or `ops`"))),
     }
     let device = match backend {
         Backend::Cpu => device::cpu(),

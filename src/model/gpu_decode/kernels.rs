@@ -49,8 +49,14 @@ fn lane_dot(
 }
 
 /// One or more weight products from the same input, with what comes before and after them:
-/// the RMSNorm of the input folded in (`normed`: `x / rms(x) · norm`), the biases, SwiGLU, or
-/// the residual add (`mode`). 32 threads a row, 4 rows a workgroup, as the matrix-vector kernel.
+/// the RMSNorm of the input folded in (`normed`: `x / rms(x) · norm`), SwiGLU, or the residual add
+/// (`mode`). 32 threads a row, 4 rows a workgroup, as the matrix-vector kernel.
+///
+/// With `has_extra`, each output column `k` also gets `Σ_j extra_in[j] · extra[j, k]` (`extra`:
+/// `[extra_rows, columns]`): the LoRA adapters' up-products (`extra_in` = x·A from
+/// [`lora_down_kernel`], `extra` = s·B of each adapted matrix in its columns) and the biases (a
+/// row whose input is a constant 1). The columns are the output rows (`STACKED`, `RESIDUAL`), or
+/// gate's then up's (`GATED`). Eight storage buffers: WebGPU's guaranteed limit a shader.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 pub fn project_kernel(
@@ -59,7 +65,8 @@ pub fn project_kernel(
     a: &[u32],
     b: &[u32],
     c: &[u32],
-    bias: &[f32],
+    extra_in: &[f32],
+    extra: &[f32],
     out: &mut [f32],
     rows_a: u32,
     rows_b: u32,
@@ -72,13 +79,14 @@ pub fn project_kernel(
     scales_c: u32,
     cols: u32,
     out_offset: u32,
+    extra_rows: u32,
     eps: f32,
     #[comptime] format_a: u32,
     #[comptime] format_b: u32,
     #[comptime] format_c: u32,
     #[comptime] mode: u32,
     #[comptime] normed: bool,
-    #[comptime] has_bias: bool,
+    #[comptime] has_extra: bool,
 ) {
     let r = ((CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) * ROWS_PER_CUBE + UNIT_POS_Y) as usize;
     let lane = UNIT_POS_X as usize;
@@ -145,20 +153,88 @@ pub fn project_kernel(
         }
         sync_cube();
     }
-    let y_a = partial[unit - lane] * inv;
-    let y_b = partial_b[unit - lane] * inv;
+    let mut y_a = partial[unit - lane] * inv;
+    let mut y_b = partial_b[unit - lane] * inv;
     if lane == 0 && r < total_rows {
+        if comptime![has_extra] {
+            let mut columns = total_rows;
+            if comptime![mode == GATED] {
+                columns = 2 * rows_a;
+            }
+            for j in 0..extra_rows as usize {
+                let t = extra_in[j];
+                y_a += t * extra[j * columns + r];
+                if comptime![mode == GATED] {
+                    y_b += t * extra[j * columns + rows_a + r];
+                }
+            }
+        }
         let o = out_offset as usize + r;
         if comptime![mode == STACKED] {
-            let mut y = y_a;
-            if comptime![has_bias] {
-                y += bias[r];
-            }
-            out[o] = y;
+            out[o] = y_a;
         } else if comptime![mode == GATED] {
             out[o] = y_a / (1.0f32 + (-y_a).exp()) * y_b;
         } else {
             out[o] = out[o] + y_a;
+        }
+    }
+}
+
+/// `t[j] = Σ_c aᵀ[j, c] · x̂[c]` for the `lora_rows` rows of a group's stacked LoRA `A`s (transposed,
+/// `[lora_rows, cols]`), x̂ being `x`, or its RMSNorm with `normed`; and `t[j] = 1` past them (the
+/// biases' row of [`project_kernel`]'s extra product). A workgroup of 128 threads a row.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn lora_down_kernel(x: &[f32], norm: &[f32], a_t: &[f32], t: &mut [f32], cols: u32, lora_rows: u32, eps: f32, #[comptime] normed: bool) {
+    let j = CUBE_POS_X as usize;
+    let unit = UNIT_POS as usize;
+    let cols = cols as usize;
+    let mut partial = Shared::<[f32]>::new_slice(THREADS);
+    let mut inv = 1.0f32;
+    let mut acc = 0.0f32;
+    let mut sq = 0.0f32;
+    let mut i = unit;
+    while i < cols {
+        let v = x[i];
+        sq += v * v;
+        if j < lora_rows as usize {
+            let mut scaled = v;
+            if comptime![normed] {
+                scaled *= norm[i];
+            }
+            acc += a_t[j * cols + i] * scaled;
+        }
+        i += THREADS;
+    }
+    if comptime![normed] {
+        partial[unit] = sq;
+        sync_cube();
+        #[unroll]
+        for level in 0..7u32 {
+            let stride = comptime![(THREADS >> (level + 1)) as usize];
+            if unit < stride {
+                partial[unit] += partial[unit + stride];
+            }
+            sync_cube();
+        }
+        inv = 1.0f32 / (partial[0] / f32::cast_from(cols as u32) + eps).sqrt();
+        sync_cube();
+    }
+    partial[unit] = acc;
+    sync_cube();
+    #[unroll]
+    for level in 0..7u32 {
+        let stride = comptime![(THREADS >> (level + 1)) as usize];
+        if unit < stride {
+            partial[unit] += partial[unit + stride];
+        }
+        sync_cube();
+    }
+    if unit == 0 {
+        if j < lora_rows as usize {
+            t[j] = partial[0] * inv;
+        } else {
+            t[j] = 1.0f32;
         }
     }
 }

@@ -14,10 +14,14 @@
 //! and the token adds the embedding lookup, the final norm folded into the head, and a greedy
 //! argmax: 4 bytes read back a token instead of the whole logits row.
 //!
-//! It serves a model whose matrices are stored words on the device (the default on a GPU) and
-//! that has no adapter attached; the prompt's forward pass still goes through burn's ops, and
-//! its keys and values are copied into the session's cache once. Anything else (f32 weights,
-//! adapters, burn's `fusion` build) keeps the tensor-op path: [`GpuDecoder::new`] says `None`.
+//! LoRA adapters stay factored: a product whose matrices are adapted takes one more dispatch for
+//! x̂·A (all of the group's adapters at once), and adds s·(x̂·A)·B in the product's own kernel, as
+//! it adds the biases.
+//!
+//! It serves a model whose matrices are stored words on the device (the default on a GPU); the
+//! prompt's forward pass still goes through burn's ops, and its keys and values are copied into
+//! the session's cache once. Anything else (f32 weights, factors that train, burn's `fusion`
+//! build) keeps the tensor-op path: [`GpuDecoder::new`] says `None`.
 
 #[cfg(all(feature = "gpu-kernels", not(feature = "fusion")))]
 mod kernels;
@@ -63,8 +67,8 @@ mod unavailable {
 #[cfg(not(all(feature = "gpu-kernels", not(feature = "fusion"))))]
 pub use unavailable::{GpuDecoder, DISPATCHES_PER_LAYER};
 
-/// Whether sessions may use the fused step (on by default; `cqa --decode ops` and benchmarks
-/// turn it off to compare with burn's ops).
+/// Whether inference may use the fused GPU kernels, this step and `gpu_attention` (on by default;
+/// `cqa --gpu-kernels ops` turns them off to compare with burn's ops).
 static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 pub fn set_enabled(enabled: bool) {

@@ -3,12 +3,12 @@
 
 use super::kernels::{
     ARGMAX_THREADS, GATED, RESIDUAL, STACKED, argmax_kernel, attention_kernel, embed_token_kernel, import_cache_kernel,
-    project_kernel, rope_cache_kernel,
+    lora_down_kernel, project_kernel, rope_cache_kernel,
 };
 use crate::error::{Error, Result};
 use crate::model::layers::{BaseLinear, StoredLinear, StoredWeight, TokenEmbedding};
 use crate::model::{KvCache, Llama};
-use crate::lora::Projection;
+use crate::lora::{LoraFactors, Projection};
 use crate::quant::gpu::{ChunkShape, LANES, ROWS_PER_CUBE};
 use burn::tensor::{DType, Int, Shape, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
@@ -18,7 +18,8 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 
-/// Dispatches a layer costs; a token adds one an embedding chunk, one a head chunk and the argmax.
+/// Dispatches a layer costs without adapters (an adapter adds one for each product whose
+/// matrices it adapts); a token adds one an embedding chunk, one a head chunk and the argmax.
 pub const DISPATCHES_PER_LAYER: usize = 6;
 
 /// One storage buffer of a matrix's words, and its rows' place in the whole matrix.
@@ -43,13 +44,28 @@ impl Words {
     }
 }
 
+/// What a product adds to its output columns beside its stored matrices (see `project_kernel`):
+/// the LoRA adapters' up-products and the biases.
+#[derive(Debug, Clone)]
+struct Extra {
+    /// `[rows, columns]`: s·B of each adapter in its matrix's columns, then the biases' row.
+    weights: CubeTensor,
+    rows: usize,
+    /// The adapters' stacked Aᵀ (`[lora rows, in]`), when any is attached.
+    down: Option<(CubeTensor, usize)>,
+    /// `[rows]`: x̂·A (written by `lora_down_kernel`), then the biases' constant 1.
+    input: CubeTensor,
+}
+
 #[derive(Debug, Clone)]
 struct Layer {
     q: Words,
     k: Words,
     v: Words,
-    /// q, k and v's biases end to end (Qwen2), or none.
-    qkv_bias: Option<CubeTensor>,
+    qkv_extra: Option<Extra>,
+    o_extra: Option<Extra>,
+    gate_up_extra: Option<Extra>,
+    down_extra: Option<Extra>,
     o: Words,
     gate: Words,
     up: Words,
@@ -86,7 +102,7 @@ pub struct GpuDecoder {
     next: CubeTensor,
     /// Stand-ins for the inputs a launch does not use (WebGPU refuses a buffer bound twice when
     /// one of the bindings is writable, so none is reused).
-    unused_f32: [CubeTensor; 2],
+    unused_f32: [CubeTensor; 3],
     unused_words: [CubeTensor; 2],
     dispatches: usize,
     device: burn::tensor::Device,
@@ -105,19 +121,48 @@ fn cube_int<const D: usize>(t: Tensor<D, Int>) -> Option<CubeTensor> {
     t.try_into_primitive::<CubeBackend>().ok().map(into_contiguous)
 }
 
-/// A projection's words and bias, if its matrix is one buffer of stored words and it has no
-/// adapter.
-fn projection_words(p: &Projection) -> Option<(Words, Option<CubeTensor>)> {
-    if p.lora.is_some() {
-        return None;
-    }
+/// A projection's words, bias and adapter, if its matrix is one buffer of stored words.
+fn projection_words(p: &Projection) -> Option<(Words, Option<Tensor<1>>, Option<&LoraFactors>)> {
     let BaseLinear::Stored(StoredLinear { weight: StoredWeight::Device(matrix), bias }) = &p.base else { return None };
     let [(chunk, words)] = matrix.chunks() else { return None };
-    let bias = match bias {
-        Some(b) => Some(cube_float(b.val())?),
-        None => None,
+    Some((Words { chunk: *chunk, words: cube_int(words.clone())? }, bias.as_ref().map(|b| b.val()), p.lora.as_ref()))
+}
+
+/// The extra product of a group of matrices that share an input (`parts`: each one's bias,
+/// adapter and first output column, of `columns`): `None` inside when there is nothing to add,
+/// `None` outside when the tensors are not plain GPU tensors (e.g. factors that train).
+fn extra(parts: &[(Option<Tensor<1>>, Option<&LoraFactors>, usize)], columns: usize, device: &burn::tensor::Device) -> Option<Option<Extra>> {
+    let has_bias = parts.iter().any(|(bias, _, _)| bias.is_some());
+    let adapters: Vec<(&LoraFactors, usize)> = parts.iter().filter_map(|(_, lora, at)| lora.map(|l| (l, *at))).collect();
+    if adapters.is_empty() && !has_bias {
+        return Some(None);
+    }
+    let lora_rows: usize = adapters.iter().map(|(l, _)| l.a.val().dims()[1]).sum();
+    let rows = lora_rows + usize::from(has_bias);
+    let mut weights = Tensor::<2>::zeros([rows, columns], device);
+    let mut row = 0;
+    for (lora, at) in &adapters {
+        let b = lora.b.val().mul_scalar(lora.scale);
+        let [r, width] = b.dims();
+        weights = weights.slice_assign([row..row + r, *at..*at + width], b);
+        row += r;
+    }
+    for (bias, _, at) in parts {
+        if let Some(bias) = bias {
+            let n = bias.dims()[0];
+            weights = weights.slice_assign([rows - 1..rows, *at..*at + n], bias.clone().reshape([1, n]));
+        }
+    }
+    let down = if adapters.is_empty() {
+        None
+    } else {
+        let a_t = Tensor::cat(adapters.iter().map(|(l, _)| l.a.val().transpose()).collect(), 0);
+        Some((cube_float(a_t)?, lora_rows))
     };
-    Some((Words { chunk: *chunk, words: cube_int(words.clone())? }, bias))
+    // Without adapters the input is the biases' constant 1 alone; with them, lora_down_kernel
+    // writes it whole each step.
+    let input = if down.is_none() { Tensor::<1>::ones([1], device) } else { Tensor::<1>::zeros([rows], device) };
+    Some(Some(Extra { weights: cube_float(weights)?, rows, down, input: cube_float(input)? }))
 }
 
 fn weight_chunks(weight: &StoredWeight) -> Option<Vec<Words>> {
@@ -157,27 +202,29 @@ impl GpuDecoder {
 
         let mut layers = Vec::with_capacity(model.layers.len());
         for (i, layer) in model.layers.iter().enumerate() {
-            let a = &layer.self_attn;
-            let (q, q_bias) = projection_words(&a.q_proj)?;
-            let (k, k_bias) = projection_words(&a.k_proj)?;
-            let (v, v_bias) = projection_words(&a.v_proj)?;
-            let qkv_bias = match (q_bias, k_bias, v_bias) {
-                (None, None, None) => None,
-                (Some(q), Some(k), Some(v)) => {
-                    let tensors = [q, k, v].map(Tensor::<1>::from_primitive::<CubeBackend>);
-                    Some(cube_float(Tensor::cat(tensors.to_vec(), 0))?)
-                }
-                _ => return None,
-            };
+            let (a, m) = (&layer.self_attn, &layer.mlp);
+            let device = model.device();
+            let (q, q_bias, q_lora) = projection_words(&a.q_proj)?;
+            let (k, k_bias, k_lora) = projection_words(&a.k_proj)?;
+            let (v, v_bias, v_lora) = projection_words(&a.v_proj)?;
+            let (o, o_bias, o_lora) = projection_words(&a.o_proj)?;
+            let (gate, gate_bias, gate_lora) = projection_words(&m.gate_proj)?;
+            let (up, up_bias, up_lora) = projection_words(&m.up_proj)?;
+            let (down, down_bias, down_lora) = projection_words(&m.down_proj)?;
+            let (q_rows, kv_rows, inner) = (q.chunk.rows, k.chunk.rows, gate.chunk.rows);
+            let qkv_parts = [(q_bias, q_lora, 0), (k_bias, k_lora, q_rows), (v_bias, v_lora, q_rows + kv_rows)];
             let layer_out = Layer {
+                qkv_extra: extra(&qkv_parts, q_rows + 2 * kv_rows, &device)?,
+                o_extra: extra(&[(o_bias, o_lora, 0)], o.chunk.rows, &device)?,
+                gate_up_extra: extra(&[(gate_bias, gate_lora, 0), (up_bias, up_lora, inner)], 2 * inner, &device)?,
+                down_extra: extra(&[(down_bias, down_lora, 0)], down.chunk.rows, &device)?,
                 q,
                 k,
                 v,
-                qkv_bias,
-                o: projection_words(&a.o_proj)?.0,
-                gate: projection_words(&layer.mlp.gate_proj)?.0,
-                up: projection_words(&layer.mlp.up_proj)?.0,
-                down: projection_words(&layer.mlp.down_proj)?.0,
+                o,
+                gate,
+                up,
+                down,
                 input_norm: cube_float(layer.input_layernorm.weight.val())?,
                 post_norm: cube_float(layer.post_attention_layernorm.weight.val())?,
                 eps: layer.input_layernorm.eps as f32,
@@ -202,7 +249,7 @@ impl GpuDecoder {
             act: alloc(intermediate, DType::F32),
             logits: alloc(vocab, DType::F32),
             next: alloc(1, DType::I32),
-            unused_f32: [alloc(1, DType::F32), alloc(1, DType::F32)],
+            unused_f32: [alloc(1, DType::F32), alloc(1, DType::F32), alloc(1, DType::F32)],
             unused_words: [alloc(1, DType::I32), alloc(1, DType::I32)],
             layers,
             embed,
@@ -254,17 +301,17 @@ impl GpuDecoder {
             launched += 1;
         }
         for layer in &self.layers {
-            self.project(&self.hidden, Some(&layer.input_norm), &[&layer.q, &layer.k, &layer.v], layer.qkv_bias.as_ref(), &self.qkv, 0, STACKED, layer.eps);
+            let eps = layer.eps;
+            launched += self.project(&self.hidden, Some(&layer.input_norm), &[&layer.q, &layer.k, &layer.v], layer.qkv_extra.as_ref(), &self.qkv, 0, STACKED, eps);
             self.rope_and_cache(layer, &self.position);
             self.attend(layer, &self.position);
-            self.project(&self.attn, None, &[&layer.o], None, &self.hidden, 0, RESIDUAL, layer.eps);
-            self.project(&self.hidden, Some(&layer.post_norm), &[&layer.gate, &layer.up], None, &self.act, 0, GATED, layer.eps);
-            self.project(&self.act, None, &[&layer.down], None, &self.hidden, 0, RESIDUAL, layer.eps);
-            launched += DISPATCHES_PER_LAYER;
+            launched += 2;
+            launched += self.project(&self.attn, None, &[&layer.o], layer.o_extra.as_ref(), &self.hidden, 0, RESIDUAL, eps);
+            launched += self.project(&self.hidden, Some(&layer.post_norm), &[&layer.gate, &layer.up], layer.gate_up_extra.as_ref(), &self.act, 0, GATED, eps);
+            launched += self.project(&self.act, None, &[&layer.down], layer.down_extra.as_ref(), &self.hidden, 0, RESIDUAL, eps);
         }
         for w in &self.head {
-            self.project(&self.hidden, Some(&self.final_norm), &[w], None, &self.logits, w.chunk.row_start, STACKED, self.final_eps);
-            launched += 1;
+            launched += self.project(&self.hidden, Some(&self.final_norm), &[w], None, &self.logits, w.chunk.row_start, STACKED, self.final_eps);
         }
         self.argmax();
         self.dispatches = launched + 1;
@@ -308,16 +355,40 @@ impl GpuDecoder {
         }
     }
 
-    /// `mats` applied to `x` (see `project_kernel`): rows into `out[out_offset..]`.
+    /// `mats` applied to `x` (see `project_kernel`), with the adapters' and biases' `extra`:
+    /// rows into `out[out_offset..]`. Gives the dispatches it took (two with an adapter).
     #[allow(clippy::too_many_arguments)]
-    fn project(&self, x: &CubeTensor, norm: Option<&CubeTensor>, mats: &[&Words], bias: Option<&CubeTensor>, out: &CubeTensor, out_offset: usize, mode: u32, eps: f32) {
+    fn project(&self, x: &CubeTensor, norm: Option<&CubeTensor>, mats: &[&Words], extra: Option<&Extra>, out: &CubeTensor, out_offset: usize, mode: u32, eps: f32) -> usize {
+        let [unused_norm, unused_extra_in, unused_extra] = &self.unused_f32;
+        let mut launched = 1;
+        if let Some(Extra { down: Some((a_t, lora_rows)), input, rows, .. }) = extra {
+            unsafe {
+                lora_down_kernel::launch_unchecked(
+                    &out.client,
+                    CubeCount::Static(*rows as u32, 1, 1),
+                    CubeDim::new_1d(LANES * ROWS_PER_CUBE),
+                    x.clone().into_buffer_arg(),
+                    norm.unwrap_or(unused_norm).clone().into_buffer_arg(),
+                    a_t.clone().into_buffer_arg(),
+                    input.clone().into_buffer_arg(),
+                    mats[0].chunk.layout.cols as u32,
+                    *lora_rows as u32,
+                    eps,
+                    norm.is_some(),
+                );
+            }
+            launched += 1;
+        }
         let a = mats[0];
         let [unused_b, unused_c] = &self.unused_words;
         let stand_in = |i: usize, unused: &CubeTensor| mats.get(i).map_or((unused.clone(), 0, a.format(), 0, 0), |w| (w.words.clone(), w.rows(), w.format(), w.value_words(), w.scale_words()));
         let (b, rows_b, format_b, words_b, scales_b) = stand_in(1, unused_b);
         let (c, rows_c, format_c, words_c, scales_c) = stand_in(2, unused_c);
         let rows = if mode == STACKED { a.rows() + rows_b + rows_c } else { a.rows() } as usize;
-        let [unused_norm, unused_bias] = &self.unused_f32;
+        let (extra_in, extra_weights, extra_rows) = match extra {
+            Some(e) => (e.input.clone(), e.weights.clone(), e.rows),
+            None => (unused_extra_in.clone(), unused_extra.clone(), 0),
+        };
         let cubes = rows.div_ceil(ROWS_PER_CUBE as usize);
         let cx = cubes.min(32768);
         let count = CubeCount::Static(cx as u32, cubes.div_ceil(cx) as u32, 1);
@@ -332,7 +403,8 @@ impl GpuDecoder {
                 a.words.clone().into_buffer_arg(),
                 b.into_buffer_arg(),
                 c.into_buffer_arg(),
-                bias.unwrap_or(unused_bias).clone().into_buffer_arg(),
+                extra_in.into_buffer_arg(),
+                extra_weights.into_buffer_arg(),
                 out.clone().into_buffer_arg(),
                 a.rows(),
                 rows_b,
@@ -345,15 +417,17 @@ impl GpuDecoder {
                 scales_c,
                 a.chunk.layout.cols as u32,
                 out_offset as u32,
+                extra_rows as u32,
                 eps,
                 a.format(),
                 format_b,
                 format_c,
                 mode,
                 norm.is_some(),
-                bias.is_some(),
+                extra.is_some(),
             );
         }
+        launched
     }
 
     fn rope_and_cache(&self, layer: &Layer, position: &CubeTensor) {
