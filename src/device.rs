@@ -57,6 +57,23 @@ pub async fn wgpu() -> Result<Device> {
     Device::wgpu_options().tasks_max(TASKS_PER_SUBMIT).init_async().await.map_err(|e| Error::Device(format!("WebGPU is not available ({e})")))
 }
 
+/// For the crate's unit tests: the one wgpu device of the test process (wgpu initialises once a
+/// process, so every test module shares it), or `None` (the test is skipped) where this machine
+/// has no adapter, unless `CQA_REQUIRE_GPU` is set: `./x test` sets it and installs Mesa's
+/// lavapipe, so there these tests always run.
+#[cfg(all(test, feature = "native"))]
+pub(crate) fn test_gpu() -> Option<Device> {
+    static DEVICE: std::sync::OnceLock<std::result::Result<Device, String>> = std::sync::OnceLock::new();
+    match DEVICE.get_or_init(|| wgpu().map_err(|e| e.to_string())) {
+        Ok(device) => Some(device.clone()),
+        Err(e) if std::env::var_os("CQA_REQUIRE_GPU").is_some() => panic!("CQA_REQUIRE_GPU is set: {e}"),
+        Err(e) => {
+            eprintln!("skipped, no GPU: {e}");
+            None
+        }
+    }
+}
+
 /// Blocks on a future natively. The engine's reads are async so the browser never blocks; the
 /// CLI drives them with this.
 #[cfg(not(target_family = "wasm"))]

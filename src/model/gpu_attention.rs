@@ -245,18 +245,8 @@ mod tests {
     use crate::rng::Rng;
     use burn::tensor::{Device, TensorData};
 
-    /// A wgpu device (lavapipe under `./x test`), or `None` to skip where there is none and
-    /// `CQA_REQUIRE_GPU` is unset.
     fn gpu() -> Option<Device> {
-        static DEVICE: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
-        match DEVICE.get_or_init(|| crate::device::wgpu().map_err(|e| e.to_string())) {
-            Ok(device) => Some(device.clone()),
-            Err(e) if std::env::var_os("CQA_REQUIRE_GPU").is_some() => panic!("CQA_REQUIRE_GPU is set: {e}"),
-            Err(e) => {
-                eprintln!("skipped, no GPU: {e}");
-                None
-            }
-        }
+        crate::device::test_gpu()
     }
 
     fn random(dims: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {

@@ -745,20 +745,8 @@ mod tests {
     use burn::tensor::Device;
     use half::{bf16, f16};
 
-    /// A wgpu device, or `None` (the test is skipped) where this machine has no adapter, unless
-    /// `CQA_REQUIRE_GPU` is set: `./x test` sets it and installs Mesa's lavapipe, so there these
-    /// tests always run.
     fn gpu() -> Option<Device> {
-        // wgpu initialises once a process; the tests share that device.
-        static DEVICE: std::sync::OnceLock<Result<Device, String>> = std::sync::OnceLock::new();
-        match DEVICE.get_or_init(|| crate::device::wgpu().map_err(|e| e.to_string())) {
-            Ok(device) => Some(device.clone()),
-            Err(e) if std::env::var_os("CQA_REQUIRE_GPU").is_some() => panic!("CQA_REQUIRE_GPU is set: {e}"),
-            Err(e) => {
-                eprintln!("skipped, no GPU: {e}");
-                None
-            }
-        }
+        crate::device::test_gpu()
     }
 
     /// Random blocks of `format` with small, finite scales.

@@ -94,7 +94,8 @@ pub fn project_kernel(
     let rows_a = rows_a as usize;
     let rows_b = rows_b as usize;
     let rows_c = rows_c as usize;
-    // (The reductions are written inline: CubeCL 0.11 does not pass workgroup memory to functions.)
+    // (The reductions are unrolled: CubeCL 0.11 failed to compile them as a `while` loop that
+    // halves its stride, "expected cube.ptr, found cube.index".)
     let mut partial = Shared::<[f32]>::new_slice(THREADS);
     let mut partial_b = Shared::<[f32]>::new_slice(THREADS);
     let mut inv = 1.0f32;
@@ -111,7 +112,7 @@ pub fn project_kernel(
         sync_cube();
         #[unroll]
         for level in 0..7u32 {
-            let stride = comptime![(THREADS >> (level + 1)) as usize];
+            let stride = comptime![THREADS >> (level + 1)];
             if unit < stride {
                 partial[unit] += partial[unit + stride];
             }
@@ -175,7 +176,7 @@ pub fn project_kernel(
         } else if comptime![mode == GATED] {
             out[o] = y_a / (1.0f32 + (-y_a).exp()) * y_b;
         } else {
-            out[o] = out[o] + y_a;
+            out[o] += y_a;
         }
     }
 }
@@ -211,7 +212,7 @@ pub fn lora_down_kernel(x: &[f32], norm: &[f32], a_t: &[f32], t: &mut [f32], col
         sync_cube();
         #[unroll]
         for level in 0..7u32 {
-            let stride = comptime![(THREADS >> (level + 1)) as usize];
+            let stride = comptime![THREADS >> (level + 1)];
             if unit < stride {
                 partial[unit] += partial[unit + stride];
             }
@@ -224,7 +225,7 @@ pub fn lora_down_kernel(x: &[f32], norm: &[f32], a_t: &[f32], t: &mut [f32], col
     sync_cube();
     #[unroll]
     for level in 0..7u32 {
-        let stride = comptime![(THREADS >> (level + 1)) as usize];
+        let stride = comptime![THREADS >> (level + 1)];
         if unit < stride {
             partial[unit] += partial[unit + stride];
         }
@@ -419,7 +420,7 @@ pub fn argmax_kernel(values: &[f32], out: &mut [i32], position: &mut [u32], n: u
     }
     if unit == 0 {
         out[0] = top_at[0] as i32;
-        position[0] = position[0] + 1u32;
+        position[0] += 1u32;
     }
 }
 

@@ -188,7 +188,7 @@ impl GpuDecoder {
         let attention = &model.layers[0].self_attn;
         let (heads, kv_heads, head_dim) = (attention.num_heads, attention.num_kv_heads, attention.head_dim);
         // One thread an output value of a head; workgroup memory for q and a chunk of scores.
-        if head_dim > 256 || !head_dim.is_multiple_of(2) || heads % kv_heads != 0 {
+        if head_dim > 256 || !head_dim.is_multiple_of(2) || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
             return None;
         }
         let (cos, sin) = model.rope.tables();
