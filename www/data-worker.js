@@ -25,6 +25,9 @@
 //                                                     [{config (text), weights (Uint8Array)}] a PEFT
 //                                                       adapter from the disk, every size bounded
 //                                                       first (lib/adapter-files.js)
+//   {type: 'readCheckpoint', id, file: File}        [{run, step, bytes (Uint8Array)}] a run's
+//                                                       checkpoint file, bounded first
+//                                                       (lib/checkpoint-file.js)
 //   {type: 'studyAgreement', id, records, models?, options?}
 //                                                     [{agreement, chart_svg}] agreement among the
 //                                                       annotators of the same works, models as more
@@ -39,6 +42,7 @@
 //                                                       replying; the page restarts it
 import { allowList, ensureWasm, lookup, refuse, runJob, serve, simulateCrash } from './lib/worker-core.js';
 import { readAdapterFiles } from './lib/adapter-files.js';
+import { readCheckpointFile } from './lib/checkpoint-file.js';
 import { TEST_HOOKS } from './lib/test-hooks.js';
 
 const enc = new TextEncoder();
@@ -103,6 +107,8 @@ const requests = allowList({
   },
   // An adapter from the disk, bounded and unzipped here rather than on the page (lib/adapter-files.js).
   readAdapter: (files) => readAdapterFiles(files),
+  // A run's checkpoint file, the same way (lib/checkpoint-file.js).
+  readCheckpoint: ({ file }) => readCheckpointFile(file),
   // Only in a build with the test hooks (lib/test-hooks.js).
   ...(TEST_HOOKS ? { 'simulate-crash': simulateCrash } : {}),
 });

@@ -210,6 +210,21 @@ test('a PEFT zip whose weights inflate to 1.2 GiB is refused off the page’s th
   assert.ok(longest < 1000, `a long task of ${longest} ms`);
 });
 
+test('a checkpoint file whose checkpoint inflates to 1.6 GiB is refused in words, before it is inflated', { timeout: 180_000 }, async () => {
+  const size = 1600 * 2 ** 20;
+  const bomb = zlib.deflateRawSync(Buffer.alloc(size), { level: 9 });
+  const run = Buffer.from(JSON.stringify({ format: 'cqa-run-checkpoint', version: 1, step: 1, run: {} }));
+  const zip = zipOf([
+    { name: 'run.json', data: run, size: run.length, method: 0 },
+    { name: 'checkpoint.safetensors', data: bomb, size, method: 8 },
+  ]);
+  await page.click('#tab-train');
+  await page.evaluate(() => { document.getElementById('train-error').textContent = ''; });
+  await page.setInputFiles('#ckpt-file', { name: 'bomb.cqa-checkpoint.zip', mimeType: 'application/zip', buffer: zip });
+  await page.waitForFunction(() => document.getElementById('train-error').textContent.trim().length > 0, null, { timeout: 120_000 });
+  assert.equal(await page.textContent('#train-error'), 'Could not resume from bomb.cqa-checkpoint.zip: its checkpoint.safetensors is 1600.0 MiB, more than the 1536.0 MiB it may take.');
+});
+
 test('nothing thrown on the page by the hostile files', () => {
   assert.deepEqual(pageErrors.filter((e) => !/ResizeObserver/.test(e)), []);
 });

@@ -14,21 +14,22 @@
 // - when the engine loses its GPU during a job (EngineError code 'lost', or a failure on the
 //   engine that a loss then replaced), the run resumes from its checkpoint by itself once the app
 //   says the engine is back ('engine-restarted').
-import { $, announce, showError, sentence, download, today } from '../lib/ui.js';
+import { $, announce, showError, sentence } from '../lib/ui.js';
 import * as store from '../lib/store.js';
 import { storageProblem } from '../lib/adapters.js';
 import { createTrainingRun, isActive } from '../lib/training-run.js';
 import * as adapterStore from './adapters.js';
-import { SETTING_IDS, applyDefaults, describeSet, readConfig, trainingRows } from './train/settings.js';
+import { SETTING_IDS, applyDefaults, describeSet, exportTrl, readConfig, trainingRows } from './train/settings.js';
 import { ELSEWHERE, TrainingLocks } from './train/locks.js';
 import { TrainView } from './train/view.js';
 import { lostText, trainLoop } from './train/job.js';
 import { storageWarning } from '../lib/storage-room.js';
+import { CheckpointFiles } from './train/checkpoints.js';
 
 const ELEMENTS = ['train-set', 'train-form', 't-limit', 't-skip', 't-skip-wrap', 't-cancel', 't-export-trl', 't-start', 't-pause',
   'train-error', 'run-status', 'resume-banner', 'resume-text', 'resume-run', 'discard-run', 't-progress', 't-progress-label', 'm-step',
   'm-epoch', 'm-loss', 'm-heldout', 'm-tps', 'm-eta', 'loss-chart', 't-warnings', 'train-elsewhere', 'train-note', 'unsaved-banner',
-  'unsaved-text', 'unsaved-download', 'unsaved-retry', 't-split', 't-storage', ...SETTING_IDS];
+  'unsaved-text', 'unsaved-download', 'unsaved-retry', 't-split', 't-storage', 'ckpt-download', 'ckpt-file', 'ckpt-note', ...SETTING_IDS];
 
 /** The lifecycle fields of a stored run record (what the state machine knows of it). */
 const lifecycleOf = (r) => (r ? { key: r.key, step: r.step || 0, totalSteps: r.total_steps || 0, checkpointStep: r.checkpointStep ?? null, stopped: r.status } : null);
@@ -46,9 +47,11 @@ class TrainPanel {
     this.locks = new TrainingLocks(() => this.view.updateControls());
     this.locks.onReleased = () => this.sync();
     this.view = new TrainView({ app, el: this.el, machine: this.machine, locks: this.locks, record: () => this.run });
+    this.checkpoints = new CheckpointFiles(this);
     // The controls follow every transition; the unsaved offer follows its own part of the state.
     this.machine.subscribe((state, event) => {
       this.view.updateControls();
+      this.checkpoints.update();
       if (event.type === 'finished' || event.type === 'save-retried') this.view.showUnsaved(event.type === 'save-retried' && event.ok === false);
     });
     this.wire();
@@ -63,7 +66,7 @@ class TrainPanel {
       el['run-status'].textContent = 'Cancelling after the current step…';
       el['t-cancel'].disabled = true;
     });
-    el['t-export-trl'].addEventListener('click', () => this.exportTrl());
+    el['t-export-trl'].addEventListener('click', () => exportTrl(app, el));
     el['resume-run'].addEventListener('click', () => this.resume());
     el['discard-run'].addEventListener('click', () => {
       if (this.run && confirm('Discard the stopped run and its checkpoint? It cannot be resumed afterwards.')) this.discardRun();
@@ -137,9 +140,14 @@ class TrainPanel {
     }
     // A run left 'running' by a tab that is gone (no lock holds it) was interrupted.
     if (found.status === 'running') found.status = 'interrupted';
-    const changed = !this.run || this.run.key !== found.key || this.run.step !== found.step || this.run.status !== found.status;
-    this.run = found;
-    this.machine.dispatch({ type: 'show', run: lifecycleOf(found) });
+    this.show(found);
+  }
+
+  /** Puts a stopped run on screen, offered for resume. */
+  show(run) {
+    const changed = !this.run || this.run.key !== run.key || this.run.step !== run.step || this.run.status !== run.status;
+    this.run = run;
+    this.machine.dispatch({ type: 'show', run: lifecycleOf(run) });
     if (changed) this.view.renderRun();
     this.view.showBanner();
   }
@@ -193,9 +201,14 @@ class TrainPanel {
     const ran = await this.locks.withTrainingLock(async () => {
       // Another tab may have resumed, finished or discarded this run meanwhile.
       let stored, cp;
+      // A checkpoint held in this page (storage refused it, or keeps it only in memory) may be newer.
+      const held = this.checkpoints.heldFor(key);
       try {
         [stored, cp] = await Promise.all([store.getRun(key), store.getCheckpoint(key)]);
-      } catch (e) { showError(el['train-error'], `Could not read the run from this browser’s storage: ${storageProblem(e)}`); abandon('storage'); return; }
+      } catch (e) {
+        if (!held) { showError(el['train-error'], `Could not read the run from this browser’s storage: ${storageProblem(e)}`); abandon('storage'); return; }
+      }
+      if (held && !(cp?.step >= held.step)) { cp = held; stored ??= this.run; }
       if (!stored) {
         showError(el['train-error'], 'This run is no longer kept in this browser (another tab finished or discarded it)');
         abandon('gone');
@@ -300,6 +313,7 @@ class TrainPanel {
     else await store.deleteRun(current.key).catch(() => { /* only a finished run's record */ });
     el['run-status'].textContent = `Finished: adapter “${adapter.name}” saved`;
     announce('Training finished; the adapter is saved.');
+    this.checkpoints.sayIfTemporary(adapter.name);
   }
 
   async retrySave() {
@@ -352,21 +366,6 @@ class TrainPanel {
     this.view.hideBanner();
     if (!quiet) { this.el['run-status'].textContent = 'Not started'; announce('The stopped run was discarded.'); }
     this.view.updateControls();
-  }
-
-  async exportTrl() {
-    const { el } = this;
-    showError(el['train-error'], '');
-    const { rows, included } = trainingRows(el);
-    if (!rows.length) { showError(el['train-error'], 'There are no records to export'); return; }
-    if (included) { showError(el['train-error'], `${included} of the chosen records have problems: fix them, or tick “Skip records that have problems”`); return; }
-    try {
-      const jsonl = await this.app.data.call('exportTrl', { records: rows.map((r) => r.record) });
-      download(`trl-${today()}.jsonl`, jsonl, 'application/jsonl');
-      announce(`Exported ${rows.length} training chats.`);
-    } catch (e) {
-      showError(el['train-error'], e.message);
-    }
   }
 }
 

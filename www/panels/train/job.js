@@ -69,13 +69,19 @@ export async function trainLoop(panel, payload, { resumedFrom = null, auto = fal
     if (ev.checkpoint) {
       const step = e.step;
       const bytes = ev.checkpoint;
-      checkpoints = checkpoints.then(() => store.putCheckpoint(current.key, step, bytes)).then(
-        () => {
-          current.checkpointStep = step;
-          if (machine.state.run?.key === current.key) machine.dispatch({ type: 'checkpoint', step });
-          return current.status === 'running' ? saveRun() : null;
-        },
-        async (err) => showError(el['train-error'], `Could not keep a checkpoint in this browser: ${storageProblem(err, await storageWarning())}`));
+      // Where storage is small or kept in memory, the page holds the latest one too (a file to download).
+      checkpoints = checkpoints.then(async () => { if (await panel.checkpoints.shouldHold()) panel.checkpoints.hold(current.key, step, bytes); })
+        .then(() => store.putCheckpoint(current.key, step, bytes)).then(
+          () => {
+            current.checkpointStep = step;
+            if (machine.state.run?.key === current.key) machine.dispatch({ type: 'checkpoint', step });
+            return current.status === 'running' ? saveRun() : null;
+          },
+          async (err) => {
+            panel.checkpoints.hold(current.key, step, bytes);
+            showError(el['train-error'], `Could not keep a checkpoint in this browser: ${storageProblem(err, await storageWarning())}. `
+              + `Training goes on, and this page holds the checkpoint of step ${step}: “Download checkpoint” saves it as a file to resume from`);
+          });
     } else if (performance.now() - lastSave > 2000) {
       lastSave = performance.now();
       saveRun();
@@ -112,6 +118,8 @@ async function failed(panel, current, e, saveRun, resumedFrom, generation) {
   if (e?.code === 'lost' && current.total_steps > 0) {
     let cp = null;
     try { cp = await store.getCheckpoint(current.key); } catch { /* storage gone */ }
+    const held = panel.checkpoints.heldFor(current.key);
+    if (held && !(cp?.step >= held.step)) cp = held;
     if (cp?.bytes) {
       current.status = 'lost';
       current.error = e.message;

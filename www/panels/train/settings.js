@@ -1,6 +1,6 @@
 // The Train panel's settings: the LoRA and run settings (their defaults from the engine's
 // schema), read and checked from the form, and the records a run trains on.
-import { readNumber } from '../../lib/ui.js';
+import { announce, download, readNumber, showError, today } from '../../lib/ui.js';
 import * as annotate from '../annotate/index.js';
 
 // Each setting's input and where its default sits in the engine's schema.
@@ -93,4 +93,19 @@ export function describeSet(el) {
     : 'No records yet: write or import annotations in the Annotate panel.';
   if (included) text += ` ${included} of them ha${included === 1 ? 's' : 've'} problems: fix them, or tick “Skip records that have problems”.`;
   el['t-split'].textContent = text;
+}
+
+/** Exports the chosen records as the TRL JSONL a run would train on. */
+export async function exportTrl(app, el) {
+  showError(el['train-error'], '');
+  const { rows, included } = trainingRows(el);
+  if (!rows.length) { showError(el['train-error'], 'There are no records to export'); return; }
+  if (included) { showError(el['train-error'], `${included} of the chosen records have problems: fix them, or tick “Skip records that have problems”`); return; }
+  try {
+    const jsonl = await app.data.call('exportTrl', { records: rows.map((r) => r.record) });
+    download(`trl-${today()}.jsonl`, jsonl, 'application/jsonl');
+    announce(`Exported ${rows.length} training chats.`);
+  } catch (e) {
+    showError(el['train-error'], e.message);
+  }
 }
