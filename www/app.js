@@ -5,6 +5,7 @@
 // panels/annotate/; the Calibrate tab's agreement section in panels/agreement.js).
 import { $, announce, autosave, getPref, setPref } from './lib/ui.js';
 import { WorkerClient } from './lib/engine.js';
+import { CHOICE_PREF, MAX_TIMED_BYTES, decodeRate, describeRates, engineChoice, keepVerdict, keptVerdict, startOnCpu, startupModelPrefix, timedModelKey } from './lib/engine-choice.js';
 import { TEST_HOOKS } from './lib/test-hooks.js';
 import * as modelPanel from './panels/model.js';
 import * as annotatePanel from './panels/annotate/index.js';
@@ -80,7 +81,9 @@ function emit(name, value) {
 //                            offers a restart (default 180 s, enough for SwiftShader)
 //   ?memory-budget-mb=MIB    the memory budget for a model's weights instead of the engine's
 //                            default (engine-worker.js explains the limits)
-//   ?engine=cpu              run the engine on the CPU even where WebGPU is offered
+//   ?engine=cpu|webgpu       run the engine on the CPU even where WebGPU is offered, or on WebGPU
+//                            wherever it is offered, without timing which is faster (the Model
+//                            panel's choice otherwise: lib/engine-choice.js)
 //   ?threads=N               at most N threads for the CPU path (1: no pool; default: every core,
 //                            when the page is cross-origin isolated)
 
@@ -90,14 +93,17 @@ const limits = {
   watchdogSeconds: positive(params.get('watchdog')) ?? 180,
   memoryBudgetMb: positive(params.get('memory-budget-mb')),
 };
-// How the engine worker chooses its device (sent with its 'init').
+// How the engine worker chooses its device (sent with its 'init'): on the CPU when the user (or
+// the address) chose it, or when the CPU was timed faster for the model the page loads first.
+const urlEngine = params.get('engine');
 const deviceOptions = {
-  cpu: params.get('engine') === 'cpu',
+  cpu: startOnCpu(engineChoice(urlEngine), startupModelPrefix(getPref('model', null), params.get('model'))),
   threads: Number.isInteger(positive(params.get('threads'))) ? positive(params.get('threads')) : null,
 };
 
 const state = {
   backend: null,      // 'webgpu' | 'cpu'
+  engineTiming: null, // {webgpu, cpu, cpuSkipped, faster, at, error} of the loaded model, or null
   info: null,         // info() of the loaded model
   modelName: null,
   modelIdentity: null, // {name, size, sha256} of the loaded file
@@ -231,9 +237,10 @@ async function runEngine(kind, label, type, payload, opts) {
   updateBadge();
   const req = engine.request(type, type === 'load' ? withBudget(payload) : payload, opts);
   job.id = req.id;
+  let loaded = null;
   try {
     const result = await req.promise;
-    if (type === 'load') rememberLoad(payload, result);
+    if (type === 'load') { rememberLoad(payload, result); loaded = result; }
     return result;
   } finally {
     // A restart may have taken the engine over meanwhile: leave its job alone.
@@ -242,12 +249,97 @@ async function runEngine(kind, label, type, payload, opts) {
       emit('engine', state);
       updateBadge();
     }
+    if (loaded) setTimeout(() => afterLoad(loaded), 0);
   }
+}
+
+// ---- which engine: WebGPU or the CPU, whichever decodes faster here (lib/engine-choice.js) -----
+
+let lastLoaded = null; // the last load's result: what a timing keys its verdict by
+
+/** After a model loads: the kept verdict for it, or a timing of both engines (choice 'auto'). */
+function afterLoad(r) {
+  lastLoaded = r;
+  state.engineTiming = null;
+  if (engineChoice(urlEngine) === 'auto') {
+    const kept = keptVerdict(timedModelKey(r));
+    if (kept && kept.faster === state.backend) state.engineTiming = kept;
+    else if (kept?.faster === 'cpu' && state.backend === 'webgpu') {
+      state.engineTiming = kept;
+      emit('engine-timing', kept);
+      switchEngine('cpu', 'faster', describeRates(kept));
+      return;
+    } else if (state.backend === 'webgpu') { timeEngines(); return; }
+  }
+  emit('engine-timing', state.engineTiming);
+}
+
+/** Times a short decode on WebGPU and on a second engine worker on the CPU; moves to the faster. */
+async function timeEngines() {
+  const r = lastLoaded;
+  if (!r || !lastLoad || state.backend !== 'webgpu' || state.job || state.dead) return;
+  const job = { kind: 'timing', label: 'timing WebGPU and the CPU' };
+  state.job = job;
+  emit('engine', state);
+  updateBadge();
+  const rates = { webgpu: null, cpu: null, cpuSkipped: null };
+  let error = null;
+  try {
+    rates.webgpu = await decodeRate(engine);
+    const bytes = r.info?.weight_bytes_resident ?? r.info?.weight_bytes_f32 ?? 0;
+    if (bytes > MAX_TIMED_BYTES) rates.cpuSkipped = 'the model is too large to hold twice';
+    else rates.cpu = await timeOnCpu();
+  } catch (e) {
+    error = e.message;
+  } finally {
+    if (state.job === job) state.job = null;
+  }
+  state.engineTiming = error ? { ...rates, faster: null, error } : keepVerdict(timedModelKey(r), rates);
+  emit('engine', state);
+  updateBadge();
+  emit('engine-timing', state.engineTiming);
+  if (state.engineTiming.faster === 'cpu') await switchEngine('cpu', 'faster', describeRates(rates));
+}
+
+async function timeOnCpu() {
+  const probe = new WorkerClient(() => new Worker(engineUrl, { type: 'module', name: 'engine-timing' }), {
+    init: (worker) => sendModule(worker, { device: { ...deviceOptions, cpu: true } }),
+    watchdogMs: limits.watchdogSeconds * 1000,
+  });
+  try {
+    await probe.call('init-device');
+    await probe.call('load', withBudget({ ...lastLoad.payload, keep: false }));
+    return await decodeRate(probe);
+  } finally {
+    probe.close('its timing is done');
+  }
+}
+
+/** Restarts the engine on `backend` for `reason` ('faster' | 'chosen'), loading the model again. */
+async function switchEngine(backend, reason, detail = '') {
+  if (state.dead || restarting) return;
+  deviceOptions.cpu = backend === 'cpu';
+  await restartEngine(reason, detail);
+}
+
+/** The user's choice in the Model panel: 'auto', 'webgpu' or 'cpu'. */
+async function chooseEngine(choice) {
+  setPref(CHOICE_PREF, choice);
+  if (choice === 'auto') {
+    if (state.backend === 'cpu') await switchEngine('webgpu', 'chosen');
+    timeEngines();
+    return;
+  }
+  state.engineTiming = null;
+  emit('engine-timing', null);
+  if (choice !== state.backend) await switchEngine(choice, 'chosen');
 }
 
 // ---- restarts ----------------------------------------------------------------------------------
 
 const REASONS = {
+  faster: 'the CPU decodes this model faster than WebGPU here',
+  chosen: 'the engine moves to the device you chose',
   'device-lost': 'the GPU device was lost',
   crashed: 'the engine stopped unexpectedly',
   hung: 'the engine stopped answering',
@@ -278,8 +370,11 @@ async function restartEngine(reason, message) {
   let problem = null;
   const detail = !message ? what : message.startsWith(what) ? message : `${what} (${message})`;
   let why = `${detail}; the engine is being restarted`;
+  let attempts = 0;
   for (;;) {
-    if (!engine.restart(why, `${what}, and it has been restarted too often (${engine.restartLimit} times within a minute); reload the page to try again`)) {
+    // A move to the other device is no failure; a fresh worker that failed after it is one.
+    const counted = !(reason === 'faster' || reason === 'chosen') || attempts++ > 0;
+    if (!engine.restart(why, `${what}, and it has been restarted too often (${engine.restartLimit} times within a minute); reload the page to try again`, { counted })) {
       restarting = null;
       state.job = null;
       state.info = null;
@@ -399,6 +494,9 @@ const app = {
   engineGeneration: () => engine.generation,
   /** Restarts the engine worker as after a hang (pending requests reject with code 'lost'). */
   restartEngine: () => (restarting ? Promise.resolve() : restartEngine('hung', 'it was restarted on request')),
+  /** The Model panel's engine choice ('auto' | 'webgpu' | 'cpu'), and whether the address fixes it. */
+  engineChoice: () => ({ choice: engineChoice(urlEngine), fixed: urlEngine === 'cpu' || urlEngine === 'webgpu' }),
+  chooseEngine,
 };
 
 // For tests, in a build with the test hooks only (lib/test-hooks.js): the app, requests to either

@@ -44,6 +44,16 @@ export const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--enable-unsafe
   '--no-first-run', '--disable-sync'];
 
 /**
+ * The app's address `p` with `engine=webgpu` added unless it names an engine: the app would
+ * otherwise time WebGPU against the CPU at each load and move to the CPU, which beats SwiftShader.
+ * A test of that choice asks for `engine=auto`.
+ */
+function withEngine(p) {
+  if (!(p === '' || p.startsWith('?') || p.startsWith('index.html')) || /[?&]engine=/.test(p)) return p;
+  return p.includes('?') ? `${p}&engine=webgpu` : `${p}?engine=webgpu`;
+}
+
+/**
  * Serves dist/, opens the app's `page` (relative to the site: '', '?model=x', 'harness.html') in a
  * fresh page, and returns handles plus the requests seen. `server` options go to the static server.
  */
@@ -51,7 +61,7 @@ export async function openPage(page = '', { server: serverOptions = {} } = {}) {
   const server = createStaticServer({ root: DIST, base: BASE, ...serverOptions });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const origin = `http://127.0.0.1:${server.address().port}`;
-  const url = (p = '') => `${origin}${BASE}${String(p).replace(/^\//, '')}`;
+  const url = (p = '') => `${origin}${BASE}${withEngine(String(p).replace(/^\//, ''))}`;
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   const tab = await browser.newPage({ viewport: { width: 1366, height: 768 } });
   const requests = [];

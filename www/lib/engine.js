@@ -184,20 +184,31 @@ export class WorkerClient {
   /** Rejects every pending request with code 'lost' (the worker stays). */
   lose(message) { this.#rejectAll('lost', message); }
 
+  /** Stops the worker for good (one that has done its job); pending requests reject with code 'lost'. */
+  close(message = 'the worker was closed') {
+    const old = this.worker;
+    this.worker = null;
+    this.dead = message;
+    try { old?.terminate(); } catch { /* already gone */ }
+    this.#rejectAll('lost', message);
+    if (this.timer) { clearInterval(this.timer); this.timer = null; }
+  }
+
   /**
    * Replaces the worker with a fresh one: pending requests reject with code 'lost' and
    * `message`. Returns false, and marks the client dead, when the worker has already been
-   * restarted `restartLimit` times within `restartWindowMs`.
+   * restarted `restartLimit` times within `restartWindowMs` (restarts not `counted` aside).
    */
-  restart(message, deadMessage) {
+  restart(message, deadMessage, { counted = true } = {}) {
     if (this.dead) return false;
     const now = performance.now();
     this.restarts = this.restarts.filter((t) => now - t < this.restartWindowMs);
-    if (this.restarts.length >= this.restartLimit) {
+    if (counted && this.restarts.length >= this.restartLimit) {
       this.#die(deadMessage || `${message}; it stopped ${this.restarts.length + 1} times within ${Math.round(this.restartWindowMs / 1000)} s, so it was not started again (reload the page to try again)`);
       return false;
     }
-    this.restarts.push(now);
+    // A move to another device is not a failure: it does not count towards the limit.
+    if (counted) this.restarts.push(now);
     const old = this.worker;
     this.worker = null;
     try { old?.terminate(); } catch { /* already gone */ }

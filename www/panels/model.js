@@ -7,6 +7,7 @@ import { $, h, announce, showError, sentence, mb, fmtInt, fmt1, fmt2, setProgres
 import * as store from '../lib/store.js';
 import { MODEL_CACHE, localKey, serverKey } from '../lib/model-files.js';
 import { storageRoom } from '../lib/storage-room.js';
+import { describeRates } from '../lib/engine-choice.js';
 
 /** Share of the quota above which caching a model asks first. */
 const QUOTA_WARN_SHARE = 0.9;
@@ -21,9 +22,14 @@ export function init(a) {
   for (const id of ['model-status', 'backend-line', 'model-progress-row', 'model-progress', 'model-progress-label', 'load-default',
     'model-files', 'forget-models', 'dropzone', 'model-drop', 'model-error', 'model-info', 'model-info-empty',
     'try-form', 'try-prompt', 'try-chat', 'try-max', 'try-temp', 'try-run', 'try-stop', 'try-output', 'try-note', 'try-error',
-    'try-count', 'try-rate', 'storage-line', 'quota-warning', 'quota-text', 'quota-go', 'quota-cancel']) el[id] = $(id);
+    'try-count', 'try-rate', 'storage-line', 'quota-warning', 'quota-text', 'quota-go', 'quota-cancel', 'engine-pick', 'engine-rates']) el[id] = $(id);
 
   app.on('engine', updateControls);
+  app.on('engine', showEngineChoice);
+  app.on('engine-timing', showEngineChoice);
+  // A restart may have moved the engine to the other device.
+  app.on('engine-restarted', () => initDevice());
+  el['engine-pick'].addEventListener('change', () => app.chooseEngine(el['engine-pick'].value));
   // This site's storage, again after anything is loaded or saved (here or in another tab).
   app.on('adapters', refreshStorageSoon);
   app.on('annotations', refreshStorageSoon);
@@ -95,6 +101,23 @@ async function initDevice() {
   } catch (e) {
     el['backend-line'].textContent = `The engine could not start: ${sentence(e.message)}`;
   }
+}
+
+/** The engine choice, and the rates both engines were timed at for the loaded model. */
+function showEngineChoice() {
+  const { choice, fixed } = app.engineChoice();
+  const { backend, engineTiming: t, job } = app.state;
+  const pick = el['engine-pick'];
+  if (document.activeElement !== pick) pick.value = choice;
+  pick.disabled = fixed || Boolean(job) || !backend;
+  pick.title = fixed ? `Fixed by the page’s address (?engine=${choice})` : '';
+  const on = backend === 'cpu' ? 'the CPU' : 'WebGPU';
+  let text = '';
+  if (job?.kind === 'timing') text = 'Timing a short decode on WebGPU and on the CPU…';
+  else if (t?.error) text = `Not timed (${t.error}); running on ${on}.`;
+  else if (t) text = `${describeRates(t)}: running on ${on}, the faster here${t.at ? ` (timed ${new Date(t.at).toLocaleDateString()})` : ''}.`;
+  else if (fixed || choice !== 'auto') text = backend ? `Running on ${on}, as ${fixed ? 'the page’s address asks' : 'you chose'}.` : '';
+  el['engine-rates'].textContent = text;
 }
 
 function startupLoad() {
