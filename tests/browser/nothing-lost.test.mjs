@@ -9,8 +9,12 @@
 // - an annotation file of 4 million bad lines lists its first 1,000 problems and counts them all,
 //   without an error (a spread of the whole list into the page threw past ~100k);
 // - another tab opening a newer database version closes this tab's connection: the page says what
-//   to do, in words, and what is typed next is kept and offered for export (last: the database
-//   stays at the newer version).
+//   to do, in words, and what is typed next is kept and offered for export (the last test on the
+//   shared page: its database stays at the newer version);
+// - the other way round, in a browser context of its own: an old tab (database version 1, which
+//   never lets go on `versionchange`) holds up this version's upgrade: the page says what to do
+//   instead of "Saving…", keeps what is typed, and stores it (and migrates the old record) by
+//   itself once the old tab closes its connection.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -56,13 +60,13 @@ const stored = () => page.evaluate(async () => {
   return (await store.allAnnotations()).map((r) => ({ key: r.key, id: r.record.id, rev: r.rev, work: r.record.work }));
 });
 /** Whether closing the tab now would ask first (a cancelable beforeunload the page prevents). */
-const asksBeforeClosing = () => page.evaluate(() => {
+const asksBeforeClosing = (p = page) => p.evaluate(() => {
   const e = new Event('beforeunload', { cancelable: true });
   window.dispatchEvent(e);
   return e.defaultPrevented;
 });
-async function exportEverything() {
-  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#ann-export-all')]);
+async function exportEverything(p = page) {
+  const [dl] = await Promise.all([p.waitForEvent('download'), p.click('#ann-export-all')]);
   return { name: dl.suggestedFilename(), text: readFileSync(await dl.path(), 'utf8') };
 }
 
@@ -150,6 +154,78 @@ test('a newer version of the database opened elsewhere: the page says what to do
   assert.equal(await asksBeforeClosing(), true);
   const backup = await exportEverything();
   assert.ok(backup.text.includes(typed));
+});
+
+test('an upgrade held up by an old tab: the page says what to do, keeps what is typed, and saves it once that tab closes', { timeout: 60_000 }, async () => {
+  // A browser of its own (its own IndexedDB), where cqa-studio of database version 1 is open.
+  const context = await session.browser.newContext({ viewport: { width: 1366, height: 768 } });
+  try {
+    // The old tab: version 1's schema as that version built it (annotations without `rev`,
+    // runs, adapters and kv; no trash, no checkpoints), one record in it, and, like that
+    // version, no `versionchange` handler, so its connection stays open and the upgrade waits.
+    const old = await context.newPage();
+    await old.goto(session.url('favicon.svg')); // any page of the site's origin
+    await old.evaluate(() => new Promise((resolve, reject) => {
+      const req = indexedDB.open('cqa-studio', 1);
+      req.onupgradeneeded = () => {
+        const db = req.result;
+        db.createObjectStore('annotations', { keyPath: 'key' });
+        db.createObjectStore('adapters', { keyPath: 'key' });
+        db.createObjectStore('runs', { keyPath: 'key' });
+        db.createObjectStore('kv');
+      };
+      req.onerror = () => reject(req.error);
+      req.onsuccess = () => {
+        window.oldDb = req.result;
+        const tx = window.oldDb.transaction('annotations', 'readwrite');
+        tx.objectStore('annotations').put({ key: 'old-key', pos: 1000, record: { schema: 1, id: 'ann-old', work: 'Kept by the old version.' } });
+        tx.oncomplete = () => resolve();
+        tx.onerror = () => reject(tx.error);
+      };
+    }));
+
+    const app = await context.newPage();
+    app.on('pageerror', (e) => pageErrors.push(`upgrade tab: ${e}`));
+    app.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource|404/.test(m.text())) pageErrors.push(`upgrade tab: ${m.text()}`); });
+    app.on('dialog', (d) => d.accept());
+    await app.goto(session.url(PATH));
+    await app.click('#tab-annotate');
+    await app.waitForFunction(() => /Saving waits for another tab of cqa-studio .*close that tab \(or reload it\) and saving goes on by itself/.test(document.getElementById('ann-notices').textContent), null, { timeout: 20_000, polling: 100 });
+
+    await app.click('#ann-new');
+    const typed = 'Typed while an old tab held the database.';
+    await app.fill('#f-work', typed);
+    // Not stored, and shown so: the indicator says why, not an endless "Saving…".
+    await app.waitForFunction(() => /^Not saved yet: /.test(document.getElementById('ann-saved').textContent), null, { timeout: 10_000, polling: 100 });
+    assert.notEqual(await app.getAttribute('#ann-saved', 'data-state'), 'saved');
+    assert.equal(await app.inputValue('#f-work'), typed);
+    assert.equal(await asksBeforeClosing(app), true, 'closing the tab asks while the text is not stored');
+    assert.ok((await exportEverything(app)).text.includes(typed));
+    const inOld = await old.evaluate(() => new Promise((resolve) => {
+      const req = window.oldDb.transaction('annotations').objectStore('annotations').getAll();
+      req.onsuccess = () => resolve(req.result.map((r) => r.record.work));
+    }));
+    assert.deepEqual(inOld, ['Kept by the old version.']);
+
+    // The old tab lets go: the upgrade runs (the old record gets its revision) and the typed
+    // text is stored with no keystroke.
+    await old.evaluate(() => window.oldDb.close());
+    await app.waitForFunction(() => document.getElementById('ann-saved').dataset.state === 'saved', null, { timeout: 30_000, polling: 100 });
+    const rows = await app.evaluate(async () => {
+      const store = await import(new URL('lib/store.js', document.baseURI).href);
+      return (await store.allAnnotations()).map((r) => ({ id: r.record.id, rev: r.rev, work: r.record.work }));
+    });
+    assert.deepEqual(rows.find((r) => r.id === 'ann-old'), { id: 'ann-old', rev: 1, work: 'Kept by the old version.' });
+    assert.equal(rows.filter((r) => r.work === typed).length, 1);
+    assert.ok(rows.find((r) => r.work === typed).rev >= 1);
+    assert.equal(await asksBeforeClosing(app), false);
+    await app.reload();
+    await app.click('#tab-annotate');
+    await app.waitForFunction((t) => [...document.querySelectorAll('#ann-list .ann-item')].some((li) => li.textContent.includes(t.slice(0, 20))), typed, { timeout: 30_000, polling: 100 });
+    await app.waitForFunction(() => [...document.querySelectorAll('#ann-list .ann-item-id')].some((e) => e.textContent === 'ann-old'), null, { timeout: 30_000, polling: 100 });
+  } finally {
+    await context.close();
+  }
 });
 
 test('no page error and no unhandled rejection', () => {

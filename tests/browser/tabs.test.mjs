@@ -12,6 +12,9 @@
 //   store both once there is room.
 // - A 1 GB file offered to the import is refused at once, in words; a file the browser cannot read
 //   is reported in words too; the page stays usable and never has an unhandled error.
+// - A tab frozen by the browser (as Chromium freezes background tabs) keeps an edit whose save
+//   had not happened yet: it is merged with the other tab's edit after the tab resumes, the other
+//   tab's edits show there, and when the frozen tab is discarded instead, the next tab stores it.
 //
 // To make the races deterministic, a tab can be "muted": the BroadcastChannel messages that
 // tell it about the other tab's writes are dropped (as for a tab whose news has not arrived yet),
@@ -24,7 +27,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { openPage } from './launch.mjs';
+import { spawn } from 'node:child_process';
+import { chromium } from 'playwright-core';
+import { openPage, CHROMIUM_ARGS, DIST, BASE, scratchDir } from './launch.mjs';
+import { createStaticServer } from './static-server.mjs';
 
 const PATH = '?model=no-model-for-the-tabs-test.gguf';
 let session, a, b, origin;
@@ -39,18 +45,21 @@ function watch(page, name) {
   page.on('dialog', (d) => d.accept());
 }
 
+/** The init script that lets a test mute a tab (`window.__muted`): its BroadcastChannel news is dropped. */
+function muting() {
+  const Native = window.BroadcastChannel;
+  window.__muted = false;
+  window.BroadcastChannel = class extends Native {
+    set onmessage(fn) { super.onmessage = fn && ((e) => { if (!window.__muted) fn.call(this, e); }); }
+    get onmessage() { return super.onmessage; }
+  };
+}
+
 before(async () => {
   session = await openPage(PATH);
   ({ page: a, origin } = session);
   const context = a.context();
-  await context.addInitScript(() => {
-    const Native = window.BroadcastChannel;
-    window.__muted = false;
-    window.BroadcastChannel = class extends Native {
-      set onmessage(fn) { super.onmessage = fn && ((e) => { if (!window.__muted) fn.call(this, e); }); }
-      get onmessage() { return super.onmessage; }
-    };
-  });
+  await context.addInitScript(muting);
   watch(a, 'A');
   await session.goto();
   // The second tab: launch.mjs's page owns its context, which therefore opens no page itself; a
@@ -93,6 +102,45 @@ async function until(what, check, timeout = 10_000) {
     if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Makes the page's IndexedDB writes fail as over quota (as on a full disk) while `window.__refuseWrites`. */
+const patchWrites = (p) => p.evaluate(() => {
+  window.__refuseWrites = false;
+  for (const name of ['put', 'add']) {
+    const native = IDBObjectStore.prototype[name];
+    IDBObjectStore.prototype[name] = function (...args) {
+      if (window.__refuseWrites) throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+      return native.apply(this, args);
+    };
+  }
+});
+
+/**
+ * A browser of its own whose tabs the browser can really freeze. Playwright turns on focus
+ * emulation in the contexts it makes (Emulation.setFocusEmulationEnabled), which keeps every page
+ * "visible" and makes Page.setWebLifecycleState do nothing at all; the default context of a
+ * Chromium reached with connectOverCDP({noDefaults: true}) is left as it is. Each tab gets a
+ * window of its own, so that both are visible (a background tab is hidden, and throttled).
+ */
+async function freezableBrowser() {
+  const server = createStaticServer({ root: DIST, base: BASE });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const url = (p) => `http://127.0.0.1:${server.address().port}${BASE}${p}`;
+  const proc = spawn(process.env.CHROMIUM_BIN || '/usr/bin/chromium', [...CHROMIUM_ARGS, '--remote-debugging-port=0',
+    `--user-data-dir=${scratchDir('cqa-freeze-')}`, '--window-size=1366,768', 'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  process.on('exit', () => proc.kill()); // also when a test times out before its `finally`
+  const endpoint = await new Promise((resolve, reject) => {
+    let err = '';
+    proc.stderr.on('data', (d) => { err += d; const m = /DevTools listening on (ws:\S+)/.exec(err); if (m) resolve(m[1]); });
+    proc.on('exit', () => reject(new Error(`Chromium exited: ${err.slice(-2000)}`)));
+  });
+  const browser = await chromium.connectOverCDP(endpoint, { noDefaults: true });
+  const context = browser.contexts()[0];
+  const cdp = await browser.newBrowserCDPSession();
+  const newWindow = async () => (await Promise.all([context.waitForEvent('page'), cdp.send('Target.createTarget', { url: 'about:blank', newWindow: true })]))[0];
+  const close = async () => { await browser.close().catch(() => {}); proc.kill(); server.close(); };
+  return { context, url, newWindow, close };
 }
 
 async function downloadText(p) {
@@ -300,16 +348,7 @@ test('a 1 GB file is refused at once, an unreadable one in words, and the page s
 
 test('edits that failed to save are merged with another tab’s, never overwritten; a delete elsewhere keeps them', { timeout: 120_000 }, async () => {
   // Tab A's writes fail (as on a full disk) until told otherwise.
-  await a.evaluate(() => {
-    window.__refuseWrites = false;
-    for (const name of ['put', 'add']) {
-      const native = IDBObjectStore.prototype[name];
-      IDBObjectStore.prototype[name] = function (...args) {
-        if (window.__refuseWrites) throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
-        return native.apply(this, args);
-      };
-    }
-  });
+  await patchWrites(a);
   const refuse = (on) => a.evaluate((on) => { window.__refuseWrites = on; }, on);
   await open(a, 'ann-010');
   await open(b, 'ann-010');
@@ -342,6 +381,91 @@ test('edits that failed to save are merged with another tab’s, never overwritt
     return inRows || inTrash;
   }, 60_000);
   await a.waitForFunction(() => document.getElementById('ann-saved').dataset.state === 'saved', null, { timeout: 60_000, polling: 200 });
+});
+
+test('a frozen tab: an edit not yet stored survives the freeze and a discard, merged with the other tab’s, whose edits show on resume', { timeout: 90_000 }, async () => {
+  // Every keystroke starts its save at once (no debounce), so what a freeze can catch unsaved is
+  // a save still under way or one waiting for its retry; a refused write (a full disk) holds one
+  // waiting, deterministically. A save caught mid-transaction by the freeze is not reproduced:
+  // its timing cannot be controlled from here.
+  const own = await freezableBrowser();
+  try {
+    await own.context.addInitScript(muting);
+    const pa = await own.newWindow();
+    const pb = await own.newWindow();
+    watch(pa, 'frozen tab');
+    watch(pb, 'other tab');
+    for (const p of [pa, pb]) { await p.goto(own.url(PATH)); await p.click('#tab-annotate'); }
+    await pa.click('#ann-samples');
+    await listed(pa, 30);
+    await listed(pb, 30, 20_000);
+    await patchWrites(pa);
+    const refuse = (on) => pa.evaluate((on) => { window.__refuseWrites = on; }, on);
+    const lifecycle = await pa.context().newCDPSession(pa);
+    const freeze = () => lifecycle.send('Page.setWebLifecycleState', { state: 'frozen' });
+    const stored = async (id) => byId(await db(pb), id)[0]?.record;
+    for (const p of [pb, pa]) await open(p, 'ann-001');
+
+    // 1. Typed, not stored yet (the write is refused, its retry waits on a timer), then frozen.
+    await refuse(true);
+    await pa.fill('#f-work', 'Work typed in tab A just before it froze.');
+    await pa.waitForFunction(() => document.getElementById('ann-saved').dataset.state === 'error', null, { timeout: 20_000, polling: 100 });
+    // Chromium hands a frozen tab the BroadcastChannel news it missed once it resumes; a browser
+    // may drop it, so A hears none from here on and must read the database again on resume.
+    await mute(pa, true);
+    await freeze();
+    assert.equal(await pa.evaluate(() => [document.visibilityState, window.__refuseWrites].join()), 'hidden,true');
+    // B edits another field of that record, and another record, while A is frozen.
+    await pb.fill('#f-summary', 'Summary from tab B while A was frozen.');
+    await until('B’s summary stored', async () => (await stored('ann-001'))?.verdict.summary === 'Summary from tab B while A was frozen.');
+    await open(pb, 'ann-002');
+    await pb.fill('#f-work', 'Work from tab B while A was frozen.');
+    await until('B’s work stored', async () => (await stored('ann-002'))?.work === 'Work from tab B while A was frozen.');
+    assert.notEqual((await stored('ann-001')).work, 'Work typed in tab A just before it froze.', 'A’s edit is not in the database yet');
+
+    // 2. Room again, and A resumes: both edits of ann-001 are kept (merged), and A shows B's
+    // edit of ann-002, which it never heard of.
+    await refuse(false);
+    await lifecycle.send('Page.setWebLifecycleState', { state: 'active' });
+    // The user comes back to A's window (a resumed tab stays hidden until then).
+    const { windowId } = await lifecycle.send('Browser.getWindowForTarget');
+    for (const windowState of ['minimized', 'normal']) await lifecycle.send('Browser.setWindowBounds', { windowId, bounds: { windowState } });
+    await pa.waitForFunction(() => document.visibilityState === 'visible', null, { timeout: 10_000, polling: 100 });
+    await pa.waitForFunction(() => [...document.querySelectorAll('#ann-list .ann-item')].some((li) => li.textContent.includes('Work from tab B while A was frozen.')), null, { timeout: 20_000, polling: 100 });
+    const merged = await until('the merge stored', async () => {
+      const r = await stored('ann-001');
+      return r?.work === 'Work typed in tab A just before it froze.' && r;
+    }, 30_000);
+    assert.equal(merged.verdict.summary, 'Summary from tab B while A was frozen.');
+    assert.equal(byId(await db(pb), 'ann-001-copy').length, 0, 'no copy: nothing conflicted');
+    await pa.waitForFunction(() => document.getElementById('f-summary').value === 'Summary from tab B while A was frozen.', null, { timeout: 20_000, polling: 100 });
+    await pa.waitForFunction(() => document.getElementById('ann-saved').dataset.state === 'saved', null, { timeout: 30_000, polling: 100 });
+    await mute(pa, false);
+
+    // 3. Typed, not stored, frozen, and then discarded (its renderer gone, no handler runs, as
+    // when Chromium discards a frozen tab): the next tab of the app stores it.
+    await open(pa, 'ann-003');
+    await refuse(true);
+    await pa.fill('#f-brief', 'Brief typed in tab A before it froze and was discarded.');
+    await pa.waitForFunction(() => document.getElementById('ann-saved').dataset.state === 'error', null, { timeout: 20_000, polling: 100 });
+    await freeze();
+    const crashed = pa.waitForEvent('crash');
+    lifecycle.send('Page.crash').catch(() => {}); // answered never: the renderer is gone
+    await crashed;
+    assert.notEqual((await stored('ann-003')).brief, 'Brief typed in tab A before it froze and was discarded.');
+    const pc = await own.newWindow();
+    watch(pc, 'next tab');
+    await pc.goto(own.url(PATH));
+    await pc.click('#tab-annotate');
+    await until('the discarded tab’s edit stored', async () => (await stored('ann-003'))?.brief === 'Brief typed in tab A before it froze and was discarded.', 30_000);
+    await open(pc, 'ann-003');
+    assert.equal(await pc.inputValue('#f-brief'), 'Brief typed in tab A before it froze and was discarded.');
+    await pc.waitForFunction(() => document.getElementById('ann-saved').dataset.state === 'saved', null, { timeout: 30_000, polling: 100 });
+    assert.equal((await db(pb)).length, 30, 'nothing added, nothing lost');
+    await pb.waitForFunction(() => [...document.querySelectorAll('#ann-list .ann-item')].length === 30, null, { timeout: 20_000, polling: 100 });
+  } finally {
+    await own.close();
+  }
 });
 
 test('no page error and no unhandled rejection in either tab', () => {

@@ -60,6 +60,12 @@ const upgrades = {
 };
 
 let opening = null; // the open database's promise; null: open it on next use
+let blocked = false; // this open waits for an older tab to let go (`blocked`), until it opens
+/**
+ * Whether the database's upgrade is held up by another tab (an older version of the app still
+ * holding it open): writes wait, maybe for good, so the page says "Not saved yet", not "Saving…".
+ */
+export const waitingForOldTab = () => blocked;
 
 /** The database, opened (again, if it was closed or failed to open) when needed. */
 function open() {
@@ -68,7 +74,7 @@ function open() {
     upgrade: (...args) => upgrades.run(...args),
     // An older tab keeps the database open at an older version: this upgrade waits for it,
     // and "Saving…" would stay with no word why.
-    blocked() { say(BLOCKED_SENTENCE); },
+    blocked() { blocked = true; say(BLOCKED_SENTENCE); },
     // Another tab opened a newer version of the app: let it upgrade. This tab's later writes
     // fail (each caller keeps the work in memory and says so), and the next use tries to open
     // again, which says what to do.
@@ -81,6 +87,8 @@ function open() {
     terminated() { if (opening === attempt) opening = null; },
   });
   opening = attempt;
+  const unblocked = () => { blocked = false; };
+  attempt.then(unblocked, unblocked);
   // A failed open (a migration that threw, storage unavailable) is not kept for the page's life:
   // the next use tries again.
   attempt.catch((e) => {

@@ -105,6 +105,9 @@ export const storage = (() => {
 })();
 export const getPref = (key, fallback = null) => { try { const v = storage?.getItem(PREFIX + key); return v === null || v === undefined ? fallback : JSON.parse(v); } catch { return fallback; } };
 export const setPref = (key, value) => { try { storage?.setItem(PREFIX + key, JSON.stringify(value)); } catch { /* quota: keep going */ } };
+export const removePref = (key) => { try { storage?.removeItem(PREFIX + key); } catch { /* storage gone */ } };
+/** The saved keys that start with `prefix`. */
+export const prefKeys = (prefix) => { try { return Object.keys(storage || {}).filter((k) => k.startsWith(PREFIX + prefix)).map((k) => k.slice(PREFIX.length)); } catch { return []; } };
 
 const pending = new Map();
 function saveControl(c) {

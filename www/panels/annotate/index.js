@@ -8,7 +8,7 @@
 // saves edits and merges them with another tab's).
 import { $, showError, getPref } from '../../lib/ui.js';
 import * as store from '../../lib/store.js';
-import { state, el, hooks, rowsWithProblems, adoptRows, dropRows, clone, isSaving, flushSaves, trashedEdits, notice, serial, hasUnsaved, hasLocalEdits, mergeFromElsewhere, scheduleSave } from './state.js';
+import { state, el, hooks, rowsWithProblems, adoptRows, dropRows, clone, isSaving, flushSaves, trashedEdits, notice, serial, hasUnsaved, hasLocalEdits, mergeFromElsewhere, scheduleSave, keepUnsaved, adoptOrphanedEdits } from './state.js';
 import * as list from './list.js';
 import * as editor from './editor.js';
 import * as coverage from './coverage.js';
@@ -55,6 +55,12 @@ export function init(a) {
   a.schema.then((s) => { state.dimensions = s.dimensions; editor.refreshDimensions(); }, () => {});
   // Text that is not stored yet (a save under way, or one that failed) is lost with the tab.
   addEventListener('beforeunload', (e) => { if (hasUnsaved()) { e.preventDefault(); e.returnValue = ''; } });
+  // A hidden tab may be frozen, then discarded: what is not stored yet is kept at once (state.js).
+  document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'hidden') keepUnsaved(); });
+  document.addEventListener('freeze', keepUnsaved);
+  addEventListener('pagehide', keepUnsaved);
+  // A frozen tab may have missed other tabs' news (BroadcastChannel): read everything again.
+  document.addEventListener('resume', () => { serial(() => applyChanges()).catch((e) => console.warn('annotations sync', e)); });
   store.onStorageNotice((sentence) => notice(sentence, 'warn'));
   store.onChange((change) => {
     if (change.store === 'annotations') serial(() => applyChanges(change.keys)).catch((e) => console.warn('annotations sync', e));
@@ -87,6 +93,8 @@ async function reload() {
   } catch (e) {
     showError(el['ann-list-error'], `This browser’s storage is unavailable, so annotations cannot be kept: ${e.message}`);
   }
+  // Edits a tab could not store before it went (discarded while frozen, closed): stored from here.
+  await adoptOrphanedEdits().catch((e) => console.warn('unsaved edits of a closed tab', e));
   const saved = getPref('ann-selected');
   state.selected = state.rows.some((r) => r.key === saved) ? saved : state.rows[0]?.key ?? null;
   list.renderList();

@@ -17,7 +17,7 @@
 // stays in memory, the indicator says "Not saved" with the cause, the save is tried again with
 // a growing pause (1 s … 60 s), closing the tab asks first, and "Export everything, as it is"
 // writes every record, finished or not, to a file.
-import { h, showError, getPref, setPref } from '../../lib/ui.js';
+import { h, showError, getPref, setPref, removePref, prefKeys } from '../../lib/ui.js';
 import * as store from '../../lib/store.js';
 import { storageProblem } from '../../lib/adapters.js';
 
@@ -107,9 +107,17 @@ export const hasUnsaved = () => saving > 0 || failed.size > 0 || state.rows.some
 function markSaving() {
   saving += 1;
   if (failed.size) return; // the failure stays on show until it is saved
-  el['ann-saved'].dataset.state = 'saving';
-  el['ann-saved'].textContent = 'Saving…';
+  showPending();
 }
+function showPending() {
+  // An upgrade held up by an older tab: the writes wait for it, maybe for good, so "Saving…"
+  // would be a promise the page cannot keep; the indicator says what to do instead.
+  const waiting = store.waitingForOldTab();
+  el['ann-saved'].dataset.state = waiting ? 'waiting' : 'saving';
+  el['ann-saved'].textContent = waiting ? 'Not saved yet: another tab of cqa-studio (an older version) keeps this site’s storage open. Close or reload that tab and saving goes on by itself.' : 'Saving…';
+}
+// The hold-up may start after a save did (the `blocked` event comes once the open is under way).
+store.onStorageNotice(() => { if (saving > 0 && !failed.size && el['ann-saved']) showPending(); });
 function markSaved(ok, e) {
   saving -= 1;
   if (!ok) {
@@ -254,6 +262,7 @@ async function runSaver(s) {
     failed.delete(s.row.key);
     if (failed.size === 0) savedAgain();
     markSaved(true);
+    if (journaled) keepUnsaved(); // what is stored now leaves the journal
     wroteRecords();
   } catch (e) {
     saveFailed(s.row);
@@ -403,4 +412,58 @@ export async function mergeFromElsewhere(row, current) {
   failed.delete(row.key);
   const differs = await mergeWith(row, current);
   if (differs) scheduleSave(row);
+}
+
+// ---- edits kept through a freeze or a discard ---------------------------------------------------
+// Chromium freezes a background tab (timers and IndexedDB callbacks stop) and may then discard it
+// (the page goes, no handler runs). A save that waits for its retry, or one under way, cannot
+// finish while frozen, and a save started on `freeze` would only hold the database locked for the
+// other tabs. So when the tab is hidden, frozen or left, what it has not stored yet is written at
+// once (localStorage is synchronous) under this tab's id; a tab of the app that opens later stores
+// the edits of a tab that is gone (its Web Lock released) as that tab would have: compare-and-set
+// on the version they were based on, merged with anything newer.
+const TAB = store.newKey();
+const JOURNAL = 'unsaved:';
+const tabLock = (tab) => `cqa-studio-tab ${tab}`;
+let journaled = false;
+navigator.locks?.request(tabLock(TAB), () => new Promise(() => {})).catch(() => {});
+
+/** Writes the records this tab has not stored yet to its journal (or clears it). */
+export function keepUnsaved() {
+  // Not stored: never stored (rev 0), a save failed, or a save under way (every edit starts one).
+  const rows = state.rows.filter((r) => !r.rev || failed.has(r.key) || savers.has(r.key))
+    .map((r) => ({ key: r.key, pos: r.pos, rev: r.rev || 0, record: r.record, base: state.bases.get(r.key) ?? null }));
+  if (rows.length) setPref(JOURNAL + TAB, rows);
+  else if (journaled) removePref(JOURNAL + TAB);
+  journaled = rows.length > 0;
+}
+
+/** Takes over the journals of tabs that are gone: their records join the list and are saved. */
+export async function adoptOrphanedEdits() {
+  const names = prefKeys(JOURNAL).filter((n) => n !== JOURNAL + TAB);
+  if (!names.length || !navigator.locks?.query) return; // without Web Locks a live tab cannot be told from a gone one
+  const held = new Set(((await navigator.locks.query()).held || []).map((l) => l.name));
+  const orphans = names.filter((n) => !held.has(tabLock(n.slice(JOURNAL.length))));
+  const taken = [];
+  for (const name of orphans) {
+    for (const e of getPref(name, []) || []) {
+      let row = state.rows.find((r) => r.key === e.key);
+      if (row && taken.includes(row)) {
+        // Two gone tabs edited one record: the second edit is kept as a new record after it.
+        row = { key: store.newKey(), pos: posAfter(row), record: { ...e.record, id: freeId(`${e.record.id || 'record'}-copy`) }, rev: 0 };
+        adoptRows([row]);
+        taken.push(row);
+        continue;
+      }
+      if (!row) { row = { key: e.key, pos: e.pos, record: e.record, rev: e.rev }; adoptRows([row]); }
+      row.record = e.record;
+      row.rev = e.rev;
+      if (e.base) state.bases.set(e.key, e.base); else state.bases.delete(e.key);
+      taken.push(row);
+    }
+  }
+  if (!orphans.length) return;
+  for (const row of taken) scheduleSave(row);
+  keepUnsaved(); // this tab's own journal holds them (being saved) before the gone tabs' go
+  for (const name of orphans) removePref(name);
 }
