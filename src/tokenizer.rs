@@ -9,7 +9,9 @@
 //!   `tests/tokenizer_reference.rs`.
 //! - Chat templates are the model's own Jinja, rendered by minijinja with the environment
 //!   transformers uses (`trim_blocks`, `lstrip_blocks`, loop controls, `raise_exception`, a
-//!   Python-style `tojson`).
+//!   Python-style `tojson`), within a bound on steps and on memory (`chat_template`).
+
+mod chat_template;
 
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
@@ -56,9 +58,6 @@ impl std::fmt::Debug for TextTokenizer {
 /// Pre-tokenizer split patterns by `tokenizer.ggml.pre`, as transformers and llama.cpp use them.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-/// The work (minijinja fuel units) one chat-template rendering may do.
-const TEMPLATE_FUEL: u64 = 2_000_000;
 
 /// GGUF token types (llama.cpp `llama_token_type`).
 const TOKEN_TYPE_CONTROL: u64 = 3;
@@ -295,37 +294,25 @@ impl TextTokenizer {
         let source = self.chat_template.as_deref().ok_or_else(|| {
             Error::Template("this model has no chat template; use a plain prompt instead of --chat".into())
         })?;
-        let mut env = minijinja::Environment::new();
-        // A template comes from the model file: bound its work, so a hostile one (nested loops)
-        // is refused instead of hanging the engine. Real templates use a few thousand units.
-        env.set_fuel(Some(TEMPLATE_FUEL));
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-        });
-        env.add_filter("tojson", python_tojson);
-        env.add_template("chat", source).map_err(|e| Error::Template(e.to_string()))?;
-        let template = env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
         let bos = self.bos.as_ref().map(|(_, s)| s.as_str()).unwrap_or("");
         let eos = self.eos.as_ref().map(|(_, s)| s.as_str()).unwrap_or("");
-        template
-            .render(minijinja::context! {
-                messages => messages,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => bos,
-                eos_token => eos,
-            })
-            .map_err(|e| {
-                if e.kind() == minijinja::ErrorKind::OutOfFuel {
-                    Error::Template(format!(
-                        "this model's chat template did more than {TEMPLATE_FUEL} steps of work for one prompt and was stopped; the template is broken or hostile, so use a plain prompt or another model file"
-                    ))
-                } else {
-                    Error::Template(e.to_string())
-                }
-            })
+        let context = minijinja::context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => bos,
+            eos_token => eos,
+        };
+        chat_template::render(source, context).map_err(|failure| match failure {
+            chat_template::Failure::OutOfFuel => Error::Template(format!(
+                "this model's chat template did more than {} steps of work for one prompt and was stopped; the template is broken or hostile, so use a plain prompt or another model file",
+                chat_template::TEMPLATE_FUEL
+            )),
+            chat_template::Failure::OverBudget => Error::Template(format!(
+                "this model's chat template built more than {} MiB of text for one prompt and was stopped; the template is broken or hostile, so use a plain prompt or another model file",
+                chat_template::TEMPLATE_BUDGET_MIB
+            )),
+            chat_template::Failure::Other(e) => Error::Template(e.to_string()),
+        })
     }
 
     /// Checks that every token id fits the model's embedding matrix.
@@ -423,6 +410,53 @@ mod tests {
         let fine = json!({ "chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}" }).to_string();
         let tok = TextTokenizer::from_hf(json.as_bytes(), Some(&fine)).unwrap();
         assert_eq!(tok.apply_chat_template(&[ChatMessage::new("user", "hi")], false).unwrap(), "hi");
+    }
+
+    /// A two-word tokenizer whose chat template is `template`.
+    fn with_template(template: &str) -> TextTokenizer {
+        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,
+            "model":{"type":"WordLevel","vocab":{"a":0,"<unk>":1},"unk_token":"<unk>"}}"#;
+        TextTokenizer::from_hf(json.as_bytes(), Some(&json!({ "chat_template": template }).to_string())).unwrap()
+    }
+
+    /// Templates that build ever more text or list slots, step by step: each is refused with the
+    /// memory bound's sentence, quickly, before it builds much more than the budget.
+    #[test]
+    fn templates_that_build_too_much_are_stopped() {
+        // A loop's `set` does not outlive the iteration: growth goes through a namespace.
+        let doubling = |step: &str| {
+            format!("{{% set ns = namespace(s='x', l=['x']) %}}{{% for i in range(64) %}}{{% set ns.s = {step} %}}{{% endfor %}}{{{{ ns.s|length }}}}")
+        };
+        let literal = format!("{{% for i in range(100000) %}}{{% for j in range(100000) %}}{}{{% endfor %}}{{% endfor %}}", "L".repeat(2000));
+        let bombs = [
+            ("~ doubling", doubling("ns.s ~ ns.s")),
+            ("+ doubling", doubling("ns.s + ns.s")),
+            ("* doubling", doubling("ns.s * 2")),
+            ("* by a large count", "{% set n = 90000000 %}{{ ('x' * n)|length }}".to_string()),
+            ("* folded while compiling", "{{ ('x' * 90000000)|length }}".to_string()),
+            ("format doubling", doubling("'%s%s'|format(ns.s, ns.s)")),
+            ("str.format doubling", doubling("'{0}{0}'.format(ns.s)")),
+            ("replace growth", doubling("ns.s|replace('x', 'xx')")),
+            ("str.replace growth", doubling("ns.s.replace('x', 'xx')")),
+            ("capture doubling", "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set y %}{{ ns.s }}{{ ns.s }}{% endset %}{% set ns.s = y %}{% endfor %}".to_string()),
+            ("Fibonacci", "{% set ns = namespace(a='x', b='x') %}{% for i in range(200) %}{% set c = ns.a ~ ns.b %}{% set ns.a = ns.b %}{% set ns.b = c %}{% endfor %}".to_string()),
+            ("list doubling", "{% set ns = namespace(l=['x']) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|join }}".to_string()),
+            ("recursive macro doubling", "{% macro d(n) %}{% if n == 0 %}x{% else %}{% set s = d(n - 1) %}{{ s }}{{ s }}{% endif %}{% endmacro %}{{ d(64)|length }}".to_string()),
+            ("a large literal, many times", literal),
+            ("a shared list printed", "{% set ns = namespace(l=['x' * 1000]) %}{% for i in range(40) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}".to_string()),
+            ("a shared list as JSON", "{% set ns = namespace(l=['x' * 1000]) %}{% for i in range(40) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l|tojson }}".to_string()),
+            ("batches of a trillion", "{{ [1]|batch(1000000000000)|list }}".to_string()),
+            ("a billion-wide field", "{{ '%1000000000s'|format('x') }}".to_string()),
+            ("a list repeated lazily", "{{ ([''] * 1000000000000000)|join }}".to_string()),
+        ];
+        for (name, template) in bombs {
+            let started = std::time::Instant::now();
+            let result = with_template(&template).apply_chat_template(&[ChatMessage::new("user", "hi")], true);
+            let Err(Error::Template(message)) = result else { panic!("{name}: {result:?}") };
+            let bound = format!("built more than {} MiB", chat_template::TEMPLATE_BUDGET_MIB);
+            assert!(message.contains(&bound), "{name}: {message}");
+            assert!(started.elapsed().as_secs_f64() < 1.0, "{name}: took {:?}", started.elapsed());
+        }
     }
 
     #[test]
