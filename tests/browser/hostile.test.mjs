@@ -125,6 +125,32 @@ test('a chat template with nested 10^4 loops is stopped with a sentence, and the
   assert.deepEqual(pageErrors.filter((e) => !/ResizeObserver/.test(e)), []);
 });
 
+test('a chat template that doubles a string 40 times is stopped at its memory bound, and the model stays loaded', { timeout: 400_000 }, async () => {
+  const dir = scratchDir('cqa-hostile-');
+  const template = path.join(dir, 'template.jinja');
+  // 2^40 bytes in 40 steps: fuel alone would let it take the tab down.
+  writeFileSync(template, "{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}");
+  const out = path.join(dir, 'doubling-template.gguf');
+  execFileSync(CQA, ['--model', DEFAULT_MODEL, 'debug-tiny-gguf', '--out', out, '--seed', '3', '--chat-template', template]);
+  await openModelFile('doubling-template.gguf', readFileSync(out));
+  await page.waitForFunction(() => /doubling-template/.test(document.getElementById('model-status').textContent + document.getElementById('model-info').textContent), null, { timeout: 180_000 });
+  await idle();
+
+  await page.click('#tab-compare');
+  await page.check('input[name="c-mode"][value="generation"]');
+  await page.fill('#c-prompt', 'Write one line about a ferry.');
+  await page.fill('#c-max', '4');
+  await page.evaluate(() => { document.getElementById('compare-error').textContent = ''; });
+  await page.click('#c-run');
+  await page.waitForFunction(() => document.getElementById('compare-error').textContent.trim().length > 0, null, { timeout: 60_000 });
+  assert.match(await page.textContent('#compare-error'), /chat template built more than 16 MiB of text for one prompt and was stopped/);
+  // The engine was not lost: the same model is still loaded and scores a text.
+  await idle();
+  const r = await page.evaluate(() => window.cqaStudio.request('shift', { text: 'A ferry crosses the bay.', context: '', adapter: null }));
+  assert.ok(r.ok, JSON.stringify(r));
+  assert.equal(await page.evaluate(() => window.cqaStudio.app.state.modelIdentity?.name), 'doubling-template.gguf');
+});
+
 test('a 1.5 GiB GGUF with bad magic, or an unknown version, is refused from its first bytes', { timeout: 120_000 }, async () => {
   await page.click('#tab-model');
   for (const [name, head, expected] of [
