@@ -94,7 +94,6 @@ class TrainPanel {
       loss: (a) => { this.view.drawChart(a.history); el['run-status'].textContent = `Loss of “${a.name}”`; },
     });
     this.sync();
-    this.showStorage();
   }
 
   /** Says, before a run, when this browser's storage is temporary or too small for an adapter. */

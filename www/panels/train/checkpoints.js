@@ -9,7 +9,7 @@ import { announce, download, showError } from '../../lib/ui.js';
 import * as store from '../../lib/store.js';
 import { storageProblem } from '../../lib/adapters.js';
 import { checkpointFileName, checkpointZip } from '../../lib/checkpoint-file.js';
-import { storageRoom } from '../../lib/storage-room.js';
+import { storageRoom, temporaryStorage } from '../../lib/storage-room.js';
 import { isActive } from '../../lib/training-run.js';
 
 export class CheckpointFiles {
@@ -28,14 +28,12 @@ export class CheckpointFiles {
 
   /** Whether checkpoints of a run should be held in this page too (storage small or in memory). */
   async shouldHold() {
-    try { const room = await storageRoom(); return room.small || room.temporary; } catch { return false; }
+    try { return (await storageRoom()).small || await temporaryStorage(); } catch { return false; }
   }
 
   /** Where this site's data lives in memory only, says that the saved adapter `name` goes with the window. */
   async sayIfTemporary(name) {
-    let room = null;
-    try { room = await storageRoom(); } catch { /* unknown: nothing to say */ }
-    if (!room?.temporary) return;
+    if (!(await temporaryStorage().catch(() => false))) return;
     const { el } = this.panel;
     el['ckpt-note'].textContent = `The adapter “${name}” is saved in this window’s memory only: export it (Export PEFT zip, under Adapters) to keep it after the window closes.`;
     el['ckpt-note'].hidden = false;
