@@ -311,6 +311,9 @@ impl TextTokenizer {
                 "this model's chat template built more than {} MiB of text for one prompt and was stopped; the template is broken or hostile, so use a plain prompt or another model file",
                 chat_template::TEMPLATE_BUDGET_MIB
             )),
+            chat_template::Failure::Refused(refusal) => Error::Template(format!(
+                "this model's chat template was stopped: it {refusal}, and printing or dropping such a value would overflow the stack; the template is broken or hostile, so use a plain prompt or another model file"
+            )),
             chat_template::Failure::Other(e) => Error::Template(e.to_string()),
         })
     }
@@ -327,33 +330,123 @@ impl TextTokenizer {
     }
 }
 
-/// `tojson` as Jinja2/transformers write it: `json.dumps(x, ensure_ascii=False)`, i.e. with
-/// `", "` and `": "` separators and no HTML escaping (minijinja's built-in escapes `<`, `>`).
-fn python_tojson(value: minijinja::Value, indent: Option<usize>) -> std::result::Result<minijinja::Value, minijinja::Error> {
-    let v: Value = serde_json::to_value(&value)
+/// `tojson` as transformers defines it for chat templates (`chat_template_utils.py`):
+/// `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`, which is
+/// `json.dumps` with those arguments, positional (in that order, as in Python: `tojson(4)` sets
+/// `ensure_ascii`, not the indent) or by keyword (`tojson(indent=4)`, as Llama 3.1's template
+/// writes). Unlike minijinja's own, it does not escape `<`, `>` and `&`.
+fn python_tojson(value: &minijinja::Value, args: &[minijinja::Value]) -> std::result::Result<minijinja::Value, minijinja::Error> {
+    let (positional, kwargs) = match args.split_last() {
+        Some((last, rest)) if last.is_kwargs() => (rest, Some(last)),
+        _ => (args, None),
+    };
+    let style = JsonStyle::parse(positional, kwargs)?;
+    let v: Value = serde_json::to_value(value)
         .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
     let mut out = String::new();
-    write_python_json(&v, indent, 0, &mut out);
+    write_python_json(&v, &style, 0, &mut out);
     Ok(minijinja::Value::from_safe_string(out))
 }
 
-fn write_python_json(v: &Value, indent: Option<usize>, depth: usize, out: &mut String) {
+/// How `json.dumps` lays JSON out, from `tojson`'s arguments. `sort_keys` is accepted and changes
+/// nothing: keys always come sorted (minijinja's maps and serde_json's are ordered by key).
+struct JsonStyle {
+    /// Characters outside printable ASCII written as `\uXXXX`.
+    ensure_ascii: bool,
+    /// Each level's indent, when laid out on lines.
+    indent: Option<JsonIndent>,
+    item_separator: String,
+    key_separator: String,
+}
+
+enum JsonIndent {
+    /// `indent=n` (Python writes `' ' * n`: none for 0 or less).
+    Spaces(usize),
+    /// `indent='\t'`.
+    Text(String),
+}
+
+impl JsonIndent {
+    fn width(&self) -> usize {
+        match self {
+            JsonIndent::Spaces(n) => *n,
+            JsonIndent::Text(s) => s.len(),
+        }
+    }
+}
+
+impl JsonStyle {
+    const NAMES: [&str; 4] = ["ensure_ascii", "indent", "separators", "sort_keys"];
+
+    /// From `tojson`'s arguments after the value.
+    fn parse(positional: &[minijinja::Value], kwargs: Option<&minijinja::Value>) -> std::result::Result<Self, minijinja::Error> {
+        use minijinja::{Error as E, ErrorKind::InvalidOperation, ErrorKind::TooManyArguments};
+        if positional.len() > Self::NAMES.len() {
+            return Err(E::new(TooManyArguments, "tojson takes at most 4 arguments after the value: ensure_ascii, indent, separators, sort_keys"));
+        }
+        let mut given: [Option<minijinja::Value>; 4] = Default::default();
+        for (slot, value) in given.iter_mut().zip(positional) {
+            *slot = Some(value.clone());
+        }
+        if let Some(kwargs) = kwargs {
+            for name in kwargs.try_iter()? {
+                let name = name.as_str().unwrap_or_default().to_string();
+                let Some(index) = Self::NAMES.iter().position(|known| *known == name) else {
+                    return Err(E::new(TooManyArguments, format!("tojson has no argument `{name}` (it takes ensure_ascii, indent, separators, sort_keys)")));
+                };
+                if given[index].is_some() {
+                    return Err(E::new(TooManyArguments, format!("tojson got `{name}` twice")));
+                }
+                given[index] = Some(kwargs.get_attr(&name)?);
+            }
+        }
+        let [ensure_ascii, indent, separators, _sort_keys] = given.map(|v| v.filter(|v| !v.is_none() && !v.is_undefined()));
+        let indent = match indent {
+            None => None,
+            Some(text) if text.as_str().is_some() => Some(JsonIndent::Text(text.as_str().unwrap_or_default().to_string())),
+            Some(flag) if flag.kind() == minijinja::value::ValueKind::Bool => Some(JsonIndent::Spaces(flag.is_true() as usize)),
+            Some(n) if n.is_integer() => Some(JsonIndent::Spaces(n.as_usize().unwrap_or_else(|| {
+                // Negative: no indent, as Python's `' ' * n`; beyond usize: more than any budget.
+                if n.as_i64().is_some_and(|n| n < 0) { 0 } else { usize::MAX }
+            }))),
+            Some(other) => return Err(E::new(InvalidOperation, format!("tojson's indent must be a whole number or a string, not {}", other.kind()))),
+        };
+        let (item_separator, key_separator) = match separators {
+            None if indent.is_some() => (",".to_string(), ": ".to_string()),
+            None => (", ".to_string(), ": ".to_string()),
+            Some(pair) => {
+                let strings: Vec<String> = pair.try_iter().map(|items| items.filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default();
+                match <[String; 2]>::try_from(strings) {
+                    Ok([item, key]) if pair.len() == Some(2) => (item, key),
+                    _ => return Err(E::new(InvalidOperation, "tojson's separators must be a pair of strings, such as (',', ': ')")),
+                }
+            }
+        };
+        Ok(JsonStyle { ensure_ascii: ensure_ascii.is_some_and(|v| v.is_true()), indent, item_separator, key_separator })
+    }
+}
+
+fn write_python_json(v: &Value, style: &JsonStyle, depth: usize, out: &mut String) {
     let newline = |out: &mut String, depth: usize| {
-        if let Some(n) = indent {
+        if let Some(indent) = &style.indent {
             out.push('\n');
-            out.push_str(&" ".repeat(n * depth));
+            for _ in 0..depth {
+                match indent {
+                    JsonIndent::Spaces(n) => out.extend(std::iter::repeat_n(' ', *n)),
+                    JsonIndent::Text(s) => out.push_str(s),
+                }
+            }
         }
     };
-    let item_sep = if indent.is_some() { "," } else { ", " };
     match v {
         Value::Array(items) if !items.is_empty() => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push_str(item_sep);
+                    out.push_str(&style.item_separator);
                 }
                 newline(out, depth + 1);
-                write_python_json(item, indent, depth + 1, out);
+                write_python_json(item, style, depth + 1, out);
             }
             newline(out, depth);
             out.push(']');
@@ -362,17 +455,80 @@ fn write_python_json(v: &Value, indent: Option<usize>, depth: usize, out: &mut S
             out.push('{');
             for (i, (k, item)) in map.iter().enumerate() {
                 if i > 0 {
-                    out.push_str(item_sep);
+                    out.push_str(&style.item_separator);
                 }
                 newline(out, depth + 1);
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push_str(": ");
-                write_python_json(item, indent, depth + 1, out);
+                write_json_string(k, style.ensure_ascii, out);
+                out.push_str(&style.key_separator);
+                write_python_json(item, style, depth + 1, out);
             }
             newline(out, depth);
             out.push('}');
         }
+        Value::String(s) => write_json_string(s, style.ensure_ascii, out),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => out.push_str(&python_float(f)),
+            _ => out.push_str(&n.to_string()),
+        },
         other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A JSON string as Python's `json` writes it: `\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, other
+/// control characters as `\u00XX`, and with `ensure_ascii` everything outside `' '..='~'` as
+/// UTF-16 `\uXXXX` escapes.
+fn write_json_string(s: &str, ensure_ascii: bool, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c < ' ' || (ensure_ascii && c > '~') => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A float as Python's `repr` writes it (and so `json.dumps`): the shortest digits that read
+/// back the same, positional from 1e-4 up to below 1e16 (`1.0`, `0.0001`), scientific outside
+/// (`1e+16`, `1e-05`). serde_json writes `1e16` and `1e-5`.
+fn python_float(f: f64) -> String {
+    if !f.is_finite() {
+        // serde_json turns these into null before they get here; for completeness.
+        return if f.is_nan() { "NaN".into() } else if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: `-1.2345e-7`.
+    let scientific = format!("{:e}", f.abs());
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let sign = if f.is_sign_negative() { "-" } else { "" };
+    // Where the point goes after the first `point` digits.
+    let point = exponent + 1;
+    if (-3..=16).contains(&point) {
+        let body = if point <= 0 {
+            format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+        } else if point as usize >= digits.len() {
+            format!("{digits}{}.0", "0".repeat(point as usize - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+        };
+        format!("{sign}{body}")
+    } else {
+        let fraction = if digits.len() > 1 { format!(".{}", &digits[1..]) } else { String::new() };
+        let exponent_sign = if exponent < 0 { "-" } else { "+" };
+        format!("{sign}{}{fraction}e{exponent_sign}{:02}", &digits[..1], exponent.unsigned_abs())
     }
 }
 
@@ -393,7 +549,7 @@ mod tests {
     #[test]
     fn tojson_uses_python_separators() {
         let v = minijinja::Value::from_serialize(json!({"a": [1, "x<y"], "b": null}));
-        assert_eq!(python_tojson(v, None).unwrap().to_string(), r#"{"a": [1, "x<y"], "b": null}"#);
+        assert_eq!(python_tojson(&v, &[]).unwrap().to_string(), r#"{"a": [1, "x<y"], "b": null}"#);
     }
 
     #[test]
@@ -443,8 +599,9 @@ mod tests {
             ("list doubling", "{% set ns = namespace(l=['x']) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|join }}".to_string()),
             ("recursive macro doubling", "{% macro d(n) %}{% if n == 0 %}x{% else %}{% set s = d(n - 1) %}{{ s }}{{ s }}{% endif %}{% endmacro %}{{ d(64)|length }}".to_string()),
             ("a large literal, many times", literal),
-            ("a shared list printed", "{% set ns = namespace(l=['x' * 1000]) %}{% for i in range(40) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}".to_string()),
-            ("a shared list as JSON", "{% set ns = namespace(l=['x' * 1000]) %}{% for i in range(40) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l|tojson }}".to_string()),
+            // 30 levels: a namespace may hold 32 (40 are refused as too deep, before printing).
+            ("a shared list printed", "{% set ns = namespace(l=['x' * 1000]) %}{% for i in range(30) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}".to_string()),
+            ("a shared list as JSON", "{% set ns = namespace(l=['x' * 1000]) %}{% for i in range(30) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l|tojson }}".to_string()),
             ("batches of a trillion", "{{ [1]|batch(1000000000000)|list }}".to_string()),
             ("a billion-wide field", "{{ '%1000000000s'|format('x') }}".to_string()),
             ("a list repeated lazily", "{{ ([''] * 1000000000000000)|join }}".to_string()),
@@ -456,6 +613,102 @@ mod tests {
             let bound = format!("built more than {} MiB", chat_template::TEMPLATE_BUDGET_MIB);
             assert!(message.contains(&bound), "{name}: {message}");
             assert!(started.elapsed().as_secs_f64() < 1.0, "{name}: took {:?}", started.elapsed());
+        }
+    }
+
+    /// Templates whose values would nest too deep or contain themselves, which printing,
+    /// comparing or dropping would follow until the stack overflows (a process abort; in the
+    /// browser a trap that takes the loaded model with it), end in a Template error that says
+    /// which rule they broke. Run on a 1 MiB stack, wasm32's default.
+    #[test]
+    fn templates_that_nest_too_deep_or_contain_themselves_are_stopped() {
+        use chat_template::Refusal::{Cycle, TooDeep, TooDeepInNamespace};
+        let in_a_loop = |start: &str, step: &str, then: &str| {
+            format!("{{% set ns = namespace(l={start}) %}}{{% for i in range(100000) %}}{{% set ns.l = {step} %}}{{% endfor %}}{then}")
+        };
+        let statements = |start: &str, step: &str, times: usize| format!("{{% set x = {start} %}}{}{{{{ x }}}}", step.repeat(times));
+        let refused = [
+            ("a namespace holding itself", "{% set ns = namespace() %}{% set ns.x = ns %}{{ ns }}".to_string(), Cycle),
+            ("a namespace holding itself in a map in a list", "{% set ns = namespace() %}{% set ns.x = [1, {'a': ns}] %}{{ ns }}".to_string(), Cycle),
+            ("two namespaces holding each other", "{% set a = namespace() %}{% set b = namespace() %}{% set a.x = b %}{% set b.y = a %}{{ a }}".to_string(), Cycle),
+            ("a namespace made holding one", "{% set a = namespace() %}{% set b = namespace(x=[a]) %}{% set a.y = b %}{{ a }}".to_string(), Cycle),
+            ("loop.changed() keeping its loop", "{% for i in [1, 2] %}{{ loop.changed(loop) }}{% endfor %}".to_string(), Cycle),
+            ("a loop in a namespace", "{% set ns = namespace() %}{% for i in [1] %}{% set ns.l = loop %}{{ loop.changed(ns) }}{% endfor %}".to_string(), Cycle),
+            ("a list nested in a loop", in_a_loop("[]", "[ns.l]", "{{ ns.l }}"), TooDeepInNamespace),
+            ("a map nested in a loop", in_a_loop("{}", "{'a': ns.l}", "{{ ns.l == ns.l }}"), TooDeepInNamespace),
+            ("dict() nested in a loop", in_a_loop("1", "dict(a=ns.l)", ""), TooDeepInNamespace),
+            ("zips nested in a loop", in_a_loop("[1]", "ns.l|zip", "{{ ns.l|list }}"), TooDeepInNamespace),
+            ("a list nested by statements", statements("1", "{% set x = [x] %}", 100), TooDeep),
+            ("keyword arguments nested by statements", statements("1", "{% set x = dict(k=x) %}", 100), TooDeep),
+            ("batches nested by statements", statements("[1]", "{% set x = x|batch(1) %}", 100), TooDeep),
+            ("a list nested by recursion", "{% macro m(x, n) %}{% if n > 0 %}{{ m([[x]], n - 1) }}{% else %}{{ x }}{% endif %}{% endmacro %}{{ m(1, 200) }}".to_string(), TooDeep),
+        ];
+        // Lazy views of views (slices, repeats, zips, chains) are copied, and so are views of
+        // namespaces, which would otherwise show each other.
+        let rendered = [
+            ("slices of slices", in_a_loop("[1]", "ns.l[0:]", "{{ ns.l }}").replace("100000", "20000"), "[1]"),
+            ("repeats of repeats", in_a_loop("[1]", "ns.l * 1", "{{ ns.l }}").replace("100000", "20000"), "[1]"),
+            ("chains of maps", in_a_loop("{}", "ns.l|chain({'a': 1})", "{{ ns.l }}").replace("100000", "20000"), r#"{"a": 1}"#),
+            ("namespaces viewing each other", "{% set a = namespace() %}{% set b = namespace() %}{% set a.x = b.items() %}{% set b.y = a.items() %}{{ a }} {{ b }}".to_string(), r#"{"x": []} {"y": [["x", []]]}"#),
+            ("a list 64 deep", statements("1", "{% set x = [x] %}", 64).replace("{{ x }}", "{{ x == x }} {{ x|tojson|length }}"), "True 129"),
+            ("a namespace 32 deep in a list 31 deep", format!("{{% set ns = namespace(l={}1{}) %}}{{% set x = ns %}}{}{{{{ x|length }}}}", "[".repeat(32), "]".repeat(32), "{% set x = [x] %}".repeat(31)), "1"),
+        ];
+        // Recursion is bounded by minijinja's limit of 500 frames.
+        let recursion = [
+            ("a macro calling itself", "{% macro m(n) %}{{ m(n + 1) }}{% endmacro %}{{ m(0) }}"),
+            ("caller() calling itself", "{% macro m() %}{{ caller() }}{% endmacro %}{% macro r(n) %}{% call m() %}{{ r(n + 1) }}{% endcall %}{% endmacro %}{{ r(0) }}"),
+            ("a recursive loop", "{% for x in [1] recursive %}{{ loop([x]) }}{% endfor %}"),
+        ];
+        let checks = std::thread::Builder::new().stack_size(1 << 20).spawn(move || {
+            let render = |template: &str| with_template(template).apply_chat_template(&[ChatMessage::new("user", "hi")], true);
+            for (name, template, refusal) in refused {
+                let started = std::time::Instant::now();
+                let result = render(&template);
+                let Err(Error::Template(message)) = result else { panic!("{name}: {result:?}") };
+                assert!(message.contains(&refusal.to_string()) && message.contains("was stopped"), "{name}: {message}");
+                assert!(started.elapsed().as_secs_f64() < 1.0, "{name}: took {:?}", started.elapsed());
+            }
+            for (name, template, expected) in rendered {
+                assert_eq!(render(&template).unwrap(), expected, "{name}");
+            }
+            for (name, template) in recursion {
+                let Err(Error::Template(message)) = render(template) else { panic!("{name} was not stopped") };
+                assert!(message.contains("recursion limit exceeded"), "{name}: {message}");
+            }
+        });
+        checks.unwrap().join().unwrap();
+    }
+
+    /// `tojson` writes what transformers' own writes for chat templates, `json.dumps(x,
+    /// ensure_ascii=False, indent=None, separators=None, sort_keys=False)` with the arguments
+    /// given positionally (in that order) or by keyword, as Llama 3.1's `tojson(indent=4)`.
+    #[test]
+    fn tojson_writes_what_transformers_does() {
+        // The expected strings were printed by ~/.cache/cqa-studio/venv-ref/bin/python with
+        //   json.dumps(tool, ensure_ascii=..., indent=..., separators=..., sort_keys=True)
+        // for this `tool` (as a Python dict: `true`/`none` as True/None). sort_keys because
+        // minijinja's maps are ordered by key, which Python's dicts match when so sorted.
+        let tool = r#"{"type": "function", "function": {"name": "get_weather", "description": "The weather at \"a\" place\tnow", "parameters": {"type": "object", "properties": {"city": {"type": "string", "enum": ["Zürich", "東京", "😀"]}, "days": {"type": "integer", "minimum": 1, "maximum": 1e16, "step": 0.5}}, "required": ["city"], "strict": true, "extra": none, "empty": [], "nothing": {}}}}"#;
+        let cases = [
+            ("tojson(indent=4)", "{\n    \"function\": {\n        \"description\": \"The weather at \\\"a\\\" place\\tnow\",\n        \"name\": \"get_weather\",\n        \"parameters\": {\n            \"empty\": [],\n            \"extra\": null,\n            \"nothing\": {},\n            \"properties\": {\n                \"city\": {\n                    \"enum\": [\n                        \"Zürich\",\n                        \"東京\",\n                        \"😀\"\n                    ],\n                    \"type\": \"string\"\n                },\n                \"days\": {\n                    \"maximum\": 1e+16,\n                    \"minimum\": 1,\n                    \"step\": 0.5,\n                    \"type\": \"integer\"\n                }\n            },\n            \"required\": [\n                \"city\"\n            ],\n            \"strict\": true,\n            \"type\": \"object\"\n        }\n    },\n    \"type\": \"function\"\n}"),
+            ("tojson", "{\"function\": {\"description\": \"The weather at \\\"a\\\" place\\tnow\", \"name\": \"get_weather\", \"parameters\": {\"empty\": [], \"extra\": null, \"nothing\": {}, \"properties\": {\"city\": {\"enum\": [\"Zürich\", \"東京\", \"😀\"], \"type\": \"string\"}, \"days\": {\"maximum\": 1e+16, \"minimum\": 1, \"step\": 0.5, \"type\": \"integer\"}}, \"required\": [\"city\"], \"strict\": true, \"type\": \"object\"}}, \"type\": \"function\"}"),
+            ("tojson(ensure_ascii=true, indent='\\t')", "{\n\t\"function\": {\n\t\t\"description\": \"The weather at \\\"a\\\" place\\tnow\",\n\t\t\"name\": \"get_weather\",\n\t\t\"parameters\": {\n\t\t\t\"empty\": [],\n\t\t\t\"extra\": null,\n\t\t\t\"nothing\": {},\n\t\t\t\"properties\": {\n\t\t\t\t\"city\": {\n\t\t\t\t\t\"enum\": [\n\t\t\t\t\t\t\"Z\\u00fcrich\",\n\t\t\t\t\t\t\"\\u6771\\u4eac\",\n\t\t\t\t\t\t\"\\ud83d\\ude00\"\n\t\t\t\t\t],\n\t\t\t\t\t\"type\": \"string\"\n\t\t\t\t},\n\t\t\t\t\"days\": {\n\t\t\t\t\t\"maximum\": 1e+16,\n\t\t\t\t\t\"minimum\": 1,\n\t\t\t\t\t\"step\": 0.5,\n\t\t\t\t\t\"type\": \"integer\"\n\t\t\t\t}\n\t\t\t},\n\t\t\t\"required\": [\n\t\t\t\t\"city\"\n\t\t\t],\n\t\t\t\"strict\": true,\n\t\t\t\"type\": \"object\"\n\t\t}\n\t},\n\t\"type\": \"function\"\n}"),
+            ("tojson(true, 2, (',', ':'))", "{\n  \"function\":{\n    \"description\":\"The weather at \\\"a\\\" place\\tnow\",\n    \"name\":\"get_weather\",\n    \"parameters\":{\n      \"empty\":[],\n      \"extra\":null,\n      \"nothing\":{},\n      \"properties\":{\n        \"city\":{\n          \"enum\":[\n            \"Z\\u00fcrich\",\n            \"\\u6771\\u4eac\",\n            \"\\ud83d\\ude00\"\n          ],\n          \"type\":\"string\"\n        },\n        \"days\":{\n          \"maximum\":1e+16,\n          \"minimum\":1,\n          \"step\":0.5,\n          \"type\":\"integer\"\n        }\n      },\n      \"required\":[\n        \"city\"\n      ],\n      \"strict\":true,\n      \"type\":\"object\"\n    }\n  },\n  \"type\":\"function\"\n}"),
+            ("tojson(indent=0, sort_keys=true)", "{\n\"function\": {\n\"description\": \"The weather at \\\"a\\\" place\\tnow\",\n\"name\": \"get_weather\",\n\"parameters\": {\n\"empty\": [],\n\"extra\": null,\n\"nothing\": {},\n\"properties\": {\n\"city\": {\n\"enum\": [\n\"Zürich\",\n\"東京\",\n\"😀\"\n],\n\"type\": \"string\"\n},\n\"days\": {\n\"maximum\": 1e+16,\n\"minimum\": 1,\n\"step\": 0.5,\n\"type\": \"integer\"\n}\n},\n\"required\": [\n\"city\"\n],\n\"strict\": true,\n\"type\": \"object\"\n}\n},\n\"type\": \"function\"\n}"),
+        ];
+        let render = |template: &str| with_template(template).apply_chat_template(&[ChatMessage::new("user", "hi")], false);
+        for (filter, expected) in cases {
+            let rendered = render(&format!("{{% set tool = {tool} %}}{{{{ tool|{filter} }}}}"));
+            assert_eq!(rendered.unwrap(), expected, "{filter}");
+        }
+        // Python's float formatting: json.dumps([1e16, 1e-05, 0.0001, 123456789.0, -0.0, 1.0, 2,
+        // "\u0001\u007f\b"], ensure_ascii=True).
+        let numbers = render("{{ [1e16, 1e-05, 0.0001, 123456789.0, -0.0, 1.0, 2, '\\u0001\\u007f\\b']|tojson(ensure_ascii=true) }}");
+        assert_eq!(numbers.unwrap(), "[1e+16, 1e-05, 0.0001, 123456789.0, -0.0, 1.0, 2, \"\\u0001\\u007f\\b\"]");
+        // Arguments Python would refuse are refused, naming the argument.
+        for (filter, named) in [("tojson(indnt=4)", "no argument `indnt`"), ("tojson(false, 2, indent=4)", "`indent` twice"), ("tojson(indent=1.5)", "indent must be")] {
+            let Err(Error::Template(message)) = render(&format!("{{{{ [1]|{filter} }}}}")) else { panic!("{filter} was accepted") };
+            assert!(message.contains(named), "{filter}: {message}");
         }
     }
 

@@ -25,18 +25,24 @@
 //! rendering holds at most the budget, plus the fuel times a small constant, plus transient
 //! copies of charged text (minijinja moves a built `String` into an `Arc<str>`), plus the
 //! caller's messages.
+//!
+//! The same guards bound how deep values nest and keep them from containing themselves, so
+//! that printing, comparing or dropping one cannot overflow the stack (see "Nesting and
+//! cycles" below). Recursion of macros, `caller()` and recursive loops is bounded by
+//! minijinja's own limit (500 frames).
 
 use minijinja::machinery::ast::{self, CallArg, Expr, Stmt};
 use minijinja::machinery::{
     CodeGenerator, Instruction, Instructions, Vm, WhitespaceConfig, make_string_output, parse,
 };
 use minijinja::syntax::SyntaxConfig;
-use minijinja::value::{Value, ValueKind};
+use minijinja::value::{ObjectRepr, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State};
 use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Write as _};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The work (minijinja fuel units) one chat-template rendering may do.
 pub(super) const TEMPLATE_FUEL: u64 = 2_000_000;
@@ -67,6 +73,8 @@ const JSON_DEPTH: usize = 256;
 pub(super) enum Failure {
     OutOfFuel,
     OverBudget,
+    /// A value too deep, or one that could contain itself (see "Nesting and cycles").
+    Refused(Refusal),
     Other(Error),
 }
 
@@ -89,9 +97,16 @@ fn render_with(source: &str, context: Value, budget: &Arc<Budget>) -> Result<Str
     compiler.compile_stmt(&ast);
     let (program, blocks) = compiler.finish();
     let program = with_tolls(&program).map_err(Failure::Other)?;
+    let required = required_blocks(&ast);
     let blocks = blocks
         .iter()
-        .map(|(name, block)| Ok((*name, with_tolls(block)?)))
+        .map(|(name, block)| {
+            // Rebuilt programs lose minijinja's `required` mark (it has no public setter), so a
+            // required block gets a program that fails as minijinja would render it: with no
+            // `{% extends %}` (there is no loader) a required block is never overridden.
+            let block = if required.contains(name) { required_block(block, name) } else { with_tolls(block)? };
+            Ok((*name, block))
+        })
         .collect::<Result<_, Error>>()
         .map_err(Failure::Other)?;
     let env = environment(budget);
@@ -100,6 +115,12 @@ fn render_with(source: &str, context: Value, budget: &Arc<Budget>) -> Result<Str
     // Checked first: a refused step may surface as another error (or be swallowed by a filter).
     if budget.exceeded.load(Ordering::Relaxed) {
         return Err(Failure::OverBudget);
+    }
+    if let Some(refusal) = *lock(&budget.refusal) {
+        return Err(Failure::Refused(refusal));
+    }
+    if budget.out_of_steps.load(Ordering::Relaxed) {
+        return Err(Failure::OutOfFuel);
     }
     match result {
         Ok(_) => Ok(text),
@@ -111,16 +132,32 @@ fn render_with(source: &str, context: Value, budget: &Arc<Budget>) -> Result<Str
 /// The template's name in error messages.
 const NAME: &str = "chat";
 
-/// The bytes one rendering may still build.
+/// The bytes one rendering may still build, and what the nesting rules know of its values.
 struct Budget {
     limit: usize,
     used: AtomicUsize,
     exceeded: AtomicBool,
+    /// The shapes of the lists and maps walked, by address, each with the value itself, kept
+    /// alive so that its address is not reused for another while the rendering lasts.
+    shapes: Mutex<HashMap<usize, (Value, Shape)>>,
+    /// Items the nesting walks looked at, out of [`WALK_STEPS`].
+    steps: AtomicUsize,
+    out_of_steps: AtomicBool,
+    /// The first nesting rule broken.
+    refusal: Mutex<Option<Refusal>>,
 }
 
 impl Budget {
     fn new(limit: usize) -> Self {
-        Budget { limit, used: AtomicUsize::new(0), exceeded: AtomicBool::new(false) }
+        Budget {
+            limit,
+            used: AtomicUsize::new(0),
+            exceeded: AtomicBool::new(false),
+            shapes: Mutex::default(),
+            steps: AtomicUsize::new(0),
+            out_of_steps: AtomicBool::new(false),
+            refusal: Mutex::default(),
+        }
     }
 
     fn remaining(&self) -> usize {
@@ -146,6 +183,278 @@ impl Budget {
     }
 }
 
+// ---- Nesting and cycles --------------------------------------------------------------------
+//
+// Printing, comparing, hashing, serializing and dropping a value recurse once per level of
+// nesting, so a list built around itself 100,000 times in a loop overflows the stack, and a
+// value that contains itself (`{% set ns.x = ns %}`) recurses until it does; in the browser
+// that is a trap that takes the engine and its loaded model with it. Three rules, checked where
+// values are built or changed, keep every value shallow and acyclic:
+//
+// 1. Depth: no value is more than MAX_DEPTH deep (text is 0 deep, a list of text 1). A
+//    rendering builds nested values only with list, map and keyword-argument literals (a guard
+//    before BuildList, BuildMap and BuildKwargs checks the items), with `set` on a namespace
+//    (rule 2), and with filters, functions and methods (each result is checked after the call:
+//    one call nests at most a level or two more than its arguments, so nothing deep exists
+//    before it is refused). Constants fold into flat lists only, and the caller's messages are
+//    shallow.
+// 2. Changes: a template can change only namespaces (`set ns.x`) and loops (`loop.changed(x)`
+//    keeps `x`) after building them (macro closures also change, but no template reaches into
+//    them, and minijinja empties them when the rendering ends). A value that contains itself
+//    needs a link to something built after it, which only a change makes. So what a namespace
+//    or `loop.changed()` is given must hold no namespace and no loop: then nothing a change
+//    links to leads back to a changeable value, and there is no cycle. And a namespace counts as
+//    deep as it can ever get (what it is given is at most NAMESPACE_DEPTH deep), so a list that
+//    holds one stays within rule 1 whatever the namespace is given later.
+// 3. Lazy views: some results iterate what they were made from when they are iterated (slices,
+//    `l * n`, `a + b` of lists, `reverse`, `zip`, `chain`, `items`, `.values()`), so a view of a
+//    view of a view... recurses as deep as the chain, and a view of a namespace shows what it is
+//    given later, out of rule 2's sight. A lazy operand of slicing or `*` is copied into a list
+//    first, and a lazy result of a call that was given a lazy value, a namespace or a loop is
+//    copied into a list (or map): so a view wraps only lists, maps and text (or `+` chains,
+//    which minijinja flattens past 32).
+//
+// Cheap: a list or a map (minijinja's `Vec` and `BTreeMap`, which never change) is walked once
+// per rendering and its shape remembered by its address (the value kept alive meanwhile, so
+// the address is not reused), so a literal looks at each of its items once. Other objects
+// (views, keyword arguments, macros) are walked each time, one step per item out of
+// WALK_STEPS. A walk goes at most MAX_DEPTH levels down.
+
+/// How deep values may nest. Real templates nest a few levels (messages, their content parts,
+/// tool schemas: rarely 10); 64 levels of printing or dropping take a few tens of KB of stack.
+pub(super) const MAX_DEPTH: usize = 64;
+/// How deep a value a namespace may be given; a namespace counts one more, wherever it is.
+pub(super) const NAMESPACE_DEPTH: usize = 32;
+/// Items the nesting walks may look at in one rendering.
+const WALK_STEPS: usize = TEMPLATE_FUEL as usize;
+/// A remembered shape: its entry, and the value kept alive.
+const REMEMBERED: usize = ENTRY + ITEM;
+
+/// The nesting rule a rendering broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refusal {
+    TooDeep,
+    TooDeepInNamespace,
+    Cycle,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::TooDeep => write!(f, "nested values more than {MAX_DEPTH} levels deep"),
+            Refusal::TooDeepInNamespace => {
+                write!(f, "stored a value nested more than {NAMESPACE_DEPTH} levels deep in a namespace")
+            }
+            Refusal::Cycle => f.write_str(
+                "stored a namespace or a loop inside a namespace or `loop.changed()`, which can make a value that contains itself",
+            ),
+        }
+    }
+}
+
+/// What the nesting rules know of a value.
+#[derive(Clone, Copy, Default)]
+struct Shape {
+    /// Levels of lists, maps and other containers (a namespace counted at its most).
+    depth: usize,
+    /// Holds a namespace or a loop (or is one).
+    changeable: bool,
+}
+
+/// What kind of value the nesting rules see.
+enum Class {
+    /// Not an object: text, a number, none.
+    Flat,
+    Namespace,
+    Loop,
+    /// A list or a map, remembered by this address.
+    Remembered(usize),
+    /// A view that iterates what it was made from.
+    Lazy,
+    /// Keyword arguments, macros, groups: walked each time, never copied.
+    Other,
+}
+
+/// minijinja's namespaces, loops and `+`/`chain` views are private types: told by type name
+/// (minijinja is pinned; `the_nesting_rules_know_minijinjas_types` checks the names).
+fn classify(value: &Value) -> Class {
+    let Some(object) = value.as_object() else { return Class::Flat };
+    if let Some(list) = object.downcast_ref::<Vec<Value>>() {
+        return Class::Remembered(list as *const Vec<Value> as usize);
+    }
+    if let Some(map) = object.downcast_ref::<BTreeMap<Value, Value>>() {
+        return Class::Remembered(map as *const BTreeMap<Value, Value> as usize);
+    }
+    let name = object.type_name();
+    if name.ends_with("namespace_object::Namespace") {
+        Class::Namespace
+    } else if name.ends_with("loop_object::Loop") {
+        Class::Loop
+    } else if object.repr() == ObjectRepr::Iterable
+        || name.ends_with("merge_object::MergeSeq")
+        || name.ends_with("merge_object::MergeDict")
+    {
+        Class::Lazy
+    } else {
+        Class::Other
+    }
+}
+
+/// A lock that a panic elsewhere does not poison for good.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Budget {
+    /// Records the first rule broken and gives the error that stops the step.
+    fn refuse(&self, refusal: Refusal) -> Error {
+        lock(&self.refusal).get_or_insert(refusal);
+        Error::new(ErrorKind::InvalidOperation, format!("the template {refusal}"))
+    }
+
+    fn step(&self) -> Result<(), Error> {
+        if self.steps.fetch_add(1, Ordering::Relaxed) < WALK_STEPS {
+            return Ok(());
+        }
+        self.out_of_steps.store(true, Ordering::Relaxed);
+        Err(Error::new(ErrorKind::OutOfFuel, "the template's values took too many steps to check"))
+    }
+
+    /// `value`'s shape; refused when it is deeper than [`MAX_DEPTH`].
+    fn shape(&self, value: &Value) -> Result<Shape, Error> {
+        self.shape_at(value, 0)
+    }
+
+    /// `value`'s shape, `value` being `level` levels down in what is walked.
+    fn shape_at(&self, value: &Value, level: usize) -> Result<Shape, Error> {
+        let key = match classify(value) {
+            Class::Flat => return Ok(Shape::default()),
+            Class::Namespace => return Ok(Shape { depth: NAMESPACE_DEPTH + 1, changeable: true }),
+            // What `loop.changed()` keeps is never printed or compared, only dropped.
+            Class::Loop => return Ok(Shape { depth: 1, changeable: true }),
+            Class::Remembered(key) => {
+                if let Some((_, shape)) = lock(&self.shapes).get(&key) {
+                    return Ok(*shape);
+                }
+                Some(key)
+            }
+            Class::Lazy | Class::Other => None,
+        };
+        // A container this far down makes what holds it deeper than allowed.
+        if level >= MAX_DEPTH {
+            return Err(self.refuse(Refusal::TooDeep));
+        }
+        let Some(object) = value.as_object() else { return Ok(Shape::default()) };
+        let mut shape = Shape { depth: 1, changeable: false };
+        let mut visit = |item: &Value| -> Result<(), Error> {
+            self.step()?;
+            let inner = self.shape_at(item, level + 1)?;
+            shape.depth = shape.depth.max(inner.depth + 1);
+            shape.changeable |= inner.changeable;
+            Ok(())
+        };
+        match object.repr() {
+            ObjectRepr::Map => {
+                for (key, item) in object.try_iter_pairs().into_iter().flatten() {
+                    visit(&key)?;
+                    visit(&item)?;
+                }
+            }
+            ObjectRepr::Seq | ObjectRepr::Iterable => {
+                for item in object.try_iter().into_iter().flatten() {
+                    visit(&item)?;
+                }
+            }
+            // Printed and compared by their own text; they hold nothing a template reaches.
+            _ => {}
+        }
+        if shape.depth > MAX_DEPTH {
+            return Err(self.refuse(Refusal::TooDeep));
+        }
+        if let Some(key) = key {
+            self.charge(REMEMBERED)?;
+            lock(&self.shapes).insert(key, (value.clone(), shape));
+        }
+        Ok(shape)
+    }
+
+    /// Rule 1 for a list, map or keyword arguments about to be built from `items`.
+    fn check_built(&self, items: &[Value]) -> Result<(), Error> {
+        let mut depth = 1;
+        for item in items {
+            depth = depth.max(self.shape(item)?.depth + 1);
+        }
+        if depth > MAX_DEPTH { Err(self.refuse(Refusal::TooDeep)) } else { Ok(()) }
+    }
+
+    /// Rule 2 for a value a namespace is about to be given.
+    fn check_stored(&self, value: &Value) -> Result<(), Error> {
+        let shape = self.shape(value)?;
+        if shape.changeable {
+            Err(self.refuse(Refusal::Cycle))
+        } else if shape.depth > NAMESPACE_DEPTH {
+            Err(self.refuse(Refusal::TooDeepInNamespace))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A call's result under rules 1 and 3: a new lazy view of a lazy value, a namespace or a
+    /// loop is copied; a result too deep is refused.
+    fn settle(&self, receiver: Option<&Value>, args: &[Value], result: Value) -> Result<Value, Error> {
+        let given = || receiver.into_iter().chain(args);
+        let result = if matches!(classify(&result), Class::Lazy)
+            && given().any(feeds_a_view)
+            && !given().any(|arg| minijinja::tests::is_sameas(arg, &result))
+        {
+            self.copied(&result)?
+        } else {
+            result
+        };
+        self.shape(&result)?;
+        Ok(result)
+    }
+
+    /// A lazy value copied into a list (or a map), paid for.
+    fn copied(&self, value: &Value) -> Result<Value, Error> {
+        let Some(object) = value.as_object() else { return Ok(value.clone()) };
+        self.charge(NODE)?;
+        if object.repr() == ObjectRepr::Map {
+            let mut map = BTreeMap::new();
+            for (key, item) in object.try_iter_pairs().into_iter().flatten() {
+                self.charge(ENTRY)?;
+                map.insert(key, item);
+            }
+            Ok(Value::from_object(map))
+        } else {
+            let mut items = Vec::new();
+            for item in object.try_iter().into_iter().flatten() {
+                self.charge(ITEM)?;
+                items.push(item);
+            }
+            Ok(Value::from(items))
+        }
+    }
+
+    /// `value`, copied into a list when it is a lazy view (rule 3, for slicing and `*`).
+    fn unlazy(&self, value: &mut Value) -> Result<(), Error> {
+        if matches!(classify(value), Class::Lazy) {
+            *value = self.copied(value)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a view made from `arg` could change or grow a chain: `arg` is lazy, a namespace or a
+/// loop, or keyword arguments holding one.
+fn feeds_a_view(arg: &Value) -> bool {
+    if arg.is_kwargs() {
+        let pairs = arg.as_object().and_then(|object| object.try_iter_pairs());
+        return pairs.into_iter().flatten().any(|(_, value)| feeds_a_view(&value));
+    }
+    matches!(classify(arg), Class::Lazy | Class::Namespace | Class::Loop)
+}
+
 // ---- The rewritten program ----------------------------------------------------------------
 
 /// What an instruction pays before it runs.
@@ -154,8 +463,10 @@ enum Toll {
     /// A size known from the program: literal text, list and map literals, macros, closures.
     Fixed(usize),
     /// A guard (a global function of that name) that sizes the result from the top `n` stack
-    /// values, the instruction's operands, and returns them.
+    /// values, the instruction's operands, and returns them (or, for a lazy operand, a copy).
     Operands(&'static str, usize),
+    /// An instruction the guards cannot watch: the template is refused.
+    Refused(&'static str),
 }
 
 // Guards are globals whose names are not identifiers, so a template cannot shadow them.
@@ -168,6 +479,11 @@ const SLICE: &str = "~slice";
 const CONTAINS: &str = "~in";
 const SPLAT_ARGS: &str = "~splat_args";
 const SPLAT_KWARGS: &str = "~splat_kwargs";
+const BUILD_LIST: &str = "~build_list";
+const BUILD_MAP: &str = "~build_map";
+const SET_ATTR: &str = "~set_attr";
+const CHANGED: &str = "~changed";
+const REQUIRED_BLOCK: &str = "~required_block";
 
 /// The toll of each instruction. Exhaustive on purpose: a minijinja update that adds an
 /// instruction must be classified here.
@@ -189,9 +505,17 @@ fn toll(instruction: &Instruction) -> Toll {
         I::UnpackLists(0) | I::MergeKwargs(0) => Toll::Free,
         I::UnpackLists(n) => Toll::Operands(SPLAT_ARGS, *n),
         I::MergeKwargs(n) => Toll::Operands(SPLAT_KWARGS, *n),
-        // A splatted list's items were charged by UnpackLists.
-        I::BuildList(n) => Toll::Fixed(n.unwrap_or(0).saturating_mul(ITEM).saturating_add(NODE)),
-        I::BuildMap(n) | I::BuildKwargs(n) => Toll::Fixed(n.saturating_mul(ENTRY).saturating_add(NODE)),
+        // Literals are checked for depth. A splatted list's items were charged by UnpackLists,
+        // and `[*a, *b]` is no deeper than `a` or `b`.
+        I::BuildList(Some(0) | None) | I::BuildMap(0) | I::BuildKwargs(0) => Toll::Fixed(NODE),
+        I::BuildList(Some(n)) => Toll::Operands(BUILD_LIST, *n),
+        // key, value, key, value...
+        I::BuildMap(n) | I::BuildKwargs(n) => Toll::Operands(BUILD_MAP, n.saturating_mul(2)),
+        // value, namespace
+        I::SetAttr(_) => Toll::Operands(SET_ATTR, 2),
+        // loop, arguments: `loop.changed(x)` keeps `x`.
+        I::CallMethod("changed", Some(n)) => Toll::Operands(CHANGED, usize::from(*n)),
+        I::CallMethod("changed", None) => Toll::Refused("the template splats arguments into `changed()`, which cannot be checked"),
         // The macro object and the program's list of macros, which keeps every definition.
         I::BuildMacro(..) => Toll::Fixed(2 * NODE),
         // A closure is kept until the rendering ends.
@@ -201,7 +525,6 @@ fn toll(instruction: &Instruction) -> Toll {
         I::StoreLocal(_)
         | I::Lookup(_)
         | I::GetAttr(_)
-        | I::SetAttr(_)
         | I::GetItem
         | I::LoadConst(_)
         | I::UnpackList(_)
@@ -264,10 +587,11 @@ fn toll_code(toll: &Toll) -> Result<Vec<Instruction<'static>>, Error> {
         Toll::Operands(guard, 1) => vec![Instruction::CallFunction(guard, Some(1))],
         Toll::Operands(guard, operands) => {
             let count = u16::try_from(operands).map_err(|_| {
-                Error::new(ErrorKind::InvalidOperation, "the template splats too many arguments into one call")
+                Error::new(ErrorKind::InvalidOperation, "the template builds or calls with more than 65535 items in one step")
             })?;
             vec![Instruction::CallFunction(guard, Some(count)), Instruction::UnpackList(operands)]
         }
+        Toll::Refused(why) => return Err(Error::new(ErrorKind::InvalidOperation, why)),
     })
 }
 
@@ -424,13 +748,13 @@ impl<'a> Call<'a> {
 }
 
 /// The JSON (and `serde_json::Value` copy) that `tojson` builds for `value`.
-fn json_bytes(value: &Value, indent: usize, limit: usize) -> usize {
-    fn walk(value: &Value, indent: usize, depth: usize, left: &mut usize) -> Option<()> {
+fn json_bytes(value: &Value, style: &super::JsonStyle, limit: usize) -> usize {
+    fn walk(value: &Value, style: &super::JsonStyle, depth: usize, left: &mut usize) -> Option<()> {
         fn take(left: &mut usize, bytes: usize) -> Option<()> {
             *left = left.checked_sub(bytes)?;
             Some(())
         }
-        let newline = if indent > 0 { indent.saturating_mul(depth + 1).saturating_add(1) } else { 0 };
+        let newline = style.indent.as_ref().map_or(0, |indent| indent.width().saturating_mul(depth + 1).saturating_add(1));
         take(left, newline.saturating_add(NODE))?;
         if depth > JSON_DEPTH {
             return None;
@@ -441,8 +765,8 @@ fn json_bytes(value: &Value, indent: usize, limit: usize) -> usize {
         match value.kind() {
             ValueKind::Seq | ValueKind::Iterable => {
                 for item in value.try_iter().ok()? {
-                    take(left, 2)?;
-                    walk(&item, indent, depth + 1, left)?;
+                    take(left, style.item_separator.len())?;
+                    walk(&item, style, depth + 1, left)?;
                 }
                 take(left, 2)
             }
@@ -450,8 +774,9 @@ fn json_bytes(value: &Value, indent: usize, limit: usize) -> usize {
                 for key in value.try_iter().ok()? {
                     let item = value.get_item(&key).unwrap_or_default();
                     let key_bytes = text_bytes(&key, *left);
-                    take(left, JSON_STRING.saturating_mul(key_bytes).saturating_add(NODE + 6))?;
-                    walk(&item, indent, depth + 1, left)?;
+                    let separators = style.item_separator.len().saturating_add(style.key_separator.len());
+                    take(left, JSON_STRING.saturating_mul(key_bytes).saturating_add(NODE + 2).saturating_add(separators))?;
+                    walk(&item, style, depth + 1, left)?;
                 }
                 take(left, 2)
             }
@@ -462,7 +787,7 @@ fn json_bytes(value: &Value, indent: usize, limit: usize) -> usize {
         }
     }
     let mut left = limit;
-    match walk(value, indent, 0, &mut left) {
+    match walk(value, style, 0, &mut left) {
         Some(()) => limit - left,
         None => usize::MAX,
     }
@@ -561,39 +886,24 @@ fn visit_body(body: &[Stmt], work: &mut usize) {
 fn visit_statement(statement: &Stmt, work: &mut usize) {
     // The statement's expressions, then the statements it holds.
     let mut expressions: Vec<&Expr> = Vec::new();
-    let mut bodies: Vec<&[Stmt]> = Vec::new();
     match statement {
-        Stmt::Template(t) => bodies.push(&t.children),
+        Stmt::Template(_) | Stmt::EmitRaw(_) | Stmt::Continue(_) | Stmt::Break(_) | Stmt::Block(_) => {}
         Stmt::EmitExpr(e) => expressions.push(&e.expr),
-        Stmt::EmitRaw(_) | Stmt::Continue(_) | Stmt::Break(_) => {}
         Stmt::ForLoop(f) => {
             expressions.extend([&f.target, &f.iter]);
             expressions.extend(&f.filter_expr);
-            bodies.extend([&f.body[..], &f.else_body]);
         }
-        Stmt::IfCond(i) => {
-            expressions.push(&i.expr);
-            bodies.extend([&i.true_body[..], &i.false_body]);
-        }
+        Stmt::IfCond(i) => expressions.push(&i.expr),
         Stmt::WithBlock(w) => {
             expressions.extend(w.assignments.iter().flat_map(|(target, value)| [target, value]));
-            bodies.push(&w.body);
         }
         Stmt::Set(s) => expressions.extend([&s.target, &s.expr]),
         Stmt::SetBlock(s) => {
             expressions.push(&s.target);
             expressions.extend(&s.filter);
-            bodies.push(&s.body);
         }
-        Stmt::AutoEscape(a) => {
-            expressions.push(&a.enabled);
-            bodies.push(&a.body);
-        }
-        Stmt::FilterBlock(f) => {
-            expressions.push(&f.filter);
-            bodies.push(&f.body);
-        }
-        Stmt::Block(b) => bodies.push(&b.body),
+        Stmt::AutoEscape(a) => expressions.push(&a.enabled),
+        Stmt::FilterBlock(f) => expressions.push(&f.filter),
         Stmt::Import(i) => expressions.extend([&i.expr, &i.name]),
         Stmt::FromImport(f) => {
             expressions.push(&f.expr);
@@ -604,23 +914,68 @@ fn visit_statement(statement: &Stmt, work: &mut usize) {
         }
         Stmt::Extends(e) => expressions.push(&e.name),
         Stmt::Include(i) => expressions.push(&i.name),
-        Stmt::Macro(m) => {
-            expressions.extend(m.args.iter().chain(&m.defaults));
-            bodies.push(&m.body);
-        }
+        Stmt::Macro(m) => expressions.extend(m.args.iter().chain(&m.defaults)),
         Stmt::CallBlock(c) => {
             visit_call(&c.call, work);
             expressions.extend(c.macro_decl.args.iter().chain(&c.macro_decl.defaults));
-            bodies.push(&c.macro_decl.body);
         }
         Stmt::Do(d) => visit_call(&d.call, work),
     }
     for expression in expressions {
         visit_expression(expression, work);
     }
-    for body in bodies {
+    for body in bodies(statement) {
         visit_body(body, work);
     }
+}
+
+/// The statements `statement` holds.
+fn bodies<'s, 'a>(statement: &'s Stmt<'a>) -> Vec<&'s [Stmt<'a>]> {
+    match statement {
+        Stmt::Template(t) => vec![&t.children],
+        Stmt::ForLoop(f) => vec![&f.body, &f.else_body],
+        Stmt::IfCond(i) => vec![&i.true_body, &i.false_body],
+        Stmt::WithBlock(w) => vec![&w.body],
+        Stmt::SetBlock(s) => vec![&s.body],
+        Stmt::AutoEscape(a) => vec![&a.body],
+        Stmt::FilterBlock(f) => vec![&f.body],
+        Stmt::Block(b) => vec![&b.body],
+        Stmt::Macro(m) => vec![&m.body],
+        Stmt::CallBlock(c) => vec![&c.macro_decl.body],
+        Stmt::EmitExpr(_)
+        | Stmt::EmitRaw(_)
+        | Stmt::Continue(_)
+        | Stmt::Break(_)
+        | Stmt::Set(_)
+        | Stmt::Import(_)
+        | Stmt::FromImport(_)
+        | Stmt::Extends(_)
+        | Stmt::Include(_)
+        | Stmt::Do(_) => Vec::new(),
+    }
+}
+
+/// The names of the blocks marked `{% block name required %}`.
+fn required_blocks<'a>(statement: &Stmt<'a>) -> Vec<&'a str> {
+    let mut names = Vec::new();
+    if let Stmt::Block(b) = statement
+        && b.required
+    {
+        names.push(b.name);
+    }
+    for body in bodies(statement) {
+        names.extend(body.iter().flat_map(required_blocks));
+    }
+    names
+}
+
+/// A program for required block `name` that fails as minijinja's `required` mark makes it.
+fn required_block<'s>(block: &Instructions<'s>, name: &'s str) -> Instructions<'s> {
+    let mut failing = Instructions::new(block.name(), block.source());
+    let line = block.get_line(0).unwrap_or(1) as u16;
+    failing.add_with_line(Instruction::LoadConst(Value::from(name)), line);
+    failing.add_with_line(Instruction::CallFunction(REQUIRED_BLOCK, Some(1)), line);
+    failing
 }
 
 fn visit_call(call: &ast::Call, work: &mut usize) {
@@ -802,7 +1157,8 @@ fn environment(budget: &Arc<Budget>) -> Environment<'static> {
     let methods = budget.clone();
     env.set_unknown_method_callback(move |state, value, method, args| {
         methods.charge(method_bytes(value, method, args, methods.remaining())?)?;
-        minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+        let result = minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)?;
+        methods.settle(Some(value), args, result)
     });
     env
 }
@@ -811,14 +1167,8 @@ fn add_guards(env: &mut Environment<'static>, budget: &Arc<Budget>) {
     let charge = budget.clone();
     env.add_function(CHARGE, move |bytes: usize| charge.charge(bytes).map(|()| Value::UNDEFINED));
     let guard = |env: &mut Environment<'static>, name: &'static str, measure: fn(&State, &[Value], usize) -> usize| {
-        let budget = budget.clone();
-        env.add_function(name, move |state: &State, operands: &[Value]| -> Result<Value, Error> {
-            budget.charge(measure(state, operands, budget.remaining()))?;
-            // Handed back for the instruction (a list, reversed, for `UnpackList`).
-            Ok(match operands {
-                [one] => one.clone(),
-                _ => operands.iter().rev().cloned().collect(),
-            })
+        add_guard(env, budget, name, move |budget, state, operands| {
+            budget.charge(measure(state, operands, budget.remaining()))
         });
     };
     guard(env, EMIT, |state, operands, limit| match operands {
@@ -836,25 +1186,47 @@ fn add_guards(env: &mut Environment<'static>, budget: &Arc<Budget>) {
         },
         _ => 0,
     });
-    guard(env, MUL, |_, operands, limit| {
-        let [a, b] = operands else { return 0 };
-        let times = |n: &Value| n.as_usize().unwrap_or(0);
-        let repeated = match (a.as_str(), b.as_str()) {
-            (Some(s), _) => s.len().saturating_mul(times(b)),
-            (_, Some(s)) => s.len().saturating_mul(times(a)),
-            // minijinja repeats lazily; charged as a copy, so that no list is huge.
-            _ if is_sequence(a) => slots(a, limit).saturating_mul(times(b)),
-            _ if is_sequence(b) => slots(b, limit).saturating_mul(times(a)),
-            _ => return 0,
-        };
-        repeated.saturating_add(NODE)
+    // Rule 3: minijinja's slices and repeats are views; a view is not made of a view.
+    add_guard(env, budget, MUL, |budget, state, operands| {
+        if let [a, b] = operands {
+            budget.unlazy(a)?;
+            budget.unlazy(b)?;
+        }
+        budget.charge(mul_bytes(state, operands, budget.remaining()))
     });
-    guard(env, SLICE, |_, operands, limit| match operands.first() {
-        Some(value) => match value.as_str() {
-            Some(s) => s.len() + NODE,
-            None => slots(value, limit).saturating_add(NODE),
-        },
-        None => 0,
+    add_guard(env, budget, SLICE, |budget, state, operands| {
+        if let Some(value) = operands.first_mut() {
+            budget.unlazy(value)?;
+        }
+        budget.charge(slice_bytes(state, operands, budget.remaining()))
+    });
+    // Rule 1 for literals, which pay for their slots here too.
+    add_guard(env, budget, BUILD_LIST, |budget, _, items| {
+        budget.charge(items.len().saturating_mul(ITEM).saturating_add(NODE))?;
+        budget.check_built(items)
+    });
+    add_guard(env, budget, BUILD_MAP, |budget, _, keys_and_values| {
+        budget.charge((keys_and_values.len() / 2).saturating_mul(ENTRY).saturating_add(NODE))?;
+        budget.check_built(keys_and_values)
+    });
+    // Rule 2. Only namespaces can be set to (minijinja refuses the rest).
+    add_guard(env, budget, SET_ATTR, |budget, _, operands| match operands {
+        [value, target] if matches!(classify(target), Class::Namespace) => budget.check_stored(value),
+        _ => Ok(()),
+    });
+    add_guard(env, budget, CHANGED, |budget, _, operands| match operands.split_first() {
+        Some((receiver, kept)) if matches!(classify(receiver), Class::Loop) => {
+            for value in kept {
+                if budget.shape(value)?.changeable {
+                    return Err(budget.refuse(Refusal::Cycle));
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    });
+    env.add_function(REQUIRED_BLOCK, |name: &str| -> Result<Value, Error> {
+        Err(Error::new(ErrorKind::InvalidOperation, format!("Required block '{name}' not found")))
     });
     guard(env, CONTAINS, |_, operands, limit| match operands {
         [needle, container] if container.as_str().is_some() => conversion_bytes(needle, limit),
@@ -869,11 +1241,55 @@ fn add_guards(env: &mut Environment<'static>, budget: &Arc<Budget>) {
     });
 }
 
+/// Registers guard `name`, which checks (and may replace) the operands it is given and hands
+/// them back to the instruction (a list, reversed, for `UnpackList`).
+fn add_guard(
+    env: &mut Environment<'static>,
+    budget: &Arc<Budget>,
+    name: &'static str,
+    check: impl Fn(&Budget, &State, &mut [Value]) -> Result<(), Error> + Send + Sync + 'static,
+) {
+    let budget = budget.clone();
+    env.add_function(name, move |state: &State, operands: &[Value]| -> Result<Value, Error> {
+        let mut operands = operands.to_vec();
+        check(&budget, state, &mut operands)?;
+        Ok(match operands.as_slice() {
+            [one] => one.clone(),
+            _ => operands.into_iter().rev().collect(),
+        })
+    });
+}
+
+fn mul_bytes(_: &State, operands: &[Value], limit: usize) -> usize {
+    let [a, b] = operands else { return 0 };
+    let times = |n: &Value| n.as_usize().unwrap_or(0);
+    let repeated = match (a.as_str(), b.as_str()) {
+        (Some(s), _) => s.len().saturating_mul(times(b)),
+        (_, Some(s)) => s.len().saturating_mul(times(a)),
+        // minijinja repeats lazily; charged as a copy, so that no list is huge.
+        _ if is_sequence(a) => slots(a, limit).saturating_mul(times(b)),
+        _ if is_sequence(b) => slots(b, limit).saturating_mul(times(a)),
+        _ => return 0,
+    };
+    repeated.saturating_add(NODE)
+}
+
+fn slice_bytes(_: &State, operands: &[Value], limit: usize) -> usize {
+    match operands.first() {
+        Some(value) => match value.as_str() {
+            Some(s) => s.len() + NODE,
+            None => slots(value, limit).saturating_add(NODE),
+        },
+        None => 0,
+    }
+}
+
 fn is_sequence(value: &Value) -> bool {
     matches!(value.kind(), ValueKind::Seq | ValueKind::Iterable)
 }
 
-/// Registers `original` as `name`, paying `measure` first.
+/// Registers `original` as `name`, paying `measure` first and settling its result (rules 1 and
+/// 3 of "Nesting and cycles"; a test's is true or false).
 fn add_measured(
     env: &mut Environment<'static>,
     budget: &Arc<Budget>,
@@ -885,7 +1301,8 @@ fn add_measured(
     let budget = budget.clone();
     let call = move |state: &State, args: &[Value]| -> Result<Value, Error> {
         budget.charge(measure(state, &Call::new(args), budget.remaining()))?;
-        original.call(state, args)
+        let result = original.call(state, args)?;
+        if matches!(kind, Kind::Test) { Ok(result) } else { budget.settle(None, args, result) }
     };
     match kind {
         Kind::Filter => env.add_filter(name, call),
@@ -1049,8 +1466,9 @@ fn add_filters(env: &mut Environment<'static>, budget: &Arc<Budget>) {
         None => 0,
     });
     add("tojson", Value::from_function(super::python_tojson), |_, call, limit| {
-        let indent = call.arg(1).and_then(Value::as_usize).unwrap_or(0);
-        json_bytes(call.value(), indent, limit)
+        // Arguments that do not parse fail the call, which then builds nothing.
+        let positional = call.positional.get(1..).unwrap_or_default();
+        super::JsonStyle::parse(positional, call.kwargs).map_or(0, |style| json_bytes(call.value(), &style, limit))
     });
 }
 
@@ -1119,7 +1537,18 @@ fn add_functions(env: &mut Environment<'static>, budget: &Arc<Budget>) {
         sum(maps.map(|map| item_count(map, limit).saturating_mul(ENTRY)).chain([NODE]))
     };
     add_measured(env, budget, Kind::Function, "dict", Value::from_function(f::dict), entries);
-    add_measured(env, budget, Kind::Function, "namespace", Value::from_function(f::namespace), entries);
+    // Rule 2 for what a namespace starts with: the values of its maps and keyword arguments.
+    let given = budget.clone();
+    let namespace = Value::from_function(f::namespace);
+    env.add_function("namespace", move |state: &State, args: &[Value]| -> Result<Value, Error> {
+        given.charge(entries(state, &Call::new(args), given.remaining()))?;
+        for map in args {
+            for (_, value) in map.as_object().and_then(|map| map.try_iter_pairs()).into_iter().flatten() {
+                given.check_stored(&value)?;
+            }
+        }
+        namespace.call(state, args)
+    });
     add_measured(env, budget, Kind::Function, "debug", Value::from_function(f::debug), |state, call, limit| {
         match call.positional {
             [] => formatted_bytes(limit, |c| write!(c, "{state:#?}")),
@@ -1204,6 +1633,7 @@ mod tests {
         let rendered = render_with(source, Value::from_serialize(context), &budget).map_err(|failure| match failure {
             Failure::OutOfFuel => "out of fuel".to_string(),
             Failure::OverBudget => "over budget".to_string(),
+            Failure::Refused(refusal) => refusal.to_string(),
             Failure::Other(e) => e.to_string(),
         });
         (rendered, budget.used.load(Ordering::Relaxed))
@@ -1256,9 +1686,26 @@ mod tests {
         ]
     }
 
+    /// What real templates do with namespaces, nested values and lazy views, within the nesting
+    /// rules: lists and maps of messages in namespaces, a namespace in a list, a map and keyword
+    /// arguments, `loop.changed()`, views of views (copied, which prints the same), tools as JSON.
+    const NESTING: &str = r#"{%- set ns = namespace(msgs=[], roles={}, last=none, tools=[{'name': 'f', 'parameters': {'type': 'object', 'properties': {'a': {'type': 'string', 'enum': ['x', 'y']}}}}]) -%}
+{%- macro show(n, sep=', ') -%}{{ n.msgs|map(attribute='role')|join(sep) }}{%- endmacro -%}
+{%- for m in messages -%}
+  {%- set ns.msgs = ns.msgs + [m] -%}{%- set ns.roles = dict(ns.roles, **{m.role: loop.index}) -%}{%- set ns.last = m -%}
+  {%- if loop.changed(m.role) %}[{{ m.role }}]{% endif -%}
+{%- endfor %}
+{{ show(ns) }} {{ show(n=ns, sep='|') }} {{ [ns]|length }} {{ {'n': ns}|length }} {{ ns.roles|dictsort }} {{ ns.last.role }} {{ ns.msgs|length }}
+{{ ns.tools|tojson }} {{ ns.tools|tojson(indent=2) }} {{ ns.tools[0]|tojson(separators=(',', ':'), sort_keys=true) }}
+{{ messages|reverse|map(attribute='role')|list }} {{ (messages|reverse)[0:2]|map(attribute='role')|list }} {{ messages[::-1]|zip(range(9))|list|length }} {{ (messages * 2)|length }} {{ ([1, 2] * 2)[1:] }} {{ (messages + messages)[1:3]|length }}
+{{ [1, 2, 3][::-1]|zip(['a', 'b']) }} {{ ([1, 2]|reverse) * 2 }} {{ ([1] + [2] + [3])|reverse|list }} {{ [1, 2]|zip([3, 4])|zip([5, 6])|list }} {{ {'a': 1}|chain({'b': 2}) }}
+{{ ns.items()|list|length }} {% for k, v in ns.items() %}{{ k }};{% endfor %} {{ ns|items|list|length }} {{ ns.roles.items()|list }} {{ ns.roles.values()|list }} {{ [1, [2, [3, [4]]]] }} {{ {'a': {'b': {'c': [1]}}} }}"#;
+
     #[test]
     fn guarded_rendering_equals_minijinjas() {
-        for source in [CHATML, FEATURES, "{{ messages[0].content + 1 }}", "{% for %}", "{{ raise_exception('no ' ~ messages|length) }}"] {
+        let required = "{% block b required %}{% endblock %}";
+        let not_rendered = "{% if false %}{% block b required %}{% endblock %}{% endif %}ok";
+        for source in [CHATML, FEATURES, NESTING, required, not_rendered, "{{ messages[0].content + 1 }}", "{% for %}", "{{ raise_exception('no ' ~ messages|length) }}"] {
             for context in conversations() {
                 let (rendered, charged) = guarded(source, &context);
                 assert_eq!(rendered, unguarded(source, &context), "{source}");
@@ -1266,6 +1713,29 @@ mod tests {
                 assert!(charged < 2 << 20, "{charged} bytes charged for {source}");
             }
         }
+    }
+
+    /// The nesting rules tell minijinja's private types by name: a minijinja update that renames
+    /// one fails here.
+    #[test]
+    fn the_nesting_rules_know_minijinjas_types() {
+        let mut env = Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("classes", |args: &[Value]| -> String {
+            let class = |value: &Value| match classify(value) {
+                Class::Flat => "flat",
+                Class::Namespace => "namespace",
+                Class::Loop => "loop",
+                Class::Remembered(_) => "remembered",
+                Class::Lazy => "lazy",
+                Class::Other => "other",
+            };
+            args.iter().map(class).collect::<Vec<_>>().join(" ")
+        });
+        let source = "{% macro m() %}{% endmacro %}{% for i in [1] %}{{ classes('x', 1, namespace(), loop, [1], {'a': 1}, messages, \
+                      [1] + [2], {'a': 1}|chain({'b': 2}), [1]|reverse, [1, 2][1:], [1] * 2, {'a': 1}.items(), m) }}{% endfor %}";
+        let rendered = env.render_str(source, minijinja::context! { messages => vec![minijinja::context! { role => "user" }] });
+        assert_eq!(rendered.unwrap(), "flat flat namespace loop remembered remembered remembered lazy lazy lazy lazy lazy lazy other");
     }
 
     #[test]
