@@ -49,6 +49,7 @@ const Q5_0: u32 = format_code(Format::Q5_0);
 const Q5_1: u32 = format_code(Format::Q5_1);
 const IQ4NL: u32 = format_code(Format::IQ4NL);
 const IQ4XS: u32 = format_code(Format::IQ4XS);
+const Q6K: u32 = format_code(Format::Q6K);
 
 /// IQ4_NL's and IQ4_XS's sixteen levels as signed bytes, four a word (`formats::IQ4_LEVELS`).
 #[cfg_attr(not(test), allow(dead_code))]
@@ -78,6 +79,12 @@ pub(crate) struct Block {
     shift: u32,
     /// Q5_0 / Q5_1: the fifth bit of each of the 32 values (bit e for value e).
     high: u32,
+    /// Q6_K: the scale of values 16..32 (`scale` is that of values 0..16).
+    scale_high: f32,
+    /// Q6_K: the first of the 8 words that hold the values' 2-bit high parts, one byte a value,
+    /// and where in each byte this block's two bits sit.
+    high_words: usize,
+    high_shift: u32,
 }
 
 #[cube]
@@ -101,6 +108,19 @@ fn byte_of(word: u32, i: usize) -> u32 {
     (word >> (8u32 * (i as u32 % 4u32))) & 0xffu32
 }
 
+/// Byte `b` of a word as a signed integer, in f32.
+#[cube]
+fn signed_byte(b: u32) -> f32 {
+    f32::cast_from(b) - 256.0f32 * f32::cast_from(b >> 7u32)
+}
+
+/// Q6_K: `d · scales[i]` of the super-block whose scale words start at `head` (the high parts'
+/// 16 words, the 16 i8 scales, then d).
+#[cube]
+fn q6k_scale(words: &[u32], head: usize, i: usize) -> f32 {
+    f16_to_f32(words[head + 20] & 0xffffu32) * signed_byte(byte_of(words[head + 16 + i / 4], i))
+}
+
 /// Block `b` of row `r`, in a chunk of `rows` rows (see `cqa_quant::WordLayout`).
 #[cube]
 #[allow(unused_assignments)]
@@ -112,6 +132,9 @@ pub(crate) fn block(words: &[u32], rows: usize, r: usize, b: usize, value_words:
     let mut values = row_values;
     let mut shift = 0u32;
     let mut high = 0u32;
+    let mut scale_high = 0.0f32;
+    let mut high_words = 0usize;
+    let mut high_shift = 0u32;
     if comptime![format == F16 || format == BF16] {
         values = row_values + 16 * b;
     } else if comptime![format == Q8_0 || format == Q4_0 || format == IQ4NL] {
@@ -165,15 +188,38 @@ pub(crate) fn block(words: &[u32], rows: usize, r: usize, b: usize, value_words:
         offset = -(dmin * f32::cast_from(mn));
         values = row_values + 32 * s + 8 * (j / 2);
         shift = 4u32 * (j as u32 % 2u32);
+    } else if comptime![format == Q6K] {
+        // Q6_K: super-block s, half n, quarter q: the low nibbles of run q % 2 of the half's 64
+        // bytes (high nibbles for q ≥ 2), bits 2q of the half's 32 bytes of high parts, and a
+        // scale for each 16 values.
+        let s = b / 8;
+        let n = (b % 8) / 4;
+        let q = b % 4;
+        let head = row_scales + 21 * s;
+        scale = q6k_scale(words, head, 8 * n + 2 * q);
+        scale_high = q6k_scale(words, head, 8 * n + 2 * q + 1);
+        values = row_values + 32 * s + 16 * n + 8 * (q % 2);
+        shift = 4u32 * (q as u32 / 2u32);
+        high_words = head + 8 * n;
+        high_shift = 2u32 * q as u32;
     }
-    Block { scale, offset, values, shift, high }
+    Block { scale, offset, values, shift, high, scale_high, high_words, high_shift }
+}
+
+/// Q6_K value `k` of a low-nibble word and its high-parts word, before its scale.
+#[cube]
+fn q6k_value(word: u32, high_word: u32, k: usize, shift: u32, high_shift: u32) -> f32 {
+    let k = k as u32;
+    let low = (word >> (8u32 * k + shift)) & 0xfu32;
+    let high = (high_word >> (8u32 * k + high_shift)) & 3u32;
+    f32::cast_from(low | (high << 4u32)) - 32.0f32
 }
 
 /// Words a 32-value block's values take.
 const fn words_per_block(format: u32) -> usize {
     match format {
         F16 | BF16 => 16,
-        Q8_0 | Q4K => 8,
+        Q8_0 | Q4K | Q6K => 8,
         _ => 4,
     }
 }
@@ -254,14 +300,27 @@ fn iq4_level(n: u32) -> f32 {
 /// The block's 32 values as f32 into `out[o..o + 32]`.
 #[cube]
 pub(crate) fn block_write(words: &[u32], blk: &Block, out: &mut [f32], o: usize, #[comptime] format: u32) {
-    #[unroll]
-    for j in 0..comptime![words_per_block(format)] {
-        let word = words[blk.values + j];
+    if comptime![format == Q6K] {
         #[unroll]
-        for k in 0..comptime![values_per_word(format)] {
-            let e = element_index(j, k, format);
-            let fifth = ((blk.high >> e as u32) & 1u32) << 4u32;
-            out[o + e] = element_value(word, k, blk.shift, fifth, format) * blk.scale + blk.offset;
+        for j in 0..8usize {
+            let word = words[blk.values + j];
+            let high_word = words[blk.high_words + j];
+            let scale = if j < 4 { blk.scale } else { blk.scale_high };
+            #[unroll]
+            for k in 0..4usize {
+                out[o + 4 * j + k] = q6k_value(word, high_word, k, blk.shift, blk.high_shift) * scale;
+            }
+        }
+    } else {
+        #[unroll]
+        for j in 0..comptime![words_per_block(format)] {
+            let word = words[blk.values + j];
+            #[unroll]
+            for k in 0..comptime![values_per_word(format)] {
+                let e = element_index(j, k, format);
+                let fifth = ((blk.high >> e as u32) & 1u32) << 4u32;
+                out[o + e] = element_value(word, k, blk.shift, fifth, format) * blk.scale + blk.offset;
+            }
         }
     }
 }
@@ -288,7 +347,26 @@ pub(crate) fn word_dot(
 ) -> f32 {
     let mut acc = 0.0f32;
     let word = words[r * value_words + w];
-    if comptime![format == Q4K] {
+    if comptime![format == Q6K] {
+        // Word j of 32-byte run c of super-block s: in half c / 2, the low nibbles are quarter
+        // c % 2 and the high ones quarter c % 2 + 2, elements 4j..4j + 4 of each; their high
+        // parts are byte 4j + k of the half's 32, and each 16 values have a scale.
+        let s = w / 32;
+        let c = (w % 32) / 8;
+        let j = w % 8;
+        let n = c / 2;
+        let q = c % 2;
+        let head = rows * value_words + r * scale_words + 21 * s;
+        let high_word = words[head + 8 * n + j];
+        let low_scale = q6k_scale(words, head, 8 * n + j / 4 + 2 * q);
+        let high_scale = q6k_scale(words, head, 8 * n + j / 4 + 2 * q + 4);
+        let base = xo + 256 * s + 128 * n + 32 * q + 4 * j;
+        #[unroll]
+        for k in 0..4usize {
+            acc += q6k_value(word, high_word, k, 0u32, 2u32 * q as u32) * low_scale * input(x, g, base + k, scaled);
+            acc += q6k_value(word, high_word, k, 4u32, 2u32 * q as u32 + 4u32) * high_scale * input(x, g, base + 64 + k, scaled);
+        }
+    } else if comptime![format == Q4K] {
         // Word j of 32-byte run c of super-block s: sub-block 2c in its low nibbles, 2c + 1 in
         // its high ones, elements 4j..4j + 4 of each.
         let s = w / 32;
@@ -770,6 +848,7 @@ mod tests {
                     half(0, 0.0005 + 0.001 * rng.uniform());
                     half(2, 0.0005 + 0.001 * rng.uniform());
                 }
+                Format::Q6K => half(208, 0.0002 + 0.0005 * rng.uniform()),
                 Format::F16 => block = (0..32).flat_map(|_| f16::from_f64(rng.normal()).to_le_bytes()).collect(),
                 Format::BF16 => block = (0..32).flat_map(|_| bf16::from_f64(rng.normal()).to_le_bytes()).collect(),
                 other => unreachable!("{other:?} has no GPU word layout: the registry converts it"),
@@ -832,8 +911,13 @@ mod tests {
             let matrix = random_matrix(format, rows, cols, seed as u64);
             let dense = matrix.to_f32();
             let on_device = DeviceMatrix::upload(&matrix, &device).unwrap();
-            // The file's size (Q5_0: its scale padded to a word, 24 bytes a block for 22).
-            let want = if format == Format::Q5_0 { matrix.resident_bytes() / 22 * 24 } else { matrix.resident_bytes() };
+            // The file's size (Q5_0: its scale padded to a word, 24 bytes a block for 22; Q6_K:
+            // its d, 212 bytes a super-block for 210).
+            let want = match format {
+                Format::Q5_0 => matrix.resident_bytes() / 22 * 24,
+                Format::Q6K => matrix.resident_bytes() / 210 * 212,
+                _ => matrix.resident_bytes(),
+            };
             assert_eq!(on_device.resident_bytes(), want, "{format:?}");
             // Up to 4 rows: the matrix-vector kernel; 5 and 9: a dequantized panel and burn's
             // matmul.

@@ -18,8 +18,9 @@
 //! | Q5_1 | cols / 8, as Q4_0 | 2 a block (word 2b: d low, m high; word 2b+1: the fifth bits) |
 //! | IQ4_NL | cols / 8, as Q4_0 | ⌈blocks / 2⌉, as Q4_0 |
 //! | IQ4_XS | cols / 8 (sub-block b's 16 bytes are words 4b..4b+4) | 2 a super-block (d and the high scale bits, then the four bytes of low scale nibbles) |
+//! | Q6_K | cols / 8 (a super-block's 128 bytes of low nibbles are words 32s..32s+32) | 21 a super-block (the 64 bytes of 2-bit high parts, the 16 i8 scales, then d) |
 //!
-//! Memory: Q8_0, Q4_K, Q5_1 and IQ4_XS take exactly their file size; IQ4_NL like Q4_0; Q4_0 and Q4_1 as well, rounded up
+//! Memory: Q8_0, Q4_K, Q5_1 and IQ4_XS take exactly their file size; Q6_K 212 bytes a super-block for 210; IQ4_NL like Q4_0; Q4_0 and Q4_1 as well, rounded up
 //! to a word a row; Q5_0 takes 24 bytes a block for the file's 22 (its scale is padded to a
 //! word, so that the fifth bits sit on one).
 
@@ -54,11 +55,11 @@ impl WordLayout {
             Format::Q5_0 | Format::Q5_1 => (cols / 8, 2 * blocks),
             Format::IQ4NL => (cols / 8, blocks.div_ceil(2)),
             Format::IQ4XS => (cols / 8, 2 * (cols / 256)),
+            Format::Q6K => (cols / 8, 21 * (cols / 256)),
             Format::F32
             | Format::Q2K
             | Format::Q3K
             | Format::Q5K
-            | Format::Q6K
             | Format::TQ1_0
             | Format::TQ2_0
             | Format::MXFP4 => unreachable!("{} has no word layout (checked above)", format.name()),
@@ -115,19 +116,26 @@ impl StoredMatrix {
                     values.extend_from_slice(&block[6..]);
                     continue;
                 }
+                if self.format == Format::Q6K {
+                    // The low nibbles are the values; the high parts, the scales and d (padded
+                    // to a word) the scales.
+                    values.extend_from_slice(&block[..128]);
+                    scales.extend_from_slice(&block[128..210]);
+                    scales.extend_from_slice(&[0, 0]);
+                    continue;
+                }
                 let (scale, quants) = match self.format {
                     Format::F16 | Format::BF16 => (&block[..0], block),
                     Format::Q8_0 | Format::Q4_0 | Format::IQ4NL => block.split_at(2),
                     Format::IQ4XS => block.split_at(8),
                     Format::Q4_1 => block.split_at(4),
                     Format::Q4K => block.split_at(16),
-                    Format::Q5_0 => unreachable!("laid out above"),
+                    Format::Q5_0 | Format::Q6K => unreachable!("laid out above"),
                     Format::Q5_1 => block.split_at(8),
                     Format::F32
                     | Format::Q2K
                     | Format::Q3K
                     | Format::Q5K
-                    | Format::Q6K
                     | Format::TQ1_0
                     | Format::TQ2_0
                     | Format::MXFP4 => unreachable!("word_layout() returned a layout, so the format has one"),
@@ -223,11 +231,26 @@ pub fn decode_row(layout: &WordLayout, words: &[u32], n: usize, r: usize, out: &
                     *y = d1 * q as f32 - m1;
                 }
             }
+            Format::Q6K => {
+                // Sub-block t of super-block s: half n, quarter q (which nibble of which 32 low
+                // bytes, which 2 bits of the high parts); a scale for each 16 values.
+                let (s, t) = (b / 8, b % 8);
+                let (n, q) = (t / 4, t % 4);
+                let head = &scales[21 * s..21 * s + 21];
+                let d = f16_bits_to_f32(half(head[20], false));
+                let sc = |i: usize| (byte(&head[16..], i) as u8 as i8) as f32;
+                let low = &values[32 * s + 16 * n + 8 * (q % 2)..];
+                for (l, y) in y.iter_mut().enumerate() {
+                    let nibble = (byte(low, l) >> (4 * (q / 2) as u32)) & 0xf;
+                    let high = (byte(&head[8 * n..], l) >> (2 * q as u32)) & 3;
+                    let v = (nibble | (high << 4)) as i32 - 32;
+                    *y = d * sc(8 * n + l / 16 + 2 * q) * v as f32;
+                }
+            }
             Format::F32
             | Format::Q2K
             | Format::Q3K
             | Format::Q5K
-            | Format::Q6K
             | Format::TQ1_0
             | Format::TQ2_0
             | Format::MXFP4 => unreachable!("{:?} has no word layout", layout.format),
@@ -270,7 +293,7 @@ mod tests {
         // 96 (three blocks: an odd number of 2-byte scales pads a row's scale words).
         let mut seed = 11u64;
         for (rows, cols) in [(3usize, 512usize), (5, 96)] {
-            for format in [Format::F16, Format::BF16, Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q4K, Format::Q5_0, Format::Q5_1, Format::IQ4NL, Format::IQ4XS] {
+            for format in [Format::F16, Format::BF16, Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q4K, Format::Q5_0, Format::Q5_1, Format::IQ4NL, Format::IQ4XS, Format::Q6K] {
                 if !cols.is_multiple_of(format.block_elements()) {
                     continue;
                 }
