@@ -70,7 +70,7 @@ function checkStored(r, file) {
   const fileBytes = statSync(path.join(DIST, file)).size;
   assert.equal(r.info.weights, 'stored');
   assert.equal(r.info.file_bytes, fileBytes);
-  // Resident within 1.15× of the file (Q6_K is held as Q8_0), and far below f32.
+  // Resident within 1.15× of the file, and far below f32.
   assert.ok(r.info.weight_bytes_resident <= 1.15 * fileBytes, `${r.info.weight_bytes_resident} resident for a ${fileBytes}-byte file`);
   assert.ok(r.info.weight_bytes_resident < r.info.weight_bytes_f32 / 3);
   assert.ok(r.logprobs.length > 10 && r.logprobs.every((l) => Number.isFinite(l) && l <= 0), JSON.stringify(r.logprobs.slice(0, 5)));
