@@ -438,12 +438,24 @@ export function keepUnsaved() {
   journaled = rows.length > 0;
 }
 
-/** Takes over the journals of tabs that are gone: their records join the list and are saved. */
+/**
+ * Takes over the journals of tabs that are gone: their records join the list and are saved. A tab
+ * whose lock is still held may be on its way out (a discarded or crashed renderer lets go of its
+ * locks a moment later): its journal is taken once it lets go, which the lock's request waits for.
+ */
 export async function adoptOrphanedEdits() {
   const names = prefKeys(JOURNAL).filter((n) => n !== JOURNAL + TAB);
   if (!names.length || !navigator.locks?.query) return; // without Web Locks a live tab cannot be told from a gone one
   const held = new Set(((await navigator.locks.query()).held || []).map((l) => l.name));
-  const orphans = names.filter((n) => !held.has(tabLock(n.slice(JOURNAL.length))));
+  const lockOf = (name) => tabLock(name.slice(JOURNAL.length));
+  adoptJournals(names.filter((n) => !held.has(lockOf(n))));
+  for (const name of names.filter((n) => held.has(lockOf(n)))) {
+    navigator.locks.request(lockOf(name), async () => adoptJournals([name])).catch(() => {});
+  }
+}
+
+/** Adopts the journals `orphans` (of tabs that are gone). */
+function adoptJournals(orphans) {
   const taken = [];
   for (const name of orphans) {
     for (const e of getPref(name, []) || []) {
@@ -462,8 +474,9 @@ export async function adoptOrphanedEdits() {
       taken.push(row);
     }
   }
-  if (!orphans.length) return;
-  for (const row of taken) scheduleSave(row);
-  keepUnsaved(); // this tab's own journal holds them (being saved) before the gone tabs' go
+  if (taken.length) {
+    for (const row of taken) scheduleSave(row);
+    keepUnsaved(); // this tab's own journal holds them (being saved) before the gone tabs' go
+  }
   for (const name of orphans) removePref(name);
 }
