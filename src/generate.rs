@@ -7,7 +7,6 @@ use crate::error::{Error, Result};
 use crate::loader::LanguageModel;
 use crate::model::KvCache;
 use crate::model::gpu_decode::GpuDecoder;
-use crate::rng::Rng;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -37,10 +36,19 @@ impl Default for SamplingParams {
 }
 
 /// Picks the next token from a logits row.
+///
+/// Sampling is Gumbel-max: every token the filters keep gets noise `g = -ln(-ln u)`, and the
+/// largest `(l - max) / T + g` wins, which draws from the softmax of the kept logits exactly as
+/// the inverse CDF would. Each `u` comes from a counter-based hash of (seed, draw, token id), so
+/// a token's noise depends on nothing else: the GPU computes them all in parallel and picks the
+/// same token from the same logits (`model::gpu_decode`'s `sample_kernel` follows this function
+/// step by step). Top-k and top-p are floors on the logits' order: the k-th largest logit (its
+/// ties kept too), then the smallest logit of the shortest run from the top whose mass reaches p.
 #[derive(Debug, Clone)]
 pub struct Sampler {
     params: SamplingParams,
-    rng: Rng,
+    /// Draws made so far: the counter of the next one.
+    draws: u32,
 }
 
 impl Sampler {
@@ -55,18 +63,38 @@ impl Sampler {
         if !(p.repetition_penalty > 0.0 && p.repetition_penalty.is_finite()) {
             return Err(Error::Input(format!("repetition penalty must be > 0, got {}", p.repetition_penalty)));
         }
-        let rng = Rng::new(params.seed);
-        Ok(Sampler { params, rng })
+        Ok(Sampler { params, draws: 0 })
     }
 
-    /// Whether each pick is the plain argmax (greedy, no repetition penalty): then the GPU picks
-    /// it, and only the id is read back.
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// The counter of the next draw.
+    pub fn draws(&self) -> u32 {
+        self.draws
+    }
+
+    /// Counts a draw made elsewhere (on the GPU), so that a host draw after it uses the next counter.
+    pub fn count_draw(&mut self) {
+        self.draws = self.draws.wrapping_add(1);
+    }
+
+    /// Whether each pick is the plain argmax (greedy, no repetition penalty).
     pub fn is_plain_greedy(&self) -> bool {
         self.params.temperature == 0.0 && self.params.repetition_penalty == 1.0
     }
 
-    /// Chooses a token given the logits of the last position and the ids so far.
+    /// `1 / T` as the GPU gets it (multiplying by it, not dividing, so both sides round alike).
+    pub fn inverse_temperature(&self) -> f32 {
+        if self.params.temperature == 0.0 { 0.0 } else { 1.0 / self.params.temperature }
+    }
+
+    /// Chooses a token given the logits of the last position and the ids so far (the logits are
+    /// left penalized).
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        let draw = self.draws;
+        self.count_draw();
         let p = &self.params;
         if p.repetition_penalty != 1.0 {
             let mut seen = history.to_vec();
@@ -78,43 +106,76 @@ impl Sampler {
                 }
             }
         }
-        if p.temperature == 0.0 {
+        if p.temperature == 0.0 || logits.is_empty() {
             return argmax(logits);
         }
-
-        // Candidates sorted by logit, best first; ties keep the lower id first, like a stable sort.
-        let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-        order.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]).then(a.cmp(&b)));
-        if p.top_k > 0 {
-            order.truncate(p.top_k);
+        let inv_t = self.inverse_temperature();
+        let max = logits.iter().copied().fold(-3.4e38f32, f32::max);
+        let keys: Vec<u32> = logits.iter().map(|&l| order_key(l)).collect();
+        let mut floor = 0u32;
+        if p.top_k > 0 && p.top_k < logits.len() {
+            let mut sorted = keys.clone();
+            let (_, kth, _) = sorted.select_nth_unstable_by(p.top_k - 1, |a, b| b.cmp(a));
+            floor = *kth;
         }
-        let max = logits[order[0] as usize];
-        let mut probs: Vec<f64> =
-            order.iter().map(|&i| (((logits[i as usize] - max) / p.temperature) as f64).exp()).collect();
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|q| *q /= total);
         if p.top_p < 1.0 {
-            let mut mass = 0.0;
-            let keep = probs
+            let mut kept: Vec<(u32, f64)> = keys
                 .iter()
-                .position(|&q| {
-                    mass += q;
-                    mass >= p.top_p as f64
-                })
-                .map_or(probs.len(), |i| i + 1);
-            probs.truncate(keep);
-            order.truncate(keep);
-        }
-        let total: f64 = probs.iter().sum();
-        let mut target = self.rng.uniform() * total;
-        for (q, &id) in probs.iter().zip(&order) {
-            target -= q;
-            if target < 0.0 {
-                return id;
+                .zip(logits.iter())
+                .filter(|(k, _)| **k >= floor)
+                .map(|(&k, &l)| (k, ((l - max) * inv_t).exp() as f64))
+                .collect();
+            kept.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            let target = p.top_p as f64 * kept.iter().map(|(_, w)| w).sum::<f64>();
+            let mut mass = 0.0;
+            for &(key, w) in &kept {
+                mass += w;
+                if mass >= target {
+                    floor = floor.max(key);
+                    break;
+                }
             }
         }
-        *order.last().unwrap_or(&0)
+        let key = draw_key(p.seed, draw);
+        let mut best = (f32::NEG_INFINITY, None);
+        for (i, (&l, &k)) in logits.iter().zip(&keys).enumerate() {
+            if k >= floor {
+                let score = (l - max) * inv_t + gumbel(key, i as u32);
+                if best.1.is_none() || score > best.0 {
+                    best = (score, Some(i as u32));
+                }
+            }
+        }
+        best.1.unwrap_or(0)
     }
+}
+
+/// A 32-bit mixer (the "lowbias32" constants), as `sample_kernel`'s.
+pub fn mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+/// The key of draw number `draw` of `seed`: every token's noise in that draw hangs on it.
+pub fn draw_key(seed: u64, draw: u32) -> u32 {
+    mix32(mix32(mix32((seed >> 32) as u32 ^ 0x9e37_79b9) ^ seed as u32) ^ draw)
+}
+
+/// Token `token`'s Gumbel noise in the draw `key`: `u` an odd multiple of 2⁻²⁴ in (0, 1), exact
+/// in f32 everywhere, then `-ln(-ln u)`.
+pub fn gumbel(key: u32, token: u32) -> f32 {
+    let h = mix32(key ^ mix32(token));
+    let u = ((h >> 9) * 2 + 1) as f32 * (1.0 / (1u32 << 24) as f32);
+    -(-u.ln()).ln()
+}
+
+/// A float's place in the total order as an unsigned integer: larger floats, larger keys.
+pub fn order_key(v: f32) -> u32 {
+    let bits = v.to_bits();
+    if bits >> 31 == 1 { !bits } else { bits | 0x8000_0000 }
 }
 
 /// Index of the largest value; the first one on ties (as `torch.argmax`).
@@ -203,12 +264,9 @@ impl GenerationSession {
         let next = if input.len() == 1 && self.gpu_decoder(lm).is_some() {
             let gpu = self.gpu.as_mut().expect("made above");
             gpu.step(input[0])?;
-            if self.sampler.is_plain_greedy() {
-                gpu.greedy_token().await?
-            } else {
-                let mut logits = gpu.logits().await?;
-                self.sampler.sample(&mut logits, &self.history)
-            }
+            let id = gpu.picked_token().await?;
+            self.sampler.count_draw();
+            id
         } else {
             let n = input.len();
             let ids: Vec<i32> = input.iter().map(|&t| t as i32).collect();
@@ -240,6 +298,12 @@ impl GenerationSession {
             self.gpu_tried = true;
             let room = (self.cache.len() + self.max_new_tokens + 1).min(lm.config.max_position_embeddings);
             self.gpu = GpuDecoder::new(&lm.model, &self.cache, room);
+            if let Some(gpu) = self.gpu.as_mut() {
+                // Where the device cannot take the sampler, the tensor-op path samples on the host.
+                if !self.sampler.is_plain_greedy() && gpu.sample_on_device(&self.sampler, &self.history).is_err() {
+                    self.gpu = None;
+                }
+            }
         }
         self.gpu.as_ref()
     }

@@ -70,7 +70,7 @@ fn fused_steps_give_the_tensor_ops_logits_in_every_format_a_gpu_reads() {
             let diff = common::max_abs_diff(&got, &want);
             assert!(diff <= 1e-4 * scale, "{name}, step {step}: max |Δ logit| = {diff} (largest logit {scale})");
             // The argmax kernel picks the host's argmax of the same logits, 4 bytes read back.
-            assert_eq!(block_on(decoder.greedy_token()).unwrap(), argmax(&got), "{name}, step {step}");
+            assert_eq!(block_on(decoder.picked_token()).unwrap(), argmax(&got), "{name}, step {step}");
             token = argmax(&want);
         }
         // One embedding chunk, six dispatches a layer, one head chunk, the argmax.
@@ -98,26 +98,112 @@ fn a_decoder_that_forgot_the_prompt_gives_other_logits() {
 }
 
 #[test]
-fn the_default_models_greedy_text_on_the_fused_gpu_step_is_the_cpus() {
+fn the_device_sampler_picks_the_host_samplers_token_from_the_same_logits() {
+    use cqa_studio::generate::{SamplingParams, Sampler};
     let Some(device) = gpu() else { return };
-    use cqa_studio::generate::{SamplingParams, generate};
+    // Every setting's branch of the kernel on a small vocabulary; the default model's test
+    // below has the real one (49,152 tokens, many a thread).
+    let model = fixture_model("narrow-Q8_0.gguf", &device);
+    let prompt = [1u32, 17, 290, 3, 41];
+    let settings = [
+        (0.0, 0, 1.0, 1.3),
+        (0.7, 0, 1.0, 1.0),
+        (1.0, 5, 1.0, 1.0),
+        (1.0, 0, 0.5, 1.0),
+        (0.8, 40, 0.9, 1.2),
+        (1.5, 3, 0.95, 0.8),
+        (5.0, 0, 1.0, 1.0),
+    ];
+    let mut picks_by_seed = Vec::new();
+    for seed in [7u64, 8, u64::MAX - 3] {
+        let mut picks = Vec::new();
+        for (temperature, top_k, top_p, repetition_penalty) in settings {
+            let what = format!("seed {seed}, T {temperature}, top-k {top_k}, top-p {top_p}, penalty {repetition_penalty}");
+            let params = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, max_new_tokens: 64 };
+            let mut cache = model.new_cache();
+            block_on(read_f32(model.forward(tokens(&prompt, &device), &mut cache).unwrap())).unwrap();
+            let mut host = Sampler::new(params.clone()).unwrap();
+            // As a session: the first pick on the host, from the prompt's logits, then the device's.
+            host.count_draw();
+            let mut history = prompt.to_vec();
+            history.push(9);
+            let mut decoder = GpuDecoder::new(&model, &cache, prompt.len() + 24).unwrap();
+            decoder.sample_on_device(&host, &history).unwrap();
+            let mut token = 9u32;
+            let mut distinct = std::collections::BTreeSet::new();
+            for step in 0..20 {
+                decoder.step(token).unwrap();
+                let mut logits = block_on(decoder.logits()).unwrap();
+                let want = host.sample(&mut logits, &history);
+                let got = block_on(decoder.picked_token()).unwrap();
+                assert_eq!(got, want, "{what}, step {step}");
+                distinct.insert(got);
+                history.push(got);
+                token = got;
+            }
+            if temperature >= 1.0 && top_k != 3 {
+                assert!(distinct.len() > 3, "{what}: {distinct:?} is hardly a sample");
+            }
+            picks.push(history);
+        }
+        picks_by_seed.push(picks);
+    }
+    // The seed matters (the greedy setting aside).
+    assert_ne!(picks_by_seed[0][1..], picks_by_seed[1][1..]);
+    assert_ne!(picks_by_seed[1][1..], picks_by_seed[2][1..]);
+    assert_eq!(picks_by_seed[0][0], picks_by_seed[1][0]);
+}
+
+#[test]
+fn the_default_models_text_on_the_fused_gpu_step_is_the_cpus_greedy_and_sampled() {
+    let Some(device) = gpu() else { return };
+    use cqa_studio::generate::{GenerationSession, SamplingParams, Sampler, generate};
     use cqa_studio::{LanguageModel, model::WeightMode};
     let gpu_model = LanguageModel::from_gguf_bytes(common::default_model_bytes(), WeightMode::Stored, &device).unwrap();
     let cpu_model = common::default_model();
     let prompt = cpu_model.tokenizer.encode("The lighthouse keeper", false).unwrap();
-    let params = SamplingParams { max_new_tokens: 64, ..Default::default() };
-    let (want, _) = block_on(generate(cpu_model, prompt.clone(), params.clone(), |_| {})).unwrap();
-    let mut session = cqa_studio::generate::GenerationSession::new(&gpu_model, prompt, params).unwrap();
-    let mut got = Vec::new();
-    while let Some(id) = block_on(session.next_token(&gpu_model)).unwrap() {
-        got.push(id);
-    }
-    assert!(session.uses_fused_gpu_decode(), "the session decoded through the tensor ops");
-    assert_eq!(want.len(), 64, "the reference stopped early: the comparison would be short");
-    assert_eq!(got, want);
-    // The budget the step is built to: 6 a layer, and at most 6 for the embedding, head and pick.
     let layers = gpu_model.config.num_hidden_layers;
-    assert!(session.dispatches_per_token() <= 6 * layers + 6, "{} dispatches a token", session.dispatches_per_token());
+    let sampled = SamplingParams { temperature: 0.8, top_k: 40, top_p: 0.95, repetition_penalty: 1.1, seed: 11, max_new_tokens: 64 };
+    for params in [SamplingParams { max_new_tokens: 64, ..Default::default() }, sampled.clone()] {
+        let (want, _) = block_on(generate(cpu_model, prompt.clone(), params.clone(), |_| {})).unwrap();
+        let mut session = GenerationSession::new(&gpu_model, prompt.clone(), params.clone()).unwrap();
+        let mut got = Vec::new();
+        while let Some(id) = block_on(session.next_token(&gpu_model)).unwrap() {
+            got.push(id);
+        }
+        assert!(session.uses_fused_gpu_decode(), "the session decoded through the tensor ops");
+        assert_eq!(want.len(), 64, "the reference stopped early: the comparison would be short");
+        assert_eq!(got, want, "{params:?}");
+        // The budget the step is built to: 6 a layer, and at most 6 for the embedding, head and pick.
+        assert!(session.dispatches_per_token() <= 6 * layers + 6, "{} dispatches a token", session.dispatches_per_token());
+    }
+    // A seeded sample is not the greedy text (the comparison above would pass with sampling off).
+    let (greedy, _) = block_on(generate(cpu_model, prompt.clone(), SamplingParams { max_new_tokens: 64, ..Default::default() }, |_| {})).unwrap();
+    let (sample, _) = block_on(generate(cpu_model, prompt.clone(), sampled, |_| {})).unwrap();
+    assert_ne!(greedy, sample);
+
+    // Pick by pick on the device's own logits, each setting's kernel over the whole vocabulary.
+    let model = &gpu_model.model;
+    for (temperature, top_k, top_p, repetition_penalty) in [(1.0, 0, 1.0, 1.0), (0.7, 0, 0.9, 1.0), (1.2, 50, 1.0, 1.3), (0.0, 0, 1.0, 1.5)] {
+        let params = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed: 5, max_new_tokens: 8 };
+        let mut cache = model.new_cache();
+        block_on(read_f32(model.forward(tokens(&prompt, &device), &mut cache).unwrap())).unwrap();
+        let mut host = Sampler::new(params.clone()).unwrap();
+        let mut token = 504u32;
+        let mut history = prompt.clone();
+        history.push(token);
+        let mut decoder = GpuDecoder::new(model, &cache, prompt.len() + 8).unwrap();
+        decoder.sample_on_device(&host, &history).unwrap();
+        for step in 0..6 {
+            decoder.step(token).unwrap();
+            let mut logits = block_on(decoder.logits()).unwrap();
+            let want = host.sample(&mut logits, &history);
+            let got = block_on(decoder.picked_token()).unwrap();
+            assert_eq!(got, want, "{params:?}, step {step}");
+            history.push(got);
+            token = got;
+        }
+    }
 }
 
 #[test]

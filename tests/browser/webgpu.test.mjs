@@ -76,59 +76,75 @@ test('the default model scores and generates in the browser as it does natively'
   assert.equal(web.generated, nativeGen);
 });
 
-test('a decoded token on WebGPU: the fused step, counted at the WebGPU API, within its dispatch, submit and read-back budgets', { timeout: 900_000 }, async () => {
+test('a decoded token on WebGPU: the fused step, counted at the WebGPU API, within its dispatch, submit and read-back budgets, greedy and sampled', { timeout: 900_000 }, async () => {
   // Counted where the page calls WebGPU, not by the engine: every dispatch, submit and buffer
-  // read back while 8 greedy tokens are decoded.
-  const nativeGen = execFileSync(CQA, ['generate', '--prompt', 'The harbour at dawn', '--max-tokens', '10']).toString().trimEnd();
+  // read back while 8 tokens are decoded, greedy and then seeded sampling (picked on the GPU).
   const layers = 30;
-  const web = await page.evaluate(async () => {
-    const counts = { dispatches: 0, submits: 0, bytesRead: 0 };
-    const wrap = (proto, name, count) => {
-      const original = proto[name];
-      proto[name] = function (...args) { count(this, args); return original.apply(this, args); };
-      return () => { proto[name] = original; };
-    };
-    const unwrap = [
-      wrap(GPUComputePassEncoder.prototype, 'dispatchWorkgroups', () => { counts.dispatches += 1; }),
-      wrap(GPUQueue.prototype, 'submit', () => { counts.submits += 1; }),
-      // Bytes copied into buffers the page can map for reading: what comes back to the host.
-      wrap(GPUCommandEncoder.prototype, 'copyBufferToBuffer', (_, args) => {
-        const [destination, size] = args.length <= 3 ? [args[1], args[2]] : [args[2], args[4]];
-        if (destination.usage & GPUBufferUsage.MAP_READ) counts.bytesRead += size ?? destination.size;
-      }),
-    ];
-    try {
-      const bytes = new Uint8Array(await (await fetch('models/SmolLM2-135M-Instruct.Q4_1.gguf')).arrayBuffer());
-      const model = window.cqa.WebModel.loadGguf(bytes);
-      model.startGeneration('The harbour at dawn', false, { max_new_tokens: 10, temperature: 0 });
-      // The prompt's pass, then the first decode step, which also copies the prompt's keys and
-      // values into the session's cache (once): neither is counted.
-      let generated = (await model.nextToken()).text + (await model.nextToken()).text;
-      Object.assign(counts, { dispatches: 0, submits: 0, bytesRead: 0 });
-      const t = performance.now();
-      let tokens = 0;
-      for (;;) {
-        const step = await model.nextToken();
-        if (step.done) break;
-        generated += step.text;
-        tokens += 1;
+  const prompt = 'The harbour at dawn';
+  const sampled = { temperature: 0.8, top_k: 40, top_p: 0.9, repetition_penalty: 1.1, seed: 42 };
+  const runs = [
+    { name: 'greedy', params: { temperature: 0 }, cli: [] },
+    {
+      name: 'sampled',
+      params: sampled,
+      cli: ['--temperature', '0.8', '--top-k', '40', '--top-p', '0.9', '--repetition-penalty', '1.1', '--seed', '42'],
+    },
+  ];
+  const texts = [];
+  for (const run of runs) {
+    const nativeGen = execFileSync(CQA, ['generate', '--prompt', prompt, '--max-tokens', '10', ...run.cli]).toString().trimEnd();
+    const web = await page.evaluate(async ({ prompt, params }) => {
+      const counts = { dispatches: 0, submits: 0, bytesRead: 0 };
+      const wrap = (proto, name, count) => {
+        const original = proto[name];
+        proto[name] = function (...args) { count(this, args); return original.apply(this, args); };
+        return () => { proto[name] = original; };
+      };
+      const unwrap = [
+        wrap(GPUComputePassEncoder.prototype, 'dispatchWorkgroups', () => { counts.dispatches += 1; }),
+        wrap(GPUQueue.prototype, 'submit', () => { counts.submits += 1; }),
+        // Bytes copied into buffers the page can map for reading: what comes back to the host.
+        wrap(GPUCommandEncoder.prototype, 'copyBufferToBuffer', (_, args) => {
+          const [destination, size] = args.length <= 3 ? [args[1], args[2]] : [args[2], args[4]];
+          if (destination.usage & GPUBufferUsage.MAP_READ) counts.bytesRead += size ?? destination.size;
+        }),
+      ];
+      try {
+        window.countedModel ??= window.cqa.WebModel.loadGguf(new Uint8Array(await (await fetch('models/SmolLM2-135M-Instruct.Q4_1.gguf')).arrayBuffer()));
+        const model = window.countedModel;
+        model.startGeneration(prompt, false, { max_new_tokens: 10, ...params });
+        // The prompt's pass, then the first decode step, which also copies the prompt's keys and
+        // values into the session's cache (once): neither is counted.
+        let generated = (await model.nextToken()).text + (await model.nextToken()).text;
+        Object.assign(counts, { dispatches: 0, submits: 0, bytesRead: 0 });
+        const t = performance.now();
+        let tokens = 0;
+        for (;;) {
+          const step = await model.nextToken();
+          if (step.done) break;
+          generated += step.text;
+          tokens += 1;
+        }
+        return { counts: { ...counts }, tokens, ms: performance.now() - t, generated };
+      } finally {
+        unwrap.forEach((undo) => undo());
       }
-      return { counts: { ...counts }, tokens, ms: performance.now() - t, generated };
-    } finally {
-      unwrap.forEach((undo) => undo());
-    }
-  });
-  assert.equal(web.tokens, 8, 'eight tokens after the first');
-  const per = (n) => n / web.tokens;
-  console.log(`decode on WebGPU (SwiftShader): ${(web.tokens / (web.ms / 1000)).toFixed(2)} tok/s; a token: `
-    + `${per(web.counts.dispatches)} dispatches, ${per(web.counts.submits)} submits, ${per(web.counts.bytesRead)} bytes read back`);
-  assert.equal(web.generated, nativeGen, 'the greedy text of the native CPU engine');
-  // At most 8 dispatches a layer and 6 for the embedding, head and pick; the id alone read back.
-  // Submits: 2 a token are counted today (uploads and per-token uniforms are gone; the read's
-  // flush is one, the other is CubeCL's); the test holds that line.
-  assert.ok(per(web.counts.dispatches) <= 8 * layers + 6, `${per(web.counts.dispatches)} dispatches a token`);
-  assert.ok(per(web.counts.submits) <= 2, `${per(web.counts.submits)} submits a token`);
-  assert.ok(per(web.counts.bytesRead) <= 64, `${per(web.counts.bytesRead)} bytes read back a token`);
+    }, { prompt, params: run.params });
+    assert.equal(web.tokens, 8, `${run.name}: eight tokens after the first`);
+    const per = (n) => n / web.tokens;
+    console.log(`${run.name} decode on WebGPU (SwiftShader): ${(web.tokens / (web.ms / 1000)).toFixed(2)} tok/s; a token: `
+      + `${per(web.counts.dispatches)} dispatches, ${per(web.counts.submits)} submits, ${per(web.counts.bytesRead)} bytes read back`);
+    assert.equal(web.generated, nativeGen, `${run.name}: the text of the native CPU engine with the same settings`);
+    texts.push(web.generated);
+    // At most 8 dispatches a layer and 6 for the embedding, head and pick; the id alone read back.
+    // Submits: 2 a token (uploads and per-token uniforms are gone). Both are CubeCL's read: it
+    // submits the stream's queued kernels, then the copy into the mappable buffer on its own
+    // (cubecl-wgpu 0.11's `read` → `execute_streams`, then `read_resources`); the test holds that line.
+    assert.ok(per(web.counts.dispatches) <= 8 * layers + 6, `${run.name}: ${per(web.counts.dispatches)} dispatches a token`);
+    assert.ok(per(web.counts.submits) <= 2, `${run.name}: ${per(web.counts.submits)} submits a token`);
+    assert.ok(per(web.counts.bytesRead) <= 64, `${run.name}: ${per(web.counts.bytesRead)} bytes read back a token`);
+  }
+  assert.notEqual(texts[0], texts[1], 'the sampled run did sample');
 });
 
 test('verdict distributions in the browser match the native CLI (tiny model, all three prefixes)', { timeout: 600_000 }, async () => {

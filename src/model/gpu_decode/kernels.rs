@@ -424,6 +424,248 @@ pub fn argmax_kernel(values: &[f32], out: &mut [i32], position: &mut [u32], n: u
     }
 }
 
+/// Threads of the sampling workgroup (its reduction trees have 8 levels).
+pub const SAMPLE_THREADS: u32 = 256;
+
+/// A 32-bit mixer (the "lowbias32" constants): the sampler's counter-based random numbers, as
+/// `generate::mix32` on the host.
+#[cube]
+pub fn mix32(x: u32) -> u32 {
+    let mut x = x;
+    x ^= x >> 16u32;
+    x *= 0x7feb_352du32;
+    x ^= x >> 15u32;
+    x *= 0x846c_a68bu32;
+    x ^ (x >> 16u32)
+}
+
+/// A float's place in the total order as an unsigned integer (`generate::order_key`).
+#[cube]
+fn order_key(v: f32) -> u32 {
+    let bits = u32::reinterpret(v);
+    let mut key = bits | 0x8000_0000u32;
+    if bits >> 31u32 == 1u32 {
+        key = bits ^ 0xffff_ffffu32;
+    }
+    key
+}
+
+/// Token `i`'s logit after the repetition penalty (HF's: divided if positive, multiplied if not,
+/// for every token in `seen`, a bit a token).
+#[cube]
+fn penalized(logits: &[f32], seen: &mut [u32], i: usize, penalty: f32) -> f32 {
+    let l = logits[i];
+    let mut out = l;
+    if (seen[i / 32] >> (i % 32) as u32) & 1u32 == 1u32 {
+        if l > 0.0f32 {
+            out = l / penalty;
+        } else {
+            out = l * penalty;
+        }
+    }
+    out
+}
+
+/// The Gumbel noise of `token` in the draw whose key is `draw_key` (`generate::gumbel`): `u` an
+/// odd multiple of 2⁻²⁴, exact in f32 on every device, then `-ln(-ln u)`.
+#[cube]
+fn gumbel(draw_key: u32, token: u32) -> f32 {
+    let h = mix32(draw_key ^ mix32(token));
+    let u = f32::cast_from((h >> 9u32) * 2u32 + 1u32) * 0.000000059604645f32;
+    -(-(u.ln())).ln()
+}
+
+/// The sum of every thread's `value` (8 levels; `s` is the workgroup's scratch). Every thread
+/// gets it.
+#[cube]
+fn workgroup_sum_f32(s: &mut Shared<[f32]>, value: f32) -> f32 {
+    let unit = UNIT_POS as usize;
+    s[unit] = value;
+    sync_cube();
+    #[unroll]
+    for level in 0..8u32 {
+        let stride = comptime![(SAMPLE_THREADS >> (level + 1)) as usize];
+        if unit < stride {
+            s[unit] += s[unit + stride];
+        }
+        sync_cube();
+    }
+    let total = s[0];
+    sync_cube();
+    total
+}
+
+/// [`workgroup_sum_f32`] for counts.
+#[cube]
+fn workgroup_sum_u32(s: &mut Shared<[u32]>, value: u32) -> u32 {
+    let unit = UNIT_POS as usize;
+    s[unit] = value;
+    sync_cube();
+    #[unroll]
+    for level in 0..8u32 {
+        let stride = comptime![(SAMPLE_THREADS >> (level + 1)) as usize];
+        if unit < stride {
+            s[unit] += s[unit + stride];
+        }
+        sync_cube();
+    }
+    let total = s[0];
+    sync_cube();
+    total
+}
+
+/// The host's `Sampler::sample` on the device, one workgroup: the repetition penalty over the
+/// tokens seen, then (unless `greedy`) top-k and top-p as a floor on the logits' order keys,
+/// each found bit by bit from the top (the largest floor that keeps at least k tokens, then at
+/// least `top_p` of the mass), then Gumbel-max over the tokens at or above the floor, the first
+/// on ties. The pick goes to `out[0]` and into `seen`; `state` (position, draw) moves on by one,
+/// so a step uploads nothing. `weights` is scratch for the vocabulary's softmax weights.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+pub fn sample_kernel(
+    logits: &[f32],
+    seen: &mut [u32],
+    weights: &mut [f32],
+    out: &mut [i32],
+    state: &mut [u32],
+    n: u32,
+    inv_temperature: f32,
+    top_k: u32,
+    top_p: f32,
+    penalty: f32,
+    seed_low: u32,
+    seed_high: u32,
+    #[comptime] greedy: bool,
+    #[comptime] use_top_k: bool,
+    #[comptime] use_top_p: bool,
+) {
+    let unit = UNIT_POS as usize;
+    let threads = comptime![SAMPLE_THREADS as usize];
+    let n = n as usize;
+    let mut sums = Shared::<[f32]>::new_slice(threads);
+    let mut counts = Shared::<[u32]>::new_slice(threads);
+
+    let mut floor = 0u32;
+    let mut max = f32::new(-3.4e38f32);
+    if !comptime![greedy] {
+        let mut i = unit;
+        while i < n {
+            let l = penalized(logits, seen, i, penalty);
+            if l > max {
+                max = l;
+            }
+            i += threads;
+        }
+        sums[unit] = max;
+        sync_cube();
+        #[unroll]
+        for level in 0..8u32 {
+            let stride = comptime![(SAMPLE_THREADS >> (level + 1)) as usize];
+            if unit < stride && sums[unit + stride] > sums[unit] {
+                sums[unit] = sums[unit + stride];
+            }
+            sync_cube();
+        }
+        max = sums[0];
+        sync_cube();
+
+        if comptime![use_top_k] {
+            for bit in 0..32u32 {
+                let candidate = floor | (0x8000_0000u32 >> bit);
+                let mut count = 0u32;
+                let mut i = unit;
+                while i < n {
+                    if order_key(penalized(logits, seen, i, penalty)) >= candidate {
+                        count += 1u32;
+                    }
+                    i += threads;
+                }
+                if workgroup_sum_u32(&mut counts, count) >= top_k {
+                    floor = candidate;
+                }
+            }
+        }
+
+        let mut mass = 0.0f32;
+        let mut i = unit;
+        while i < n {
+            let l = penalized(logits, seen, i, penalty);
+            let mut w = 0.0f32;
+            if order_key(l) >= floor {
+                w = ((l - max) * inv_temperature).exp();
+            }
+            weights[i] = w;
+            mass += w;
+            i += threads;
+        }
+        if comptime![use_top_p] {
+            let target = top_p * workgroup_sum_f32(&mut sums, mass);
+            let mut kept = 0u32;
+            for bit in 0..32u32 {
+                let candidate = kept | (0x8000_0000u32 >> bit);
+                let mut above = 0.0f32;
+                let mut i = unit;
+                while i < n {
+                    if order_key(penalized(logits, seen, i, penalty)) >= candidate {
+                        above += weights[i];
+                    }
+                    i += threads;
+                }
+                if workgroup_sum_f32(&mut sums, above) >= target {
+                    kept = candidate;
+                }
+            }
+            if kept > floor {
+                floor = kept;
+            }
+        }
+    }
+
+    let draw_key = mix32(mix32(mix32(seed_high ^ 0x9e37_79b9u32) ^ seed_low) ^ state[1]);
+    let mut best = f32::new(-3.4e38f32);
+    let mut best_at = n;
+    let mut i = unit;
+    while i < n {
+        let l = penalized(logits, seen, i, penalty);
+        if order_key(l) >= floor {
+            let mut score = l;
+            if !comptime![greedy] {
+                score = (l - max) * inv_temperature + gumbel(draw_key, i as u32);
+            }
+            if best_at == n || score > best {
+                best = score;
+                best_at = i;
+            }
+        }
+        i += threads;
+    }
+    sums[unit] = best;
+    counts[unit] = best_at as u32;
+    sync_cube();
+    #[unroll]
+    for level in 0..8u32 {
+        let stride = comptime![(SAMPLE_THREADS >> (level + 1)) as usize];
+        if unit < stride {
+            let v = sums[unit + stride];
+            let at = counts[unit + stride];
+            let w = sums[unit];
+            let wat = counts[unit];
+            if wat as usize == n || (at as usize != n && (v > w || (v == w && at < wat))) {
+                sums[unit] = v;
+                counts[unit] = at;
+            }
+        }
+        sync_cube();
+    }
+    if unit == 0 {
+        let id = counts[0];
+        out[0] = id as i32;
+        seen[(id / 32u32) as usize] |= 1u32 << (id % 32u32);
+        state[0] += 1u32;
+        state[1] += 1u32;
+    }
+}
+
 /// A layer's keys or values from burn's cache (`[kv_heads, len, head_dim]`, contiguous) into the
 /// session's cache (`[kv_heads, capacity, head_dim]`): once, after the prompt's forward pass.
 #[cube(launch_unchecked)]

@@ -11,8 +11,9 @@
 //! 5. RMSNorm folded into gate and up, with SwiGLU;
 //! 6. the down-projection with its residual add;
 //!
-//! and the token adds the embedding lookup, the final norm folded into the head, and a greedy
-//! argmax: 4 bytes read back a token instead of the whole logits row.
+//! and the token adds the embedding lookup, the final norm folded into the head, and the pick:
+//! a greedy argmax, or the host sampler's algorithm (temperature, top-k, top-p, repetition
+//! penalty, seeded) in one workgroup. 4 bytes are read back a token instead of the logits row.
 //!
 //! LoRA adapters stay factored: a product whose matrices are adapted takes one more dispatch for
 //! x̂·A (all of the group's adapters at once), and adds s·(x̂·A)·B in the product's own kernel, as
@@ -50,7 +51,10 @@ mod unavailable {
         pub fn step(&mut self, _token: u32) -> Result<()> {
             match *self {}
         }
-        pub async fn greedy_token(&mut self) -> Result<u32> {
+        pub fn sample_on_device(&mut self, _sampler: &crate::generate::Sampler, _history: &[u32]) -> Result<()> {
+            match *self {}
+        }
+        pub async fn picked_token(&mut self) -> Result<u32> {
             match *self {}
         }
         pub async fn logits(&self) -> Result<Vec<f32>> {

@@ -2,9 +2,10 @@
 //! session's cache and scratch buffers allocated once, and the kernels launched in order.
 
 use super::kernels::{
-    ARGMAX_THREADS, GATED, RESIDUAL, STACKED, argmax_kernel, attention_kernel, embed_token_kernel, import_cache_kernel,
-    lora_down_kernel, project_kernel, rope_cache_kernel,
+    ARGMAX_THREADS, GATED, RESIDUAL, SAMPLE_THREADS, STACKED, argmax_kernel, attention_kernel, embed_token_kernel,
+    import_cache_kernel, lora_down_kernel, project_kernel, rope_cache_kernel, sample_kernel,
 };
+use crate::generate::Sampler;
 use crate::error::{Error, Result};
 use crate::model::layers::{BaseLinear, StoredLinear, StoredWeight, TokenEmbedding};
 use crate::model::{KvCache, Llama};
@@ -78,6 +79,22 @@ struct Layer {
     v_cache: CubeTensor,
 }
 
+/// The host `Sampler`'s settings on the device, with its buffers: [`sample_kernel`] picks each
+/// token in place of the argmax.
+#[derive(Debug)]
+struct DeviceSampler {
+    inv_temperature: f32,
+    top_k: u32,
+    top_p: f32,
+    penalty: f32,
+    seed: u64,
+    greedy: bool,
+    /// A bit a vocabulary entry: the tokens seen (prompt and output), for the repetition penalty.
+    seen: CubeTensor,
+    /// Scratch: the vocabulary's softmax weights.
+    weights: CubeTensor,
+}
+
 /// A generation session's decoder on the GPU: the model's buffers, its own cache and scratch.
 #[derive(Debug)]
 pub struct GpuDecoder {
@@ -109,8 +126,11 @@ pub struct GpuDecoder {
     /// The id `next` holds, once read back: fed to the next step where it is, not uploaded
     /// again (an upload costs a submit of its own on WebGPU).
     next_read: Option<u32>,
-    /// The next token's position, `[1]`, on the device (the argmax kernel moves it on).
+    /// `[2]` on the device: the next token's position and the sampler's next draw (the last
+    /// kernel of a step moves both on).
     position: CubeTensor,
+    /// Set by [`GpuDecoder::sample_on_device`]; the argmax otherwise.
+    sampler: Option<DeviceSampler>,
 }
 
 fn cube_float<const D: usize>(t: Tensor<D>) -> Option<CubeTensor> {
@@ -264,9 +284,10 @@ impl GpuDecoder {
             capacity,
             len: cache.len(),
             dispatches: 0,
-            position: cube_int(Tensor::<1, Int>::from_data(TensorData::new(vec![cache.len() as i32], [1]), &model.device()))?,
+            position: cube_int(Tensor::<1, Int>::from_data(TensorData::new(vec![cache.len() as i32, 0], [2]), &model.device()))?,
             device: model.device(),
             next_read: None,
+            sampler: None,
         })
     }
 
@@ -280,8 +301,40 @@ impl GpuDecoder {
         self.dispatches
     }
 
-    /// Runs `token` through the model at the next position: its logits and their argmax stay on
-    /// the device (read with [`Self::greedy_token`] or [`Self::logits`]).
+    /// Picks each next token with `sampler`'s settings on the device from now on (the argmax
+    /// otherwise): its next draw and the tokens seen so far (`history`, for the repetition
+    /// penalty) are uploaded once. The same logits give the host sampler's pick.
+    pub fn sample_on_device(&mut self, sampler: &Sampler, history: &[u32]) -> Result<()> {
+        let p = sampler.params();
+        let mut seen = vec![0u32; self.vocab.div_ceil(32)];
+        for &id in history {
+            if let Some(word) = seen.get_mut(id as usize / 32) {
+                *word |= 1 << (id % 32);
+            }
+        }
+        let upload = |values: Vec<i32>| {
+            let n = values.len();
+            cube_int(Tensor::<1, Int>::from_data(TensorData::new(values, [n]), &self.device))
+                .ok_or_else(|| Error::Device("the sampler's state could not be placed on the GPU".into()))
+        };
+        let seen = upload(seen.into_iter().map(|w| w as i32).collect())?;
+        self.position = upload(vec![self.len as i32, sampler.draws() as i32])?;
+        let weights = empty_device_dtype(self.logits.client.clone(), self.logits.device.clone(), Shape::new([self.vocab]), DType::F32);
+        self.sampler = Some(DeviceSampler {
+            inv_temperature: sampler.inverse_temperature(),
+            top_k: p.top_k.min(u32::MAX as usize) as u32,
+            top_p: p.top_p,
+            penalty: p.repetition_penalty,
+            seed: p.seed,
+            greedy: p.temperature == 0.0,
+            seen,
+            weights,
+        });
+        Ok(())
+    }
+
+    /// Runs `token` through the model at the next position: its logits and the next token's pick
+    /// stay on the device (read with [`Self::picked_token`] or [`Self::logits`]).
     pub fn step(&mut self, token: u32) -> Result<()> {
         if self.len >= self.capacity {
             return Err(Error::Input(format!("the session's cache holds {} positions and is full", self.capacity)));
@@ -313,14 +366,15 @@ impl GpuDecoder {
         for w in &self.head {
             launched += self.project(&self.hidden, Some(&self.final_norm), &[w], None, &self.logits, w.chunk.row_start, STACKED, self.final_eps);
         }
-        self.argmax();
+        self.pick();
         self.dispatches = launched + 1;
         self.len += 1;
         Ok(())
     }
 
-    /// The greedy next token: the argmax of the last step's logits, 4 bytes read back.
-    pub async fn greedy_token(&mut self) -> Result<u32> {
+    /// The token picked from the last step's logits (the argmax, or the device sampler's draw):
+    /// 4 bytes read back.
+    pub async fn picked_token(&mut self) -> Result<u32> {
         let next = Tensor::<1, Int>::from_primitive::<CubeBackend>(self.next.clone());
         let data = next.into_data_async().await.map_err(|e| Error::Device(format!("reading the token back failed: {e:?}")))?;
         let id = data.convert::<i32>().try_to_vec::<i32>().map_err(|e| Error::Device(format!("unexpected token data: {e:?}")))?;
@@ -471,7 +525,33 @@ impl GpuDecoder {
         }
     }
 
-    fn argmax(&self) {
+    fn pick(&self) {
+        if let Some(s) = &self.sampler {
+            let vocab = self.vocab as u32;
+            unsafe {
+                sample_kernel::launch_unchecked(
+                    &self.logits.client,
+                    CubeCount::Static(1, 1, 1),
+                    CubeDim::new_1d(SAMPLE_THREADS),
+                    self.logits.clone().into_buffer_arg(),
+                    s.seen.clone().into_buffer_arg(),
+                    s.weights.clone().into_buffer_arg(),
+                    self.next.clone().into_buffer_arg(),
+                    self.position.clone().into_buffer_arg(),
+                    vocab,
+                    s.inv_temperature,
+                    s.top_k,
+                    s.top_p,
+                    s.penalty,
+                    s.seed as u32,
+                    (s.seed >> 32) as u32,
+                    s.greedy,
+                    s.top_k > 0 && s.top_k < vocab,
+                    s.top_p < 1.0,
+                );
+            }
+            return;
+        }
         unsafe {
             argmax_kernel::launch_unchecked(
                 &self.logits.client,
