@@ -38,8 +38,8 @@ fn fixture_model(name: &str, device: &Device) -> Llama {
 #[test]
 fn fused_steps_give_the_tensor_ops_logits_in_every_format_a_gpu_reads() {
     let Some(device) = gpu() else { return };
-    // Each kernel branch: Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, F16, BF16, and Q4_K / Q6_K / IQ4_XS /
-    // Q4_0 in the 256-wide files (Q3_K tensors are held as their Q8_0 conversion).
+    // Each kernel branch: Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, F16, BF16, Q6_K, Q5_K, and Q4_K /
+    // IQ4_XS / Q4_0 in the 576-wide files (Q3_K tensors are held as their Q8_0 conversion).
     let files = [
         "narrow-Q4_1.gguf",
         "narrow-Q5_0.gguf",
@@ -49,7 +49,9 @@ fn fused_steps_give_the_tensor_ops_logits_in_every_format_a_gpu_reads() {
         "narrow-F16.gguf",
         "narrow-BF16.gguf",
         "narrow-Q6_K.gguf",
+        "narrow-Q5_K_M.gguf",
         "wide-Q4_K_M.gguf",
+        "wide-Q5_K_M.gguf",
         "wide-IQ4_XS.gguf",
         "wide-Q4_0.gguf",
     ];

@@ -63,8 +63,8 @@ fn quantize_at_load_changes_the_model_a_little() {
 }
 
 /// The same check on the GPU backend (wgpu; Mesa's lavapipe in `./x test`), where the stored
-/// matrices are device buffers read by the CubeCL kernels: F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K and
-/// Q6_K each through its own decoder, Q5_K as Q8_0.
+/// matrices are device buffers read by the CubeCL kernels: F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K,
+/// Q5_K and Q6_K each through its own decoder.
 #[test]
 fn every_stored_type_scores_like_transformers_on_wgpu() {
     let device = match cqa_studio::device::wgpu() {
@@ -75,13 +75,13 @@ fn every_stored_type_scores_like_transformers_on_wgpu() {
     let (got, want, model) = logprobs_on(WeightMode::Stored, &device);
     assert!(model.has_stored_weights());
     let (cpu, _, cpu_model) = logprobs(WeightMode::Stored);
-    // The words take what the blocks take (Q6_K two bytes more a super-block), but Q5_K goes to
-    // the GPU as Q8_0: as the header's figures say, for both.
+    // The words take what the blocks take (Q6_K two bytes more a super-block, its d padded to a
+    // word): as the header's figures say, for both.
     let bytes = std::fs::read(common::root().join("tests/fixtures/quant_mix.gguf")).unwrap();
     let need = GgufFile::memory_need(&bytes, bytes.len()).unwrap().unwrap();
     assert_eq!(cpu_model.resident_weight_bytes() as u64, need.resident_bytes_stored, "CPU");
     assert_eq!(model.resident_weight_bytes() as u64, need.resident_bytes_stored_gpu, "GPU");
-    assert!(need.resident_bytes_stored_gpu > need.resident_bytes_stored, "the fixture has Q5_K matrices");
+    assert!(need.resident_bytes_stored_gpu > need.resident_bytes_stored, "the fixture has Q6_K matrices");
     let drift = common::max_abs_diff(&got, &want);
     println!("wgpu, stored weights: max |Δ logprob| {drift:.2e} vs transformers, {:.2e} vs the CPU", common::max_abs_diff(&got, &cpu));
     assert!(drift < LOGPROB_TOLERANCE, "wgpu stored weights: {drift}");

@@ -45,6 +45,7 @@ const Q8_0: u32 = format_code(Format::Q8_0);
 const Q4_0: u32 = format_code(Format::Q4_0);
 const Q4_1: u32 = format_code(Format::Q4_1);
 const Q4K: u32 = format_code(Format::Q4K);
+const Q5K: u32 = format_code(Format::Q5K);
 const Q5_0: u32 = format_code(Format::Q5_0);
 const Q5_1: u32 = format_code(Format::Q5_1);
 const IQ4NL: u32 = format_code(Format::IQ4NL);
@@ -82,7 +83,8 @@ pub(crate) struct Block {
     /// Q6_K: the scale of values 16..32 (`scale` is that of values 0..16).
     scale_high: f32,
     /// Q6_K: the first of the 8 words that hold the values' 2-bit high parts, one byte a value,
-    /// and where in each byte this block's two bits sit.
+    /// and where in each byte this block's two bits sit. Q5_K: the same for its fifth bits (one
+    /// bit a sub-block in each byte).
     high_words: usize,
     high_shift: u32,
 }
@@ -165,11 +167,12 @@ pub(crate) fn block(words: &[u32], rows: usize, r: usize, b: usize, value_words:
         let high = ((head >> 16u32) >> (2u32 * j as u32)) & 3u32;
         scale = f16_to_f32(head & 0xffffu32) * (f32::cast_from(low | (high << 4u32)) - 32.0f32);
         values = row_values + 4 * b;
-    } else if comptime![format == Q4K] {
-        // Q4_K: super-block s, sub-block j; d and dmin, then the 12 bytes of 6-bit scales.
+    } else if comptime![format == Q4K || format == Q5K] {
+        // Q4_K / Q5_K: super-block s, sub-block j; d and dmin, then the 12 bytes of 6-bit scales
+        // (and for Q5_K the 32 bytes of fifth bits, bit j of byte l for value l).
         let s = b / 8;
         let j = b % 8;
-        let head = row_scales + 4 * s;
+        let head = row_scales + comptime![if format == Q4K { 4usize } else { 12usize }] * s;
         let d = f16_to_f32(words[head] & 0xffffu32);
         let dmin = f16_to_f32(words[head] >> 16u32);
         let scale_byte_j = byte_of(words[head + 1 + j / 4], j);
@@ -188,6 +191,8 @@ pub(crate) fn block(words: &[u32], rows: usize, r: usize, b: usize, value_words:
         offset = -(dmin * f32::cast_from(mn));
         values = row_values + 32 * s + 8 * (j / 2);
         shift = 4u32 * (j as u32 % 2u32);
+        high_words = head + 4;
+        high_shift = j as u32;
     } else if comptime![format == Q6K] {
         // Q6_K: super-block s, half n, quarter q: the low nibbles of run q % 2 of the half's 64
         // bytes (high nibbles for q ≥ 2), bits 2q of the half's 32 bytes of high parts, and a
@@ -219,7 +224,7 @@ fn q6k_value(word: u32, high_word: u32, k: usize, shift: u32, high_shift: u32) -
 const fn words_per_block(format: u32) -> usize {
     match format {
         F16 | BF16 => 16,
-        Q8_0 | Q4K | Q6K => 8,
+        Q8_0 | Q4K | Q5K | Q6K => 8,
         _ => 4,
     }
 }
@@ -273,8 +278,9 @@ fn element_value(word: u32, k: usize, shift: u32, fifth: u32, #[comptime] format
             q -= 16.0f32;
         }
     } else {
+        // Q4_K, Q5_K: the nibble `shift` picks, and Q5_K's fifth bit (0 for Q4_K).
         let nibble = (word >> (8u32 * k + shift)) & 0xfu32;
-        q = f32::cast_from(nibble);
+        q = f32::cast_from(nibble | fifth);
     }
     q
 }
@@ -309,6 +315,18 @@ pub(crate) fn block_write(words: &[u32], blk: &Block, out: &mut [f32], o: usize,
             #[unroll]
             for k in 0..4usize {
                 out[o + 4 * j + k] = q6k_value(word, high_word, k, blk.shift, blk.high_shift) * scale;
+            }
+        }
+    } else if comptime![format == Q5K] {
+        // Byte k of value word j is value 4j + k, and byte k of fifth-bits word j holds its bit.
+        #[unroll]
+        for j in 0..8usize {
+            let word = words[blk.values + j];
+            let fifths = words[blk.high_words + j];
+            #[unroll]
+            for k in 0..4usize {
+                let fifth = ((fifths >> (8u32 * k as u32 + blk.high_shift)) & 1u32) << 4u32;
+                out[o + 4 * j + k] = element_value(word, k, blk.shift, fifth, format) * blk.scale + blk.offset;
             }
         }
     } else {
@@ -366,19 +384,26 @@ pub(crate) fn word_dot(
             acc += q6k_value(word, high_word, k, 0u32, 2u32 * q as u32) * low_scale * input(x, g, base + k, scaled);
             acc += q6k_value(word, high_word, k, 4u32, 2u32 * q as u32 + 4u32) * high_scale * input(x, g, base + 64 + k, scaled);
         }
-    } else if comptime![format == Q4K] {
+    } else if comptime![format == Q4K || format == Q5K] {
         // Word j of 32-byte run c of super-block s: sub-block 2c in its low nibbles, 2c + 1 in
-        // its high ones, elements 4j..4j + 4 of each.
+        // its high ones, elements 4j..4j + 4 of each. Q5_K: their fifth bits are bits 2c and
+        // 2c + 1 of byte k of fifth-bits word j.
         let s = w / 32;
         let c = (w % 32) / 8;
         let j = w % 8;
         let low = block(words, rows, r, 8 * s + 2 * c, value_words, scale_words, format);
         let high = block(words, rows, r, 8 * s + 2 * c + 1, value_words, scale_words, format);
+        let mut fifths = 0u32;
+        if comptime![format == Q5K] {
+            fifths = words[low.high_words + j] >> (2u32 * c as u32);
+        }
         let base = xo + 256 * s + 64 * c + 4 * j;
         #[unroll]
         for k in 0..4usize {
-            acc += (element_value(word, k, 0u32, 0u32, format) * low.scale + low.offset) * input(x, g, base + k, scaled);
-            acc += (element_value(word, k, 4u32, 0u32, format) * high.scale + high.offset) * input(x, g, base + 32 + k, scaled);
+            let fifth_low = ((fifths >> (8u32 * k as u32)) & 1u32) << 4u32;
+            let fifth_high = ((fifths >> (8u32 * k as u32 + 1u32)) & 1u32) << 4u32;
+            acc += (element_value(word, k, 0u32, fifth_low, format) * low.scale + low.offset) * input(x, g, base + k, scaled);
+            acc += (element_value(word, k, 4u32, fifth_high, format) * high.scale + high.offset) * input(x, g, base + 32 + k, scaled);
         }
     } else {
         let per_block = comptime![words_per_block(format)];
@@ -844,7 +869,7 @@ mod tests {
                 }
                 Format::Q5_0 | Format::IQ4NL => half(0, 0.01 + 0.05 * rng.uniform()),
                 Format::IQ4XS => half(0, 0.0002 + 0.0005 * rng.uniform()),
-                Format::Q4K => {
+                Format::Q4K | Format::Q5K => {
                     half(0, 0.0005 + 0.001 * rng.uniform());
                     half(2, 0.0005 + 0.001 * rng.uniform());
                 }

@@ -80,7 +80,7 @@ pub const TABLE: [Traits; 18] = [
     row(Format::Q2K, 10, "Q2_K", 256, 84, Converted(Format::Q8_0)),
     row(Format::Q3K, 11, "Q3_K", 256, 110, Converted(Format::Q8_0)),
     row(Format::Q4K, 12, "Q4_K", 256, 144, Words { code: 5 }),
-    row(Format::Q5K, 13, "Q5_K", 256, 176, Converted(Format::Q8_0)),
+    row(Format::Q5K, 13, "Q5_K", 256, 176, Words { code: 11 }),
     row(Format::Q6K, 14, "Q6_K", 256, 210, Words { code: 10 }),
     row(Format::IQ4NL, 20, "IQ4_NL", 32, 18, Words { code: 8 }),
     row(Format::IQ4XS, 23, "IQ4_XS", 256, 136, Words { code: 9 }),

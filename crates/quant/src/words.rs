@@ -18,9 +18,10 @@
 //! | Q5_1 | cols / 8, as Q4_0 | 2 a block (word 2b: d low, m high; word 2b+1: the fifth bits) |
 //! | IQ4_NL | cols / 8, as Q4_0 | ⌈blocks / 2⌉, as Q4_0 |
 //! | IQ4_XS | cols / 8 (sub-block b's 16 bytes are words 4b..4b+4) | 2 a super-block (d and the high scale bits, then the four bytes of low scale nibbles) |
+//! | Q5_K | cols / 8, as Q4_K | 12 a super-block (d and dmin, the 12 bytes of 6-bit scales, then the 32 bytes of fifth bits: bit j of byte l for value l of sub-block j) |
 //! | Q6_K | cols / 8 (a super-block's 128 bytes of low nibbles are words 32s..32s+32) | 21 a super-block (the 64 bytes of 2-bit high parts, the 16 i8 scales, then d) |
 //!
-//! Memory: Q8_0, Q4_K, Q5_1 and IQ4_XS take exactly their file size; Q6_K 212 bytes a super-block for 210; IQ4_NL like Q4_0; Q4_0 and Q4_1 as well, rounded up
+//! Memory: Q8_0, Q4_K, Q5_K, Q5_1 and IQ4_XS take exactly their file size; Q6_K 212 bytes a super-block for 210; IQ4_NL like Q4_0; Q4_0 and Q4_1 as well, rounded up
 //! to a word a row; Q5_0 takes 24 bytes a block for the file's 22 (its scale is padded to a
 //! word, so that the fifth bits sit on one).
 
@@ -52,6 +53,7 @@ impl WordLayout {
             Format::Q4_0 => (cols / 8, blocks.div_ceil(2)),
             Format::Q4_1 => (cols / 8, blocks),
             Format::Q4K => (cols / 8, 4 * (cols / 256)),
+            Format::Q5K => (cols / 8, 12 * (cols / 256)),
             Format::Q5_0 | Format::Q5_1 => (cols / 8, 2 * blocks),
             Format::IQ4NL => (cols / 8, blocks.div_ceil(2)),
             Format::IQ4XS => (cols / 8, 2 * (cols / 256)),
@@ -59,7 +61,6 @@ impl WordLayout {
             Format::F32
             | Format::Q2K
             | Format::Q3K
-            | Format::Q5K
             | Format::TQ1_0
             | Format::TQ2_0
             | Format::MXFP4 => unreachable!("{} has no word layout (checked above)", format.name()),
@@ -130,12 +131,13 @@ impl StoredMatrix {
                     Format::IQ4XS => block.split_at(8),
                     Format::Q4_1 => block.split_at(4),
                     Format::Q4K => block.split_at(16),
+                    // d, dmin, the scales and the fifth bits lead the block; the nibbles follow.
+                    Format::Q5K => block.split_at(48),
                     Format::Q5_0 | Format::Q6K => unreachable!("laid out above"),
                     Format::Q5_1 => block.split_at(8),
                     Format::F32
                     | Format::Q2K
                     | Format::Q3K
-                    | Format::Q5K
                     | Format::TQ1_0
                     | Format::TQ2_0
                     | Format::MXFP4 => unreachable!("word_layout() returned a layout, so the format has one"),
@@ -215,9 +217,10 @@ pub fn decode_row(layout: &WordLayout, words: &[u32], n: usize, r: usize, out: &
                     *y = d * crate::formats::IQ4_LEVELS[q as usize] as f32;
                 }
             }
-            Format::Q4K => {
+            Format::Q4K | Format::Q5K => {
                 let (s, j) = (b / 8, b % 8);
-                let head = &scales[4 * s..4 * s + 4];
+                let stride = if layout.format == Format::Q4K { 4 } else { 12 };
+                let head = &scales[stride * s..stride * s + stride];
                 let (d, dmin) = (f16_bits_to_f32(half(head[0], false)), f16_bits_to_f32(half(head[0], true)));
                 let k = |i: usize| byte(&head[1..], i);
                 let (sc, mn) = if j < 4 {
@@ -227,8 +230,9 @@ pub fn decode_row(layout: &WordLayout, words: &[u32], n: usize, r: usize, out: &
                 };
                 let (d1, m1) = (d * sc as f32, dmin * mn as f32);
                 for (e, y) in y.iter_mut().enumerate() {
-                    let q = (byte(&values[32 * s + 8 * (j / 2)..], e) >> (4 * (j % 2) as u32)) & 0xf;
-                    *y = d1 * q as f32 - m1;
+                    let low = (byte(&values[32 * s + 8 * (j / 2)..], e) >> (4 * (j % 2) as u32)) & 0xf;
+                    let fifth = if layout.format == Format::Q5K { ((byte(&head[4..], e) >> j) & 1) << 4 } else { 0 };
+                    *y = d1 * (low | fifth) as f32 - m1;
                 }
             }
             Format::Q6K => {
@@ -250,7 +254,6 @@ pub fn decode_row(layout: &WordLayout, words: &[u32], n: usize, r: usize, out: &
             Format::F32
             | Format::Q2K
             | Format::Q3K
-            | Format::Q5K
             | Format::TQ1_0
             | Format::TQ2_0
             | Format::MXFP4 => unreachable!("{:?} has no word layout", layout.format),
@@ -293,7 +296,7 @@ mod tests {
         // 96 (three blocks: an odd number of 2-byte scales pads a row's scale words).
         let mut seed = 11u64;
         for (rows, cols) in [(3usize, 512usize), (5, 96)] {
-            for format in [Format::F16, Format::BF16, Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q4K, Format::Q5_0, Format::Q5_1, Format::IQ4NL, Format::IQ4XS, Format::Q6K] {
+            for format in [Format::F16, Format::BF16, Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q4K, Format::Q5K, Format::Q5_0, Format::Q5_1, Format::IQ4NL, Format::IQ4XS, Format::Q6K] {
                 if !cols.is_multiple_of(format.block_elements()) {
                     continue;
                 }
@@ -320,7 +323,7 @@ mod tests {
 
     #[test]
     fn words_take_the_size_of_the_file() {
-        for (format, cols) in [(Format::Q8_0, 576), (Format::Q4K, 1536), (Format::Q4_0, 896), (Format::F16, 64), (Format::Q5_1, 576), (Format::IQ4XS, 768)] {
+        for (format, cols) in [(Format::Q8_0, 576), (Format::Q4K, 1536), (Format::Q5K, 1536), (Format::Q4_0, 896), (Format::F16, 64), (Format::Q5_1, 576), (Format::IQ4XS, 768)] {
             let layout = WordLayout::new(format, cols).unwrap();
             assert_eq!(4 * layout.row_words(), cols / format.block_elements() * format.block_bytes(), "{format:?}");
         }
