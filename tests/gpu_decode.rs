@@ -81,6 +81,72 @@ fn fused_steps_give_the_tensor_ops_logits_in_every_format_a_gpu_reads() {
     }
 }
 
+/// A small Qwen2-architecture GGUF with q/k/v biases (random, Q8_0 matrices so the GPU holds
+/// them as words); `bias_scale` 0 writes the biases as zeros.
+fn qwen2_gguf(bias_scale: f64) -> Vec<u8> {
+    use cqa_studio::gguf::writer::GgufWriter;
+    let (d, ff, heads, kv_heads, head_dim, vocab, layers) = (64usize, 96usize, 4usize, 2usize, 16usize, 96usize, 2usize);
+    let mut rng = cqa_studio::rng::Rng::new(21);
+    let mut normal = |n: usize, scale: f64| -> Vec<f32> { (0..n).map(|_| (rng.normal() * scale) as f32).collect() };
+    let mut w = GgufWriter::default()
+        .kv_str("general.architecture", "qwen2")
+        .kv_u32("qwen2.embedding_length", d as u32)
+        .kv_u32("qwen2.feed_forward_length", ff as u32)
+        .kv_u32("qwen2.block_count", layers as u32)
+        .kv_u32("qwen2.attention.head_count", heads as u32)
+        .kv_u32("qwen2.attention.head_count_kv", kv_heads as u32)
+        .kv_u32("qwen2.context_length", 256)
+        .kv_u32("qwen2.vocab_size", vocab as u32)
+        .kv_f32("qwen2.rope.freq_base", 1_000_000.0)
+        .kv_f32("qwen2.attention.layer_norm_rms_epsilon", 1e-6);
+    w = w.tensor_q8_0("token_embd.weight", &[vocab, d], &normal(vocab * d, 0.5)).tensor_f32("output_norm.weight", &[d], &vec![1.0; d]);
+    let (q, kv) = (heads * head_dim, kv_heads * head_dim);
+    for i in 0..layers {
+        for (name, rows, cols) in [("attn_q", q, d), ("attn_k", kv, d), ("attn_v", kv, d), ("attn_output", d, q), ("ffn_gate", ff, d), ("ffn_up", ff, d), ("ffn_down", d, ff)] {
+            w = w.tensor_q8_0(&format!("blk.{i}.{name}.weight"), &[rows, cols], &normal(rows * cols, 0.15));
+        }
+        for (name, n) in [("attn_q", q), ("attn_k", kv), ("attn_v", kv)] {
+            let bias = normal(n, 1.0).into_iter().map(|b| b * bias_scale as f32).collect::<Vec<_>>();
+            w = w.tensor_f32(&format!("blk.{i}.{name}.bias"), &[n], &bias);
+        }
+        w = w.tensor_f32(&format!("blk.{i}.attn_norm.weight"), &[d], &vec![1.0; d]);
+        w = w.tensor_f32(&format!("blk.{i}.ffn_norm.weight"), &[d], &vec![1.0; d]);
+    }
+    w.build()
+}
+
+#[test]
+fn a_qwen2_model_with_biases_decodes_on_the_fused_step_as_on_the_tensor_ops() {
+    let Some(device) = gpu() else { return };
+    let load = |bytes: Vec<u8>| {
+        let file = GgufFile::parse(bytes).unwrap();
+        let config = LlamaConfig::from_gguf(&file).unwrap();
+        assert!(config.attention_bias, "qwen2 carries q/k/v biases");
+        Llama::from_weights(&config, &WeightSource::Gguf(file), WeightMode::Stored, &device).unwrap()
+    };
+    let (model, unbiased) = (load(qwen2_gguf(0.5)), load(qwen2_gguf(0.0)));
+    let prompt = [3u32, 40, 7, 90];
+    let mut cache = model.new_cache();
+    block_on(read_f32(model.forward(tokens(&prompt, &device), &mut cache).unwrap())).unwrap();
+    let mut decoder = GpuDecoder::new(&model, &cache, prompt.len() + 6).expect("a qwen2 model gets the fused step");
+    let mut other_cache = unbiased.new_cache();
+    block_on(read_f32(unbiased.forward(tokens(&prompt, &device), &mut other_cache).unwrap())).unwrap();
+    let mut without_biases = GpuDecoder::new(&unbiased, &other_cache, prompt.len() + 6).unwrap();
+    let mut token = 11u32;
+    for step in 0..5 {
+        let want = block_on(read_f32(model.forward(tokens(&[token], &device), &mut cache).unwrap())).unwrap();
+        decoder.step(token).unwrap();
+        let got = block_on(decoder.logits()).unwrap();
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let diff = common::max_abs_diff(&got, &want);
+        assert!(diff <= 1e-4 * scale, "step {step}: max |Δ logit| = {diff} (largest logit {scale})");
+        // The biases take part: the same weights without them decode to other logits.
+        without_biases.step(token).unwrap();
+        assert!(common::max_abs_diff(&block_on(without_biases.logits()).unwrap(), &want) > 1e-3, "step {step}");
+        token = argmax(&want);
+    }
+}
+
 #[test]
 fn a_decoder_that_forgot_the_prompt_gives_other_logits() {
     // The comparison above can fail: a cache without the prompt's keys and values changes them.

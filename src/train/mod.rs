@@ -12,6 +12,8 @@
 
 mod checkpoint;
 mod config;
+#[cfg(feature = "gpu-kernels")]
+mod gpu_optim;
 mod optim;
 mod run;
 mod split;
@@ -247,22 +249,13 @@ impl Trainer {
                 Some(t) => t + loss,
             });
         }
-        let mut grads = grads.expect("a step has at least one micro-batch");
+        let grads = grads.expect("a step has at least one micro-batch");
         let loss_total = loss_total.expect("a step has at least one micro-batch");
-
-        // Global-norm clipping, as torch.nn.utils.clip_grad_norm_: kept on the device (no read).
-        let norm_sq = grads.iter().map(|g| g.clone().square().sum()).reduce(|a, b| a + b).expect("at least one factor");
-        let grad_norm = norm_sq.sqrt();
-        if self.config.max_grad_norm > 0.0 {
-            let coef = grad_norm.clone().add_scalar(1e-6).recip().mul_scalar(self.config.max_grad_norm).clamp_max(1.0);
-            let coef = coef.reshape([1, 1]);
-            grads = grads.into_iter().map(|g| g * coef.clone()).collect();
-        }
 
         self.step += 1;
         let warmup = (self.config.warmup_ratio * self.total_steps as f64).ceil() as usize;
         let lr = learning_rate_at(self.config.learning_rate, self.step, self.total_steps, warmup);
-        self.apply_adamw(grads, lr);
+        let grad_norm = self.clip_and_apply_adamw(grads, lr);
 
         let values = read_f32(Tensor::cat(vec![loss_total, grad_norm], 0)).await?;
         let elapsed = (self.clock)() - started;
@@ -282,21 +275,64 @@ impl Trainer {
         }))
     }
 
-    /// Applies AdamW to every factor, in model order.
-    fn apply_adamw(&mut self, grads: Vec<Tensor<2>>, lr: f64) {
+    /// Global-norm clipping (as torch.nn.utils.clip_grad_norm_), then AdamW on every factor, in
+    /// model order (`grads`: A's then B's of each adapted projection). Gives the gradients'
+    /// norm before clipping, kept on the device (no read). On a GPU, in a few kernels
+    /// (`gpu_optim`); elsewhere, burn's ops.
+    fn clip_and_apply_adamw(&mut self, grads: Vec<Tensor<2>>, lr: f64) -> Tensor<1> {
         let optimizer = AdamW::at_step(&self.config, self.step, lr);
-        let mut grads = grads.into_iter();
+        let max_norm = (self.config.max_grad_norm > 0.0).then_some(self.config.max_grad_norm);
+        let (updated, grad_norm) = match self.clip_and_update_on_gpu(&grads, &optimizer, max_norm) {
+            Some(done) => done,
+            None => {
+                let norm_sq = grads.iter().map(|g| g.clone().square().sum()).reduce(|a, b| a + b).expect("at least one factor");
+                let grad_norm = norm_sq.sqrt();
+                let coef = max_norm.map(|c| grad_norm.clone().add_scalar(1e-6).recip().mul_scalar(c).clamp_max(1.0).reshape([1, 1]));
+                let moments = self.moments.iter().flat_map(|m| [(m.m_a.clone(), m.v_a.clone()), (m.m_b.clone(), m.v_b.clone())]);
+                let updated = self
+                    .factors()
+                    .into_iter()
+                    .zip(grads)
+                    .zip(moments)
+                    .map(|((p, g), (m, v))| {
+                        let g = coef.clone().map_or(g.clone(), |c| g * c);
+                        let (p, m, v) = optimizer.update(p, g, m, v);
+                        [p, m, v]
+                    })
+                    .collect();
+                (updated, grad_norm)
+            }
+        };
+        let mut updated = updated.into_iter();
         let mut moments = self.moments.iter_mut();
         for (_, projection) in self.model.projections_mut() {
             let Some(lora) = projection.lora.as_mut() else { continue };
             let mo = moments.next().expect("one set of moments per adapted projection");
-            let (ga, gb) = (grads.next().expect("grad for A"), grads.next().expect("grad for B"));
-            let (a, m_a, v_a) = optimizer.update(lora.a.val().inner(), ga, mo.m_a.clone(), mo.v_a.clone());
-            let (b, m_b, v_b) = optimizer.update(lora.b.val().inner(), gb, mo.m_b.clone(), mo.v_b.clone());
+            let [a, m_a, v_a] = updated.next().expect("A updated");
+            let [b, m_b, v_b] = updated.next().expect("B updated");
             *mo = Moments { m_a, v_a, m_b, v_b };
             lora.a = Param::from_tensor(a.autodiff().require_grad());
             lora.b = Param::from_tensor(b.autodiff().require_grad());
         }
+        grad_norm
+    }
+
+    /// The trained factors' current values, A's then B's of each adapted projection.
+    fn factors(&self) -> Vec<Tensor<2>> {
+        self.model.projections().into_iter().filter_map(|(_, p)| p.lora.as_ref()).flat_map(|l| [l.a.val().inner(), l.b.val().inner()]).collect()
+    }
+
+    #[cfg(feature = "gpu-kernels")]
+    fn clip_and_update_on_gpu(&self, grads: &[Tensor<2>], optimizer: &AdamW, max_norm: Option<f64>) -> Option<(Vec<[Tensor<2>; 3]>, Tensor<1>)> {
+        let moments = self.moments.iter().flat_map(|m| [(m.m_a.clone(), m.v_a.clone()), (m.m_b.clone(), m.v_b.clone())]);
+        let factors: Vec<gpu_optim::Factor> =
+            self.factors().into_iter().zip(grads).zip(moments).map(|((p, g), (m, v))| gpu_optim::Factor { p, g: g.clone(), m, v }).collect();
+        gpu_optim::clip_and_update(&factors, optimizer, max_norm)
+    }
+
+    #[cfg(not(feature = "gpu-kernels"))]
+    fn clip_and_update_on_gpu(&self, _grads: &[Tensor<2>], _optimizer: &AdamW, _max_norm: Option<f64>) -> Option<(Vec<[Tensor<2>; 3]>, Tensor<1>)> {
+        None
     }
 
     /// The model with the current adapter, for inference (no autodiff, no dropout).

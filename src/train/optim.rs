@@ -26,13 +26,13 @@ pub(crate) struct Moments {
 /// One AdamW update at step `t` (1-based) with learning rate `lr`, as `torch.optim.AdamW`:
 /// decoupled weight decay, bias-corrected moments.
 pub(crate) struct AdamW {
-    beta1: f64,
-    beta2: f64,
-    epsilon: f64,
-    lr: f64,
-    bias1: f64,
-    bias2_sqrt: f64,
-    decay: f64,
+    pub(super) beta1: f64,
+    pub(super) beta2: f64,
+    pub(super) epsilon: f64,
+    pub(super) lr: f64,
+    pub(super) bias1: f64,
+    pub(super) bias2_sqrt: f64,
+    pub(super) decay: f64,
 }
 
 impl AdamW {
