@@ -15,6 +15,8 @@ pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod gguf;
+#[cfg(feature = "gpu-kernels")]
+pub(crate) mod gpu_reduce;
 pub mod loader;
 pub mod lora;
 pub mod model;

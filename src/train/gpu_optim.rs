@@ -8,6 +8,7 @@
 //! the two paths agree to rounding (the test below holds them to 1e-6).
 
 use super::optim::AdamW;
+use crate::gpu_reduce::workgroup_sum_f32;
 use burn::backend::TensorMetadata;
 use burn::tensor::{DType, Shape, Tensor};
 use burn_cubecl::CubeBackend;
@@ -17,7 +18,7 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 
-/// Threads of the reduction workgroups (8 levels).
+/// Threads of the reduction workgroups.
 const THREADS: u32 = 256;
 
 /// `partials[slot] = Σ g²`: one workgroup.
@@ -32,18 +33,9 @@ fn sum_squares_kernel(g: &[f32], partials: &mut [f32], n: u32, slot: u32) {
         i += comptime![THREADS as usize];
     }
     let mut s = Shared::<[f32]>::new_slice(comptime![THREADS as usize]);
-    s[unit] = acc;
-    sync_cube();
-    #[unroll]
-    for level in 0..8u32 {
-        let stride = comptime![(THREADS >> (level + 1)) as usize];
-        if unit < stride {
-            s[unit] += s[unit + stride];
-        }
-        sync_cube();
-    }
+    let total = workgroup_sum_f32(&mut s, acc, THREADS);
     if unit == 0 {
-        partials[slot as usize] = s[0];
+        partials[slot as usize] = total;
     }
 }
 
@@ -59,18 +51,9 @@ fn clip_kernel(partials: &[f32], out: &mut [f32], count: u32, max_norm: f32, #[c
         i += comptime![THREADS as usize];
     }
     let mut s = Shared::<[f32]>::new_slice(comptime![THREADS as usize]);
-    s[unit] = acc;
-    sync_cube();
-    #[unroll]
-    for level in 0..8u32 {
-        let stride = comptime![(THREADS >> (level + 1)) as usize];
-        if unit < stride {
-            s[unit] += s[unit + stride];
-        }
-        sync_cube();
-    }
+    let total = workgroup_sum_f32(&mut s, acc, THREADS);
     if unit == 0 {
-        let norm = s[0].sqrt();
+        let norm = total.sqrt();
         let mut coef = 1.0f32;
         if comptime![clip] {
             coef = (1.0f32 / (norm + 0.000001f32)) * max_norm;

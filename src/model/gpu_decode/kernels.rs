@@ -2,6 +2,7 @@
 //! through the same block decoder as the stored-weight products (`quant::gpu`), and each does a
 //! whole piece of a layer that burn's tensor ops spread over several dispatches.
 
+use crate::gpu_reduce::{workgroup_argmax, workgroup_max_f32, workgroup_sum_f32, workgroup_sum_u32};
 use crate::quant::gpu::{LANES, ROWS_PER_CUBE, block, block_write, word_dot};
 use cubecl::prelude::*;
 
@@ -108,18 +109,8 @@ pub fn project_kernel(
             sq += x[i] * x[i];
             i += THREADS;
         }
-        partial[unit] = sq;
-        sync_cube();
-        #[unroll]
-        for level in 0..7u32 {
-            let stride = comptime![THREADS >> (level + 1)];
-            if unit < stride {
-                partial[unit] += partial[unit + stride];
-            }
-            sync_cube();
-        }
-        inv = 1.0f32 / (partial[0] / f32::cast_from(cols as u32) + eps).sqrt();
-        sync_cube();
+        let total = workgroup_sum_f32(&mut partial, sq, comptime![THREADS as u32]);
+        inv = 1.0f32 / (total / f32::cast_from(cols as u32) + eps).sqrt();
     }
     let mut sum_a = 0.0f32;
     let mut sum_b = 0.0f32;
@@ -208,32 +199,13 @@ pub fn lora_down_kernel(x: &[f32], norm: &[f32], a_t: &[f32], t: &mut [f32], col
         i += THREADS;
     }
     if comptime![normed] {
-        partial[unit] = sq;
-        sync_cube();
-        #[unroll]
-        for level in 0..7u32 {
-            let stride = comptime![THREADS >> (level + 1)];
-            if unit < stride {
-                partial[unit] += partial[unit + stride];
-            }
-            sync_cube();
-        }
-        inv = 1.0f32 / (partial[0] / f32::cast_from(cols as u32) + eps).sqrt();
-        sync_cube();
+        let total = workgroup_sum_f32(&mut partial, sq, comptime![THREADS as u32]);
+        inv = 1.0f32 / (total / f32::cast_from(cols as u32) + eps).sqrt();
     }
-    partial[unit] = acc;
-    sync_cube();
-    #[unroll]
-    for level in 0..7u32 {
-        let stride = comptime![THREADS >> (level + 1)];
-        if unit < stride {
-            partial[unit] += partial[unit + stride];
-        }
-        sync_cube();
-    }
+    let total = workgroup_sum_f32(&mut partial, acc, comptime![THREADS as u32]);
     if unit == 0 {
         if j < lora_rows as usize {
-            t[j] = partial[0] * inv;
+            t[j] = total * inv;
         } else {
             t[j] = 1.0f32;
         }
@@ -399,27 +371,9 @@ pub fn argmax_kernel(values: &[f32], out: &mut [i32], position: &mut [u32], n: u
     }
     let mut top = Shared::<[f32]>::new_slice(threads);
     let mut top_at = Shared::<[u32]>::new_slice(threads);
-    top[unit] = best;
-    top_at[unit] = best_at as u32;
-    sync_cube();
-    #[unroll]
-    for level in 0..8u32 {
-        let stride = comptime![(ARGMAX_THREADS >> (level + 1)) as usize];
-        if unit < stride {
-            let v = top[unit + stride];
-            let at = top_at[unit + stride];
-            let w = top[unit];
-            let wat = top_at[unit];
-            // A real index beats none (n); a larger value wins; equal values keep the lower index.
-            if wat as usize == n || (at as usize != n && (v > w || (v == w && at < wat))) {
-                top[unit] = v;
-                top_at[unit] = at;
-            }
-        }
-        sync_cube();
-    }
+    let id = workgroup_argmax(&mut top, &mut top_at, best, best_at as u32, n as u32, ARGMAX_THREADS);
     if unit == 0 {
-        out[0] = top_at[0] as i32;
+        out[0] = id as i32;
         position[0] += 1u32;
     }
 }
@@ -475,45 +429,6 @@ fn gumbel(draw_key: u32, token: u32) -> f32 {
     -(-(u.ln())).ln()
 }
 
-/// The sum of every thread's `value` (8 levels; `s` is the workgroup's scratch). Every thread
-/// gets it.
-#[cube]
-fn workgroup_sum_f32(s: &mut Shared<[f32]>, value: f32) -> f32 {
-    let unit = UNIT_POS as usize;
-    s[unit] = value;
-    sync_cube();
-    #[unroll]
-    for level in 0..8u32 {
-        let stride = comptime![(SAMPLE_THREADS >> (level + 1)) as usize];
-        if unit < stride {
-            s[unit] += s[unit + stride];
-        }
-        sync_cube();
-    }
-    let total = s[0];
-    sync_cube();
-    total
-}
-
-/// [`workgroup_sum_f32`] for counts.
-#[cube]
-fn workgroup_sum_u32(s: &mut Shared<[u32]>, value: u32) -> u32 {
-    let unit = UNIT_POS as usize;
-    s[unit] = value;
-    sync_cube();
-    #[unroll]
-    for level in 0..8u32 {
-        let stride = comptime![(SAMPLE_THREADS >> (level + 1)) as usize];
-        if unit < stride {
-            s[unit] += s[unit + stride];
-        }
-        sync_cube();
-    }
-    let total = s[0];
-    sync_cube();
-    total
-}
-
 /// The host's `Sampler::sample` on the device, one workgroup: the repetition penalty over the
 /// tokens seen, then (unless `greedy`) top-k and top-p as a floor on the logits' order keys,
 /// each found bit by bit from the top (the largest floor that keeps at least k tokens, then at
@@ -556,18 +471,7 @@ pub fn sample_kernel(
             }
             i += threads;
         }
-        sums[unit] = max;
-        sync_cube();
-        #[unroll]
-        for level in 0..8u32 {
-            let stride = comptime![(SAMPLE_THREADS >> (level + 1)) as usize];
-            if unit < stride && sums[unit + stride] > sums[unit] {
-                sums[unit] = sums[unit + stride];
-            }
-            sync_cube();
-        }
-        max = sums[0];
-        sync_cube();
+        max = workgroup_max_f32(&mut sums, max, SAMPLE_THREADS);
 
         if comptime![use_top_k] {
             for bit in 0..32u32 {
@@ -580,7 +484,7 @@ pub fn sample_kernel(
                     }
                     i += threads;
                 }
-                if workgroup_sum_u32(&mut counts, count) >= top_k {
+                if workgroup_sum_u32(&mut counts, count, SAMPLE_THREADS) >= top_k {
                     floor = candidate;
                 }
             }
@@ -599,7 +503,7 @@ pub fn sample_kernel(
             i += threads;
         }
         if comptime![use_top_p] {
-            let target = top_p * workgroup_sum_f32(&mut sums, mass);
+            let target = top_p * workgroup_sum_f32(&mut sums, mass, SAMPLE_THREADS);
             let mut kept = 0u32;
             for bit in 0..32u32 {
                 let candidate = kept | (0x8000_0000u32 >> bit);
@@ -611,7 +515,7 @@ pub fn sample_kernel(
                     }
                     i += threads;
                 }
-                if workgroup_sum_f32(&mut sums, above) >= target {
+                if workgroup_sum_f32(&mut sums, above, SAMPLE_THREADS) >= target {
                     kept = candidate;
                 }
             }
@@ -639,26 +543,8 @@ pub fn sample_kernel(
         }
         i += threads;
     }
-    sums[unit] = best;
-    counts[unit] = best_at as u32;
-    sync_cube();
-    #[unroll]
-    for level in 0..8u32 {
-        let stride = comptime![(SAMPLE_THREADS >> (level + 1)) as usize];
-        if unit < stride {
-            let v = sums[unit + stride];
-            let at = counts[unit + stride];
-            let w = sums[unit];
-            let wat = counts[unit];
-            if wat as usize == n || (at as usize != n && (v > w || (v == w && at < wat))) {
-                sums[unit] = v;
-                counts[unit] = at;
-            }
-        }
-        sync_cube();
-    }
+    let id = workgroup_argmax(&mut sums, &mut counts, best, best_at as u32, n as u32, SAMPLE_THREADS);
     if unit == 0 {
-        let id = counts[0];
         out[0] = id as i32;
         seen[(id / 32u32) as usize] |= 1u32 << (id % 32u32);
         state[0] += 1u32;
