@@ -71,7 +71,7 @@ pub(crate) const ROWS_PER_CUBE: u32 = 4;
 
 /// Where a 32-value block starts, and how its integers become values: `q · scale + offset`.
 #[derive(CubeType)]
-pub(crate) struct Block {
+struct Block {
     scale: f32,
     offset: f32,
     /// The block's first value word.
@@ -126,7 +126,7 @@ fn q6k_scale(words: &[u32], head: usize, i: usize) -> f32 {
 /// Block `b` of row `r`, in a chunk of `rows` rows (see `cqa_quant::WordLayout`).
 #[cube]
 #[allow(unused_assignments)]
-pub(crate) fn block(words: &[u32], rows: usize, r: usize, b: usize, value_words: usize, scale_words: usize, #[comptime] format: u32) -> Block {
+fn block(words: &[u32], rows: usize, r: usize, b: usize, value_words: usize, scale_words: usize, #[comptime] format: u32) -> Block {
     let row_values = r * value_words;
     let row_scales = rows * value_words + r * scale_words;
     let mut scale = 1.0f32;
@@ -305,7 +305,7 @@ fn iq4_level(n: u32) -> f32 {
 
 /// The block's 32 values as f32 into `out[o..o + 32]`.
 #[cube]
-pub(crate) fn block_write(words: &[u32], blk: &Block, out: &mut [f32], o: usize, #[comptime] format: u32) {
+fn block_write(words: &[u32], blk: &Block, out: &mut [f32], o: usize, #[comptime] format: u32) {
     if comptime![format == Q6K] {
         #[unroll]
         for j in 0..8usize {
@@ -511,9 +511,12 @@ fn dequantize_kernel(
     }
 }
 
-/// Row `ids[k] - row_start` of this chunk of W for every id, or zeros for ids in other chunks.
+/// Row `ids[k] - row_start` of this chunk of W for every id; for ids in other chunks, zeros
+/// (`clear_others`, where the chunks' outputs are summed) or nothing written (the decode step,
+/// whose chunks write disjoint rows of one output).
 #[cube(launch_unchecked)]
-fn embed_kernel(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn embed_kernel(
     ids: &[i32],
     words: &[u32],
     out: &mut [f32],
@@ -524,6 +527,7 @@ fn embed_kernel(
     value_words: u32,
     scale_words: u32,
     #[comptime] format: u32,
+    #[comptime] clear_others: bool,
 ) {
     let cols = cols as usize;
     let blocks = cols / 32;
@@ -536,7 +540,7 @@ fn embed_kernel(
         if id >= row_start as i32 && id < (row_start + rows) as i32 {
             let blk = block(words, rows as usize, (id - row_start as i32) as usize, b, value_words as usize, scale_words as usize, format);
             block_write(words, &blk, out, o, format);
-        } else {
+        } else if comptime![clear_others] {
             for e in 0..32usize {
                 out[o + e] = 0.0f32;
             }
@@ -614,9 +618,10 @@ fn panels(chunk: ChunkShape) -> impl Iterator<Item = (usize, usize)> {
     (0..chunk.rows).step_by(per_panel).map(move |first| (first, per_panel.min(chunk.rows - first)))
 }
 
-fn elementwise_launch(like: &CubeTensor, n: usize) -> (CubeCount, CubeDim) {
-    let dim = CubeDim::new(&like.client, n);
-    (calculate_cube_count_elemwise(&like.client, n, dim), dim)
+/// A launch of one thread an item over `n` items (at least one) on `like`'s device.
+pub(crate) fn elementwise_launch(like: &CubeTensor, n: usize) -> (CubeCount, CubeDim) {
+    let dim = CubeDim::new(&like.client, n.max(1));
+    (calculate_cube_count_elemwise(&like.client, n.max(1), dim), dim)
 }
 
 /// `[.., d]` as `[m, d]`, with the leading dims kept to restore.
@@ -713,6 +718,7 @@ impl PackedMatmulBackend for CubeBackend {
                 chunk.layout.value_words as u32,
                 chunk.layout.scale_words as u32,
                 chunk.layout.format_code(),
+                true,
             );
         }
         dims.push(cols);

@@ -9,13 +9,13 @@
 
 use super::optim::AdamW;
 use crate::gpu_reduce::workgroup_sum_f32;
+use crate::quant::gpu::elementwise_launch;
 use burn::backend::TensorMetadata;
 use burn::tensor::{DType, Shape, Tensor};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
-use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 
 /// Threads of the reduction workgroups.
@@ -160,8 +160,7 @@ pub(super) fn clip_and_update(factors: &[Factor], adamw: &AdamW, max_grad_norm: 
         .map(|(p, g, m, v, n)| {
             let shape = p.shape().clone();
             let outputs = [alloc(n), alloc(n), alloc(n)];
-            let dim = CubeDim::new(&client, n);
-            let count = calculate_cube_count_elemwise(&client, n, dim);
+            let (count, dim) = elementwise_launch(&g, n);
             unsafe {
                 adamw_kernel::launch_unchecked(
                     &client,

@@ -3,7 +3,7 @@
 //! whole piece of a layer that burn's tensor ops spread over several dispatches.
 
 use crate::gpu_reduce::{workgroup_argmax, workgroup_max_f32, workgroup_sum_f32, workgroup_sum_u32};
-use crate::quant::gpu::{LANES, ROWS_PER_CUBE, block, block_write, word_dot};
+use crate::quant::gpu::{LANES, ROWS_PER_CUBE, word_dot};
 use cubecl::prelude::*;
 
 /// What [`project_kernel`] does with each row's sum. The rows are those of matrix `a`, then `b`,
@@ -326,29 +326,6 @@ pub fn attention_kernel(
         start += chunk;
     }
     out[h * head_dim + d] = acc / sum;
-}
-
-/// The embedding row of `token[0]` into `out`, if that row is in this chunk of the matrix (one
-/// thread a 32-value block; chunks write disjoint rows, so they need no sum).
-#[cube(launch_unchecked)]
-#[allow(clippy::too_many_arguments)]
-pub fn embed_token_kernel(
-    token: &[i32],
-    words: &[u32],
-    out: &mut [f32],
-    rows: u32,
-    row_start: u32,
-    cols: u32,
-    value_words: u32,
-    scale_words: u32,
-    #[comptime] format: u32,
-) {
-    let b = ABSOLUTE_POS;
-    let id = token[0];
-    if b < (cols / 32) as usize && id >= row_start as i32 && id < (row_start + rows) as i32 {
-        let blk = block(words, rows as usize, (id - row_start as i32) as usize, b, value_words as usize, scale_words as usize, format);
-        block_write(words, &blk, out, 32 * b, format);
-    }
 }
 
 /// The index of the largest of `n` values, the first on ties (as the host's `argmax`), into

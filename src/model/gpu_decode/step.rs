@@ -2,7 +2,7 @@
 //! session's cache and scratch buffers allocated once, and the kernels launched in order.
 
 use super::kernels::{
-    ARGMAX_THREADS, GATED, RESIDUAL, SAMPLE_THREADS, STACKED, argmax_kernel, attention_kernel, embed_token_kernel,
+    ARGMAX_THREADS, GATED, RESIDUAL, SAMPLE_THREADS, STACKED, argmax_kernel, attention_kernel,
     import_cache_kernel, lora_down_kernel, project_kernel, rope_cache_kernel, sample_kernel,
 };
 use crate::generate::Sampler;
@@ -10,13 +10,12 @@ use crate::error::{Error, Result};
 use crate::model::layers::{BaseLinear, StoredLinear, StoredWeight, TokenEmbedding};
 use crate::model::{KvCache, Llama};
 use crate::lora::{LoraFactors, Projection};
-use crate::quant::gpu::{ChunkShape, LANES, ROWS_PER_CUBE};
+use crate::quant::gpu::{ChunkShape, LANES, ROWS_PER_CUBE, elementwise_launch as elementwise, embed_kernel};
 use burn::tensor::{DType, Int, Shape, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
-use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 
 /// Dispatches a layer costs without adapters (an adapter adds one for each product whose
@@ -392,19 +391,21 @@ impl GpuDecoder {
         let cols = w.chunk.layout.cols;
         let (count, dim) = elementwise(&self.hidden, cols / 32);
         unsafe {
-            embed_token_kernel::launch_unchecked(
+            embed_kernel::launch_unchecked(
                 &self.hidden.client,
                 count,
                 dim,
                 token.clone().into_buffer_arg(),
                 w.words.clone().into_buffer_arg(),
                 self.hidden.clone().into_buffer_arg(),
+                1,
                 w.rows(),
                 w.chunk.row_start as u32,
                 cols as u32,
                 w.value_words(),
                 w.scale_words(),
                 w.format(),
+                false,
             );
         }
     }
@@ -585,7 +586,4 @@ fn import(src: CubeTensor, dst: &CubeTensor, kv_heads: usize, len: usize, capaci
     }
 }
 
-fn elementwise(like: &CubeTensor, n: usize) -> (CubeCount, CubeDim) {
-    let dim = CubeDim::new(&like.client, n.max(1));
-    (calculate_cube_count_elemwise(&like.client, n.max(1), dim), dim)
-}
+
