@@ -7,6 +7,8 @@
 //! from the blocks differs from an f32 matmul on the dequantized matrix only in the order of its
 //! sums.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod format;
 mod formats;
 mod kernels;

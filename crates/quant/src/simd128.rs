@@ -1,4 +1,5 @@
-//! The decode dot products written with WebAssembly SIMD128 (the browser's CPU path).
+//! The decode dot products written with WebAssembly SIMD128 (the browser's CPU path): Q8_0, Q4_0,
+//! Q4_1, Q4_K, Q6_K, and IQ4_NL / IQ4_XS, whose levels a byte shuffle looks up sixteen at once.
 //!
 //! LLVM vectorizes the portable kernels in `kernels.rs` for wasm only in part: it turns the
 //! signed bytes of Q8_0 (and Q4_0's and Q6_K's offsets) into floats one lane at a time, with an
@@ -151,6 +152,41 @@ pub(crate) fn dot_q6_k<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
                     acc = scale_add(d * (sc[is + 2 * k] as i8) as f32, p, acc);
                 }
             }
+        }
+    }
+    sum(acc)
+}
+
+/// One IQ4 run: 16 bytes of nibbles (elements 0..16 low, 16..32 high) looked up in the sixteen
+/// levels by a byte shuffle, against `x[at..at + 32]` (see the portable `iq4_nl::dot_nibbles`).
+#[inline(always)]
+fn iq4_run(q: v128, x: &[f32], at: usize) -> Lanes {
+    // SAFETY: the levels are 16 bytes.
+    let levels = unsafe { v128_load(crate::formats::IQ4_LEVELS.as_ptr() as *const v128) };
+    let nibble = u8x16_splat(0x0f);
+    let (lo, hi) = (i8x16_swizzle(levels, v128_and(q, nibble)), i8x16_swizzle(levels, u8x16_shr(q, 4)));
+    let p = mul_add(i8_to_f32(lo), load(x, at), ZERO);
+    mul_add(i8_to_f32(hi), load(x, at + 16), p)
+}
+
+/// IQ4_NL; see the portable `iq4_nl::dot`.
+pub(crate) fn dot_iq4_nl<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = ZERO;
+    for (b, xb) in row.chunks_exact(18).zip(x.chunks_exact(32)) {
+        acc = scale_add(crate::formats::scale(b, 0), iq4_run(bytes(b, 2), xb, 0), acc);
+    }
+    sum(acc)
+}
+
+/// IQ4_XS; see the portable `iq4_xs::dot`.
+pub(crate) fn dot_iq4_xs<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = ZERO;
+    for (b, xb) in row.chunks_exact(136).zip(x.chunks_exact(256)) {
+        let d = crate::formats::scale(b, 0);
+        let scales_high = u16::from_le_bytes([b[2], b[3]]);
+        for i in 0..8 {
+            let scale = d * crate::formats::iq4_xs::sub_block_scale(b, scales_high, i);
+            acc = scale_add(scale, iq4_run(bytes(b, 8 + 16 * i), xb, 32 * i), acc);
         }
     }
     sum(acc)

@@ -39,11 +39,27 @@ pub(crate) fn dot_nibbles<const FMA: bool>(acc: &mut [f32; LANES], d: f32, q: &[
     }
 }
 
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 pub(crate) fn dot<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: the FMA kernels run only at the AVX2 level and above (`kernels::dot_rows`).
+        return unsafe { crate::avx2::dot_iq4_nl(row, x) };
+    }
+    dot_portable::<FMA>(row, x)
+}
+
+/// The dot product without the arch files (the reference the AVX2 version is tested against).
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn dot_portable<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     for (b, xb) in row.chunks_exact(18).zip(x.chunks_exact(32)) {
         dot_nibbles::<FMA>(&mut acc, scale(b, 0), &b[2..18], xb);
     }
     acc.iter().sum()
 }
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) use crate::simd128::dot_iq4_nl as dot;

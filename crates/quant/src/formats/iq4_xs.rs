@@ -23,19 +23,41 @@ pub(crate) fn decode(bytes: &[u8], out: &mut [f32]) {
     }
 }
 
+/// Sub-block `i`'s scale of the super-block `b` (whose u16 of high scale bits is `scales_high`),
+/// before `d`: its 6-bit scale less 32.
+#[inline(always)]
+pub(crate) fn sub_block_scale(b: &[u8], scales_high: u16, i: usize) -> f32 {
+    let low = (b[4 + i / 2] >> (4 * (i % 2))) & 0x0f;
+    let high = ((scales_high >> (2 * i)) & 3) as u8;
+    ((low | (high << 4)) as i32 - 32) as f32
+}
+
 /// Each sub-block of 32 as an IQ4_NL block with its own scale.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 pub(crate) fn dot<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: the FMA kernels run only at the AVX2 level and above (`kernels::dot_rows`).
+        return unsafe { crate::avx2::dot_iq4_xs(row, x) };
+    }
+    dot_portable::<FMA>(row, x)
+}
+
+/// The dot product without the arch files (the reference the AVX2 version is tested against).
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn dot_portable<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     for (b, xb) in row.chunks_exact(136).zip(x.chunks_exact(256)) {
         let d = scale(b, 0);
         let scales_high = u16::from_le_bytes([b[2], b[3]]);
         for (i, (q, xs)) in b[8..136].chunks_exact(16).zip(xb.chunks_exact(32)).enumerate() {
-            let low = (b[4 + i / 2] >> (4 * (i % 2))) & 0x0f;
-            let high = ((scales_high >> (2 * i)) & 3) as u8;
-            let dl = d * ((low | (high << 4)) as i32 - 32) as f32;
-            super::iq4_nl::dot_nibbles::<FMA>(&mut acc, dl, q, xs);
+            super::iq4_nl::dot_nibbles::<FMA>(&mut acc, d * sub_block_scale(b, scales_high, i), q, xs);
         }
     }
     acc.iter().sum()
 }
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) use crate::simd128::dot_iq4_xs as dot;
