@@ -1,5 +1,6 @@
 //! The decode dot products written with WebAssembly SIMD128 (the browser's CPU path): Q8_0, Q4_0,
-//! Q4_1, Q4_K, Q6_K, and IQ4_NL / IQ4_XS, whose levels a byte shuffle looks up sixteen at once.
+//! Q4_1, Q4_K, Q6_K; IQ4_NL / IQ4_XS, whose levels a byte shuffle looks up sixteen at once; and
+//! Q5_0 / Q5_1, whose fifth bits a shuffle and a compare set thirty-two at once.
 //!
 //! LLVM vectorizes the portable kernels in `kernels.rs` for wasm only in part: it turns the
 //! signed bytes of Q8_0 (and Q4_0's and Q6_K's offsets) into floats one lane at a time, with an
@@ -190,4 +191,30 @@ pub(crate) fn dot_iq4_xs<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
         }
     }
     sum(acc)
+}
+
+/// Q5_0 (`OFFSET`) or Q5_1; see the portable `q5_0::dot_five_bit`. Each value's fifth bit: a
+/// swizzle spreads the `qh` word's bytes, a compare turns bit j of byte j / 8 into 0 or 16.
+pub(crate) fn dot_five_bit<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
+    let (block_bytes, qh_at) = if OFFSET { (22, 2) } else { (24, 4) };
+    let mut acc = ZERO;
+    let mut minimum = 0f32;
+    let (nibble, sixteen) = (u8x16_splat(0x0f), u8x16_splat(16));
+    let bit = u64x2_splat(0x8040_2010_0804_0201);
+    let (select_low, select_high) = (u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), u8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    for (k, (b, xb)) in row.chunks_exact(block_bytes).zip(x.chunks_exact(32)).enumerate() {
+        let qh = u32x4_splat(u32::from_le_bytes([b[qh_at], b[qh_at + 1], b[qh_at + 2], b[qh_at + 3]]));
+        let fifth = |select: v128| v128_and(i8x16_eq(v128_and(i8x16_swizzle(qh, select), bit), bit), sixteen);
+        let q = bytes(b, qh_at + 4);
+        let (lo, hi) = (v128_or(v128_and(q, nibble), fifth(select_low)), v128_or(u8x16_shr(q, 4), fifth(select_high)));
+        // Values are 0..31: as signed bytes they are the same numbers, and so after − 16.
+        let (lo, hi) = if OFFSET { (i8x16_sub(lo, sixteen), i8x16_sub(hi, sixteen)) } else { (lo, hi) };
+        let p = mul_add(i8_to_f32(lo), load(xb, 0), ZERO);
+        let p = mul_add(i8_to_f32(hi), load(xb, 16), p);
+        acc = scale_add(crate::formats::scale(b, 0), p, acc);
+        if !OFFSET {
+            minimum = crate::formats::scale(b, 2) * block_sums[k] + minimum;
+        }
+    }
+    sum(acc) + minimum
 }

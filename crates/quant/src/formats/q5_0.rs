@@ -31,8 +31,21 @@ pub(crate) fn dot<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
 }
 
 /// Q5_0 (`OFFSET`: value `(q − 16)·d`) or Q5_1 (value `q·d + min`, the min times Σx per block).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 pub(crate) fn dot_five_bit<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: the FMA kernels run only at the AVX2 level and above (`kernels::dot_rows`).
+        return unsafe { crate::avx2::dot_five_bit::<OFFSET>(row, x, block_sums) };
+    }
+    dot_five_bit_portable::<FMA, OFFSET>(row, x, block_sums)
+}
+
+/// [`dot_five_bit`] without the arch files (the reference the AVX2 version is tested against).
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn dot_five_bit_portable<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
     let (block_bytes, qh_at) = if OFFSET { (22, 2) } else { (24, 4) };
     let mut acc = [0f32; LANES];
     let mut minimum = 0f32;
@@ -56,6 +69,9 @@ pub(crate) fn dot_five_bit<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &
     }
     acc.iter().sum::<f32>() + minimum
 }
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) use crate::simd128::dot_five_bit;
 
 #[cfg(test)]
 mod tests {
