@@ -12,7 +12,8 @@
 
 mod checkpoint;
 mod config;
-#[cfg(feature = "gpu-kernels")]
+// The GPU kernels take plain CubeCL tensors, which burn's fusion build wraps (as `model::gpu_decode`).
+#[cfg(all(feature = "gpu-kernels", not(feature = "fusion")))]
 mod gpu_optim;
 mod optim;
 mod run;
@@ -322,7 +323,7 @@ impl Trainer {
         self.model.projections().into_iter().filter_map(|(_, p)| p.lora.as_ref()).flat_map(|l| [l.a.val().inner(), l.b.val().inner()]).collect()
     }
 
-    #[cfg(feature = "gpu-kernels")]
+    #[cfg(all(feature = "gpu-kernels", not(feature = "fusion")))]
     fn clip_and_update_on_gpu(&self, grads: &[Tensor<2>], optimizer: &AdamW, max_norm: Option<f64>) -> Option<(Vec<[Tensor<2>; 3]>, Tensor<1>)> {
         let moments = self.moments.iter().flat_map(|m| [(m.m_a.clone(), m.v_a.clone()), (m.m_b.clone(), m.v_b.clone())]);
         let factors: Vec<gpu_optim::Factor> =
@@ -330,7 +331,7 @@ impl Trainer {
         gpu_optim::clip_and_update(&factors, optimizer, max_norm)
     }
 
-    #[cfg(not(feature = "gpu-kernels"))]
+    #[cfg(not(all(feature = "gpu-kernels", not(feature = "fusion"))))]
     fn clip_and_update_on_gpu(&self, _grads: &[Tensor<2>], _optimizer: &AdamW, _max_norm: Option<f64>) -> Option<(Vec<[Tensor<2>; 3]>, Tensor<1>)> {
         None
     }
