@@ -42,7 +42,7 @@ const SHELL = [
   'panels/annotate/coverage.js', 'panels/annotate/import.js', 'panels/annotate/annotators.js',
   'panels/train/settings.js', 'panels/train/locks.js', 'panels/train/view.js', 'panels/train/job.js',
   'lib/training-run.js', 'lib/storage-room.js', 'lib/engine-requests.js', 'lib/gpu-device.js', 'lib/engine-memory.js',
-  'lib/adapter-files.js', 'lib/checkpoint-file.js', 'lib/engine-choice.js', 'panels/train/checkpoints.js',
+  'lib/adapter-files.js', 'lib/checkpoint-file.js', 'lib/bounded-zip.js', 'lib/engine-choice.js', 'panels/train/checkpoints.js',
   'vendor/uPlot.esm.js', 'vendor/uPlot.min.css', 'vendor/idb.js', 'vendor/fflate.js',
   'pkg/cqa_studio.js', 'pkg/cqa_studio_bg.wasm', 'pkg-threads/cqa_studio.js', 'pkg-threads/cqa_studio_bg.wasm', 'lib/pool-worker.js',
   'data/samples/annotations.jsonl', 'data/samples/annotations-second-annotator.jsonl', 'data/benchmarks/calibration.jsonl',

@@ -3,7 +3,7 @@
 // whole. It runs in the data worker, so a large or hostile file never holds up the page: a zip is
 // filtered to the two entries an adapter has, each capped by its declared size, and an entry
 // that inflates past its declared size is refused (a 4 MB entry of deflated zeros can claim 4 GB).
-import { unzipSync } from '../vendor/fflate.js';
+import { unzipBounded } from './bounded-zip.js';
 
 const MiB = 1024 * 1024;
 /** adapter_config.json: a few hundred bytes in practice. */
@@ -15,6 +15,7 @@ export const MAX_ZIP_BYTES = MAX_WEIGHTS_BYTES + 16 * MiB;
 
 const CONFIG = 'adapter_config.json';
 const WEIGHTS = 'adapter_model.safetensors';
+const LIMITS = new Map([[CONFIG, MAX_CONFIG_BYTES], [WEIGHTS, MAX_WEIGHTS_BYTES]]);
 const baseName = (path) => path.split('/').pop();
 const size = (n) => `${(n / MiB).toFixed(1)} MiB`;
 
@@ -36,33 +37,19 @@ export async function readAdapterFiles({ zip, config, weights }) {
 
 async function readZip(file) {
   if (file.size > MAX_ZIP_BYTES) throw new Error(`${file.name} is ${size(file.size)}, more than the ${size(MAX_ZIP_BYTES)} a PEFT zip may take`);
-  const bytes = new Uint8Array(await file.arrayBuffer());
-  const declared = new Map();
-  let entries;
-  try {
-    entries = unzipSync(bytes, {
-      // Only the adapter's two entries are inflated, and only when their declared sizes fit.
-      filter(entry) {
-        const name = baseName(entry.name);
-        if (name !== CONFIG && name !== WEIGHTS) return false;
-        const max = name === CONFIG ? MAX_CONFIG_BYTES : MAX_WEIGHTS_BYTES;
-        if (entry.originalSize > max) throw tooBig(name, entry.originalSize, max);
-        if (declared.has(name)) throw new Error(`${file.name} holds more than one ${name}`);
-        declared.set(name, entry.originalSize);
-        return true;
-      },
-    });
-  } catch (e) {
-    const message = String(e?.message || e);
-    if (/invalid zip|unexpected EOF|invalid (block|length|distance)|unknown compression/i.test(message)) throw new Error(`${file.name} is not a readable zip archive`);
-    throw e;
-  }
-  const find = (n) => Object.keys(entries).find((k) => baseName(k) === n);
-  const c = find(CONFIG);
-  const w = find(WEIGHTS);
-  if (!c || !w) throw new Error(`${file.name} must hold ${CONFIG} and ${WEIGHTS}`);
-  for (const [k, name] of [[c, CONFIG], [w, WEIGHTS]]) {
-    if (entries[k].length !== declared.get(name)) throw new Error(`${file.name}: ${name} does not inflate to the size the zip declares for it (a damaged or hostile archive)`);
-  }
+  // Only the adapter's two entries are inflated, and only when their declared sizes fit.
+  const { entries } = unzipBounded(new Uint8Array(await file.arrayBuffer()), {
+    limitOf: (name) => LIMITS.get(baseName(name)) ?? null,
+    key: baseName,
+    say: {
+      tooBig: (name, bytes, max) => tooBig(name, bytes, max).message,
+      duplicate: (name) => `${file.name} holds more than one ${name}`,
+      total: () => `${file.name} is too large`,
+      sizeLies: (name) => `${file.name}: ${name} does not inflate to the size the zip declares for it (a damaged or hostile archive)`,
+      notZip: () => `${file.name} is not a readable zip archive`,
+    },
+  });
+  const [c, w] = [CONFIG, WEIGHTS];
+  if (!entries[c] || !entries[w]) throw new Error(`${file.name} must hold ${CONFIG} and ${WEIGHTS}`);
   return { config: new TextDecoder().decode(entries[c]), weights: entries[w] };
 }

@@ -5,7 +5,8 @@
 // refuses to store its checkpoints, can outlive the window. Reading one is bounded like every
 // other input, in the data worker: the file's size, each entry's declared size, which entries are
 // inflated at all, and an entry that inflates past what it declares is refused.
-import { zipSync, unzipSync, strToU8, strFromU8 } from '../vendor/fflate.js';
+import { zipSync, strToU8, strFromU8 } from '../vendor/fflate.js';
+import { unzipBounded } from './bounded-zip.js';
 
 export const CHECKPOINT_FILE_FORMAT = 'cqa-run-checkpoint';
 export const CHECKPOINT_FILE_VERSION = 1;
@@ -18,6 +19,7 @@ export const MAX_FILE_BYTES = MAX_CHECKPOINT_BYTES + MAX_RUN_BYTES;
 
 const RUN = 'run.json';
 const CHECKPOINT = 'checkpoint.safetensors';
+const LIMITS = new Map([[RUN, MAX_RUN_BYTES], [CHECKPOINT, MAX_CHECKPOINT_BYTES]]);
 const mib = (n) => `${(n / MiB).toFixed(1)} MiB`;
 
 /** The file name for `run`'s checkpoint at `step`. */
@@ -38,29 +40,17 @@ export function checkpointZip(run, step, bytes) {
  */
 export async function readCheckpointFile(file) {
   if (file.size > MAX_FILE_BYTES) throw new Error(`it is ${mib(file.size)}, more than the ${mib(MAX_FILE_BYTES)} a checkpoint file may take: is it the right file?`);
-  const zip = new Uint8Array(await file.arrayBuffer());
-  const declared = new Map();
-  let entries;
-  try {
-    entries = unzipSync(zip, {
-      filter(entry) {
-        if (entry.name !== RUN && entry.name !== CHECKPOINT) return false;
-        const max = entry.name === RUN ? MAX_RUN_BYTES : MAX_CHECKPOINT_BYTES;
-        if (entry.originalSize > max) throw new Error(`its ${entry.name} is ${mib(entry.originalSize)}, more than the ${mib(max)} it may take`);
-        if (declared.has(entry.name)) throw new Error(`it holds more than one ${entry.name}`);
-        declared.set(entry.name, entry.originalSize);
-        return true;
-      },
-    });
-  } catch (e) {
-    const message = String(e?.message || e);
-    if (/invalid zip|unexpected EOF|invalid (block|length|distance)|unknown compression/i.test(message)) throw new Error('it is not a readable zip archive');
-    throw e;
-  }
+  const { entries } = unzipBounded(new Uint8Array(await file.arrayBuffer()), {
+    limitOf: (name) => LIMITS.get(name) ?? null,
+    say: {
+      tooBig: (name, bytes, max) => `its ${name} is ${mib(bytes)}, more than the ${mib(max)} it may take`,
+      duplicate: (name) => `it holds more than one ${name}`,
+      total: () => 'its entries are too large',
+      sizeLies: (name) => `its ${name} does not inflate to the size the zip declares for it (a damaged or hostile archive)`,
+      notZip: () => 'it is not a readable zip archive',
+    },
+  });
   if (!entries[RUN] || !entries[CHECKPOINT]) throw new Error(`it is not a cqa-studio checkpoint file, which holds ${RUN} and ${CHECKPOINT} (“Download checkpoint” in the Train panel makes one)`);
-  for (const entry of [RUN, CHECKPOINT]) {
-    if (entries[entry].length !== declared.get(entry)) throw new Error(`its ${entry} does not inflate to the size the zip declares for it (a damaged or hostile archive)`);
-  }
   let doc;
   try { doc = JSON.parse(strFromU8(entries[RUN])); } catch { throw new Error(`its ${RUN} is not JSON`); }
   if (doc?.format !== CHECKPOINT_FILE_FORMAT) throw new Error(`it is not a cqa-studio checkpoint file (its ${RUN} has no "format": "${CHECKPOINT_FILE_FORMAT}")`);

@@ -2,7 +2,8 @@
 // reads (records, benchmark, adapters' settings and loss history, reports, the model's name, size
 // and SHA-256), and each adapter's weights under adapters/. Reading one is bounded like every
 // other input: the file's size, each entry's size, the total, and which entries are read at all.
-import { zipSync, unzipSync, strToU8, strFromU8 } from '../vendor/fflate.js';
+import { zipSync, strToU8, strFromU8 } from '../vendor/fflate.js';
+import { unzipBounded } from './bounded-zip.js';
 
 export const STUDY_FORMAT = 'cqa-study';
 export const STUDY_VERSION = 1;
@@ -42,25 +43,17 @@ const mib = (n) => `${Math.round(n / 2 ** 20)} MiB`;
  */
 export async function readStudyZip(bytes) {
   if (bytes.length > MAX_STUDY_BYTES) throw new Error(`the file is ${mib(bytes.length)}, more than the ${mib(MAX_STUDY_BYTES)} a study may be`);
-  let total = 0;
-  const skipped = [];
-  let entries;
-  try {
-    entries = unzipSync(bytes, {
-      filter(f) {
-        const wanted = f.name === 'study.json' || WEIGHTS.test(f.name);
-        if (!wanted) { skipped.push(f.name); return false; }
-        const limit = f.name === 'study.json' ? MAX_DOCUMENT_BYTES : MAX_WEIGHTS_BYTES;
-        if (f.originalSize > limit) throw new Error(`its entry ${f.name} unpacks to ${mib(f.originalSize)}, more than the ${mib(limit)} allowed`);
-        total += f.originalSize;
-        if (total > MAX_TOTAL_BYTES) throw new Error(`its entries unpack to more than the ${mib(MAX_TOTAL_BYTES)} allowed`);
-        return true;
-      },
-    });
-  } catch (e) {
-    const message = String(e?.message || e);
-    throw new Error(/^(its|the file)/.test(message) ? message : `it is not a readable zip archive (${message})`);
-  }
+  const { entries, skipped } = unzipBounded(bytes, {
+    limitOf: (name) => (name === 'study.json' ? MAX_DOCUMENT_BYTES : WEIGHTS.test(name) ? MAX_WEIGHTS_BYTES : null),
+    maxTotal: MAX_TOTAL_BYTES,
+    say: {
+      tooBig: (name, size, max) => `its entry ${name} unpacks to ${mib(size)}, more than the ${mib(max)} allowed`,
+      duplicate: (name) => `it holds more than one ${name}`,
+      total: (max) => `its entries unpack to more than the ${mib(max)} allowed`,
+      sizeLies: (name) => `its entry ${name} does not unpack to the size the zip declares for it (a damaged or hostile archive)`,
+      notZip: (message) => `it is not a readable zip archive (${message})`,
+    },
+  });
   if (!entries['study.json']) throw new Error('it has no study.json: is this a *.cqa-study.zip?');
   const text = strFromU8(entries['study.json']);
   let doc;
