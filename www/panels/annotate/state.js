@@ -267,6 +267,10 @@ async function runSaver(s) {
   } catch (e) {
     saveFailed(s.row);
     markSaved(false, e);
+    // Into the journal at once, not only when the tab is hidden or frozen: a tab that dies with
+    // no event (a crash, an out-of-memory kill, a discard whose freeze came too late to write)
+    // still leaves the edit for the next tab to store.
+    keepUnsaved();
   }
 }
 
