@@ -8,9 +8,9 @@
 
 use cubecl::prelude::*;
 
-/// The sum of every thread's `value`.
+/// The sum of every thread's `value` (f32 sums, u32 counts).
 #[cube]
-pub(crate) fn workgroup_sum_f32(s: &mut Shared<[f32]>, value: f32, #[comptime] threads: u32) -> f32 {
+pub(crate) fn workgroup_sum<N: Numeric>(s: &mut Shared<[N]>, value: N, #[comptime] threads: u32) -> N {
     let unit = UNIT_POS as usize;
     s[unit] = value;
     sync_cube();
@@ -18,26 +18,8 @@ pub(crate) fn workgroup_sum_f32(s: &mut Shared<[f32]>, value: f32, #[comptime] t
     for level in 0..comptime![threads.trailing_zeros()] {
         let stride = comptime![(threads >> (level + 1)) as usize];
         if unit < stride {
-            s[unit] += s[unit + stride];
-        }
-        sync_cube();
-    }
-    let total = s[0];
-    sync_cube();
-    total
-}
-
-/// [`workgroup_sum_f32`] for counts.
-#[cube]
-pub(crate) fn workgroup_sum_u32(s: &mut Shared<[u32]>, value: u32, #[comptime] threads: u32) -> u32 {
-    let unit = UNIT_POS as usize;
-    s[unit] = value;
-    sync_cube();
-    #[unroll]
-    for level in 0..comptime![threads.trailing_zeros()] {
-        let stride = comptime![(threads >> (level + 1)) as usize];
-        if unit < stride {
-            s[unit] += s[unit + stride];
+            let other = s[unit + stride];
+            s[unit] += other;
         }
         sync_cube();
     }

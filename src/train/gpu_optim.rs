@@ -8,7 +8,7 @@
 //! the two paths agree to rounding (the test below holds them to 1e-6).
 
 use super::optim::AdamW;
-use crate::gpu_reduce::workgroup_sum_f32;
+use crate::gpu_reduce::workgroup_sum;
 use crate::quant::gpu::elementwise_launch;
 use burn::backend::TensorMetadata;
 use burn::tensor::{DType, Shape, Tensor};
@@ -33,7 +33,7 @@ fn sum_squares_kernel(g: &[f32], partials: &mut [f32], n: u32, slot: u32) {
         i += comptime![THREADS as usize];
     }
     let mut s = Shared::<[f32]>::new_slice(comptime![THREADS as usize]);
-    let total = workgroup_sum_f32(&mut s, acc, THREADS);
+    let total = workgroup_sum(&mut s, acc, THREADS);
     if unit == 0 {
         partials[slot as usize] = total;
     }
@@ -51,7 +51,7 @@ fn clip_kernel(partials: &[f32], out: &mut [f32], count: u32, max_norm: f32, #[c
         i += comptime![THREADS as usize];
     }
     let mut s = Shared::<[f32]>::new_slice(comptime![THREADS as usize]);
-    let total = workgroup_sum_f32(&mut s, acc, THREADS);
+    let total = workgroup_sum(&mut s, acc, THREADS);
     if unit == 0 {
         let norm = total.sqrt();
         let mut coef = 1.0f32;

@@ -2,7 +2,7 @@
 //! through the same block decoder as the stored-weight products (`quant::gpu`), and each does a
 //! whole piece of a layer that burn's tensor ops spread over several dispatches.
 
-use crate::gpu_reduce::{workgroup_argmax, workgroup_max_f32, workgroup_sum_f32, workgroup_sum_u32};
+use crate::gpu_reduce::{workgroup_argmax, workgroup_max_f32, workgroup_sum};
 use crate::quant::gpu::{LANES, ROWS_PER_CUBE, word_dot};
 use cubecl::prelude::*;
 
@@ -109,7 +109,7 @@ pub fn project_kernel(
             sq += x[i] * x[i];
             i += THREADS;
         }
-        let total = workgroup_sum_f32(&mut partial, sq, comptime![THREADS as u32]);
+        let total = workgroup_sum(&mut partial, sq, comptime![THREADS as u32]);
         inv = 1.0f32 / (total / f32::cast_from(cols as u32) + eps).sqrt();
     }
     let mut sum_a = 0.0f32;
@@ -199,10 +199,10 @@ pub fn lora_down_kernel(x: &[f32], norm: &[f32], a_t: &[f32], t: &mut [f32], col
         i += THREADS;
     }
     if comptime![normed] {
-        let total = workgroup_sum_f32(&mut partial, sq, comptime![THREADS as u32]);
+        let total = workgroup_sum(&mut partial, sq, comptime![THREADS as u32]);
         inv = 1.0f32 / (total / f32::cast_from(cols as u32) + eps).sqrt();
     }
-    let total = workgroup_sum_f32(&mut partial, acc, comptime![THREADS as u32]);
+    let total = workgroup_sum(&mut partial, acc, comptime![THREADS as u32]);
     if unit == 0 {
         if j < lora_rows as usize {
             t[j] = total * inv;
@@ -461,7 +461,7 @@ pub fn sample_kernel(
                     }
                     i += threads;
                 }
-                if workgroup_sum_u32(&mut counts, count, SAMPLE_THREADS) >= top_k {
+                if workgroup_sum(&mut counts, count, SAMPLE_THREADS) >= top_k {
                     floor = candidate;
                 }
             }
@@ -480,7 +480,7 @@ pub fn sample_kernel(
             i += threads;
         }
         if comptime![use_top_p] {
-            let target = top_p * workgroup_sum_f32(&mut sums, mass, SAMPLE_THREADS);
+            let target = top_p * workgroup_sum(&mut sums, mass, SAMPLE_THREADS);
             let mut kept = 0u32;
             for bit in 0..32u32 {
                 let candidate = kept | (0x8000_0000u32 >> bit);
@@ -492,7 +492,7 @@ pub fn sample_kernel(
                     }
                     i += threads;
                 }
-                if workgroup_sum_f32(&mut sums, above, SAMPLE_THREADS) >= target {
+                if workgroup_sum(&mut sums, above, SAMPLE_THREADS) >= target {
                     kept = candidate;
                 }
             }
