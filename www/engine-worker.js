@@ -10,7 +10,7 @@
 // (lib/engine-memory.js), the model files (lib/model-files.js), the token loops
 // (lib/model-loops.js); here, the device choice, the models and the handlers.
 import { allowList, ensureThreadedWasm, ensureWasm, lookup, messageOf, post, refuse, runJob, serve, simulateCrash, yieldToEvents } from './lib/worker-core.js';
-import { forgetModels, ggufNeed, hfNeed, readGguf, readHfFiles, sha256Hex, storeModel } from './lib/model-files.js';
+import { forgetModels, ggufNeed, hfNeed, openGguf, readHfFiles, streamIntoEngine } from './lib/model-files.js';
 import { measureAgreement, stream, verdictAfter } from './lib/model-loops.js';
 import { TEST_HOOKS } from './lib/test-hooks.js';
 import { CONCURRENT, ENGINE_CONTROLS, requestNames } from './lib/engine-requests.js';
@@ -131,27 +131,31 @@ async function load(msg, ev) {
     await yieldToEvents();
     next = m.WebModel.loadHf(f.shards, f.configText, f.tokenizer, f.tokenizerConfigText);
   } else {
-    // A file from the disk is measured from its header before it is read whole.
+    // A file from the disk is measured from its header before it is read; a cached or downloaded
+    // one as its first pieces arrive (streamIntoEngine). Either way before room is set aside.
+    const check = (n) => { need = n; refuseIfTooBig(n, budget, memoryOf()); };
     if (msg.file) {
       const file = msg.file;
-      need = await ggufNeed(m, async (n) => new Uint8Array(await file.slice(0, n).arrayBuffer()), file.size);
-      refuseIfTooBig(need, budget, memoryOf());
+      check(await ggufNeed(m, async (n) => new Uint8Array(await file.slice(0, n).arrayBuffer()), file.size));
     }
-    const f = await readGguf(msg, ev, m.schema().default_model);
+    const f = await openGguf(msg, ev, m.schema().default_model);
     ({ name, source, cached, fromCache } = f);
-    if (!msg.file) {
-      need = await ggufNeed(m, async (n) => f.bytes.subarray(0, n), f.bytes.length);
-      refuseIfTooBig(need, budget, memoryOf());
+    try {
+      dropTuned(); // a cache of merged weights: freed before the file needs the memory
+      const upload = await streamIntoEngine(m, f, (loaded, total) => ev({ type: 'progress', stage: f.stage, loaded, total, message: f.message }), msg.file ? null : check);
+      const size = upload.length;
+      ev({ type: 'progress', stage: 'prepare', loaded: size, total: size, message: `Preparing ${name} (${(size / 1e6).toFixed(1)} MB) for ${backendWords()}…` });
+      // The file's identity, so a study can name the model it was made with.
+      identity = { name, size, sha256: upload.sha256() };
+      await yieldToEvents();
+      next = m.WebModel.loadUpload(upload);
+    } catch (e) {
+      await f.discard();
+      throw e;
     }
-    ev({ type: 'progress', stage: 'prepare', loaded: f.bytes.length, total: f.bytes.length, message: `Preparing ${name} (${(f.bytes.length / 1e6).toFixed(1)} MB) for ${backendWords()}…` });
-    // The file's identity, so a study can name the model it was made with.
-    identity = { name, size: f.bytes.length, sha256: await sha256Hex(f.bytes) };
-    dropTuned(); // a cache of merged weights: freed before the new weights need the memory
-    await yieldToEvents();
-    next = m.WebModel.loadGguf(f.bytes);
     // Cache only what loaded: a broken file is not kept; nor any where the page asks (`keep:
     // false`: its storage is small, and kept for the adapters).
-    if (!cached && msg.keep !== false) cached = await storeModel(f.cacheKey, f.bytes, f.validators);
+    if (!cached) cached = await f.keep();
   }
   let info;
   try {

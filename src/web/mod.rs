@@ -34,9 +34,11 @@ mod raters;
 #[cfg(feature = "wasm-threads")]
 mod threads;
 mod train;
+mod upload;
 pub use appreciate::appreciation_report;
 pub use raters::study_agreement_js;
 pub use train::{WebTrainControl, WebTrainer};
+pub use upload::ModelUpload;
 
 type JsResult<T> = Result<T, JsError>;
 
@@ -165,6 +167,14 @@ impl WebModel {
     /// Loads a GGUF file from its bytes.
     #[wasm_bindgen(js_name = loadGguf)]
     pub fn load_gguf(bytes: Vec<u8>) -> JsResult<WebModel> {
+        Ok(WebModel::wrap(LanguageModel::from_gguf_bytes(bytes, WeightMode::Stored, &current_device()?)?))
+    }
+
+    /// Loads a GGUF file the page wrote piece by piece into a [`ModelUpload`] (which this
+    /// consumes): the file is never held whole in JavaScript.
+    #[wasm_bindgen(js_name = loadUpload)]
+    pub fn load_upload(upload: ModelUpload) -> JsResult<WebModel> {
+        let bytes = upload.into_bytes()?;
         Ok(WebModel::wrap(LanguageModel::from_gguf_bytes(bytes, WeightMode::Stored, &current_device()?)?))
     }
 

@@ -61,3 +61,43 @@ test('a GGUF head with bad magic is refused from its first 8 bytes, not asked fo
   const short = await attempt((cqa) => cqa.modelMemory(new TextEncoder().encode('GGU'), 2 ** 30));
   assert.deepEqual(short, { ok: true, value: null }, 'three bytes do not tell yet');
 });
+
+test('a model streamed piece by piece into a ModelUpload loads, with the SHA-256 of the whole file; a file cut short or grown is refused in words', async () => {
+  const r = await attempt(async (cqa) => {
+    const res = await fetch('models/SmolLM2-135M-Instruct.Q4_1.gguf');
+    const size = Number(res.headers.get('Content-Length'));
+    const upload = new cqa.ModelUpload(size);
+    const pieces = [];
+    const reader = res.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      upload.write(value);
+      if (pieces.length < 2) pieces.push(value);
+    }
+    const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
+    const whole = new Uint8Array(await (await fetch('models/SmolLM2-135M-Instruct.Q4_1.gguf')).arrayBuffer());
+    const out = { size, length: upload.length, sha256: upload.sha256(), expected: hex(await crypto.subtle.digest('SHA-256', whole)), pieces: pieces.length };
+    const model = cqa.WebModel.loadUpload(upload);
+    out.parameters = model.info().parameters;
+    model.free();
+    const message = (fn) => { try { fn(); return null; } catch (e) { return String(e.message); } };
+    const short = new cqa.ModelUpload(size);
+    short.write(whole.subarray(0, 1000));
+    out.short = message(() => cqa.WebModel.loadUpload(short));
+    const grown = new cqa.ModelUpload(8);
+    out.grown = message(() => grown.write(whole.subarray(0, 9)));
+    grown.free();
+    out.huge = message(() => new cqa.ModelUpload(2 ** 40));
+    return out;
+  });
+  assert.equal(r.ok, true, r.message);
+  const v = r.value;
+  assert.equal(v.length, v.size);
+  assert.ok(v.pieces > 1, 'the file came in several pieces');
+  assert.equal(v.sha256, v.expected);
+  assert.equal(v.parameters, 134515008);
+  assert.equal(v.short, `the model file was cut short: 1000 of its ${v.size} bytes were read; open it again`);
+  assert.match(v.grown, /^the model file is longer than the 8 bytes it was announced with/);
+  assert.match(v.huge, /^the engine could not set aside 1048576\.0 MiB for the model file: this tab is out of memory/);
+});

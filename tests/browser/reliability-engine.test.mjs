@@ -225,6 +225,7 @@ describe('the service worker keeps one complete version', () => {
   };
   let broken = null; // a shell path the server answers 404 for
   let modelEtag = null; // an ETag the server gives its models instead of theirs
+  let cutModel = false; // the server sends the first 100 kB of a model (with their length) when set
   const seen = []; // [method, path] of the requests that reached the server
   const at = (p) => `${origin}${BASE}${p}`;
 
@@ -239,6 +240,12 @@ describe('the service worker keeps one complete version', () => {
       if (modelEtag && req.url.startsWith(`${BASE}models/`)) {
         const set = res.setHeader.bind(res);
         res.setHeader = (k, v) => set(k, k === 'ETag' ? modelEtag : v);
+      }
+      if (cutModel && req.method === 'GET' && req.url.startsWith(`${BASE}models/`)) {
+        const body = readFileSync(path.join(DIST, decodeURIComponent(req.url.slice(BASE.length)))).subarray(0, 100_000);
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length, ETag: modelEtag ?? '"cut"' });
+        res.end(body);
+        return;
       }
       serve(req, res);
     });
@@ -338,6 +345,34 @@ describe('the service worker keeps one complete version', () => {
       assert.deepEqual(modelRequests(from), ['HEAD']);
     } finally {
       modelEtag = null;
+    }
+  });
+
+  test('a changed model whose download does not load leaves the cached copy as it was, and nothing half-stored', { timeout: 400_000 }, async () => {
+    const url = `${BASE}models/${TINY}`;
+    const modelCache = () => page.evaluate(async () => {
+      const cache = await caches.open('cqa-studio-models-v1');
+      return Promise.all((await cache.keys()).map(async (r) => [new URL(r.url).pathname, (await cache.match(r)).headers.get('ETag')]));
+    });
+    const before = await modelCache();
+    assert.deepEqual(before.map(([p]) => p), [url]);
+    modelEtag = 'W/"a-broken-version"';
+    cutModel = true;
+    try {
+      await page.reload();
+      await page.waitForFunction(() => document.getElementById('model-error').textContent.trim().length > 0, null, { timeout: 240_000 });
+      assert.match(await page.textContent('#model-error'), new RegExp(`^Could not load “${TINY.replace(/\./g, '\\.')}”: .*truncated`));
+      // The copy that loaded before is still the cached one; the failed download left no entry.
+      assert.deepEqual(await modelCache(), before);
+      // The server back at the cached version: the cached copy loads, nothing downloaded.
+      cutModel = false;
+      modelEtag = before[0][1];
+      await page.reload();
+      await page.waitForFunction(() => document.getElementById('badge').dataset.state === 'ready', null, { timeout: 240_000 });
+      assert.equal(await page.textContent('#model-status'), `Loaded ${TINY} from this browser’s cache`);
+    } finally {
+      modelEtag = null;
+      cutModel = false;
     }
   });
 

@@ -1,6 +1,7 @@
 // The engine worker's model bytes: read from the user's files, from this browser's Cache Storage,
-// or downloaded from the site's models/ folder (beside the page), with progress. The engine itself
-// only sees bytes. A model cached from the site is rechecked whenever the server answers: a HEAD
+// or downloaded from the site's models/ folder (beside the page), with progress. A GGUF file is
+// streamed into the engine's memory piece by piece (never held whole here), and a download goes
+// through the cache on its way. The engine itself only sees bytes. A model cached from the site is rechecked whenever the server answers: a HEAD
 // request's Content-Length and ETag / Last-Modified against those stored with the cached copy; when they
 // differ the model is downloaded again (and the cache entry replaced once it has loaded).
 // Also here: what a model will need in memory once loaded (ggufNeed, safetensorsNeed), so the
@@ -111,17 +112,24 @@ export async function readHfFiles({ shards, config, tokenizer, tokenizerConfig }
 }
 
 /**
- * The bytes of a GGUF model: `msg.file` (the user's disk), or `msg.name` (default: `defaultModel`)
- * from this browser's cache, else from the site’s models/ folder (not for `source: 'local'`, which only the cache
- * holds). Resolves to {name, source, bytes, cached, fromCache, cacheKey}; source: 'file' | 'local'
- * | 'default' | 'url'.
+ * Where a GGUF model's bytes come from, opened but not read: `msg.file` (the user's disk), or
+ * `msg.name` (default: `defaultModel`) from this browser's cache, else downloaded from the
+ * site’s models/ folder (not for `source: 'local'`, which only the cache holds). A download goes
+ * to the cache first, under a key of its own, streamed to disk as it arrives, and is read from
+ * there: the file is never held whole in JavaScript. Resolves to {name, source, cached,
+ * fromCache, size, body (a ReadableStream of the file), stage, message, keep(), discard()};
+ * source: 'file' | 'local' | 'default' | 'url'. Once the model has loaded, `keep()` resolves to
+ * whether the file is now in the cache (a file from the disk or a download is only kept then:
+ * a broken file is not kept); after a failure `discard()` drops what the download left.
  */
-export async function readGguf(msg, ev, defaultModel) {
-  const progress = (stage, message) => (loaded, total) => ev({ type: 'progress', stage, loaded, total, message });
+export async function openGguf(msg, ev, defaultModel) {
+  const nothing = async () => {};
   if (msg.file) {
-    const name = msg.file.name;
-    const bytes = await readAll(msg.file.stream(), msg.file.size, progress('read', `Reading ${name} from your disk…`));
-    return { name, source: 'file', bytes, cached: false, fromCache: false, cacheKey: localKey(name) };
+    const file = msg.file;
+    const name = file.name;
+    // A File is read from the disk again when the cache stores it: no bytes held here.
+    const keep = () => (msg.keep === false ? false : storeModel(localKey(name), file));
+    return { name, source: 'file', cached: false, fromCache: false, size: file.size, body: file.stream(), stage: 'read', message: `Reading ${name} from your disk…`, keep, discard: nothing };
   }
   const local = msg.source === 'local';
   const name = checkModelName(msg.name || defaultModel, defaultModel);
@@ -134,35 +142,146 @@ export async function readGguf(msg, ev, defaultModel) {
     refreshed = true;
     hit = null; // the server has another version: download it (it replaces the entry once loaded)
   }
-  if (hit && hit.body) {
-    const bytes = await readAll(hit.body, Number(hit.headers.get('Content-Length')) || 0, progress('cache', `Reading ${name} from this browser’s cache…`));
-    return { name, source, bytes, cached: true, fromCache: true, cacheKey };
-  }
+  const fromCache = (response, message) => ({
+    name, source, cached: true, fromCache: true, size: Number(response.headers.get('Content-Length')) || 0,
+    body: response.body, stage: 'cache', message, keep: async () => true, discard: nothing,
+  });
+  if (hit && hit.body) return fromCache(hit, `Reading ${name} from this browser’s cache…`);
   if (local) throw new Error(`${name} is no longer in this browser’s cache; open the file again`);
   const what = refreshed ? `Downloading the new version of ${name}…` : `Downloading ${name}…`;
-  ev({ type: 'progress', stage: 'download', loaded: 0, total: 0, message: what });
-  // 'no-store': past the service worker's model cache and the HTTP cache, to the server.
-  const res = await fetch(cacheKey, { cache: 'no-store' });
-  if (res.status === 404) throw new Error(`this site does not host ${name} (there is no models/${name} beside the page); open a model file from your disk with “Open model file…”`);
-  if (!res.ok) throw new Error(`could not download ${name} (${res.status} ${res.statusText || 'error'}); open a model file instead`);
+  const download = async () => {
+    ev({ type: 'progress', stage: 'download', loaded: 0, total: 0, message: what });
+    // 'no-store': past the service worker's model cache and the HTTP cache, to the server.
+    const res = await fetch(cacheKey, { cache: 'no-store' });
+    if (res.status === 404) throw new Error(`this site does not host ${name} (there is no models/${name} beside the page); open a model file from your disk with “Open model file…”`);
+    if (!res.ok) throw new Error(`could not download ${name} (${res.status} ${res.statusText || 'error'}); open a model file instead`);
+    return res;
+  };
+  const res = await download();
   const total = Number(res.headers.get('Content-Length')) || 0;
-  const bytes = res.body ? await readAll(res.body, total, progress('download', what)) : new Uint8Array(await res.arrayBuffer());
-  const { etag, lastModified } = validatorsOf(res.headers);
-  return { name, source, bytes, cached: false, fromCache: false, cacheKey, validators: { etag, lastModified } };
+  const validators = validatorsOf(res.headers);
+  // Streamed straight into the engine, and not kept: no cache here, the page asked not to keep
+  // it, or the cache would not take it (over quota).
+  const direct = (response) => ({
+    name, source, cached: false, fromCache: false, size: total, body: response.body, stage: 'download', message: what,
+    keep: async () => false, discard: nothing,
+  });
+  if (!cache || msg.keep === false || !res.body) return direct(res);
+  // Into the cache under its own key (the entry it refreshes stays until this one has loaded),
+  // counted on the way for the progress bar; then read back from there.
+  const pendingKey = siteUrl(`downloading-models/${encodeURIComponent(name)}`);
+  const counted = res.body.pipeThrough(progressCounter(total, (loaded) => ev({ type: 'progress', stage: 'download', loaded, total, message: what })));
+  const stored = await putModel(cache, pendingKey, counted, total || null, validators);
+  const pending = stored ? await cache.match(pendingKey) : null;
+  if (!pending?.body) {
+    await cache.delete(pendingKey).catch(() => {});
+    return direct(await download()); // the cache would not take it (over quota): stream it in directly
+  }
+  const keep = async () => {
+    try {
+      await cache.put(cacheKey, await cache.match(pendingKey));
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await cache.delete(pendingKey).catch(() => {});
+    }
+  };
+  const discard = () => cache.delete(pendingKey).then(() => {}, () => {});
+  return { ...fromCache(pending, `Reading ${name}…`), cached: false, fromCache: false, keep, discard };
+}
+
+/** A pass-through stream that reports the bytes through it, at most every PROGRESS_INTERVAL_MS. */
+function progressCounter(total, progress) {
+  let loaded = 0;
+  let last = 0;
+  return new TransformStream({
+    transform(chunk, controller) {
+      loaded += chunk.length;
+      const now = performance.now();
+      if (now - last >= PROGRESS_INTERVAL_MS) { last = now; progress(loaded); }
+      controller.enqueue(chunk);
+    },
+    flush() { progress(loaded); },
+  });
 }
 
 /**
- * Keeps model bytes in Cache Storage under `key`, with the server's validators (ETag,
- * Last-Modified) when it came from the server; false when that is impossible (e.g. over quota).
+ * Streams a GGUF file into the engine: resolves to a filled `ModelUpload` (the wasm package's),
+ * which the engine then loads. When `check(need)` is given, the first pieces are held until the
+ * file's header is read whole and the model's need is known; `check` throws when it does not fit,
+ * before room for the whole file is set aside. Progress as `progress(loaded, total)`.
  */
-export async function storeModel(key, bytes, validators = {}) {
+export async function streamIntoEngine(m, { body, size }, progress, check = null) {
+  const reader = body.getReader();
+  let upload = null;
+  let head = [];
+  let headBytes = 0;
+  let nextCheck = Math.min(size, 4 * MiB);
+  let loaded = 0;
+  let last = 0;
+  const joined = () => {
+    const out = new Uint8Array(headBytes);
+    let at = 0;
+    for (const c of head) { out.set(c, at); at += c.length; }
+    return out;
+  };
+  const begin = () => {
+    upload = new m.ModelUpload(size);
+    for (const c of head) upload.write(c);
+    head = null;
+  };
+  progress(0, size);
+  try {
+    if (!check || !size) begin();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      loaded += value.length;
+      if (upload) upload.write(value);
+      else {
+        head.push(value);
+        headBytes += value.length;
+        if (headBytes >= nextCheck) {
+          // The header (metadata with the tokenizer, then the tensor index) is usually a few MB.
+          const need = m.modelMemory(joined(), size);
+          if (need) { check({ ...need, estimated: false }); begin(); } else nextCheck = Math.min(size, nextCheck * 4);
+        }
+      }
+      const now = performance.now();
+      if (now - last >= PROGRESS_INTERVAL_MS) { last = now; progress(loaded, size); }
+    }
+    if (!upload) begin(); // shorter than its header claims: the engine says what is cut short
+    progress(loaded, size || loaded);
+    return upload;
+  } catch (e) {
+    reader.cancel().catch(() => {});
+    upload?.free();
+    throw e;
+  }
+}
+
+/**
+ * Keeps a model in Cache Storage under `key`, with the server's validators (ETag,
+ * Last-Modified) when it came from the server; false when that is impossible (e.g. over quota).
+ * `body` is anything a Response takes: a File (read from the disk as it is stored), a stream,
+ * bytes; a Response is stored with its own body.
+ */
+async function storeModel(key, body, validators = {}) {
   const cache = await openCache();
   if (!cache) return false;
-  const headers = { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.length) };
+  if (body instanceof Response) body = body.body;
+  const length = body instanceof Blob ? body.size : body?.length ?? body?.byteLength ?? null;
+  return putModel(cache, key, body, length, validators);
+}
+
+async function putModel(cache, key, body, length, validators) {
+  const headers = { 'Content-Type': 'application/octet-stream' };
+  if (length != null) headers['Content-Length'] = String(length);
   if (validators.etag) headers.ETag = validators.etag;
   if (validators.lastModified) headers['Last-Modified'] = validators.lastModified;
   try {
-    await cache.put(key, new Response(bytes, { headers }));
+    await cache.put(key, new Response(body, { headers }));
     return true;
   } catch {
     return false; // over quota: the model still works, it just is not cached
@@ -267,11 +386,4 @@ export function safetensorsNeed(shards) {
     return null;
   }
   return { parameters, file_bytes: fileBytes, resident_bytes: parameters * 4, largest_tensor_bytes: largest * 4, largest_tensor: largestName, estimated: false };
-}
-
-/** Lower-case hex SHA-256 of `bytes` (a model's identity, so a study can name the file it was
- * made with). */
-export async function sha256Hex(bytes) {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
 }
