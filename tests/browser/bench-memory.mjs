@@ -1,8 +1,9 @@
 // Peak memory of opening a model in the browser: the page's process (the renderer, where the
 // engine's wasm memory and every JavaScript array live) and the GPU process, with the file read
 // the way the engine worker reads it now (streamed piece by piece into the engine's memory,
-// `ModelUpload`) and the way it read it before (the whole file into one JavaScript array, then
-// copied into the engine), on the CPU path and on WebGPU, each in a fresh browser.
+// `ModelUpload`, through one reused buffer) and the way it read it before (the whole file into one
+// JavaScript array, then copied into the engine), with the worker's own code
+// (lib/model-files.js), on the CPU path and on WebGPU, each in a fresh browser.
 //
 //   node tests/browser/bench-memory.mjs [--models a.gguf,b.gguf]   (./x dist first)
 //
@@ -58,20 +59,17 @@ async function measure(model, how, preferGpu) {
       const t0 = performance.now();
       const res = await fetch(`models/${model}`);
       const size = Number(res.headers.get('Content-Length'));
+      // The engine worker's own reading code (lib/model-files.js): readAll is how it read a GGUF
+      // file before (and still reads an HF model's shards), streamIntoEngine how it reads one now.
+      const files = await import(new URL('lib/model-files.js', document.baseURI).href);
       let loaded;
       let sha256;
       if (how === 'whole') {
-        const bytes = new Uint8Array(await res.arrayBuffer());
+        const bytes = await files.readAll(res.body, size, () => {});
         sha256 = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
         loaded = m.WebModel.loadGguf(bytes);
       } else {
-        const upload = new m.ModelUpload(size);
-        const reader = res.body.getReader();
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          upload.write(value);
-        }
+        const upload = await files.streamIntoEngine(m, { body: res.body, size }, () => {});
         sha256 = upload.sha256();
         loaded = m.WebModel.loadUpload(upload);
       }

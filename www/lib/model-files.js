@@ -213,7 +213,7 @@ function progressCounter(total, progress) {
  * before room for the whole file is set aside. Progress as `progress(loaded, total)`.
  */
 export async function streamIntoEngine(m, { body, size }, progress, check = null) {
-  const reader = body.getReader();
+  const pieces = pieceReader(body);
   let upload = null;
   let head = [];
   let headBytes = 0;
@@ -235,13 +235,13 @@ export async function streamIntoEngine(m, { body, size }, progress, check = null
   try {
     if (!check || !size) begin();
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      loaded += value.length;
-      if (upload) upload.write(value);
+      const piece = await pieces.next();
+      if (!piece) break;
+      loaded += piece.length;
+      if (upload) upload.write(piece);
       else {
-        head.push(value);
-        headBytes += value.length;
+        head.push(piece.slice()); // the reader reuses its buffer: the header's pieces are kept
+        headBytes += piece.length;
         if (headBytes >= nextCheck) {
           // The header (metadata with the tokenizer, then the tensor index) is usually a few MB.
           const need = m.modelMemory(joined(), size);
@@ -255,10 +255,40 @@ export async function streamIntoEngine(m, { body, size }, progress, check = null
     progress(loaded, size || loaded);
     return upload;
   } catch (e) {
-    reader.cancel().catch(() => {});
+    pieces.cancel();
     upload?.free();
     throw e;
   }
+}
+
+const PIECE_BYTES = 4 * MiB;
+
+/**
+ * Reads a byte stream into one reused buffer (a BYOB reader) where the stream allows it, so a
+ * file of a GB leaves no GB of spent pieces for the garbage collector: measured in Chromium, the
+ * default reader's pieces stayed alive long enough to double the tab's peak. `next()` resolves to
+ * the next piece (valid until the following call) or null at the end.
+ */
+function pieceReader(body) {
+  let byob = null;
+  try { byob = body.getReader({ mode: 'byob' }); } catch { /* not a byte stream */ }
+  if (!byob) {
+    const reader = body.getReader();
+    return {
+      next: async () => { const { done, value } = await reader.read(); return done ? null : value; },
+      cancel: () => reader.cancel().catch(() => {}),
+    };
+  }
+  let buffer = new ArrayBuffer(PIECE_BYTES);
+  return {
+    next: async () => {
+      const { done, value } = await byob.read(new Uint8Array(buffer));
+      if (done || !value) return null;
+      buffer = value.buffer; // handed back by the read: the same memory, reused next time
+      return value;
+    },
+    cancel: () => byob.cancel().catch(() => {}),
+  };
 }
 
 /**

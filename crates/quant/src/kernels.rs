@@ -266,9 +266,9 @@ fn gemm_parallelism() -> gemm::Parallelism {
 
 fn decode_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
     let rows = w.rows;
-    // Per x row and block, Σx: the Q4_1 / Q5_1 / Q4_K minimums multiply it, so it is summed once here
-    // instead of once per weight row.
-    let block_sums: Vec<f32> = if matches!(w.format, Format::Q4_1 | Format::Q5_1 | Format::Q4K) {
+    // Per x row and block, Σx: the Q4_1 / Q5_1 / Q4_K / Q5_K minimums multiply it, so it is summed
+    // once here instead of once per weight row.
+    let block_sums: Vec<f32> = if matches!(w.format, Format::Q4_1 | Format::Q5_1 | Format::Q4K | Format::Q5K) {
         x.chunks_exact(32).map(|b| b.iter().sum()).collect()
     } else {
         Vec::new()
@@ -360,6 +360,7 @@ fn dot_rows_body<const FMA: bool>(w: &StoredMatrix, r0: usize, out: &mut [f32], 
                 Format::Q5_0 => formats::q5_0::dot::<FMA>(row, xi),
                 Format::Q5_1 => formats::q5_1::dot::<FMA>(row, xi, sums()),
                 Format::Q4K => formats::q4_k::dot::<FMA>(row, xi, sums()),
+                Format::Q5K => formats::q5_k::dot::<FMA>(row, xi, sums()),
                 Format::Q6K => formats::q6_k::dot::<FMA>(row, xi),
                 Format::IQ4NL => formats::iq4_nl::dot::<FMA>(row, xi),
                 Format::IQ4XS => formats::iq4_xs::dot::<FMA>(row, xi),
@@ -370,7 +371,6 @@ fn dot_rows_body<const FMA: bool>(w: &StoredMatrix, r0: usize, out: &mut [f32], 
                 | Format::BF16
                 | Format::Q2K
                 | Format::Q3K
-                | Format::Q5K
                 | Format::TQ1_0
                 | Format::TQ2_0
                 | Format::MXFP4 => formats::dot_decoded::<FMA>(w.format, row, xi),
