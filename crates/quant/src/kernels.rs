@@ -361,6 +361,8 @@ fn dot_rows_body<const FMA: bool>(w: &StoredMatrix, r0: usize, out: &mut [f32], 
                 Format::Q5_1 => formats::q5_1::dot::<FMA>(row, xi, sums()),
                 Format::Q4K => formats::q4_k::dot::<FMA>(row, xi, sums()),
                 Format::Q5K => formats::q5_k::dot::<FMA>(row, xi, sums()),
+                Format::Q2K => formats::q2_k::dot::<FMA>(row, xi),
+                Format::Q3K => formats::q3_k::dot::<FMA>(row, xi),
                 Format::Q6K => formats::q6_k::dot::<FMA>(row, xi),
                 Format::IQ4NL => formats::iq4_nl::dot::<FMA>(row, xi),
                 Format::IQ4XS => formats::iq4_xs::dot::<FMA>(row, xi),
@@ -369,8 +371,6 @@ fn dot_rows_body<const FMA: bool>(w: &StoredMatrix, r0: usize, out: &mut [f32], 
                 Format::F32
                 | Format::F16
                 | Format::BF16
-                | Format::Q2K
-                | Format::Q3K
                 | Format::TQ1_0
                 | Format::TQ2_0
                 | Format::MXFP4 => formats::dot_decoded::<FMA>(w.format, row, xi),

@@ -4,7 +4,7 @@
 //! `low` otherwise). Two halves of 128 values laid out as Q2_K's; the mask bit of value
 //! 128h + 32j + l (l < 32) is bit 4h + j of hmask byte l. 3.4375 bits a weight.
 
-use super::scale;
+use super::{LANES, madd, scale};
 
 /// The sixteen 6-bit scales: bytes 0..8 give the low nibbles (scales 0..8 from the low halves,
 /// 8..16 from the high halves), bytes 8..12 the top two bits (scale i's at bits 2·(i / 4) of
@@ -41,6 +41,39 @@ pub(crate) fn decode(bytes: &[u8], out: &mut [f32]) {
             }
         }
     }
+}
+
+/// The dot product without decoding to memory: a group of sixteen values shares one scale,
+/// sixteen lanes wide.
+#[inline(always)]
+pub(crate) fn dot<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    for (b, xb) in row.chunks_exact(110).zip(x.chunks_exact(256)) {
+        let (hmask, qs) = (&b[..32], &b[32..96]);
+        let sc = scales(&b[96..108]);
+        let d = scale(b, 108);
+        for h in 0..2 {
+            let q = &qs[32 * h..32 * h + 32];
+            for j in 0..4 {
+                let bit = 1u8 << (4 * h + j);
+                for half in 0..2 {
+                    let xs = &xb[128 * h + 32 * j + 16 * half..][..LANES];
+                    let mut p = [0f32; LANES];
+                    for l in 0..LANES {
+                        let at = 16 * half + l;
+                        let low = ((q[at] >> (2 * j)) & 3) as i32;
+                        let offset = if hmask[at] & bit != 0 { 0 } else { 4 };
+                        p[l] = (low - offset) as f32 * xs[l];
+                    }
+                    let dl = d * sc[8 * h + 2 * j + half] as f32;
+                    for l in 0..LANES {
+                        acc[l] = madd::<FMA>(dl, p[l], acc[l]);
+                    }
+                }
+            }
+        }
+    }
+    acc.iter().sum()
 }
 
 #[cfg(test)]
