@@ -85,7 +85,8 @@ export async function openEngine({ preferGpu = true } = {}) {
   await session.goto();
   const { backend, reason } = await session.page.evaluate(async (preferGpu) => {
     const m = await import(new URL('pkg/cqa_studio.js', document.baseURI).href);
-    await m.default();
+    // The module's exports: `memory` is the engine's linear memory, which only grows.
+    window.cqaWasm = await m.default();
     window.cqa = m;
     return m.initDevice(preferGpu);
   }, preferGpu);
