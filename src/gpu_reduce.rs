@@ -29,6 +29,7 @@ pub(crate) fn workgroup_sum<N: Numeric>(s: &mut Shared<[N]>, value: N, #[comptim
 }
 
 /// The largest of every thread's `value`.
+#[cfg_attr(feature = "fusion", allow(dead_code))]
 #[cube]
 pub(crate) fn workgroup_max_f32(s: &mut Shared<[f32]>, value: f32, #[comptime] threads: u32) -> f32 {
     let unit = UNIT_POS as usize;
@@ -50,6 +51,7 @@ pub(crate) fn workgroup_max_f32(s: &mut Shared<[f32]>, value: f32, #[comptime] t
 /// The index that goes with the largest of every thread's `value`, the lowest index on ties (as
 /// the host's `generate::argmax`); a thread with nothing to offer gives `index == none`, which
 /// any real index beats.
+#[cfg_attr(feature = "fusion", allow(dead_code))]
 #[cube]
 pub(crate) fn workgroup_argmax(s: &mut Shared<[f32]>, at: &mut Shared<[u32]>, value: f32, index: u32, none: u32, #[comptime] threads: u32) -> u32 {
     let unit = UNIT_POS as usize;

@@ -15,7 +15,7 @@ pub mod error;
 pub mod eval;
 pub mod generate;
 pub mod gguf;
-#[cfg(all(feature = "gpu-kernels", not(feature = "fusion")))]
+#[cfg(feature = "gpu-kernels")]
 pub(crate) mod gpu_reduce;
 pub mod loader;
 pub mod lora;

@@ -12,6 +12,8 @@ pub mod fused;
 #[cfg(feature = "gpu-kernels")]
 pub mod gpu_attention;
 pub mod gpu_decode;
+#[cfg(feature = "gpu-kernels")]
+pub mod gpu_ops;
 pub mod layers;
 pub mod rope;
 pub mod weights;

@@ -53,7 +53,8 @@ impl Rope {
     }
 
     /// Splits x's last dimension into heads, moves them in front of the positions and rotates
-    /// each for positions `offset..offset + seq`: one operation on the CPU, burn's ops elsewhere.
+    /// each for positions `offset..offset + seq`: one operation on the CPU, one kernel on a GPU
+    /// where no gradient is kept (`gpu_ops`), burn's ops elsewhere.
     ///
     /// # Shapes
     /// - x: `[batch, seq, heads * head_dim]` → `[batch, heads, seq, head_dim]`
@@ -61,6 +62,10 @@ impl Rope {
         let [batch, seq, width] = x.dims();
         if crate::device::runs_on_cpu(&x.device()) {
             return super::fused::rope::rope_heads(x, &self.cos, &self.sin, heads, offset);
+        }
+        #[cfg(feature = "gpu-kernels")]
+        if super::gpu_ops::serves(&x) {
+            return super::gpu_ops::rope_heads(x, &self.cos, &self.sin, heads, offset);
         }
         self.apply(x.reshape([batch, seq, heads, width / heads]).swap_dims(1, 2), offset)
     }

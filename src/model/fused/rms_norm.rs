@@ -63,7 +63,8 @@ impl<C: CheckpointStrategy> RmsNormBackend for Autodiff<Flex, C> {
     }
 }
 
-/// RMSNorm over the last dimension: one operation on a CPU device, burn's ops elsewhere.
+/// RMSNorm over the last dimension: one operation on a CPU device, one kernel on a GPU where no
+/// gradient is kept (`gpu_ops`), burn's ops elsewhere.
 ///
 /// # Shapes
 /// - x: `[batch, seq, d]`, weight: `[d]` → like x
@@ -71,6 +72,10 @@ pub fn rms_norm(x: Tensor<3>, weight: Tensor<1>, eps: f64) -> Tensor<3> {
     if crate::device::runs_on_cpu(&x.device()) {
         Tensor::from_dispatch(<Dispatch as RmsNormBackend>::rms_norm(x.into_dispatch(), weight.into_dispatch(), eps))
     } else {
+        #[cfg(feature = "gpu-kernels")]
+        if crate::model::gpu_ops::serves(&x) {
+            return crate::model::gpu_ops::rms_norm(x, weight, eps);
+        }
         let d = x.dims()[2];
         let rms = x.clone().square().mean_dim(2).add_scalar(eps).sqrt();
         x.div(rms) * weight.reshape([1, 1, d])

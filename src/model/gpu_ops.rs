@@ -1,0 +1,257 @@
+//! A forward pass's small operations as one kernel each on the GPU backends, for passes that keep
+//! no gradient (prefill, scoring, verdict distributions, calibration): RMSNorm, RoPE applied while
+//! the heads are moved in front of the positions, and SwiGLU's gate. burn's ops take five to six
+//! dispatches for each norm (square, mean, add, sqrt, divide, scale), about as many for each
+//! rotation (negate, concatenate, two products, a sum, and the copy that moves the heads), and
+//! two to three for the gate. Training keeps burn's ops, whose backward pass autodiff derives.
+//!
+//! The arithmetic is the ops' own, in f32 and in the same order, except where a sum is reduced in
+//! another order (the norm's Σx²).
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Dispatch, backend_extension};
+use burn::tensor::{DType, Shape, Tensor};
+use burn_cubecl::CubeBackend;
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::prelude::*;
+
+use crate::gpu_reduce::workgroup_sum;
+use crate::quant::gpu::elementwise_launch;
+
+/// Threads a row's norm takes: a power of two (the workgroup sum's tree).
+const NORM_THREADS: u32 = 128;
+
+/// `x / sqrt(mean(x²) + eps) · weight` over each row of `d`, a workgroup a row.
+#[cube(launch_unchecked)]
+fn rms_norm_kernel(x: &[f32], weight: &[f32], out: &mut [f32], rows: u32, d: u32, eps: f32) {
+    let threads = comptime![NORM_THREADS as usize];
+    let unit = UNIT_POS as usize;
+    let row = (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X) as usize;
+    // A workgroup past the last row (the grid's last line) reads and writes nothing, but still
+    // takes part in the sum's barriers with its threads.
+    let mut end = 0usize;
+    if row < rows as usize {
+        end = d as usize;
+    }
+    let base = row * d as usize;
+    let mut squares = 0.0f32;
+    let mut i = unit;
+    while i < end {
+        let v = x[base + i];
+        squares += v * v;
+        i += threads;
+    }
+    let mut s = Shared::<[f32]>::new_slice(threads);
+    let total = workgroup_sum(&mut s, squares, NORM_THREADS);
+    let rms = (total / f32::cast_from(d) + eps).sqrt();
+    let mut i = unit;
+    while i < end {
+        out[base + i] = x[base + i] / rms * weight[i];
+        i += threads;
+    }
+}
+
+/// `x` (`[batch, seq, heads · head_dim]`) rotated for positions `offset..offset + seq` in HF's
+/// rotate-half form, written as `[batch, heads, seq, head_dim]`: a thread a value.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn rope_heads_kernel(x: &[f32], cos: &[f32], sin: &[f32], out: &mut [f32], total: u32, seq: u32, heads: u32, head_dim: u32, offset: u32) {
+    let t = ABSOLUTE_POS;
+    if t < total as usize {
+        let (seq, heads, hd) = (seq as usize, heads as usize, head_dim as usize);
+        let half = hd / 2;
+        let i = t % hd;
+        let s = (t / hd) % seq;
+        let h = (t / (hd * seq)) % heads;
+        let b = t / (hd * seq * heads);
+        let row = ((b * seq + s) * heads + h) * hd;
+        // rotate_half: the first half takes −(the second), the second half the first.
+        let mut partner = row + i + half;
+        let mut sign = f32::new(-1.0);
+        if i >= half {
+            partner = row + i - half;
+            sign = f32::new(1.0);
+        }
+        let p = (offset as usize + s) * hd + i;
+        out[t] = x[row + i] * cos[p] + sign * x[partner] * sin[p];
+    }
+}
+
+/// `silu(gate) · up`, silu as `g · sigmoid(g)`: a thread a value.
+#[cube(launch_unchecked)]
+fn swiglu_kernel(gate: &[f32], up: &[f32], out: &mut [f32], n: u32) {
+    let t = ABSOLUTE_POS;
+    if t < n as usize {
+        let g = gate[t];
+        let sigmoid = 1.0f32 / (1.0f32 + (-g).exp());
+        out[t] = g * sigmoid * up[t];
+    }
+}
+
+#[backend_extension(Cube, Fusion: cfg(feature = "fusion"))]
+pub trait LayerOpsBackend: burn::backend::Backend {
+    /// RMSNorm over the last dimension; `weight` is `[d]`.
+    #[fusion(dtype = x, shape = x)]
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
+
+    /// `[batch, seq, heads · head_dim]` → `[batch, heads, seq, head_dim]`, rotated for positions
+    /// `offset..offset + seq` (`cos`, `sin`: `[max_positions, head_dim]`).
+    #[fusion(dtype = x, shape = Shape::new([x[0], *heads, x[1], x[2] / *heads]))]
+    fn rope_heads(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, heads: usize, offset: usize) -> FloatTensor<Self>;
+
+    /// `silu(gate) · up`, element by element.
+    #[fusion(dtype = gate, shape = gate)]
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+impl LayerOpsBackend for CubeBackend {
+    fn rms_norm(x: CubeTensor, weight: CubeTensor, eps: f32) -> CubeTensor {
+        use burn::backend::TensorMetadata;
+        let (x, weight) = (into_contiguous(x), into_contiguous(weight));
+        let shape = x.shape();
+        let d = *shape.to_vec().last().expect("a tensor with a last dimension");
+        let rows = shape.num_elements() / d.max(1);
+        let out = empty_device_dtype(x.client.clone(), x.device.clone(), shape, DType::F32);
+        if rows == 0 {
+            return out;
+        }
+        // A workgroup a row, in lines of at most 65,535 (WebGPU's limit per grid dimension).
+        let (width, height) = (rows.min(65_535), rows.div_ceil(65_535));
+        // In bounds: a workgroup reads and writes its own row of `d`, and none past `rows`.
+        unsafe {
+            rms_norm_kernel::launch_unchecked(
+                &x.client,
+                CubeCount::Static(width as u32, height as u32, 1),
+                CubeDim::new_1d(NORM_THREADS),
+                x.clone().into_buffer_arg(),
+                weight.into_buffer_arg(),
+                out.clone().into_buffer_arg(),
+                rows as u32,
+                d as u32,
+                eps,
+            );
+        }
+        out
+    }
+
+    fn rope_heads(x: CubeTensor, cos: CubeTensor, sin: CubeTensor, heads: usize, offset: usize) -> CubeTensor {
+        use burn::backend::TensorMetadata;
+        let (x, cos, sin) = (into_contiguous(x), into_contiguous(cos), into_contiguous(sin));
+        let [batch, seq, width] = x.shape().dims::<3>();
+        let head_dim = width / heads;
+        let out = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([batch, heads, seq, head_dim]), DType::F32);
+        let total = batch * seq * width;
+        let (count, dim) = elementwise_launch(&x, total);
+        // In bounds: every thread below `total` reads its own row of x and a row of the tables
+        // below `offset + seq` (the caller checks the tables cover it).
+        unsafe {
+            rope_heads_kernel::launch_unchecked(
+                &x.client,
+                count,
+                dim,
+                x.clone().into_buffer_arg(),
+                cos.into_buffer_arg(),
+                sin.into_buffer_arg(),
+                out.clone().into_buffer_arg(),
+                total as u32,
+                seq as u32,
+                heads as u32,
+                head_dim as u32,
+                offset as u32,
+            );
+        }
+        out
+    }
+
+    fn swiglu(gate: CubeTensor, up: CubeTensor) -> CubeTensor {
+        use burn::backend::TensorMetadata;
+        let (gate, up) = (into_contiguous(gate), into_contiguous(up));
+        let n = gate.shape().num_elements();
+        let out = empty_device_dtype(gate.client.clone(), gate.device.clone(), gate.shape(), DType::F32);
+        let (count, dim) = elementwise_launch(&gate, n);
+        // In bounds: a thread a value below `n`.
+        unsafe {
+            swiglu_kernel::launch_unchecked(&gate.client, count, dim, gate.clone().into_buffer_arg(), up.into_buffer_arg(), out.clone().into_buffer_arg(), n as u32);
+        }
+        out
+    }
+}
+
+/// Whether these kernels serve `x`: fused GPU kernels on (`gpu_decode::enabled`), f32 on a GPU
+/// device, no gradient kept.
+pub fn serves<const D: usize>(x: &Tensor<D>) -> bool {
+    super::gpu_decode::enabled() && !x.is_autodiff() && !crate::device::runs_on_cpu(&x.device()) && x.dtype() == DType::F32
+}
+
+/// RMSNorm over the last dimension in one dispatch.
+///
+/// # Shapes
+/// - x: `[batch, seq, d]`, weight: `[d]` → like x
+pub fn rms_norm(x: Tensor<3>, weight: Tensor<1>, eps: f64) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as LayerOpsBackend>::rms_norm(x.into_dispatch(), weight.into_dispatch(), eps as f32))
+}
+
+/// Splits x's last dimension into heads, moves them in front of the positions and rotates each
+/// for positions `offset..offset + seq`, in one dispatch.
+///
+/// # Shapes
+/// - x: `[batch, seq, heads * head_dim]`, cos, sin: `[max_positions, head_dim]` →
+///   `[batch, heads, seq, head_dim]`
+pub fn rope_heads(x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>, heads: usize, offset: usize) -> Tensor<4> {
+    let seq = x.dims()[1];
+    assert!(offset + seq <= cos.dims()[0], "positions {offset}..{} past the RoPE tables' {}", offset + seq, cos.dims()[0]);
+    Tensor::from_dispatch(<Dispatch as LayerOpsBackend>::rope_heads(x.into_dispatch(), cos.clone().into_dispatch(), sin.clone().into_dispatch(), heads, offset))
+}
+
+/// `silu(gate) · up` in one dispatch.
+pub fn swiglu(gate: Tensor<3>, up: Tensor<3>) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as LayerOpsBackend>::swiglu(gate.into_dispatch(), up.into_dispatch()))
+}
+
+#[cfg(all(test, feature = "native"))]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use burn::tensor::TensorData;
+    use burn::tensor::activation::silu;
+
+    fn random<const D: usize>(dims: [usize; D], seed: u64, device: &burn::tensor::Device) -> Tensor<D> {
+        let mut rng = Rng::new(seed);
+        let n = dims.iter().product();
+        Tensor::from_data(TensorData::new((0..n).map(|_| rng.normal() as f32).collect::<Vec<_>>(), dims), device)
+    }
+
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        let (a, b) = (a.into_data().try_to_vec::<f32>().unwrap(), b.into_data().try_to_vec::<f32>().unwrap());
+        a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+    }
+
+    #[test]
+    fn each_kernel_gives_burns_ops() {
+        let Some(device) = crate::device::test_gpu() else { return };
+        // Rows narrower and wider than a workgroup's threads, and 3 × 37 rows.
+        for d in [48, 576, 1000] {
+            let (x, w) = (random([3, 37, d], 1, &device), random([d], 2, &device));
+            let rms = x.clone().square().mean_dim(2).add_scalar(1e-5).sqrt();
+            let want = x.clone().div(rms) * w.clone().reshape([1, 1, d]);
+            let diff = max_diff(rms_norm(x, w, 1e-5), want);
+            assert!(diff < 1e-5, "RMSNorm, d = {d}: max |Δ| = {diff}");
+        }
+        // 2 sequences of 11 positions after 5, 3 heads of 16.
+        let rope = crate::model::rope::Rope::new(16, 10_000.0, 64, &device);
+        let x = random([2, 11, 48], 3, &device);
+        let want = rope.apply(x.clone().reshape([2, 11, 3, 16]).swap_dims(1, 2), 5);
+        let (cos, sin) = rope.tables();
+        let got = rope_heads(x.clone(), cos, sin, 3, 5);
+        assert!(max_diff(got.clone(), want.clone()) < 1e-6, "RoPE: {}", max_diff(got, want.clone()));
+        // The comparison can fail: another offset rotates by other angles.
+        assert!(max_diff(rope_heads(x, cos, sin, 3, 6), want) > 1e-2);
+
+        let (g, u) = (random([2, 9, 40], 4, &device).mul_scalar(4.0), random([2, 9, 40], 5, &device));
+        let diff = max_diff(swiglu(g.clone(), u.clone()), silu(g) * u);
+        assert!(diff < 1e-5, "SwiGLU: max |Δ| = {diff}");
+    }
+}
