@@ -16,7 +16,9 @@
 // counted). Warm: the same profile, a new tab (service worker, Cache Storage and the HTTP cache
 // filled by the first visit).
 //
-//   node tests/browser/first-visit.mjs [--model NAME] [--json OUT]
+//   node tests/browser/first-visit.mjs [--model NAME] [--engine webgpu|cpu|auto] [--json OUT]
+// The engine is WebGPU unless asked (?engine=): with `auto` the app times a short decode on each
+// engine once the model is ready, and SwiftShader loses to the CPU.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +30,7 @@ import { DEFAULT_MODEL } from '../../scripts/dist.mjs';
 const args = process.argv.slice(2);
 const opt = (name, fallback) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : fallback; };
 const model = opt('--model', DEFAULT_MODEL);
+const engine = opt('--engine', 'webgpu');
 const jsonOut = opt('--json', null);
 
 const server = createServer({ root: DIST });
@@ -47,7 +50,7 @@ async function visit(label) {
     const len = Number(r.headers()['content-length']);
     if (Number.isFinite(len) && !r.fromServiceWorker() && r.request().method() === 'GET' && r.status() === 200) transferred.bytes += len;
   });
-  await page.goto(`${origin}/?model=${encodeURIComponent(model)}`);
+  await page.goto(`${origin}/?model=${encodeURIComponent(model)}&engine=${encodeURIComponent(engine)}`);
   const markAt = (name) => page.evaluate((n) => performance.getEntriesByName(n)[0]?.startTime ?? null, name);
   await page.waitForFunction(() => performance.getEntriesByName('cqa:model-ready').length > 0, null, { timeout: 600_000 });
   const atModel = (await page.evaluate(() => window.cqaStudio.request('gpu-stats', { reset: true }))).result;
@@ -55,6 +58,8 @@ async function visit(label) {
   await page.uncheck('#try-chat');
   await page.fill('#try-temp', '0');
   await page.fill('#try-max', '1');
+  // Enabled once the engine is free (with `auto`, after timing both engines).
+  await page.waitForSelector('#try-run:not([disabled])', { timeout: 600_000 });
   const clickedAt = await page.evaluate(() => performance.now());
   await page.click('#try-run');
   await page.waitForFunction(() => performance.getEntriesByName('cqa:first-token').length > 0, null, { timeout: 600_000 });
