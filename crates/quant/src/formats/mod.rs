@@ -61,6 +61,52 @@ pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
+/// The dot product of a Q4_K row (`FIFTH` false) or a Q5_K row (`FIFTH` true: each nibble's fifth
+/// bit from the 32 bytes `qh` after the scales, bit `2c` of byte l for element l of run c's low
+/// sub-block, `2c + 1` for its high one) with `x`. The minimums multiply Σx per 32
+/// (`block_sums`), summed once per x row by the caller.
+#[inline(always)]
+pub(crate) fn dot_k4<const FMA: bool, const FIFTH: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
+    let (block_bytes, values_at) = if FIFTH { (176, 48) } else { (144, 16) };
+    let mut acc = [0f32; LANES];
+    let mut minimum = 0f32;
+    for (k, (b, xb)) in row.chunks_exact(block_bytes).zip(x.chunks_exact(256)).enumerate() {
+        let (d, dmin) = (scale(b, 0), scale(b, 2));
+        let scales = &b[4..16];
+        let qh = &b[16..values_at];
+        for chunk in 0..4 {
+            let q = &b[values_at + 32 * chunk..values_at + 32 * (chunk + 1)];
+            let x_lo = &xb[64 * chunk..64 * chunk + 32];
+            let x_hi = &xb[64 * chunk + 32..64 * chunk + 64];
+            let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+            let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+            let (mut p1, mut p2) = ([0f32; LANES], [0f32; LANES]);
+            for g in 0..2 {
+                for l in 0..LANES {
+                    let byte = q[g * LANES + l];
+                    let (mut v1, mut v2) = (byte & 0x0f, byte >> 4);
+                    if FIFTH {
+                        let high = qh[g * LANES + l] >> (2 * chunk);
+                        v1 |= (high & 1) << 4;
+                        v2 |= (high & 2) << 3;
+                    }
+                    p1[l] = madd::<FMA>(v1 as f32, x_lo[g * LANES + l], p1[l]);
+                    p2[l] = madd::<FMA>(v2 as f32, x_hi[g * LANES + l], p2[l]);
+                }
+            }
+            let (d1, d2) = (d * sc1 as f32, d * sc2 as f32);
+            for l in 0..LANES {
+                acc[l] = madd::<FMA>(d1, p1[l], acc[l]);
+                acc[l] = madd::<FMA>(d2, p2[l], acc[l]);
+            }
+            let sums = &block_sums[8 * k + 2 * chunk..];
+            minimum = madd::<FMA>(dmin * m1 as f32, sums[0], minimum);
+            minimum = madd::<FMA>(dmin * m2 as f32, sums[1], minimum);
+        }
+    }
+    acc.iter().sum::<f32>() - minimum
+}
+
 /// The dot product of a row in any format with `x`, through its decoder: each block (or run of
 /// 32 plain floats) is decoded to the stack and multiplied lane by lane. The formats with a
 /// kernel of their own fold the scales in instead; this serves the rest, whose decode cost is a

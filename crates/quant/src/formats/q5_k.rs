@@ -3,7 +3,7 @@
 //! sub-block of run c, bit `2c + 1` for the high one), then Q4_K's 128 bytes of nibbles; value
 //! `d·sc·q − dmin·m`, q in 0..32. 5.5 bits a weight.
 
-use super::{LANES, madd, scale, scale_min_k4};
+use super::{scale, scale_min_k4};
 
 pub(crate) fn decode(bytes: &[u8], out: &mut [f32]) {
     for (b, y) in bytes.chunks_exact(176).zip(out.chunks_exact_mut(256)) {
@@ -30,37 +30,5 @@ pub(crate) fn decode(bytes: &[u8], out: &mut [f32]) {
 /// (`block_sums`).
 #[inline(always)]
 pub(crate) fn dot<const FMA: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let mut minimum = 0f32;
-    for (k, (b, xb)) in row.chunks_exact(176).zip(x.chunks_exact(256)).enumerate() {
-        let (d, dmin) = (scale(b, 0), scale(b, 2));
-        let scales = &b[4..16];
-        let qh = &b[16..48];
-        for chunk in 0..4 {
-            let q = &b[48 + 32 * chunk..80 + 32 * chunk];
-            let x_lo = &xb[64 * chunk..64 * chunk + 32];
-            let x_hi = &xb[64 * chunk + 32..64 * chunk + 64];
-            let (sc1, m1) = scale_min_k4(2 * chunk, scales);
-            let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
-            let (mut p1, mut p2) = ([0f32; LANES], [0f32; LANES]);
-            for g in 0..2 {
-                for l in 0..LANES {
-                    let (byte, high) = (q[g * LANES + l], qh[g * LANES + l] >> (2 * chunk));
-                    let v1 = (byte & 0x0f) | ((high & 1) << 4);
-                    let v2 = (byte >> 4) | ((high & 2) << 3);
-                    p1[l] = madd::<FMA>(v1 as f32, x_lo[g * LANES + l], p1[l]);
-                    p2[l] = madd::<FMA>(v2 as f32, x_hi[g * LANES + l], p2[l]);
-                }
-            }
-            let (d1, d2) = (d * sc1 as f32, d * sc2 as f32);
-            for l in 0..LANES {
-                acc[l] = madd::<FMA>(d1, p1[l], acc[l]);
-                acc[l] = madd::<FMA>(d2, p2[l], acc[l]);
-            }
-            let sums = &block_sums[8 * k + 2 * chunk..];
-            minimum = madd::<FMA>(dmin * m1 as f32, sums[0], minimum);
-            minimum = madd::<FMA>(dmin * m2 as f32, sums[1], minimum);
-        }
-    }
-    acc.iter().sum::<f32>() - minimum
+    super::dot_k4::<FMA, true>(row, x, block_sums)
 }
