@@ -4,7 +4,7 @@
 //! wgpu) and in the browser on WebGPU (`web`).
 //!
 //! Layering: `web` / CLI → `train`, `appreciate`, `calibrate` → `prompt`, `generate`, `eval` →
-//! `loader` → `model`, `lora` → `gguf`, `safetensors`, `tokenizer` → `error`. Nothing below
+//! `loader` → `model`, `lora` → `gguf`, `safetensors` (over `file_bytes`), `tokenizer` → `error`. Nothing below
 //! `web` knows about JavaScript or the DOM; `schema` holds the constants every front-end reads.
 
 pub mod appreciate;
@@ -13,6 +13,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod file_bytes;
 pub mod generate;
 pub mod gguf;
 #[cfg(feature = "gpu-kernels")]

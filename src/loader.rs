@@ -3,6 +3,7 @@
 //! the CLI and the browser.
 
 use crate::error::{Error, Result};
+use crate::file_bytes::{FileBytes, RangeRead};
 use crate::gguf::GgufFile;
 use crate::model::{Llama, LlamaConfig, WeightMode, WeightSource};
 use crate::safetensors::SafetensorsWeights;
@@ -58,7 +59,16 @@ impl LanguageModel {
     /// [`LanguageModel::from_gguf_bytes`] on a shared buffer (a mapped file): the stored weights
     /// are ranges of it, not copies.
     pub fn from_gguf_buffer(bytes: crate::gguf::SharedBuffer, mode: WeightMode, device: &Device) -> Result<Self> {
-        let file = GgufFile::parse_shared(bytes)?;
+        Self::from_gguf_file(GgufFile::parse_shared(bytes)?, mode, device)
+    }
+
+    /// Loads a GGUF file of `len` bytes that is not in memory, reading each tensor as the model
+    /// is built (a browser's `Blob`): with the weights on a GPU, the file is never held whole.
+    pub fn from_gguf_ranged(reader: Box<dyn RangeRead>, len: usize, mode: WeightMode, device: &Device) -> Result<Self> {
+        Self::from_gguf_file(GgufFile::parse_ranged(reader, len)?, mode, device)
+    }
+
+    fn from_gguf_file(file: GgufFile, mode: WeightMode, device: &Device) -> Result<Self> {
         let config = LlamaConfig::from_gguf(&file)?;
         let tokenizer = TextTokenizer::from_gguf(&file)?;
         tokenizer.check_fits(config.vocab_size)?;
@@ -84,11 +94,25 @@ impl LanguageModel {
         mode: WeightMode,
         device: &Device,
     ) -> Result<Self> {
+        let files = safetensors.into_iter().map(FileBytes::whole).collect();
+        Self::from_hf_files(files, config_json, tokenizer_json, tokenizer_config_json, mode, device)
+    }
+
+    /// [`LanguageModel::from_hf_bytes`] on shards in memory or read by range (a browser's
+    /// `Blob`s: each tensor is read as the model is built).
+    pub fn from_hf_files(
+        safetensors: Vec<FileBytes>,
+        config_json: &str,
+        tokenizer_json: &[u8],
+        tokenizer_config_json: Option<&str>,
+        mode: WeightMode,
+        device: &Device,
+    ) -> Result<Self> {
         let config = LlamaConfig::from_hf_json(config_json)?;
         let tokenizer = TextTokenizer::from_hf(tokenizer_json, tokenizer_config_json)?;
         tokenizer.check_fits(config.vocab_size)?;
-        let file_bytes = safetensors.iter().map(Vec::len).sum();
-        let weights = SafetensorsWeights::new(safetensors)?;
+        let file_bytes = safetensors.iter().map(FileBytes::len).sum();
+        let weights = SafetensorsWeights::from_files(safetensors)?;
         let mut tensor_types = BTreeMap::new();
         for (_, dtype) in weights.dtypes() {
             *tensor_types.entry(dtype).or_insert(0) += 1;

@@ -7,11 +7,13 @@ use burn::tensor::{Int, Tensor, TensorData};
 use cqa_studio::device::block_on;
 use cqa_studio::generate::read_f32;
 use cqa_studio::gguf::writer::GgufWriter;
-use cqa_studio::gguf::{GgufFile, names};
+use cqa_studio::gguf::{GgufFile, RangeRead, names};
 use cqa_studio::model::{Llama, LlamaConfig, WeightMode, WeightSource};
 use cqa_studio::rng::Rng;
 use cqa_studio::safetensors::SafetensorsWeights;
 use cqa_studio::tokenizer::TextTokenizer;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// llama.cpp's HF→GGUF row permutation for q/k (`convert_hf_to_gguf.py`, `permute`).
 fn permute_rows(values: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
@@ -113,6 +115,17 @@ fn qwen2_biases_load_from_both_formats() {
 
 /// The tensors as llama.cpp's converter would write them (GGUF names; q/k rows permuted).
 fn gguf_bytes(config: &LlamaConfig, tensors: &[(String, Vec<usize>, Vec<f32>)], permute: bool) -> Vec<u8> {
+    let bytes = gguf_writer(config, tensors, permute, false).build();
+    // The metadata round-trips (epsilon through f32, so within f32 rounding).
+    let mut parsed = LlamaConfig::from_gguf(&GgufFile::parse(bytes.clone()).unwrap()).unwrap();
+    assert!((parsed.rms_norm_eps - config.rms_norm_eps).abs() < 1e-12);
+    parsed.rms_norm_eps = config.rms_norm_eps;
+    assert_eq!(parsed, *config);
+    bytes
+}
+
+/// The file's writer before it is built; with `q8_0`, the matrices of whole 32-blocks as Q8_0.
+fn gguf_writer(config: &LlamaConfig, tensors: &[(String, Vec<usize>, Vec<f32>)], permute: bool, q8_0: bool) -> GgufWriter {
     let arch = config.architecture.as_str();
     let key = |k: &str| format!("{arch}.{k}");
     let mut gguf = GgufWriter::default()
@@ -135,15 +148,72 @@ fn gguf_bytes(config: &LlamaConfig, tensors: &[(String, Vec<usize>, Vec<f32>)], 
         } else {
             values.clone()
         };
-        gguf = gguf.tensor_f32(&names::gguf_name(name).unwrap(), shape, &values);
+        let name = names::gguf_name(name).unwrap();
+        gguf = match shape[..] {
+            [rows, cols] if q8_0 && cols % 32 == 0 => gguf.tensor_q8_0(&name, &[rows, cols], &values),
+            _ => gguf.tensor_f32(&name, shape, &values),
+        };
     }
-    let bytes = gguf.build();
-    // The metadata round-trips (epsilon through f32, so within f32 rounding).
-    let mut parsed = LlamaConfig::from_gguf(&GgufFile::parse(bytes.clone()).unwrap()).unwrap();
-    assert!((parsed.rms_norm_eps - config.rms_norm_eps).abs() < 1e-12);
-    parsed.rms_norm_eps = config.rms_norm_eps;
-    assert_eq!(parsed, *config);
-    bytes
+    gguf
+}
+
+/// A file in memory read through [`RangeRead`], each read recorded as `(offset, len)`; after
+/// `fail_after` reads it fails as a changed file would.
+struct RecordedReads {
+    bytes: Vec<u8>,
+    reads: Rc<RefCell<Vec<(usize, usize)>>>,
+    fail_after: usize,
+}
+
+impl RangeRead for RecordedReads {
+    fn read_into(&self, offset: usize, out: &mut [u8]) -> cqa_studio::Result<()> {
+        let mut reads = self.reads.borrow_mut();
+        if reads.len() >= self.fail_after {
+            return Err(cqa_studio::Error::Gguf("the file changed on the disk".into()));
+        }
+        reads.push((offset, out.len()));
+        out.copy_from_slice(&self.bytes[offset..offset + out.len()]);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_gguf_read_range_by_range_gives_the_same_model_reading_one_tensor_at_a_time() {
+    let device = cqa_studio::device::cpu();
+    let config = LlamaConfig::tiny(64);
+    let tensors = hf_tensors(&config);
+    // A header of ~2.6 MB (a big vocabulary's is a few MB): more than the first read of it.
+    let filler: Vec<String> = (0..120_000).map(|i| format!("token-{i:08}")).collect();
+    let filler: Vec<&str> = filler.iter().map(String::as_str).collect();
+    let bytes = gguf_writer(&config, &tensors, true, true).kv_str_array("test.filler", &filler).build();
+    let whole = GgufFile::parse(bytes.clone()).unwrap();
+    let header_end = whole.tensors.iter().map(|t| t.offset).min().unwrap();
+    assert!(header_end > 2 << 20, "the header is {header_end} bytes");
+    assert!(whole.tensors.iter().any(|t| t.format == cqa_studio::quant::Format::Q8_0));
+    let expected = logits(&Llama::from_weights(&config, &WeightSource::Gguf(whole), WeightMode::Stored, &device).unwrap(), &device);
+
+    let reads = Rc::new(RefCell::new(Vec::new()));
+    let reader = RecordedReads { bytes: bytes.clone(), reads: reads.clone(), fail_after: usize::MAX };
+    let ranged = GgufFile::parse_ranged(Box::new(reader), bytes.len()).unwrap();
+    assert_eq!(ranged.file_size(), bytes.len());
+    let tensors_of_file = ranged.tensors.clone();
+    // The header is read from the start, ×4 a time, until it is whole: 1 MiB, then 4 MiB (here
+    // the whole file, which is shorter).
+    assert_eq!(*reads.borrow(), vec![(0, 1 << 20), (0, (4 << 20).min(bytes.len()))]);
+    let model = Llama::from_weights(&config, &WeightSource::Gguf(ranged), WeightMode::Stored, &device).unwrap();
+    assert_eq!(logits(&model, &device), expected);
+    // Then each tensor is read once, alone: its own range, nothing more.
+    let tensor_reads = reads.borrow()[2..].to_vec();
+    assert_eq!(tensor_reads.len(), tensors_of_file.len());
+    for (offset, len) in tensor_reads {
+        assert!(tensors_of_file.iter().any(|t| t.offset == offset && t.n_bytes == len), "read {len} bytes at {offset}");
+    }
+
+    // A file that cannot be read any more mid-way: the reader's sentence, not a crash.
+    let failing = RecordedReads { bytes: bytes.clone(), reads: Rc::new(RefCell::new(Vec::new())), fail_after: 5 };
+    let source = WeightSource::Gguf(GgufFile::parse_ranged(Box::new(failing), bytes.len()).unwrap());
+    let err = Llama::from_weights(&config, &source, WeightMode::Stored, &device).err().expect("the read fails").to_string();
+    assert_eq!(err, "the file changed on the disk");
 }
 
 fn bytemuck_cast(values: &[f32]) -> &[u8] {

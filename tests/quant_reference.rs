@@ -78,7 +78,7 @@ fn every_stored_type_scores_like_transformers_on_wgpu() {
     // The words take what the blocks take (Q6_K two bytes more a super-block, its d padded to a
     // word): as the header's figures say, for both.
     let bytes = std::fs::read(common::root().join("tests/fixtures/quant_mix.gguf")).unwrap();
-    let need = GgufFile::memory_need(&bytes, bytes.len()).unwrap().unwrap();
+    let need = cqa_studio::quant::MemoryNeed::of_gguf(&bytes, bytes.len()).unwrap().unwrap();
     assert_eq!(cpu_model.resident_weight_bytes() as u64, need.resident_bytes_stored, "CPU");
     assert_eq!(model.resident_weight_bytes() as u64, need.resident_bytes_stored_gpu, "GPU");
     assert!(need.resident_bytes_stored_gpu > need.resident_bytes_stored, "the fixture has Q6_K matrices");

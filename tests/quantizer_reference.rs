@@ -59,7 +59,7 @@ fn every_tensor_of_every_ftype_decodes_bit_for_bit_as_gguf_py_on_every_backend_t
                 continue;
             }
             // The CPU's stored matrix, row by row.
-            let matrix = StoredMatrix::from_bytes(info.format, shape[0], shape[1], file.tensor_bytes(info).to_vec()).unwrap();
+            let matrix = StoredMatrix::from_bytes(info.format, shape[0], shape[1], file.tensor_bytes(info).unwrap().into_owned()).unwrap();
             assert_eq!(digest(&matrix.to_f32()), sha, "{ftype} {name}: stored rows");
             // A GPU's words, decoded as its kernels decode them; a format without words goes to a
             // GPU converted (checked within half a Q8_0 step in the engine's unit tests).
@@ -86,7 +86,7 @@ fn scores_like_transformers(device: &Device, backend: &str, tolerance: f32) {
     let mut failures = Vec::new();
     for (ftype, entry, file) in files() {
         let want = common::floats(&entry["logprobs"]);
-        let need = GgufFile::memory_need(&std::fs::read(common::root().join("tests/fixtures/quantized").join(entry["file"].as_str().unwrap())).unwrap(), entry["bytes"].as_u64().unwrap() as usize)
+        let need = cqa_studio::quant::MemoryNeed::of_gguf(&std::fs::read(common::root().join("tests/fixtures/quantized").join(entry["file"].as_str().unwrap())).unwrap(), entry["bytes"].as_u64().unwrap() as usize)
             .unwrap()
             .unwrap();
         let (got, model) = common::gguf_logprobs(file, &ids, WeightMode::Stored, device);

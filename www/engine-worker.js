@@ -10,7 +10,7 @@
 // (lib/engine-memory.js), the model files (lib/model-files.js), the token loops
 // (lib/model-loops.js); here, the device choice, the models and the handlers.
 import { allowList, ensureThreadedWasm, ensureWasm, lookup, messageOf, post, refuse, runJob, serve, simulateCrash, yieldToEvents } from './lib/worker-core.js';
-import { forgetModels, ggufNeed, hfNeed, openGguf, readHfFiles, streamIntoEngine } from './lib/model-files.js';
+import { blobReader, forgetModels, ggufNeed, hfNeed, openGguf, readHfFiles, streamIntoEngine } from './lib/model-files.js';
 import { measureAgreement, stream, verdictAfter } from './lib/model-loops.js';
 import { TEST_HOOKS } from './lib/test-hooks.js';
 import { CONCURRENT, ENGINE_CONTROLS, requestNames } from './lib/engine-requests.js';
@@ -121,18 +121,26 @@ async function load(msg, ev) {
   let next, name, source, cached = false, fromCache = false, need = null, identity = null;
   if (msg.hf) {
     // Sizes and headers first: nothing is read whole before the model is known to fit.
-    need = await hfNeed(msg.hf);
+    need = await hfNeed(m, msg.hf);
     refuseIfTooBig(need, budget, memoryOf());
     const f = await readHfFiles(msg.hf, ev);
     ({ name, source } = f);
     identity = { name, size: f.total, sha256: null }; // several files: no single digest
-    ev({ type: 'progress', stage: 'prepare', loaded: f.total, total: f.total, message: `Preparing the weights for ${backendWords()}…` });
+    const shardBytes = f.shards.reduce((s, x) => s + x.size, 0);
+    const message = `Preparing the weights for ${backendWords()}…`;
+    ev({ type: 'progress', stage: 'prepare', loaded: 0, total: shardBytes, message });
     dropTuned(); // a cache of merged weights: freed before the new weights need the memory
     await yieldToEvents();
-    next = m.WebModel.loadHf(f.shards, f.configText, f.tokenizer, f.tokenizerConfigText);
+    // The shards stay on the disk: the engine reads each tensor as it builds the weights.
+    let read = 0;
+    const readers = f.shards.map((shard) => {
+      let before = 0;
+      return blobReader(shard, (n) => { read += n - before; before = n; ev({ type: 'progress', stage: 'prepare', loaded: read, total: shardBytes, message }); });
+    });
+    next = m.WebModel.loadHfRanged(f.shards.map((x) => x.size), readers, f.configText, f.tokenizer, f.tokenizerConfigText);
   } else {
-    // A file from the disk is measured from its header before it is read; a cached or downloaded
-    // one as its first pieces arrive (streamIntoEngine). Either way before room is set aside.
+    // A file from the disk is measured from its header before it is opened; a cached one before
+    // it is read, a download not kept as its first pieces arrive (streamIntoEngine).
     const check = (n) => { need = n; refuseIfTooBig(n, budget, memoryOf()); };
     if (msg.file) {
       const file = msg.file;
@@ -140,15 +148,30 @@ async function load(msg, ev) {
     }
     const f = await openGguf(msg, ev, m.schema().default_model);
     ({ name, source, cached, fromCache } = f);
+    const preparing = (size) => `Preparing ${name} (${(size / 1e6).toFixed(1)} MB) for ${backendWords()}…`;
     try {
       dropTuned(); // a cache of merged weights: freed before the file needs the memory
-      const upload = await streamIntoEngine(m, f, (loaded, total) => ev({ type: 'progress', stage: f.stage, loaded, total, message: f.message }), msg.file ? null : check);
-      const size = upload.length;
-      ev({ type: 'progress', stage: 'prepare', loaded: size, total: size, message: `Preparing ${name} (${(size / 1e6).toFixed(1)} MB) for ${backendWords()}…` });
-      // The file's identity, so a study can name the model it was made with.
-      identity = { name, size, sha256: upload.sha256() };
-      await yieldToEvents();
-      next = m.WebModel.loadUpload(upload);
+      const blob = await f.blob();
+      if (blob) {
+        // The file stays where it is; the engine reads its slices: the whole once for its
+        // SHA-256 (the file's identity, so a study can name the model it was made with), then
+        // the header and one tensor at a time as the weights are built.
+        const size = blob.size;
+        if (!msg.file) check(await ggufNeed(m, async (n) => new Uint8Array(await blob.slice(0, n).arrayBuffer()), size));
+        const reading = (stage, message) => blobReader(blob, (loaded) => ev({ type: 'progress', stage, loaded, total: size, message }));
+        ev({ type: 'progress', stage: f.stage, loaded: 0, total: size, message: f.message });
+        identity = { name, size, sha256: m.modelSha256(size, reading(f.stage, f.message)) };
+        ev({ type: 'progress', stage: 'prepare', loaded: 0, total: size, message: preparing(size) });
+        await yieldToEvents();
+        next = m.WebModel.loadRanged(size, reading('prepare', preparing(size)));
+      } else {
+        const upload = await streamIntoEngine(m, f, (loaded, total) => ev({ type: 'progress', stage: f.stage, loaded, total, message: f.message }), check);
+        const size = upload.length;
+        ev({ type: 'progress', stage: 'prepare', loaded: 0, total: 0, message: preparing(size) });
+        identity = { name, size, sha256: upload.sha256() };
+        await yieldToEvents();
+        next = m.WebModel.loadUpload(upload);
+      }
     } catch (e) {
       await f.discard();
       throw e;
@@ -344,7 +367,8 @@ const requests = allowList({
   agreement,
   'check-adapter': checkAdapter,
   train,
-  'gpu-stats': readGpuStats,
+  // With the engine's memory (its peak so far: it only grows).
+  'gpu-stats': async (msg) => ({ ...readGpuStats(msg), engine_bytes: (await ensureWasm()).engineMemoryBytes() }),
   // Only in a build with the test hooks (lib/test-hooks.js): a site for users answers them as
   // unknown requests.
   ...(TEST_HOOKS ? {

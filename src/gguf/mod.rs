@@ -11,7 +11,7 @@ pub mod writer;
 
 use crate::error::{Error, Result};
 pub use dequant::Format;
-pub use cqa_quant::SharedBuffer;
+pub use crate::file_bytes::{FileBytes, RangeRead, SharedBuffer};
 use cqa_quant::StoredMatrix;
 use std::collections::BTreeMap;
 
@@ -103,38 +103,22 @@ impl TensorInfo {
     }
 }
 
-/// The memory a model file needs once loaded (see [`GgufFile::memory_need`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct MemoryNeed {
-    pub parameters: u64,
-    pub file_bytes: u64,
-    /// Bytes of weights the engine keeps resident with every weight dequantized to f32
-    /// (`--weights f32`).
-    pub resident_bytes: u64,
-    /// Bytes of weights the engine keeps resident in stored form on the CPU (the default: the
-    /// file's blocks, every format).
-    pub resident_bytes_stored: u64,
-    /// The same on a GPU, where the formats without GPU kernels go as Q8_0 (`Format::on_gpu`).
-    pub resident_bytes_stored_gpu: u64,
-    /// The largest single weight buffer, in f32 bytes (a GPU buffer must hold it whole).
-    pub largest_tensor_bytes: u64,
-    /// The largest single GPU buffer with stored weights: a chunk of a matrix's words (at most
-    /// 128 MiB), the f32 panel a chunk is expanded to for a tiled matmul (at most 64 MiB), or an
-    /// f32 tensor held dense.
-    pub largest_buffer_bytes_stored: u64,
-    pub largest_tensor: String,
-}
-
 /// A parsed GGUF file. Holds the file's bytes (read into memory, or mapped natively), so that
 /// tensors are read lazily, one at a time, and stored matrices are ranges of the file itself
-/// ([`GgufFile::stored_matrix`]): loading takes the file's size once, not twice.
+/// ([`GgufFile::stored_matrix`]): loading takes the file's size once, not twice. Or holds only
+/// a way to read ranges of it ([`RangeRead`], a browser's `Blob`): then each tensor's bytes are
+/// read when it is asked for, and a model whose weights go to a GPU never has the file in memory.
 pub struct GgufFile {
     pub version: u32,
     pub metadata: BTreeMap<String, MetaValue>,
     pub tensors: Vec<TensorInfo>,
     pub alignment: u64,
-    bytes: SharedBuffer,
+    bytes: FileBytes,
 }
+
+/// The first read of a ranged file's header; grown ×4 while the header runs past it (a
+/// vocabulary of 150k tokens makes a header of a few MB).
+const FIRST_HEAD_BYTES: usize = 1 << 20;
 
 impl std::fmt::Debug for GgufFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -378,29 +362,6 @@ fn read_index_from(c: &mut Cursor<'_>, file_len: usize) -> Result<Index> {
     Ok(Index { version, metadata, tensors, alignment })
 }
 
-/// Bytes a tensor takes held in stored form on the CPU (the file's own blocks) or, with `gpu`,
-/// on a GPU (its own blocks, or the conversion the registry names: `Format::on_gpu`).
-fn stored_bytes(t: &TensorInfo, gpu: bool) -> u64 {
-    let format = if gpu { t.format.on_gpu() } else { t.format };
-    let cols = t.shape.last().copied().unwrap_or(1);
-    match cqa_quant::WordLayout::new(format, cols).filter(|_| gpu && t.shape.len() == 2) {
-        // The words a GPU holds (Q5_0 pads its scales to a word).
-        Some(layout) => (4 * layout.row_words() * (t.n_elements() / cols)) as u64,
-        None => format.bytes_for(t.n_elements()) as u64,
-    }
-}
-
-/// The largest GPU buffer `t` takes with stored weights (see `MemoryNeed`).
-fn stored_buffer_bytes(t: &TensorInfo) -> u64 {
-    let (max_chunk, max_panel) = (crate::quant::MAX_CHUNK_BYTES as u64, 4 * crate::quant::PANEL_FLOATS as u64);
-    let f32_bytes = t.n_elements() as u64 * 4;
-    if t.format == Format::F32 || t.shape.len() < 2 {
-        f32_bytes
-    } else {
-        stored_bytes(t, true).min(max_chunk).max(f32_bytes.min(max_panel))
-    }
-}
-
 /// The fewest bytes a metadata value of `type_id` takes on disk (an unknown type fails later).
 fn min_value_bytes(type_id: u32) -> usize {
     match type_id {
@@ -423,34 +384,40 @@ impl GgufFile {
     pub fn parse_shared(bytes: SharedBuffer) -> Result<Self> {
         let data = (*bytes).as_ref();
         let Index { version, metadata, tensors, alignment } = read_index(data, data.len())?;
-        Ok(GgufFile { version, metadata, tensors, alignment, bytes })
+        Ok(GgufFile { version, metadata, tensors, alignment, bytes: FileBytes::Whole(bytes) })
     }
 
-    /// What loading the file of `file_len` bytes that starts with `head` needs, read from its
-    /// header alone, so a model too big for the device is refused before it is read in full.
-    /// `Ok(None)`: `head` ends inside the header; call again with more of the file.
-    /// Only a read past `head` that the file could still satisfy asks for more: bad magic, an
-    /// unsupported version, a count the file cannot hold or an array over the cap are refused
-    /// from the bytes already given.
-    pub fn memory_need(head: &[u8], file_len: usize) -> Result<Option<MemoryNeed>> {
+    /// [`GgufFile::parse`] on a file of `len` bytes read through `reader`: only its header is
+    /// read here; each tensor is read when it is asked for.
+    pub fn parse_ranged(reader: Box<dyn RangeRead>, len: usize) -> Result<Self> {
+        let mut head_len = FIRST_HEAD_BYTES.min(len);
+        loop {
+            let mut head = vec![0; head_len];
+            reader.read_into(0, &mut head)?;
+            let mut cursor = Cursor::new(&head, len);
+            match read_index_from(&mut cursor, len) {
+                Ok(Index { version, metadata, tensors, alignment }) => {
+                    return Ok(GgufFile { version, metadata, tensors, alignment, bytes: FileBytes::Ranged { reader, len } });
+                }
+                Err(_) if cursor.ran_out_of_head && head_len < len => head_len = head_len.saturating_mul(4).min(len),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The tensor index of the file of `file_len` bytes that starts with `head`, read from its
+    /// header alone, so a model too big for the device is refused before it is read in full
+    /// (`quant::MemoryNeed::of_gguf`). `Ok(None)`: `head` ends inside the header; call again
+    /// with more of the file. Only a read past `head` that the file could still satisfy asks for
+    /// more: bad magic, an unsupported version, a count the file cannot hold or an array over the
+    /// cap are refused from the bytes already given.
+    pub fn read_tensor_index(head: &[u8], file_len: usize) -> Result<Option<Vec<TensorInfo>>> {
         let mut cursor = Cursor::new(head, file_len);
-        let index = match read_index_from(&mut cursor, file_len) {
-            Ok(index) => index,
-            Err(_) if cursor.ran_out_of_head && head.len() < file_len => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let elements = |t: &TensorInfo| t.n_elements() as u64;
-        let largest = index.tensors.iter().max_by_key(|t| elements(t));
-        Ok(Some(MemoryNeed {
-            parameters: index.tensors.iter().map(elements).sum(),
-            file_bytes: file_len as u64,
-            resident_bytes: index.tensors.iter().map(|t| elements(t) * 4).sum(),
-            resident_bytes_stored: index.tensors.iter().map(|t| stored_bytes(t, false)).sum(),
-            resident_bytes_stored_gpu: index.tensors.iter().map(|t| stored_bytes(t, true)).sum(),
-            largest_tensor_bytes: largest.map_or(0, |t| elements(t) * 4),
-            largest_buffer_bytes_stored: index.tensors.iter().map(stored_buffer_bytes).max().unwrap_or(0),
-            largest_tensor: largest.map(|t| t.name.clone()).unwrap_or_default(),
-        }))
+        match read_index_from(&mut cursor, file_len) {
+            Ok(index) => Ok(Some(index.tensors)),
+            Err(_) if cursor.ran_out_of_head && head.len() < file_len => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Metadata lookup.
@@ -469,15 +436,19 @@ impl GgufFile {
         self.tensors.iter().find(|t| t.name == name)
     }
 
-    /// The raw encoded bytes of a tensor.
-    pub fn tensor_bytes(&self, info: &TensorInfo) -> &[u8] {
-        &(*self.bytes).as_ref()[info.offset..info.offset + info.n_bytes]
+    /// The raw encoded bytes of a tensor: borrowed from a file in memory, read from a ranged one.
+    pub fn tensor_bytes(&self, info: &TensorInfo) -> Result<std::borrow::Cow<'_, [u8]>> {
+        self.bytes.range(info.offset, info.n_bytes, &format!("tensor `{}`", info.name))
     }
 
-    /// A 2-D tensor as a `[rows, cols]` matrix of its own blocks, sharing the file's bytes.
+    /// A 2-D tensor as a `[rows, cols]` matrix of its own blocks, sharing the file's bytes (a
+    /// ranged file's tensor is read into a buffer of its own).
     pub fn stored_matrix(&self, info: &TensorInfo, rows: usize, cols: usize) -> Result<StoredMatrix> {
-        StoredMatrix::from_shared(info.format, rows, cols, self.bytes.clone(), info.offset, info.n_bytes)
-            .map_err(|e| Error::Gguf(format!("tensor `{}`: {e}", info.name)))
+        let matrix = match &self.bytes {
+            FileBytes::Whole(bytes) => StoredMatrix::from_shared(info.format, rows, cols, bytes.clone(), info.offset, info.n_bytes),
+            FileBytes::Ranged { .. } => StoredMatrix::from_bytes(info.format, rows, cols, self.tensor_bytes(info)?.into_owned()),
+        };
+        matrix.map_err(|e| Error::Gguf(format!("tensor `{}`: {e}", info.name)))
     }
 
     /// Dequantizes a tensor by name to f32, in row-major order of [`TensorInfo::shape`].
@@ -485,13 +456,13 @@ impl GgufFile {
         let info = self
             .tensor_info(name)
             .ok_or_else(|| Error::Model(format!("the GGUF file has no tensor `{name}`; is it a Llama-family model?")))?;
-        let values = dequant::dequantize(info.format, self.tensor_bytes(info), info.n_elements())?;
+        let values = dequant::dequantize(info.format, &self.tensor_bytes(info)?, info.n_elements())?;
         Ok((info.shape.clone(), values))
     }
 
     /// Total size of the file in bytes.
     pub fn file_size(&self) -> usize {
-        (*self.bytes).as_ref().len()
+        self.bytes.len()
     }
 }
 
@@ -499,6 +470,7 @@ impl GgufFile {
 mod tests {
     use super::*;
     use super::writer::GgufWriter as GgufBuilder;
+    use crate::quant::MemoryNeed;
 
     fn sample() -> Vec<u8> {
         GgufBuilder::default()
@@ -528,7 +500,7 @@ mod tests {
     #[test]
     fn memory_need_reads_the_header_alone() {
         let bytes = sample();
-        let need = GgufFile::memory_need(&bytes, bytes.len()).unwrap().unwrap();
+        let need = MemoryNeed::of_gguf(&bytes, bytes.len()).unwrap().unwrap();
         assert_eq!(need.parameters, 10);
         assert_eq!(need.resident_bytes, 40);
         assert_eq!(need.resident_bytes_stored, 40); // F32 tensors stay f32
@@ -537,11 +509,11 @@ mod tests {
         // The header alone (without the tensor data) is enough: extents are checked against the
         // file's length, not the slice's.
         let data_start = GgufFile::parse(bytes.clone()).unwrap().tensors.iter().map(|t| t.offset).min().unwrap();
-        assert_eq!(GgufFile::memory_need(&bytes[..data_start], bytes.len()).unwrap(), Some(need));
+        assert_eq!(MemoryNeed::of_gguf(&bytes[..data_start], bytes.len()).unwrap(), Some(need));
         // Too little of the file: ask for more, not an error.
-        assert_eq!(GgufFile::memory_need(&bytes[..20], bytes.len()).unwrap(), None);
+        assert_eq!(MemoryNeed::of_gguf(&bytes[..20], bytes.len()).unwrap(), None);
         // A whole file that is corrupt is an error.
-        assert!(GgufFile::memory_need(&bytes[..20], 20).is_err());
+        assert!(MemoryNeed::of_gguf(&bytes[..20], 20).is_err());
     }
 
     #[test]
@@ -549,23 +521,23 @@ mod tests {
         let big = 1 << 30; // the file claims to be 1 GiB; only the head is given
         let mut bad_magic = sample();
         bad_magic[..4].copy_from_slice(b"GGML");
-        let err = GgufFile::memory_need(&bad_magic[..8], big).unwrap_err().to_string();
+        let err = MemoryNeed::of_gguf(&bad_magic[..8], big).unwrap_err().to_string();
         assert!(err.contains("not a GGUF file"), "{err}");
         let mut bad_version = sample();
         bad_version[4..8].copy_from_slice(&7u32.to_le_bytes());
-        let err = GgufFile::memory_need(&bad_version[..8], big).unwrap_err().to_string();
+        let err = MemoryNeed::of_gguf(&bad_version[..8], big).unwrap_err().to_string();
         assert!(err.contains("version 7"), "{err}");
         // Fewer than 4 bytes: the magic is not known yet.
-        assert_eq!(GgufFile::memory_need(&bad_magic[..3], big).unwrap(), None);
+        assert_eq!(MemoryNeed::of_gguf(&bad_magic[..3], big).unwrap(), None);
         // An array over the cap, and a count the whole file cannot hold, are refused at once.
         let over_cap = with_array(0, MAX_METADATA_ARRAY_ITEMS as u64 + 1, 0);
-        let err = GgufFile::memory_need(&over_cap, big).unwrap_err().to_string();
+        let err = MemoryNeed::of_gguf(&over_cap, big).unwrap_err().to_string();
         assert!(err.contains("over the"), "{err}");
         let too_many = with_array(4, 1 << 31, 0);
-        let err = GgufFile::memory_need(&too_many, big).unwrap_err().to_string();
+        let err = MemoryNeed::of_gguf(&too_many, big).unwrap_err().to_string();
         assert!(err.contains("claims 2147483648 items"), "{err}");
         // A plausible array that the head stops inside: ask for more.
-        assert_eq!(GgufFile::memory_need(&with_array(0, 1000, 10), big).unwrap(), None);
+        assert_eq!(MemoryNeed::of_gguf(&with_array(0, 1000, 10), big).unwrap(), None);
     }
 
     /// A header with one metadata array of `n` items of `item_type`, followed by `payload` bytes.

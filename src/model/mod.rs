@@ -188,8 +188,8 @@ impl DecoderLayer {
 
 /// Reads a required tensor by HF name, checking its shape.
 type LoadFn<'a> = dyn Fn(&str, &[usize]) -> Result<Vec<f32>> + 'a;
-/// Reads a tensor that may be absent, with its shape.
-type OptionalFn<'a> = dyn Fn(&str) -> Result<Option<(Vec<usize>, Vec<f32>)>> + 'a;
+/// Whether a tensor that may be absent is there (without reading it: an untied head is large).
+type HasFn<'a> = dyn Fn(&str) -> bool + 'a;
 /// Reads a `[rows, cols]` weight matrix in stored form, or `None` to take it dense.
 type StoredFn<'a> = dyn Fn(&str, usize, usize) -> Result<Option<StoredMatrix>> + 'a;
 
@@ -390,7 +390,7 @@ impl Llama {
     pub fn from_weights(config: &LlamaConfig, source: &WeightSource, mode: WeightMode, device: &Device) -> Result<Self> {
         let heads = (config.num_attention_heads, config.num_key_value_heads);
         let load = |name: &str, shape: &[usize]| source.require(name, shape, heads);
-        let optional = |name: &str| source.load(name, heads);
+        let has = |name: &str| source.has(name);
         let keep_stored = mode != WeightMode::F32 && StoredWeight::supported_on(device);
         let stored = |name: &str, rows: usize, cols: usize| -> Result<Option<StoredMatrix>> {
             if !keep_stored {
@@ -398,7 +398,7 @@ impl Llama {
             }
             source.load_stored(name, rows, cols, heads, mode)
         };
-        Self::build(config, device, &load, &optional, &stored)
+        Self::build(config, device, &load, &has, &stored)
     }
 
     /// A model with seeded N(0, 0.02²) weights (norms at 1), identical on every backend: for tests.
@@ -412,9 +412,9 @@ impl Llama {
             let mut rng = rng.borrow_mut();
             Ok((0..n).map(|_| (rng.normal() * 0.02) as f32).collect())
         };
-        let optional = |_: &str| Ok(None);
+        let has = |_: &str| false;
         let dense = |_: &str, _: usize, _: usize| Ok(None);
-        Self::build(config, device, &load, &optional, &dense).expect("random weights always have the right shape")
+        Self::build(config, device, &load, &has, &dense).expect("random weights always have the right shape")
     }
 
     /// Logits `[seq, vocab]`, flattened, of the seeded tiny random model (`LlamaConfig::tiny`)
@@ -428,7 +428,7 @@ impl Llama {
         crate::generate::read_f32(model.forward(tokens, &mut model.new_cache())?).await
     }
 
-    fn build(c: &LlamaConfig, device: &Device, load: &LoadFn, optional: &OptionalFn, stored: &StoredFn) -> Result<Self> {
+    fn build(c: &LlamaConfig, device: &Device, load: &LoadFn, has: &HasFn, stored: &StoredFn) -> Result<Self> {
         let d = c.hidden_size;
         let q_dim = c.num_attention_heads * c.head_dim;
         let kv_dim = c.num_key_value_heads * c.head_dim;
@@ -495,11 +495,10 @@ impl Llama {
         // use it only when untied, and require it then.
         let lm_head = if c.tie_word_embeddings {
             None
+        } else if has("lm_head.weight") {
+            Some(linear("lm_head", d, c.vocab_size, false)?)
         } else {
-            match optional("lm_head.weight")? {
-                Some(_) => Some(linear("lm_head", d, c.vocab_size, false)?),
-                None => return Err(Error::Model("the model is untied but has no `lm_head.weight` / `output.weight`".into())),
-            }
+            return Err(Error::Model("the model is untied but has no `lm_head.weight` / `output.weight`".into()));
         };
 
         Ok(Llama {

@@ -38,6 +38,14 @@ impl WeightSource {
         }
     }
 
+    /// Whether the source has the tensor at HF path `name`; nothing is read or decoded.
+    pub fn has(&self, name: &str) -> bool {
+        match self {
+            WeightSource::Safetensors(st) => st.contains(name),
+            WeightSource::Gguf(file) => names::gguf_name(name).is_some_and(|gguf| file.tensor_info(&gguf).is_some()),
+        }
+    }
+
     /// Loads the `[rows, cols]` matrix at HF path `name` in stored form: a GGUF's blocks as they
     /// are, a safetensors' F16/BF16 as 16-bit, or, with `WeightMode::Q8_0`,
     /// f32 values quantized to Q8_0. `None` when the matrix is best held dense (f32 without

@@ -1,6 +1,7 @@
 //! Weights kept in their stored form, in the engine: which form a model's weights take
-//! (`WeightMode`), GGUF tensors to [`StoredMatrix`], and the burn operation that multiplies by
-//! one (`op`). The matrices, the format registry and the CPU kernels are the `cqa-quant` crate.
+//! (`WeightMode`), GGUF tensors to [`StoredMatrix`], the burn operation that multiplies by one
+//! (`op`), and the memory the weights will take, planned from the files' headers (`need`). The
+//! matrices, the format registry and the CPU kernels are the `cqa-quant` crate.
 //!
 //! A GGUF's weights are already quantized, so computing from its blocks loses nothing. The CPU
 //! keeps every format of the registry as the file has it; a GPU reads the formats with a word
@@ -10,10 +11,12 @@
 
 #[cfg(feature = "gpu-kernels")]
 pub mod gpu;
+mod need;
 pub mod op;
 
 use crate::error::{Error, Result};
 pub use cqa_quant::{Format, QuantError, StoredMatrix};
+pub use need::{MemoryNeed, PlannedTensor};
 
 /// The largest f32 panel of a stored matrix the GPU's tiled path expands at once (64 MiB).
 pub const PANEL_FLOATS: usize = 16 << 20;

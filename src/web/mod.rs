@@ -38,7 +38,7 @@ mod upload;
 pub use appreciate::appreciation_report;
 pub use raters::study_agreement_js;
 pub use train::{WebTrainControl, WebTrainer};
-pub use upload::ModelUpload;
+pub use upload::{ModelUpload, model_sha256};
 
 type JsResult<T> = Result<T, JsError>;
 
@@ -60,6 +60,11 @@ fn from_js<T: DeserializeOwned + Default>(value: JsValue, what: &str) -> JsResul
 /// Like [`from_js`] for a value that has no default.
 fn required_from_js<T: DeserializeOwned>(value: JsValue, what: &str) -> JsResult<T> {
     serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("bad {what}: {e}")))
+}
+
+/// The message of a thrown JS value.
+fn js_message(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| e.as_string()).unwrap_or_else(|| format!("{e:?}"))
 }
 
 /// A Promise over an engine future; its error rejects the Promise with a JS `Error`.
@@ -178,17 +183,39 @@ impl WebModel {
         Ok(WebModel::wrap(LanguageModel::from_gguf_bytes(bytes, WeightMode::Stored, &current_device()?)?))
     }
 
-    /// Loads HF safetensors shards with config.json, tokenizer.json and (optional)
-    /// tokenizer_config.json.
-    #[wasm_bindgen(js_name = loadHf)]
-    pub fn load_hf(
-        shards: Vec<js_sys::Uint8Array>,
+    /// Loads a GGUF file of `length` bytes that stays where it is (a `Blob`): `read(offset,
+    /// target)` fills the `Uint8Array` `target` with the file's bytes from `offset` and returns
+    /// how many it wrote. Only the header and one tensor at a time are read into the engine; on
+    /// WebGPU the file is never held whole in the tab.
+    #[wasm_bindgen(js_name = loadRanged)]
+    pub fn load_ranged(length: f64, read: js_sys::Function) -> JsResult<WebModel> {
+        let reader = upload::BlobReader::new(length, read)?;
+        let len = reader.len();
+        Ok(WebModel::wrap(LanguageModel::from_gguf_ranged(Box::new(reader), len, WeightMode::Stored, &current_device()?)?))
+    }
+
+    /// Loads an HF model: safetensors shards left where they are (`Blob`s: `sizes[i]` and
+    /// `readers[i]`, a function as [`WebModel::load_ranged`]'s `read`, for each), with
+    /// config.json, tokenizer.json and (optional) tokenizer_config.json. Each tensor is read as
+    /// the weights are built, so the shards are never held whole in the tab.
+    #[wasm_bindgen(js_name = loadHfRanged)]
+    pub fn load_hf_ranged(
+        sizes: Vec<f64>,
+        readers: Vec<js_sys::Function>,
         config_json: String,
         tokenizer_json: Vec<u8>,
         tokenizer_config_json: Option<String>,
     ) -> JsResult<WebModel> {
-        let files = shards.iter().map(|a| a.to_vec()).collect();
-        let lm = LanguageModel::from_hf_bytes(files, &config_json, &tokenizer_json, tokenizer_config_json.as_deref(), WeightMode::Stored, &current_device()?)?;
+        if sizes.len() != readers.len() {
+            return Err(JsError::new("loadHfRanged: one size per shard reader"));
+        }
+        let mut files = Vec::with_capacity(sizes.len());
+        for (size, read) in sizes.into_iter().zip(readers) {
+            let reader = upload::BlobReader::new(size, read)?;
+            let len = reader.len();
+            files.push(crate::file_bytes::FileBytes::Ranged { reader: Box::new(reader), len });
+        }
+        let lm = LanguageModel::from_hf_files(files, &config_json, &tokenizer_json, tokenizer_config_json.as_deref(), WeightMode::Stored, &current_device()?)?;
         Ok(WebModel::wrap(lm))
     }
 
@@ -306,16 +333,37 @@ pub fn tiny_model_logits(seed: u32, vocab_size: usize, ids: Vec<u32>) -> Promise
     })
 }
 
+/// The engine's memory in bytes. It only grows, so after a load it is the load's peak.
+#[wasm_bindgen(js_name = engineMemoryBytes)]
+pub fn engine_memory_bytes() -> f64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    // An ArrayBuffer, or a SharedArrayBuffer in the threaded build: read its length by name.
+    js_sys::Reflect::get(&memory.buffer(), &"byteLength".into()).ok().and_then(|v| v.as_f64()).unwrap_or(0.0)
+}
+
 /// What loading a GGUF model needs (`{parameters, file_bytes, resident_bytes,
 /// largest_tensor_bytes, largest_tensor}`), read from the first bytes of the file (`head`) and
 /// its length, so the page can refuse a model too big for the device before reading it all.
 /// Returns null when `head` ends inside the header: call again with more of the file.
 #[wasm_bindgen(js_name = modelMemory)]
 pub fn model_memory(head: &[u8], file_len: f64) -> JsResult<JsValue> {
-    match crate::gguf::GgufFile::memory_need(head, file_len as usize)? {
+    match crate::quant::MemoryNeed::of_gguf(head, file_len as usize)? {
         Some(need) => to_js(&need),
         None => Ok(JsValue::NULL),
     }
+}
+
+/// What loading an HF model needs (as [`model_memory`]), from each safetensors shard's first
+/// bytes (`heads`: its 8-byte header length and JSON header, at least) and size (`sizes`). Throws
+/// a sentence naming the shard when a header is not one or does not fit its file.
+#[wasm_bindgen(js_name = safetensorsMemory)]
+pub fn safetensors_memory(heads: Vec<js_sys::Uint8Array>, sizes: Vec<f64>) -> JsResult<JsValue> {
+    if heads.len() != sizes.len() {
+        return Err(JsError::new("safetensorsMemory: one size per header"));
+    }
+    let heads: Vec<Vec<u8>> = heads.iter().map(js_sys::Uint8Array::to_vec).collect();
+    let shards: Vec<(&[u8], u64)> = heads.iter().zip(&sizes).map(|(h, &size)| (h.as_slice(), size as u64)).collect();
+    to_js(&crate::quant::MemoryNeed::of_safetensors(&shards)?)
 }
 
 /// Validates annotation JSONL. Returns `{records, errors: [{line, field, message}], error_count,

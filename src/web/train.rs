@@ -1,7 +1,7 @@
 //! Training in the browser: `WebTrainer` runs the engine's own loop (`train::run`) with the
 //! browser's clock and event loop injected, and hands events and checkpoints to the page.
 
-use super::{JsResult, WebModel, from_js, promise, to_js};
+use super::{JsResult, WebModel, from_js, js_message, promise, to_js};
 use crate::data::parse_annotations;
 use crate::train::{AsyncEventSink, Checkpoint, CheckpointSchedule, TrainConfig, TrainControl, TrainEvent, Trainer};
 use crate::Error;
@@ -80,11 +80,6 @@ impl AsyncEventSink for &mut JsSink {
             .map_err(|e| Error::Input(format!("the progress handler failed: {}", js_message(&e))))?;
         Ok(())
     }
-}
-
-/// The message of a thrown JS value.
-fn js_message(e: &JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| e.as_string()).unwrap_or_else(|| format!("{e:?}"))
 }
 
 /// `{train, held_out, step, total_steps, warnings, config}` of a prepared run.

@@ -2,11 +2,15 @@
 //! the network) piece by piece and writes each piece here, so the file's bytes are held once, in
 //! the engine's memory, never also whole in JavaScript: for a 1 GB model that is the difference
 //! between 1 and 2 GB in a tab. Its SHA-256 (the model's identity in a study) is taken on the way.
+//! Or the file stays where it is (a `Blob`: on the disk, in the cache) and the engine reads the
+//! slices it needs through [`BlobReader`], so that only one tensor's bytes are in the tab at a time.
 
 use sha2::{Digest, Sha256};
 use wasm_bindgen::prelude::*;
 
-use super::JsResult;
+use super::{JsResult, js_message};
+use crate::error::{Error, Result};
+use crate::file_bytes::RangeRead;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -84,4 +88,67 @@ impl ModelUpload {
         }
         Ok(self.bytes)
     }
+}
+
+/// A model file the page reads slice by slice: `read(offset, target)` fills the `Uint8Array`
+/// `target` with the file's bytes from `offset` and returns how many it wrote (in the engine's
+/// worker, from a `Blob` through `FileReaderSync`).
+pub(super) struct BlobReader {
+    read: js_sys::Function,
+    len: usize,
+}
+
+impl BlobReader {
+    pub(super) fn new(length: f64, read: js_sys::Function) -> JsResult<BlobReader> {
+        if !(length.is_finite() && length >= 0.0 && length <= usize::MAX as f64) {
+            return Err(JsError::new(&format!(
+                "a model file of {:.1} MiB cannot be read by this tab (its memory ends at 4 GiB)",
+                length / MIB
+            )));
+        }
+        Ok(BlobReader { read, len: length as usize })
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl RangeRead for BlobReader {
+    fn read_into(&self, offset: usize, out: &mut [u8]) -> Result<()> {
+        // The page writes straight into `out` through a view of the engine's memory. The view
+        // stays valid: nothing is allocated in the engine while the call runs (and a shared
+        // memory's views survive its growth).
+        let target = unsafe { js_sys::Uint8Array::view_mut_raw(out.as_mut_ptr(), out.len()) };
+        let wrote = self
+            .read
+            .call2(&JsValue::NULL, &JsValue::from_f64(offset as f64), &target)
+            .map_err(|e| Error::Gguf(format!("the model file could not be read at byte {offset}: {}; open it again", js_message(&e))))?;
+        if wrote.as_f64() != Some(out.len() as f64) {
+            return Err(Error::Gguf(format!(
+                "the model file was cut short: it ends before byte {} of the {} it was announced with; open it again",
+                offset + out.len(),
+                self.len
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Lower-case hex SHA-256 of a model file of `length` bytes read through `read` (see
+/// [`WebModel::load_ranged`](super::WebModel::load_ranged)), 4 MiB at a time.
+#[wasm_bindgen(js_name = modelSha256)]
+pub fn model_sha256(length: f64, read: js_sys::Function) -> JsResult<String> {
+    const PIECE: usize = 4 << 20;
+    let reader = BlobReader::new(length, read)?;
+    let mut hasher = Sha256::new();
+    let mut piece = vec![0u8; PIECE.min(reader.len)];
+    let mut at = 0;
+    while at < reader.len {
+        let n = PIECE.min(reader.len - at);
+        reader.read_into(at, &mut piece[..n])?;
+        hasher.update(&piece[..n]);
+        at += n;
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -1,9 +1,15 @@
 // Peak memory of opening a model in the browser: the page's process (the renderer, where the
 // engine's wasm memory and every JavaScript array live) and the GPU process, with the file read
-// the way the engine worker reads it now (streamed piece by piece into the engine's memory,
-// `ModelUpload`, through one reused buffer) and the way it read it before (the whole file into one
-// JavaScript array, then copied into the engine), with the worker's own code
-// (lib/model-files.js), on the CPU path and on WebGPU, each in a fresh browser.
+// three ways, on the CPU path and on WebGPU, each in a fresh browser:
+//   whole     the whole file into one JavaScript array, then copied into the engine (how a GGUF
+//             file was first read), on the bare harness page;
+//   streamed  streamed piece by piece into the engine's memory through one reused buffer
+//             (`ModelUpload`, lib/model-files.js: how a download the cache will not take is read),
+//             on the harness page;
+//   slices    the app itself (`?model=`): its engine worker downloads the file into Cache Storage
+//             and the engine reads the slices it needs from there, a tensor at a time
+//             (`WebModel.loadRanged`), the header and its SHA-256 first. Its engine memory comes
+//             from the worker ('gpu-stats').
 //
 //   node tests/browser/bench-memory.mjs [--models a.gguf,b.gguf]   (./x dist first)
 //
@@ -49,6 +55,7 @@ function chromiumPeaks() {
 }
 
 async function measure(model, how, preferGpu) {
+  if (how === 'slices') return measureApp(model, preferGpu);
   const s = await openPage('harness.html');
   try {
     await s.goto();
@@ -60,7 +67,7 @@ async function measure(model, how, preferGpu) {
       const res = await fetch(`models/${model}`);
       const size = Number(res.headers.get('Content-Length'));
       // The engine worker's own reading code (lib/model-files.js): readAll is how it read a GGUF
-      // file before (and still reads an HF model's shards), streamIntoEngine how it reads one now.
+      // file first, streamIntoEngine how it reads a download the cache will not take.
       const files = await import(new URL('lib/model-files.js', document.baseURI).href);
       let loaded;
       let sha256;
@@ -69,7 +76,7 @@ async function measure(model, how, preferGpu) {
         sha256 = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', bytes)), (b) => b.toString(16).padStart(2, '0')).join('');
         loaded = m.WebModel.loadGguf(bytes);
       } else {
-        const upload = await files.streamIntoEngine(m, { body: res.body, size }, () => {});
+        const upload = await files.streamIntoEngine(m, { body: () => res.body, size }, () => {});
         sha256 = upload.sha256();
         loaded = m.WebModel.loadUpload(upload);
       }
@@ -85,10 +92,29 @@ async function measure(model, how, preferGpu) {
   }
 }
 
+/** The app's own load of `model` (its engine worker), timed from the navigation to the model ready. */
+async function measureApp(model, preferGpu) {
+  const s = await openPage(`?model=${encodeURIComponent(model)}&engine=${preferGpu ? 'webgpu' : 'cpu'}`);
+  try {
+    await s.goto();
+    await s.page.waitForFunction(() => performance.getEntriesByName('cqa:model-ready').length > 0, null, { timeout: 900_000 });
+    const r = await s.page.evaluate(async () => {
+      const stats = (await window.cqaStudio.request('gpu-stats')).result;
+      const { state } = window.cqaStudio.app;
+      const ready = performance.getEntriesByName('cqa:model-ready')[0].startTime;
+      const score = (await window.cqaStudio.request('shift', { text: 'The river ran' })).result?.base?.logprobs?.length ?? 0;
+      return { backend: state.backend ?? null, size: state.modelIdentity?.size ?? 0, sha256: state.modelIdentity?.sha256 ?? '', seconds: ready / 1000, wasm: stats.engine_bytes, resident: state.info?.weight_bytes_resident, scored: score };
+    });
+    return { ...r, backend: r.backend ?? (preferGpu ? 'webgpu' : 'cpu'), peaks: chromiumPeaks() };
+  } finally {
+    await s.close();
+  }
+}
+
 const rows = [];
 for (const model of MODELS) {
   for (const preferGpu of [false, true]) {
-    for (const how of ['whole', 'streamed']) {
+    for (const how of ['whole', 'streamed', 'slices']) {
       const r = await measure(model, how, preferGpu);
       const row = {
         model, backend: r.backend, read: how, file_mib: +(statSync(path.join(DIST, 'models', model)).size / MiB).toFixed(1),

@@ -62,6 +62,83 @@ test('a GGUF head with bad magic is refused from its first 8 bytes, not asked fo
   assert.deepEqual(short, { ok: true, value: null }, 'three bytes do not tell yet');
 });
 
+test('an HF model\'s memory is planned by the engine from its safetensors headers: BF16 matrices kept in 16 bits, a header that does not fit its file refused', async () => {
+  const r = await attempt(async (cqa) => {
+    const json = JSON.stringify({
+      __metadata__: { format: 'pt' },
+      'model.layers.0.mlp.up_proj.weight': { dtype: 'BF16', shape: [64, 32], data_offsets: [0, 4096] },
+      'model.norm.weight': { dtype: 'BF16', shape: [32], data_offsets: [4096, 4160] },
+    });
+    const text = new TextEncoder().encode(json);
+    const head = new Uint8Array(8 + text.length);
+    new DataView(head.buffer).setBigUint64(0, BigInt(text.length), true);
+    head.set(text, 8);
+    const size = head.length + 4160;
+    const message = (fn) => { try { fn(); return null; } catch (e) { return String(e.message); } };
+    return {
+      need: cqa.safetensorsMemory([head], [size]),
+      short: message(() => cqa.safetensorsMemory([head], [size - 1])),
+      cut: message(() => cqa.safetensorsMemory([head.subarray(0, 20)], [size])),
+    };
+  });
+  assert.equal(r.ok, true, r.message);
+  const { need, short, cut } = r.value;
+  assert.equal(need.parameters, 64 * 32 + 32);
+  assert.equal(need.resident_bytes, 4 * need.parameters);
+  assert.equal(need.resident_bytes_stored, 64 * 32 * 2 + 32 * 4, 'the matrix in BF16, the norm as f32');
+  assert.equal(need.largest_tensor, 'model.layers.0.mlp.up_proj.weight');
+  assert.equal(short, 'safetensors file #1 is not one the engine can read: tensor `model.norm.weight` runs past the end of the file (4160 of 4159 data bytes)');
+  assert.match(cut, /^safetensors file #1 is not one the engine can read: only 12 of its \d+-byte header were given$/);
+});
+
+test('a model read slice by slice (loadRanged) loads and scores as the whole file does, each tensor read alone, with the SHA-256 of the file; a file that ends early or cannot be read is refused in words', async () => {
+  const r = await attempt(async (cqa) => {
+    const whole = new Uint8Array(await (await fetch('models/SmolLM2-135M-Instruct.Q4_1.gguf')).arrayBuffer());
+    let reads = [];
+    // As the engine worker's blobReader does, from an array instead of a Blob (no FileReaderSync here).
+    const readFrom = (bytes) => (offset, target) => {
+      reads.push(target.length);
+      const piece = bytes.subarray(offset, offset + target.length);
+      target.set(piece);
+      return piece.length;
+    };
+    const hex = (buf) => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
+    const out = { size: whole.length, expected: hex(await crypto.subtle.digest('SHA-256', whole)) };
+    out.sha256 = cqa.modelSha256(whole.length, readFrom(whole));
+    out.shaLargestRead = Math.max(...reads);
+    reads = [];
+    const ranged = cqa.WebModel.loadRanged(whole.length, readFrom(whole));
+    out.reads = reads.length;
+    out.largestRead = Math.max(...reads);
+    out.readBytes = reads.reduce((a, b) => a + b, 0);
+    out.parameters = ranged.info().parameters;
+    out.ranged = (await ranged.score('The river ran past the mill', null)).logprobs;
+    ranged.free();
+    const inMemory = cqa.WebModel.loadGguf(whole);
+    out.whole = (await inMemory.score('The river ran past the mill', null)).logprobs;
+    inMemory.free();
+    const message = (fn) => { try { fn(); return null; } catch (e) { return String(e.message); } };
+    out.short = message(() => cqa.WebModel.loadRanged(whole.length, readFrom(whole.subarray(0, whole.length - 1000))));
+    out.unreadable = message(() => cqa.WebModel.loadRanged(whole.length, () => { throw new DOMException('The requested file could not be read', 'NotReadableError'); }));
+    out.huge = message(() => cqa.modelSha256(2 ** 40, readFrom(whole)));
+    return out;
+  });
+  assert.equal(r.ok, true, r.message);
+  const v = r.value;
+  assert.equal(v.sha256, v.expected);
+  assert.equal(v.shaLargestRead, 4 << 20, 'hashed 4 MiB at a time');
+  assert.equal(v.parameters, 134515008);
+  assert.deepEqual(v.ranged, v.whole);
+  // The header (its first MiB, then 4), then each of the 272 tensors once: the largest read is the
+  // largest tensor (the embedding, 30.1 MB of Q8_0 blocks), never the file.
+  assert.ok(v.reads >= 273 && v.reads <= 275, `${v.reads} reads`);
+  assert.equal(v.largestRead, 49152 * 576 / 32 * 34);
+  assert.ok(v.readBytes < v.size * 1.1, `${v.readBytes} bytes read for a ${v.size}-byte file`);
+  assert.match(v.short, /^the model file was cut short: it ends before byte \d+ of the \d+ it was announced with; open it again$/);
+  assert.equal(v.unreadable, 'the model file could not be read at byte 0: The requested file could not be read; open it again');
+  assert.match(v.huge, /^a model file of 1048576\.0 MiB cannot be read by this tab/);
+});
+
 test('a model streamed piece by piece into a ModelUpload loads, with the SHA-256 of the whole file; a file cut short or grown is refused in words', async () => {
   const r = await attempt(async (cqa) => {
     const res = await fetch('models/SmolLM2-135M-Instruct.Q4_1.gguf');

@@ -50,7 +50,7 @@ async function loadScoreGenerate(file, tokens, { on = engine, text = TEXT, promp
     // As the app's engine worker reads a file: streamed into the engine (lib/model-files.js).
     const { streamIntoEngine } = await import(new URL('lib/model-files.js', document.baseURI).href);
     const res = await fetch(file);
-    const upload = await streamIntoEngine(window.cqa, { body: res.body, size: Number(res.headers.get('Content-Length')) }, () => {});
+    const upload = await streamIntoEngine(window.cqa, { body: () => res.body, size: Number(res.headers.get('Content-Length')) }, () => {});
     const model = window.cqa.WebModel.loadUpload(upload);
     const t1 = performance.now();
     const info = model.info();

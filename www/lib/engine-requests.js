@@ -79,8 +79,9 @@
 //        engine's GPU device: Chromium then resolves device.lost, and the worker reports it as a
 //        loss ('device-lost'), as it would a real one (how tests, and the curious, exercise it)
 //   {type: 'gpu-stats', id, reset?}                   [{shaderModules, pipelines, shaderBytes, dispatches,
-//        submits, since, kernels}] what the engine has asked of WebGPU since the worker started (or the
-//        last reset): counted at the API, for measurement (kernels compiled, dispatches per token)
+//        submits, since, kernels, engine_bytes}] what the engine has asked of WebGPU since the worker
+//        started (or the last reset): counted at the API, for measurement (kernels compiled,
+//        dispatches per token); and the engine's memory, whose size is its peak so far
 //   {type: 'simulate-crash', id}                      [{scheduled: true}] test-only: throws outside
 //        any handler just after replying (the page's Worker gets an 'error' event)
 //   {type: 'simulate-hang', id}                       test-only: never answers (the page's

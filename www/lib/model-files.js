@@ -1,10 +1,13 @@
 // The engine worker's model bytes: read from the user's files, from this browser's Cache Storage,
-// or downloaded from the site's models/ folder (beside the page), with progress. A GGUF file is
-// streamed into the engine's memory piece by piece (never held whole here), and a download goes
-// through the cache on its way. The engine itself only sees bytes. A model cached from the site is rechecked whenever the server answers: a HEAD
-// request's Content-Length and ETag / Last-Modified against those stored with the cached copy; when they
-// differ the model is downloaded again (and the cache entry replaced once it has loaded).
-// Also here: what a model will need in memory once loaded (ggufNeed, safetensorsNeed), so the
+// or downloaded from the site's models/ folder (beside the page), with progress. A GGUF file stays
+// where it is (a Blob: on the disk, in the cache) and the engine reads the slices it needs, a
+// tensor at a time (blobReader); a download goes through the cache on its way. Only a download
+// the cache will not take is streamed into the engine's memory piece by piece (streamIntoEngine).
+// The engine itself only sees bytes. A model cached from the site is rechecked whenever the server
+// answers: a HEAD request's Content-Length and ETag / Last-Modified against those stored with the
+// cached copy; when they differ the model is downloaded again (and the cache entry replaced once it
+// has loaded).
+// Also here: what a model will need in memory once loaded (ggufNeed, hfNeed), so the
 // engine worker can refuse one that does not fit before trying.
 
 export const MODEL_CACHE = 'cqa-studio-models-v1';
@@ -90,25 +93,24 @@ function checkModelName(name, defaultModel) {
 }
 
 /**
- * The bytes of an HF safetensors model chosen on the user's disk:
- * {name, source: 'files', shards, configText, tokenizer, tokenizerConfigText, total}.
+ * An HF safetensors model chosen on the user's disk, its side files read:
+ * {name, source: 'files', shards (the Files, left on the disk: the engine reads them slice by
+ * slice), configText, tokenizer, tokenizerConfigText, total}.
  */
 export async function readHfFiles({ shards, config, tokenizer, tokenizerConfig }, ev) {
-  const files = [...shards, config, tokenizer, ...(tokenizerConfig ? [tokenizerConfig] : [])];
-  const total = files.reduce((s, f) => s + f.size, 0);
+  const sideFiles = [config, tokenizer, ...(tokenizerConfig ? [tokenizerConfig] : [])];
+  const total = sideFiles.reduce((s, f) => s + f.size, 0);
   let done = 0;
   const read = async (f) => {
     const bytes = await readAll(f.stream(), f.size, (l) => ev({ type: 'progress', stage: 'read', loaded: done + l, total, message: `Reading ${f.name}…` }));
     done += f.size;
     return bytes;
   };
-  const shardBytes = [];
-  for (const f of shards) shardBytes.push(await read(f));
   const configText = new TextDecoder().decode(await read(config));
   const tokenizerBytes = await read(tokenizer);
   const tokenizerConfigText = tokenizerConfig ? new TextDecoder().decode(await read(tokenizerConfig)) : null;
   const name = shards.length === 1 ? shards[0].name : `${shards.length} safetensors shards`;
-  return { name, source: 'files', shards: shardBytes, configText, tokenizer: tokenizerBytes, tokenizerConfigText, total };
+  return { name, source: 'files', shards, configText, tokenizer: tokenizerBytes, tokenizerConfigText, total: total + shards.reduce((s, f) => s + f.size, 0) };
 }
 
 /**
@@ -117,7 +119,9 @@ export async function readHfFiles({ shards, config, tokenizer, tokenizerConfig }
  * site’s models/ folder (not for `source: 'local'`, which only the cache holds). A download goes
  * to the cache first, under a key of its own, streamed to disk as it arrives, and is read from
  * there: the file is never held whole in JavaScript. Resolves to {name, source, cached,
- * fromCache, size, body (a ReadableStream of the file), stage, message, keep(), discard()};
+ * fromCache, size, blob() (resolves to the file as a Blob, or null where there is none: a
+ * download the cache would not take), body() (the file as a ReadableStream; use one of the two),
+ * stage, message, keep(), discard()};
  * source: 'file' | 'local' | 'default' | 'url'. Once the model has loaded, `keep()` resolves to
  * whether the file is now in the cache (a file from the disk or a download is only kept then:
  * a broken file is not kept); after a failure `discard()` drops what the download left.
@@ -129,7 +133,7 @@ export async function openGguf(msg, ev, defaultModel) {
     const name = file.name;
     // A File is read from the disk again when the cache stores it: no bytes held here.
     const keep = () => (msg.keep === false ? false : storeModel(localKey(name), file));
-    return { name, source: 'file', cached: false, fromCache: false, size: file.size, body: file.stream(), stage: 'read', message: `Reading ${name} from your disk…`, keep, discard: nothing };
+    return { name, source: 'file', cached: false, fromCache: false, size: file.size, blob: async () => file, body: () => file.stream(), stage: 'read', message: `Reading ${name} from your disk…`, keep, discard: nothing };
   }
   const local = msg.source === 'local';
   const name = checkModelName(msg.name || defaultModel, defaultModel);
@@ -144,7 +148,7 @@ export async function openGguf(msg, ev, defaultModel) {
   }
   const fromCache = (response, message) => ({
     name, source, cached: true, fromCache: true, size: Number(response.headers.get('Content-Length')) || 0,
-    body: response.body, stage: 'cache', message, keep: async () => true, discard: nothing,
+    blob: () => response.blob(), body: () => response.body, stage: 'cache', message, keep: async () => true, discard: nothing,
   });
   if (hit && hit.body) return fromCache(hit, `Reading ${name} from this browser’s cache…`);
   if (local) throw new Error(`${name} is no longer in this browser’s cache; open the file again`);
@@ -163,7 +167,7 @@ export async function openGguf(msg, ev, defaultModel) {
   // Streamed straight into the engine, and not kept: no cache here, the page asked not to keep
   // it, or the cache would not take it (over quota).
   const direct = (response) => ({
-    name, source, cached: false, fromCache: false, size: total, body: response.body, stage: 'download', message: what,
+    name, source, cached: false, fromCache: false, size: total, blob: async () => null, body: () => response.body, stage: 'download', message: what,
     keep: async () => false, discard: nothing,
   });
   if (!cache || msg.keep === false || !res.body) return direct(res);
@@ -213,7 +217,7 @@ function progressCounter(total, progress) {
  * before room for the whole file is set aside. Progress as `progress(loaded, total)`.
  */
 export async function streamIntoEngine(m, { body, size }, progress, check = null) {
-  const pieces = pieceReader(body);
+  const pieces = pieceReader(body());
   let upload = null;
   let head = [];
   let headBytes = 0;
@@ -262,6 +266,32 @@ export async function streamIntoEngine(m, { body, size }, progress, check = null
 }
 
 const PIECE_BYTES = 4 * MiB;
+
+/**
+ * The engine's reader of a Blob (`WebModel.loadRanged`, `modelSha256`): `read(offset, target)`
+ * fills the Uint8Array `target` (a view of the engine's memory) with the file's bytes from
+ * `offset` and returns how many it wrote, fewer where the file ends early. Synchronous, through
+ * FileReaderSync (so only in a worker), PIECE_BYTES at a time: the tab holds one piece besides
+ * what the engine keeps. `progress(bytesRead)` at most every PROGRESS_INTERVAL_MS.
+ */
+export function blobReader(blob, progress = () => {}) {
+  const files = new FileReaderSync();
+  let read = 0;
+  let last = 0;
+  return (offset, target) => {
+    for (let at = 0; at < target.length;) {
+      const want = Math.min(PIECE_BYTES, target.length - at);
+      const piece = files.readAsArrayBuffer(blob.slice(offset + at, offset + at + want));
+      target.set(new Uint8Array(piece), at);
+      at += piece.byteLength;
+      read += piece.byteLength;
+      if (piece.byteLength < want) return at;
+      const now = performance.now();
+      if (now - last >= PROGRESS_INTERVAL_MS) { last = now; progress(read); }
+    }
+    return target.length;
+  };
+}
 
 /**
  * Reads a byte stream into one reused buffer (a BYOB reader) where the stream allows it, so a
@@ -329,20 +359,21 @@ export async function forgetModels() {
 
 // ---- what a model needs in memory ------------------------------------------------------------
 //
-// Both return {parameters, file_bytes, resident_bytes, resident_bytes_stored,
-// resident_bytes_stored_gpu, largest_tensor_bytes, largest_buffer_bytes_stored, largest_tensor,
-// estimated}: resident_bytes are the weights dequantized to f32 (4 bytes a parameter: an HF
-// model's f32 weights), resident_bytes_stored the weights kept in the file's own blocks (GGUF
-// only) on the CPU, resident_bytes_stored_gpu the same on WebGPU (Q6_K goes as Q8_0 there);
-// largest_tensor_bytes the biggest single weight in f32, largest_buffer_bytes_stored the biggest
-// GPU buffer with stored weights (one GPU buffer must hold it).
-// null when the file is not readable as such a model: the loader then says what is wrong.
+// Both return the engine's plan (quant::MemoryNeed): {parameters, file_bytes, resident_bytes,
+// resident_bytes_stored, resident_bytes_stored_gpu, largest_tensor_bytes,
+// largest_buffer_bytes_stored, largest_tensor}, with estimated: false. resident_bytes are the
+// weights dequantized to f32, resident_bytes_stored the weights kept as the files store them on
+// the CPU (f32 where a matrix is held dense), resident_bytes_stored_gpu the same on WebGPU (the
+// formats without GPU kernels go as Q8_0 there); largest_tensor_bytes the biggest single weight in
+// f32, largest_buffer_bytes_stored the biggest GPU buffer with stored weights (one GPU buffer must
+// hold it).
 
 /**
  * A GGUF file's need, from its header alone: `readHead(n)` resolves to the file's first n bytes.
  * Uses the engine's `modelMemory(head, length)` when the wasm package has it; otherwise an
  * estimate from the size (a 4-bit file holds about 1/6 of the f32 weights: resident ≈ 6 × the
- * file; the largest tensor unknown).
+ * file; the largest tensor unknown). null when the file is not readable as such a model: the
+ * loader then says what is wrong.
  */
 export async function ggufNeed(m, readHead, length) {
   if (typeof m.modelMemory !== 'function') {
@@ -366,54 +397,31 @@ export const MAX_SAFETENSORS_HEADER_BYTES = 64 * MiB;
 
 /**
  * Checks an HF model's files before any is read whole: the side files' sizes, and each shard's
- * header (its first 8 bytes give the header's length, read next) against the shard's size.
- * Throws a sentence naming the file; resolves to the model's need (as safetensorsNeed).
+ * header (its first 8 bytes give the header's length, read next), which the engine plans the
+ * model's memory from (`safetensorsMemory`). Throws a sentence naming the file; resolves to the
+ * model's need.
  */
-export async function hfNeed({ shards, config, tokenizer, tokenizerConfig }) {
+export async function hfNeed(m, { shards, config, tokenizer, tokenizerConfig }) {
   const tooBig = (f, max, what) => {
     if (f && f.size > max) throw new Error(`${f.name} is ${(f.size / MiB).toFixed(1)} MiB, too large for ${what} (at most ${max / MiB} MiB): is it the right file?`);
   };
   tooBig(config, MAX_CONFIG_BYTES, 'a config.json');
   tooBig(tokenizerConfig, MAX_CONFIG_BYTES, 'a tokenizer_config.json');
   tooBig(tokenizer, MAX_TOKENIZER_BYTES, 'a tokenizer.json');
-  const headers = [];
+  const heads = [];
   for (const f of shards) {
     if (f.size < 8) throw new Error(`${f.name} is not a safetensors file: it is shorter than its 8-byte header length`);
     const n = Number(new DataView(await f.slice(0, 8).arrayBuffer()).getBigUint64(0, true));
     if (n > f.size - 8 || n > MAX_SAFETENSORS_HEADER_BYTES) {
       throw new Error(`${f.name} is not a safetensors file the engine can read: its header claims ${n} bytes, but the file has ${f.size}`);
     }
-    headers.push({ bytes: new Uint8Array(await f.slice(0, 8 + n).arrayBuffer()), size: f.size });
+    heads.push(new Uint8Array(await f.slice(0, 8 + n).arrayBuffer()));
   }
-  const need = safetensorsNeed(headers.map((x) => x.bytes));
-  if (!need) throw new Error(`${shards.length === 1 ? shards[0].name : 'a shard'} has a safetensors header that is not valid JSON with tensor shapes`);
-  need.file_bytes = headers.reduce((s, x) => s + x.size, 0);
-  return need;
-}
-
-/** The need of an HF model from its safetensors shards' headers (the shards' bytes). */
-export function safetensorsNeed(shards) {
-  let parameters = 0;
-  let largest = 0;
-  let largestName = '';
-  let fileBytes = 0;
   try {
-    for (const b of shards) {
-      fileBytes += b.length;
-      if (b.length < 8) return null;
-      const n = Number(new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0, true));
-      if (n > b.length - 8) return null;
-      const header = JSON.parse(new TextDecoder().decode(b.subarray(8, 8 + n)));
-      for (const [name, t] of Object.entries(header)) {
-        if (name === '__metadata__' || !t || !Array.isArray(t.shape)) continue;
-        const count = t.shape.reduce((a, d) => a * Number(d), 1);
-        if (!Number.isFinite(count)) return null;
-        parameters += count;
-        if (count > largest) { largest = count; largestName = name; }
-      }
-    }
-  } catch {
-    return null;
+    return { ...m.safetensorsMemory(heads, shards.map((f) => f.size)), estimated: false };
+  } catch (e) {
+    // The engine numbers the shards from 1: name the file instead.
+    const i = Number(/safetensors file #(\d+)/.exec(e.message)?.[1]);
+    throw new Error(i ? e.message.replace(`safetensors file #${i}`, shards[i - 1].name) : e.message);
   }
-  return { parameters, file_bytes: fileBytes, resident_bytes: parameters * 4, largest_tensor_bytes: largest * 4, largest_tensor: largestName, estimated: false };
 }

@@ -188,8 +188,9 @@ async function load(payload, label, { remember = true, fallback = false } = {}) 
         if (ev.type !== 'progress') return;
         workerSpoke = true;
         const stage = { cache: 'From cache', download: 'Downloading', read: 'Reading', prepare: 'Preparing' }[ev.stage] || ev.stage;
-        const text = ev.stage === 'prepare' ? 'Preparing the weights…' : progressText(stage, ev.loaded, ev.total);
-        setProgress(el['model-progress'], el['model-progress-label'], ev.loaded, ev.stage === 'prepare' ? 0 : ev.total, text);
+        // Preparing counts the bytes of the weights read so far, where the file is read tensor by tensor.
+        const text = ev.stage !== 'prepare' ? progressText(stage, ev.loaded, ev.total) : ev.total > 0 ? progressText('Preparing the weights', ev.loaded, ev.total) : 'Preparing the weights…';
+        setProgress(el['model-progress'], el['model-progress-label'], ev.loaded, ev.total, text);
         if (ev.message) el['model-status'].textContent = ev.message;
       },
     });

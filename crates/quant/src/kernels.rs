@@ -315,6 +315,13 @@ enum X86Level {
     Avx512,
 }
 
+/// Whether the dot products with arch files of their own run at AVX-512 (`avx512.rs`) rather
+/// than AVX2: the level chosen once for every kernel.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn wide_lanes() -> bool {
+    x86_level() == X86Level::Avx512
+}
+
 #[cfg(target_arch = "x86_64")]
 fn x86_level() -> X86Level {
     use std::sync::OnceLock;

@@ -38,8 +38,9 @@ pub(crate) fn sub_block_scale(b: &[u8], scales_high: u16, i: usize) -> f32 {
 pub(crate) fn dot<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if FMA {
-        // SAFETY: the FMA kernels run only at the AVX2 level and above (`kernels::dot_rows`).
-        return unsafe { crate::avx2::dot_iq4_xs(row, x) };
+        // SAFETY: the FMA kernels run only at the AVX2 level and above (`kernels::dot_rows`),
+        // and the wide ones only at AVX-512.
+        return unsafe { if crate::kernels::wide_lanes() { crate::avx512::dot_iq4_xs(row, x) } else { crate::avx2::dot_iq4_xs(row, x) } };
     }
     dot_portable::<FMA>(row, x)
 }

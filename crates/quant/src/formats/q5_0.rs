@@ -36,8 +36,9 @@ pub(crate) fn dot<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
 pub(crate) fn dot_five_bit<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &[f32], block_sums: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if FMA {
-        // SAFETY: the FMA kernels run only at the AVX2 level and above (`kernels::dot_rows`).
-        return unsafe { crate::avx2::dot_five_bit::<OFFSET>(row, x, block_sums) };
+        // SAFETY: the FMA kernels run only at the AVX2 level and above (`kernels::dot_rows`),
+        // and the wide ones only at AVX-512.
+        return unsafe { if crate::kernels::wide_lanes() { crate::avx512::dot_five_bit::<OFFSET>(row, x, block_sums) } else { crate::avx2::dot_five_bit::<OFFSET>(row, x, block_sums) } };
     }
     dot_five_bit_portable::<FMA, OFFSET>(row, x, block_sums)
 }
