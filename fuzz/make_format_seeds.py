@@ -21,6 +21,8 @@ GROUPS = [
     [T.Q5_0, T.Q5_1, T.Q2_K, T.Q3_K],
     [T.IQ4_NL, T.IQ4_XS, T.TQ1_0, T.TQ2_0],
     [T.MXFP4, T.Q4_K, T.Q5_K, T.Q6_K],
+    [T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS],
+    [T.IQ3_S, T.IQ1_S, T.IQ1_M],
 ]
 
 

@@ -10,6 +10,9 @@ measured and tested without downloading multi-gigabyte checkpoints.
     python scripts/shaped_gguf.py --shape smollm2-135m --quant iq4_xs --out models/shaped/smollm2-135m.IQ4_XS.gguf
     python scripts/shaped_gguf.py --list
 
+`--layers N` keeps every width (so the same fallbacks happen) with fewer layers: what a test
+needs to reach every kernel in less time.
+
 Shapes (from each model's config.json): Qwen2.5-0.5B and 1.5B (qwen2, q/k/v bias, tied
 embeddings), SmolLM2-360M and SmolLM2-135M (llama). `--quant q8_0` stores every matrix as Q8_0;
 `--quant q4_k_m` mixes like llama.cpp's Q4_K_M: Q4_K for most matrices, Q6_K for attn_v,
@@ -125,6 +128,7 @@ def main() -> int:
     parser.add_argument("--quant", choices=["q8_0", "q4_k_m", "iq4_xs"], default="q8_0")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", type=int, help="fewer layers than the model has (every width kept): for tests")
     parser.add_argument("--list", action="store_true", help="print the shapes and exit")
     args = parser.parse_args()
     if args.list or not args.shape or not args.out:
@@ -133,7 +137,7 @@ def main() -> int:
         return 0 if args.list else 2
 
     s = SHAPES[args.shape]
-    arch, d, layers = s["arch"], s["d"], s["layers"]
+    arch, d, layers = s["arch"], s["d"], args.layers or s["layers"]
     head_dim = d // s["heads"]
     q_dim, kv_dim = s["heads"] * head_dim, s["kv_heads"] * head_dim
     rng = np.random.default_rng(args.seed)

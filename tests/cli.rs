@@ -171,10 +171,11 @@ fn tiny_gguf_loads_and_runs() {
 
 #[test]
 fn unsupported_quant_type() {
-    // ggml type 16 is IQ2_XXS, which the format registry does not read.
-    let path = write_temp("iq2xxs.gguf", &tiny_gguf(32, 32, Some(16)));
+    // ggml type 9 is Q8_1, ggml's format for activations: no model file stores it, and the
+    // format registry does not read it.
+    let path = write_temp("q8_1.gguf", &tiny_gguf(32, 32, Some(9)));
     let err = expect_error(&cqa(&["--model", &model_arg(&path), "info"]));
-    assert!(err.contains("IQ2_XXS") && err.contains("token_embd.weight") && err.contains("Q5_0"), "{err}");
+    assert!(err.contains("Q8_1") && err.contains("token_embd.weight") && err.contains("Q5_0"), "{err}");
 }
 
 #[test]

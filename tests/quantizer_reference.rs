@@ -3,7 +3,9 @@
 //! llama.cpp's fallbacks to Q5_0, Q5_1, Q8_0 and IQ4_NL happen) in every ftype a download
 //! commonly has; `quantizer_reference.json` holds gguf-py's decoding of each tensor (as a
 //! SHA-256 of its f32 values) and transformers' log-probabilities from each file. Both come from
-//! `tests/reference/make_quantizer_fixtures.py`.
+//! `tests/reference/make_quantizer_fixtures.py`. The I-quants below 4 bits, which llama.cpp makes
+//! only with an importance matrix, come as files of seeded random blocks with the same two
+//! references (`iquant_reference.json`, `tests/reference/make_iquant_fixtures.py`).
 
 mod common;
 
@@ -17,7 +19,7 @@ use sha2::{Digest, Sha256};
 /// and on a GPU where every matrix is read from its own blocks.
 const LOGPROB_TOLERANCE: f32 = 2e-3;
 
-/// On a GPU, for a file with a type the kernels do not read (Q6_K, Q5_K, Q2_K, Q3_K, TQ*): those
+/// On a GPU, for a file with a type the kernels do not read (Q2_K, Q3_K, TQ*, IQ1–IQ3): those
 /// matrices are requantized to Q8_0 at load, a second rounding of values already on another grid.
 /// Measured up to 1.04e-2 on these small random models, where the tied head is Q6_K.
 const CONVERTED_TOLERANCE: f32 = 2e-2;
@@ -30,24 +32,31 @@ fn digest(values: &[f32]) -> String {
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn files() -> Vec<(String, serde_json::Value, GgufFile)> {
-    let fixture = common::fixture("quantizer_reference.json");
-    let files = fixture["files"].as_object().unwrap();
-    assert!(files.len() >= 16, "the fixture lists {} files", files.len());
-    files
-        .iter()
-        .map(|(ftype, entry)| {
+/// The fixtures: llama.cpp's files, then the I-quants' (tests/reference/make_iquant_fixtures.py).
+const FIXTURES: [&str; 2] = ["quantizer_reference.json", "iquant_reference.json"];
+
+/// Every file of both fixtures: its name, its entry, the file, and the token ids it was scored on.
+fn files() -> Vec<(String, serde_json::Value, GgufFile, Vec<u32>)> {
+    let mut out = Vec::new();
+    for name in FIXTURES {
+        let fixture = common::fixture(name);
+        let ids = common::ids(&fixture["ids"]);
+        let files = fixture["files"].as_object().unwrap();
+        assert!(files.len() >= 7, "{name} lists {} files", files.len());
+        for (ftype, entry) in files {
             let path = common::root().join("tests/fixtures/quantized").join(entry["file"].as_str().unwrap());
             let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            (ftype.clone(), entry.clone(), GgufFile::parse(bytes).unwrap_or_else(|e| panic!("{ftype}: {e}")))
-        })
-        .collect()
+            out.push((ftype.clone(), entry.clone(), GgufFile::parse(bytes).unwrap_or_else(|e| panic!("{ftype}: {e}")), ids.clone()));
+        }
+    }
+    assert!(out.len() >= 24, "the fixtures list {} files", out.len());
+    out
 }
 
 #[test]
 fn every_tensor_of_every_ftype_decodes_bit_for_bit_as_gguf_py_on_every_backend_that_holds_it() {
     let mut formats = std::collections::BTreeSet::new();
-    for (ftype, entry, file) in files() {
+    for (ftype, entry, file, _) in files() {
         for (name, want) in entry["tensors"].as_object().unwrap() {
             let info = file.tensor_info(name).unwrap_or_else(|| panic!("{ftype}: no tensor {name}"));
             assert_eq!(info.format.name(), want["type"].as_str().unwrap(), "{ftype} {name}");
@@ -75,16 +84,15 @@ fn every_tensor_of_every_ftype_decodes_bit_for_bit_as_gguf_py_on_every_backend_t
     }
     // The fallbacks happened: the files hold the 32-blocks llama.cpp writes for rows of 576.
     let names: Vec<&str> = formats.iter().map(|f| f.name()).collect();
-    for wanted in ["F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0"] {
+    for wanted in ["F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S"] {
         assert!(names.contains(&wanted), "no file holds a {wanted} tensor: {names:?}");
     }
 }
 
 fn scores_like_transformers(device: &Device, backend: &str, tolerance: f32) {
-    let ids = common::ids(&common::fixture("quantizer_reference.json")["ids"]);
     let mut worst = 0f32;
     let mut failures = Vec::new();
-    for (ftype, entry, file) in files() {
+    for (ftype, entry, file, ids) in files() {
         let want = common::floats(&entry["logprobs"]);
         let need = cqa_studio::quant::MemoryNeed::of_gguf(&std::fs::read(common::root().join("tests/fixtures/quantized").join(entry["file"].as_str().unwrap())).unwrap(), entry["bytes"].as_u64().unwrap() as usize)
             .unwrap()

@@ -1,14 +1,10 @@
-//! Fuzzes the benchmark JSONL reader: any byte string gives items or one error listing the bad
-//! lines, never a panic; accepted items survive a write/read round trip unchanged.
-//! Run: `./x fuzz benchmark_jsonl`.
+//! Fuzzes the benchmark JSONL reader (what is asked of each input: `checks::benchmark_jsonl`).
+//! Run: `./x fuzz benchmark_jsonl` (stable toolchain; seeds in fuzz/seeds/benchmark_jsonl), or `cargo fuzz run benchmark_jsonl`
+//! with a nightly toolchain. `./x test` replays the seeds and the corpus (tests/fuzz_seeds.rs).
 #![no_main]
 
-use cqa_studio::calibrate::parse_benchmark;
-use libfuzzer_sys::fuzz_target;
+#[path = "../checks.rs"]
+#[allow(dead_code)] // each target calls one of the checks
+mod checks;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(items) = parse_benchmark(data) else { return };
-    let jsonl: String = items.iter().map(|i| serde_json::to_string(i).expect("items serialise") + "\n").collect();
-    let again = parse_benchmark(jsonl.as_bytes()).expect("written items read back");
-    assert_eq!(again, items, "items changed in a write/read round trip");
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::benchmark_jsonl(data));

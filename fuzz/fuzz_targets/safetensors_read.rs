@@ -1,16 +1,10 @@
-//! Fuzzes the HF safetensors reader: any byte string must be refused with an error or give
-//! tensors whose decoded length matches their shape, never a panic or a huge allocation.
-//! Run: `./x fuzz safetensors_read`.
+//! Fuzzes the HF safetensors reader (what is asked of each input: `checks::safetensors_read`).
+//! Run: `./x fuzz safetensors_read` (stable toolchain; seeds in fuzz/seeds/safetensors_read), or `cargo fuzz run safetensors_read`
+//! with a nightly toolchain. `./x test` replays the seeds and the corpus (tests/fuzz_seeds.rs).
 #![no_main]
 
-use cqa_studio::safetensors::SafetensorsWeights;
-use libfuzzer_sys::fuzz_target;
+#[path = "../checks.rs"]
+#[allow(dead_code)] // each target calls one of the checks
+mod checks;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(weights) = SafetensorsWeights::new(vec![data.to_vec()]) else { return };
-    for (name, _dtype) in weights.dtypes().into_iter().take(8) {
-        if let Ok(Some((shape, values))) = weights.load(&name) {
-            assert_eq!(shape.iter().product::<usize>(), values.len(), "tensor `{name}` decoded to the wrong length");
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::safetensors_read(data));

@@ -628,11 +628,12 @@ mod tests {
     #[test]
     fn unsupported_quant_type_is_named() {
         let mut b = sample();
-        // Patch the type of tensor `w` (F32 = 0) to IQ2_XXS (16), a type the registry does not read.
+        // Patch the type of tensor `w` (F32 = 0) to Q8_1 (9): ggml's format for activations,
+        // which no model file stores and the registry does not read.
         let pos = b.windows(1 + 8).position(|w| w == b"w\x02\x00\x00\x00\x03\x00\x00\x00").unwrap();
         let type_pos = pos + 1 + 4 + 16;
-        b[type_pos..type_pos + 4].copy_from_slice(&16u32.to_le_bytes());
+        b[type_pos..type_pos + 4].copy_from_slice(&9u32.to_le_bytes());
         let err = GgufFile::parse(b).unwrap_err().to_string();
-        assert!(err.contains("IQ2_XXS") && err.contains("`w`"), "{err}");
+        assert!(err.contains("Q8_1") && err.contains("`w`"), "{err}");
     }
 }

@@ -91,7 +91,14 @@ impl WeightSource {
                         | Format::IQ4XS
                         | Format::TQ1_0
                         | Format::TQ2_0
-                        | Format::MXFP4,
+                        | Format::MXFP4
+                        | Format::IQ2XXS
+                        | Format::IQ2XS
+                        | Format::IQ2S
+                        | Format::IQ3XXS
+                        | Format::IQ3S
+                        | Format::IQ1S
+                        | Format::IQ1M,
                     ) => file.stored_matrix(info, rows, cols)?,
                 };
                 match self.permuted_heads(name, heads)? {

@@ -795,7 +795,13 @@ impl DeviceMatrix {
                 // Int tensors are i32 on these backends; the kernels read the same bits as u32.
                 let words: Vec<i32> = matrix.to_words(row_start, rows).into_iter().map(|w| w as i32).collect();
                 let n = words.len();
-                (ChunkShape { layout, row_start, rows }, Tensor::<1, Int>::from_data(TensorData::new(words, [n]), device))
+                let tensor = Tensor::<1, Int>::from_data(TensorData::new(words, [n]), device);
+                // CubeCL queues a write with its bytes until it submits, which it does every
+                // 256 tasks: a model's load would otherwise hold most of its words on the host
+                // (in the browser, in the engine's memory, which never shrinks) before the first
+                // of them reaches the GPU. A failure here shows again at the first read.
+                let _ = device.flush();
+                (ChunkShape { layout, row_start, rows }, tensor)
             })
             .collect();
         Some(DeviceMatrix { rows: matrix.rows, cols: matrix.cols, chunks })

@@ -1,4 +1,4 @@
-// The files people download open in the browser: random-weight models with SmolLM2-135M's shape
+// The files people download open in the browser: random-weight models with SmolLM2-135M's widths
 // in llama.cpp's Q4_K_M mix (its rows of 576 fall back to Q5_0 and Q8_0, the 1536-wide ones are
 // Q4_K and Q6_K) and in IQ4_XS (IQ4_NL where rows are not whole super-blocks), made by
 // scripts/shaped_gguf.py. On the engine's CPU path every matrix stays in its stored blocks and
@@ -15,9 +15,12 @@ import { DIST, ROOT, openEngine } from './launch.mjs';
 
 const CQA = process.env.CQA_BIN;
 const PYTHON = process.env.CQA_REF_PYTHON || path.join(homedir(), '.cache/cqa-studio/venv-ref/bin/python');
+// Four of its 30 layers: every width, and so every format and kernel, in a seventh of the time
+// (SwiftShader and lavapipe run each layer's kernels on the CPU).
+const LAYERS = 4;
 const FILES = {
-  'q4_k_m': { file: 'models/shaped-smollm2-135m.Q4_K_M.gguf', types: { F32: 61, Q5_0: 150, Q6_K: 30, Q8_0: 31 }, gpuHeldAs: {} },
-  'iq4_xs': { file: 'models/shaped-smollm2-135m.IQ4_XS.gguf', types: { F32: 61, IQ4_NL: 181, IQ4_XS: 30 }, gpuHeldAs: {} },
+  'q4_k_m': { file: `models/shaped-smollm2-135m-${LAYERS}l.Q4_K_M.gguf`, types: { F32: 9, Q5_0: 20, Q6_K: 4, Q8_0: 5 }, gpuHeldAs: {} },
+  'iq4_xs': { file: `models/shaped-smollm2-135m-${LAYERS}l.IQ4_XS.gguf`, types: { F32: 9, IQ4_NL: 25, IQ4_XS: 4 }, gpuHeldAs: {} },
 };
 // A few tokens: on SwiftShader every product then takes the matrix-vector kernel, the path
 // decoding runs on.
@@ -27,7 +30,7 @@ function make(quant) {
   const out = path.join(DIST, FILES[quant].file);
   // Deterministic (seed 0), so a file left by an earlier run is the same file.
   if (!existsSync(out)) {
-    execFileSync(PYTHON, [path.join(ROOT, 'scripts/shaped_gguf.py'), '--shape', 'smollm2-135m', '--quant', quant, '--out', out], { stdio: 'inherit' });
+    execFileSync(PYTHON, [path.join(ROOT, 'scripts/shaped_gguf.py'), '--shape', 'smollm2-135m', '--layers', String(LAYERS), '--quant', quant, '--out', out], { stdio: 'inherit' });
   }
   return out;
 }

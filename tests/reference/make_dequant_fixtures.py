@@ -37,6 +37,16 @@ Block layouts (ggml, little-endian):
     TQ1_0  54 B: 48 B five base-3 digits a byte, 4 B four digits a byte, f16 d
     TQ2_0  66 B: 64 B 2-bit codes, f16 d                    x = d * (q - 1)
     MXFP4  17 B: E8M0 exponent e, 16 B FP4 (E2M1) nibbles     x = level * 2^(e - 128)
+    IQ2_XXS 66 B: f16 d, 8 x (4 B lattice indexes, u32 of 4 sign codes + 4-bit scale)
+    IQ2_XS  74 B: f16 d, 32 x u16 (9-bit index, 7-bit sign code), 8 B 4-bit scales
+    IQ2_S   82 B: f16 d, 32 B indexes, 32 B signs, 8 B index high bits, 8 B 4-bit scales
+    IQ3_XXS 98 B: f16 d, 64 B indexes, 8 x u32 (4 sign codes + 4-bit scale)
+    IQ3_S  110 B: f16 d, 64 B indexes, 8 B ninth bits, 32 B signs, 4 B 4-bit scales
+    IQ1_S   50 B: f16 d, 32 B indexes, 8 x u16 (index high bits, 3-bit scale, sign of delta)
+    IQ1_M   56 B: 32 B indexes, 16 B nibbles (high bits, sign of delta), 4 x u16 (3-bit scales;
+                  their top nibbles together are the f16 d)
+    (Every byte pattern of the I-quants' index, sign and scale fields is valid; the lattices
+    are gguf-py's own.)
 
 Real cases: the first 2 blocks of ``blk.0.attn_q.weight`` ("real_blk0_attn_q") and of
 ``token_embd.weight`` ("real_token_embd") from the default model, when the model file exists.
@@ -152,6 +162,38 @@ def block_mxfp4(rng):
     return bytes([e]) + random_bytes(rng, 16)
 
 
+def block_iq2_xxs(rng):
+    return f16_uniform(rng, -2, 2) + random_bytes(rng, 64)
+
+
+def block_iq2_xs(rng):
+    return f16_uniform(rng, -2, 2) + random_bytes(rng, 64) + random_bytes(rng, 8)
+
+
+def block_iq2_s(rng):
+    return f16_uniform(rng, -2, 2) + random_bytes(rng, 32 + 32 + 8 + 8)
+
+
+def block_iq3_xxs(rng):
+    return f16_uniform(rng, -2, 2) + random_bytes(rng, 64 + 32)
+
+
+def block_iq3_s(rng):
+    return f16_uniform(rng, -2, 2) + random_bytes(rng, 64 + 8 + 32 + 4)
+
+
+def block_iq1_s(rng):
+    return f16_uniform(rng, -2, 2) + random_bytes(rng, 32 + 16)
+
+
+def block_iq1_m(rng):
+    # The f16 d is spread over the top nibbles of the last four u16 (u16 i holds bits 4i..4i+4).
+    d = int(np.frombuffer(f16_uniform(rng, -2, 2), dtype="<u2")[0])
+    low = rng.integers(0, 1 << 12, size=4)
+    scales = np.array([int(low[i]) | (((d >> (4 * i)) & 0xF) << 12) for i in range(4)], dtype="<u2")
+    return random_bytes(rng, 32 + 16) + scales.tobytes()
+
+
 QUANT_BLOCKS = [
     (T.Q8_0, block_q8_0, 4),
     (T.Q4_0, block_q4_0, 4),
@@ -168,6 +210,13 @@ QUANT_BLOCKS = [
     (T.TQ1_0, block_tq1_0, 2),
     (T.TQ2_0, block_tq2_0, 2),
     (T.MXFP4, block_mxfp4, 8),
+    (T.IQ2_XXS, block_iq2_xxs, 2),
+    (T.IQ2_XS, block_iq2_xs, 2),
+    (T.IQ2_S, block_iq2_s, 2),
+    (T.IQ3_XXS, block_iq3_xxs, 2),
+    (T.IQ3_S, block_iq3_s, 2),
+    (T.IQ1_S, block_iq1_s, 2),
+    (T.IQ1_M, block_iq1_m, 2),
 ]
 
 N_FLOAT_VALUES = 64

@@ -32,6 +32,13 @@ pub enum Format {
     TQ1_0,
     TQ2_0,
     MXFP4,
+    IQ2XXS,
+    IQ2XS,
+    IQ3XXS,
+    IQ1S,
+    IQ3S,
+    IQ2S,
+    IQ1M,
 }
 
 /// How a GPU backend holds a matrix of a format.
@@ -69,7 +76,7 @@ const fn row(format: Format, ggml_id: u32, name: &'static str, block_elements: u
 use GpuHolding::{Converted, Dense, Words};
 
 /// Every format, in ggml id order.
-pub const TABLE: [Traits; 18] = [
+pub const TABLE: [Traits; 25] = [
     row(Format::F32, 0, "F32", 1, 4, Dense),
     row(Format::F16, 1, "F16", 1, 2, Words { code: 0 }),
     row(Format::Q4_0, 2, "Q4_0", 32, 18, Words { code: 3 }),
@@ -82,8 +89,15 @@ pub const TABLE: [Traits; 18] = [
     row(Format::Q4K, 12, "Q4_K", 256, 144, Words { code: 5 }),
     row(Format::Q5K, 13, "Q5_K", 256, 176, Words { code: 11 }),
     row(Format::Q6K, 14, "Q6_K", 256, 210, Words { code: 10 }),
+    row(Format::IQ2XXS, 16, "IQ2_XXS", 256, 66, Converted(Format::Q8_0)),
+    row(Format::IQ2XS, 17, "IQ2_XS", 256, 74, Converted(Format::Q8_0)),
+    row(Format::IQ3XXS, 18, "IQ3_XXS", 256, 98, Converted(Format::Q8_0)),
+    row(Format::IQ1S, 19, "IQ1_S", 256, 50, Converted(Format::Q8_0)),
     row(Format::IQ4NL, 20, "IQ4_NL", 32, 18, Words { code: 8 }),
+    row(Format::IQ3S, 21, "IQ3_S", 256, 110, Converted(Format::Q8_0)),
+    row(Format::IQ2S, 22, "IQ2_S", 256, 82, Converted(Format::Q8_0)),
     row(Format::IQ4XS, 23, "IQ4_XS", 256, 136, Words { code: 9 }),
+    row(Format::IQ1M, 29, "IQ1_M", 256, 56, Converted(Format::Q8_0)),
     row(Format::BF16, 30, "BF16", 1, 2, Words { code: 1 }),
     row(Format::TQ1_0, 34, "TQ1_0", 256, 54, Converted(Format::Q8_0)),
     row(Format::TQ2_0, 35, "TQ2_0", 256, 66, Converted(Format::Q8_0)),
@@ -92,8 +106,8 @@ pub const TABLE: [Traits; 18] = [
 
 impl Format {
     /// Every format, in the table's order.
-    pub const ALL: [Format; 18] = {
-        let mut all = [Format::F32; 18];
+    pub const ALL: [Format; 25] = {
+        let mut all = [Format::F32; 25];
         let mut i = 0;
         while i < TABLE.len() {
             all[i] = TABLE[i].format;
@@ -174,6 +188,13 @@ impl Format {
             Format::TQ1_0 => formats::tq1_0::decode(bytes, out),
             Format::TQ2_0 => formats::tq2_0::decode(bytes, out),
             Format::MXFP4 => formats::mxfp4::decode(bytes, out),
+            Format::IQ2XXS => formats::iq2_xxs::decode(bytes, out),
+            Format::IQ2XS => formats::iq2_xs::decode(bytes, out),
+            Format::IQ2S => formats::iq2_s::decode(bytes, out),
+            Format::IQ3XXS => formats::iq3_xxs::decode(bytes, out),
+            Format::IQ3S => formats::iq3_s::decode(bytes, out),
+            Format::IQ1S => formats::iq1_s::decode(bytes, out),
+            Format::IQ1M => formats::iq1_m::decode(bytes, out),
         }
     }
 }
@@ -186,18 +207,11 @@ pub fn ggml_type_name(id: u32) -> &'static str {
     match id {
         9 => "Q8_1",
         15 => "Q8_K",
-        16 => "IQ2_XXS",
-        17 => "IQ2_XS",
-        18 => "IQ3_XXS",
-        19 => "IQ1_S",
-        21 => "IQ3_S",
-        22 => "IQ2_S",
         24 => "I8",
         25 => "I16",
         26 => "I32",
         27 => "I64",
         28 => "F64",
-        29 => "IQ1_M",
         _ => "unknown",
     }
 }
@@ -225,7 +239,7 @@ mod tests {
     #[test]
     fn block_sizes_are_ggml_s() {
         // ggml's GGML_QUANT_SIZES (gguf-py's constants), a few by hand.
-        let sizes = [(Format::Q5_0, 32, 22), (Format::Q2K, 256, 84), (Format::Q3K, 256, 110), (Format::Q5K, 256, 176), (Format::Q6K, 256, 210), (Format::IQ4XS, 256, 136), (Format::TQ1_0, 256, 54), (Format::MXFP4, 32, 17), (Format::BF16, 1, 2)];
+        let sizes = [(Format::Q5_0, 32, 22), (Format::Q2K, 256, 84), (Format::Q3K, 256, 110), (Format::Q5K, 256, 176), (Format::Q6K, 256, 210), (Format::IQ4XS, 256, 136), (Format::TQ1_0, 256, 54), (Format::MXFP4, 32, 17), (Format::BF16, 1, 2), (Format::IQ2XXS, 256, 66), (Format::IQ2XS, 256, 74), (Format::IQ2S, 256, 82), (Format::IQ3XXS, 256, 98), (Format::IQ3S, 256, 110), (Format::IQ1S, 256, 50), (Format::IQ1M, 256, 56)];
         for (f, e, b) in sizes {
             assert_eq!((f.block_elements(), f.block_bytes()), (e, b), "{}", f.name());
         }

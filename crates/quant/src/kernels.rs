@@ -380,7 +380,14 @@ fn dot_rows_body<const FMA: bool>(w: &StoredMatrix, r0: usize, out: &mut [f32], 
                 | Format::BF16
                 | Format::TQ1_0
                 | Format::TQ2_0
-                | Format::MXFP4 => formats::dot_decoded::<FMA>(w.format, row, xi),
+                | Format::MXFP4
+                | Format::IQ2XXS
+                | Format::IQ2XS
+                | Format::IQ2S
+                | Format::IQ3XXS
+                | Format::IQ3S
+                | Format::IQ1S
+                | Format::IQ1M => formats::dot_decoded::<FMA>(w.format, row, xi),
             };
         }
     }

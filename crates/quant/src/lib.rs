@@ -289,6 +289,15 @@ mod tests {
                 Format::TQ2_0 => scale(64, 0.01, 0.05),
                 // The exponent byte: scales of 2^-8 to 2^-5.
                 Format::MXFP4 => block[0] = 120 + (rng.uniform() * 4.0) as u8,
+                Format::IQ2XXS | Format::IQ2XS | Format::IQ2S | Format::IQ3XXS | Format::IQ3S => scale(0, 0.0005, 0.001),
+                Format::IQ1S => scale(0, 0.005, 0.01),
+                // IQ1_M's d is the top nibble of each of its last four u16.
+                Format::IQ1M => {
+                    let d = f16::from_f32(0.005 + rng.uniform() as f32 * 0.01).to_bits();
+                    for i in 0..4 {
+                        block[49 + 2 * i] = (block[49 + 2 * i] & 0x0f) | ((((d >> (4 * i)) & 0x0f) as u8) << 4);
+                    }
+                }
                 Format::F32 | Format::F16 | Format::BF16 => unreachable!("plain floats returned above"),
             }
             bytes.extend(block);
@@ -296,24 +305,28 @@ mod tests {
         StoredMatrix::from_bytes(format, rows, cols, bytes).unwrap()
     }
 
-    fn naive_xwt(w: &[f32], rows: usize, cols: usize, x: &[f32], m: usize) -> Vec<f64> {
-        let mut y = vec![0f64; m * rows];
+    /// `x·Wᵀ` in f64, and beside each element the sum of its terms' magnitudes (what its f32
+    /// rounding error scales with: a sum that cancels to near zero is no more exact than that).
+    fn naive_xwt(w: &[f32], rows: usize, cols: usize, x: &[f32], m: usize) -> (Vec<f64>, Vec<f64>) {
+        let (mut y, mut magnitude) = (vec![0f64; m * rows], vec![0f64; m * rows]);
         for i in 0..m {
             for r in 0..rows {
-                y[i * rows + r] = (0..cols).map(|k| x[i * cols + k] as f64 * w[r * cols + k] as f64).sum();
+                let terms = (0..cols).map(|k| x[i * cols + k] as f64 * w[r * cols + k] as f64);
+                y[i * rows + r] = terms.clone().sum();
+                magnitude[i * rows + r] = terms.map(f64::abs).sum();
             }
         }
-        y
+        (y, magnitude)
     }
 
-    fn assert_close(got: &[f32], want: &[f64], what: &str) {
+    fn assert_close(got: &[f32], (want, magnitude): &(Vec<f64>, Vec<f64>), what: &str) {
         let scale = want.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!(((*g as f64) - w).abs() <= 1e-5 * scale, "{what}: element {i}: {g} vs {w}");
+        for (i, ((g, w), a)) in got.iter().zip(want).zip(magnitude).enumerate() {
+            assert!(((*g as f64) - w).abs() <= 1e-5 * scale + 1e-6 * a, "{what}: element {i}: {g} vs {w} (terms' magnitudes {a})");
         }
     }
 
-    pub(crate) const FORMATS: [Format; 18] = Format::ALL;
+    pub(crate) const FORMATS: [Format; 25] = Format::ALL;
 
     #[test]
     fn products_match_the_dequantized_matrix_in_every_format() {

@@ -63,7 +63,14 @@ impl WordLayout {
             | Format::Q3K
             | Format::TQ1_0
             | Format::TQ2_0
-            | Format::MXFP4 => unreachable!("{} has no word layout (checked above)", format.name()),
+            | Format::MXFP4
+            | Format::IQ2XXS
+            | Format::IQ2XS
+            | Format::IQ2S
+            | Format::IQ3XXS
+            | Format::IQ3S
+            | Format::IQ1S
+            | Format::IQ1M => unreachable!("{} has no word layout (checked above)", format.name()),
         };
         Some(WordLayout { format, cols, value_words, scale_words })
     }
@@ -140,7 +147,14 @@ impl StoredMatrix {
                     | Format::Q3K
                     | Format::TQ1_0
                     | Format::TQ2_0
-                    | Format::MXFP4 => unreachable!("word_layout() returned a layout, so the format has one"),
+                    | Format::MXFP4
+            | Format::IQ2XXS
+            | Format::IQ2XS
+            | Format::IQ2S
+            | Format::IQ3XXS
+            | Format::IQ3S
+            | Format::IQ1S
+            | Format::IQ1M => unreachable!("word_layout() returned a layout, so the format has one"),
                 };
                 scales.extend_from_slice(scale);
                 values.extend_from_slice(quants);
@@ -256,7 +270,14 @@ pub fn decode_row(layout: &WordLayout, words: &[u32], n: usize, r: usize, out: &
             | Format::Q3K
             | Format::TQ1_0
             | Format::TQ2_0
-            | Format::MXFP4 => unreachable!("{:?} has no word layout", layout.format),
+            | Format::MXFP4
+            | Format::IQ2XXS
+            | Format::IQ2XS
+            | Format::IQ2S
+            | Format::IQ3XXS
+            | Format::IQ3S
+            | Format::IQ1S
+            | Format::IQ1M => unreachable!("{:?} has no word layout", layout.format),
         }
     }
 }

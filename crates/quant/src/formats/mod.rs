@@ -8,6 +8,15 @@
 //! reorders float sums on its own); `FMA` says whether the build fuses multiply and add.
 
 pub(crate) mod float;
+pub(crate) mod iq1_m;
+pub(crate) mod iq1_s;
+pub(crate) mod iq2_s;
+pub(crate) mod iq2_xs;
+pub(crate) mod iq2_xxs;
+mod iq_grids;
+mod iq_lattice;
+pub(crate) mod iq3_s;
+pub(crate) mod iq3_xxs;
 pub(crate) mod iq4_nl;
 pub(crate) mod iq4_xs;
 pub(crate) mod mxfp4;
