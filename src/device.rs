@@ -2,7 +2,7 @@
 //! engine just receives a `Device`.
 
 use crate::error::{Error, Result};
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 
 #[cfg(not(any(feature = "native", feature = "webgpu", feature = "cpu")))]
 compile_error!("enable a backend: the `native` feature (default), `webgpu` (the browser build) or `cpu` (CPU only)");
@@ -87,4 +87,12 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         }
         std::thread::yield_now();
     }
+}
+
+/// Reads a tensor back to the host. Always async, so it is safe on WebGPU.
+pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t.into_data_async().await.map_err(|e| Error::Device(format!("reading results back failed: {e:?}")))?;
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("unexpected result data: {e:?}")))
 }

@@ -3,7 +3,7 @@
 //! constraint text Y for H(X|Y); the passage tokens are the same in both.
 
 use crate::error::{Error, Result};
-use crate::generate::read_f32;
+use crate::device::read_f32;
 use crate::loader::LanguageModel;
 use crate::model::Llama;
 use crate::prompt::Example;

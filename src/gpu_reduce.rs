@@ -49,7 +49,7 @@ pub(crate) fn workgroup_max_f32(s: &mut Shared<[f32]>, value: f32, #[comptime] t
 }
 
 /// The index that goes with the largest of every thread's `value`, the lowest index on ties (as
-/// the host's `generate::argmax`); a thread with nothing to offer gives `index == none`, which
+/// the host's `sampling::argmax`); a thread with nothing to offer gives `index == none`, which
 /// any real index beats.
 #[cfg_attr(feature = "fusion", allow(dead_code))]
 #[cube]

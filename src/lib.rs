@@ -16,6 +16,7 @@ pub mod eval;
 pub mod file_bytes;
 pub mod generate;
 pub mod gguf;
+pub mod linear;
 #[cfg(feature = "gpu-kernels")]
 pub(crate) mod gpu_reduce;
 pub mod loader;
@@ -27,6 +28,7 @@ pub mod raters;
 pub mod report;
 pub mod rng;
 pub mod safetensors;
+pub mod sampling;
 pub mod schema;
 pub mod stats;
 pub mod study;

@@ -1,8 +1,7 @@
-//! Low-rank adaptation (LoRA): `y = x·W + b + s·(dropout(x)·A)·B` with the base `W` frozen,
-//! `A: [in, r]`, `B: [r, out]`, `s = alpha / r` (PEFT's default, non-rsLoRA scaling).
-//!
-//! The update is applied *factored*, not by rebuilding `W + s·A·B` as burn's `apply_lora` does:
-//! the backward pass then needs no dense `[in, out]` weight gradient (BENCHMARKS.md has both).
+//! Low-rank adaptation (LoRA) adapters: their settings and their factors on the host, as
+//! `y = x·W + b + s·(dropout(x)·A)·B` with the base `W` frozen, `A: [in, r]`, `B: [r, out]`,
+//! `s = alpha / r` (PEFT's default, non-rsLoRA scaling). The factored product itself is
+//! `crate::linear`'s ([`crate::linear::LoraFactors`]).
 //!
 //! Adapters are read and written in Hugging Face PEFT's layout: `adapter_config.json` and
 //! `adapter_model.safetensors` with keys such as
@@ -11,10 +10,8 @@
 //! orientation.
 
 use crate::error::{Error, Result};
-use crate::model::layers::BaseLinear;
 use crate::rng::Rng;
-use burn::module::{Module, Param};
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -99,67 +96,6 @@ impl LoraConfig {
     pub fn targets_path(&self, path: &str) -> bool {
         let leaf = path.rsplit('.').next().unwrap_or(path);
         self.targets.iter().any(|t| t == leaf)
-    }
-}
-
-/// The trainable factors of one adapted projection.
-#[derive(Module, Debug)]
-pub struct LoraFactors {
-    /// `[in, r]`
-    pub a: Param<Tensor<2>>,
-    /// `[r, out]`
-    pub b: Param<Tensor<2>>,
-    pub scale: f64,
-    pub dropout: f64,
-}
-
-impl LoraFactors {
-    /// `s·(dropout(x)·A)·B`. Dropout only applies while training, i.e. when the factors take
-    /// part in a backward pass.
-    ///
-    /// # Shapes
-    /// - x: `[batch, seq, in]` → `[batch, seq, out]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [batch, seq, d_in] = x.dims();
-        let a = self.a.val();
-        let b = self.b.val();
-        let d_out = b.dims()[1];
-        let x = if self.dropout > 0.0 && a.is_autodiff() {
-            let keep = 1.0 - self.dropout;
-            let mask = x.random_like(Distribution::Bernoulli(keep));
-            (x * mask).mul_scalar(1.0 / keep)
-        } else {
-            x
-        };
-        x.reshape([batch * seq, d_in]).matmul(a).matmul(b).mul_scalar(self.scale).reshape([batch, seq, d_out])
-    }
-}
-
-/// A linear map that may carry a LoRA update. Every projection in the model is one of these.
-/// The base is frozen: dense f32, or stored blocks (QLoRA when the factors train).
-#[derive(Module, Debug)]
-pub struct Projection {
-    pub base: BaseLinear,
-    pub lora: Option<LoraFactors>,
-}
-
-impl Projection {
-    pub fn new(base: BaseLinear) -> Self {
-        Projection { base, lora: None }
-    }
-
-    /// # Shapes
-    /// - x: `[batch, seq, in]` → `[batch, seq, out]`
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        match &self.lora {
-            None => self.base.forward(x),
-            Some(lora) => self.base.forward(x.clone()) + lora.forward(x),
-        }
-    }
-
-    /// `(in, out)` of the base weight.
-    pub fn dims(&self) -> (usize, usize) {
-        self.base.dims()
     }
 }
 
@@ -356,31 +292,5 @@ impl FactorData {
         let a = Tensor::from_data(TensorData::new(self.a.clone(), [self.d_in, rank]), device);
         let b = Tensor::from_data(TensorData::new(self.b.clone(), [rank, self.d_out]), device);
         (a, b)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::nn::Linear;
-    use burn::tensor::TensorData;
-
-    #[test]
-    fn projection_adds_the_scaled_low_rank_update() {
-        // W = I₂, A = [[1], [2]] (in 2, r 1), B = [[3, 4]] (r 1, out 2), scale 0.5:
-        // y = x·W + 0.5·(x·A)·B. For x = [1, 1]: x·A = 3, so y = [1, 1] + 0.5·[9, 12] = [5.5, 7].
-        let device = crate::device::cpu();
-        let t2 = |v: Vec<f32>, s: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, s), &device);
-        let base = Linear { weight: Param::from_tensor(t2(vec![1.0, 0.0, 0.0, 1.0], [2, 2])), bias: None };
-        let mut projection = Projection::new(BaseLinear::Dense(base));
-        let x = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 1.0], [1, 1, 2]), &device);
-        assert_eq!(projection.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap(), vec![1.0, 1.0]);
-        projection.lora = Some(LoraFactors {
-            a: Param::from_tensor(t2(vec![1.0, 2.0], [2, 1])),
-            b: Param::from_tensor(t2(vec![3.0, 4.0], [1, 2])),
-            scale: 0.5,
-            dropout: 0.5, // off outside training: the factors are not on an autodiff device
-        });
-        assert_eq!(projection.forward(x).into_data().try_to_vec::<f32>().unwrap(), vec![5.5, 7.0]);
     }
 }

@@ -5,7 +5,8 @@
 mod common;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use cqa_studio::device::block_on;
-use cqa_studio::generate::{argmax, read_f32};
+use cqa_studio::device::read_f32;
+use cqa_studio::sampling::argmax;
 use cqa_studio::gguf::GgufFile;
 use cqa_studio::model::gpu_decode::{DISPATCHES_PER_LAYER, GpuDecoder};
 use cqa_studio::model::{Llama, LlamaConfig, WeightMode, WeightSource};
@@ -167,7 +168,7 @@ fn a_decoder_that_forgot_the_prompt_gives_other_logits() {
 
 #[test]
 fn the_device_sampler_picks_the_host_samplers_token_from_the_same_logits() {
-    use cqa_studio::generate::{SamplingParams, Sampler};
+    use cqa_studio::sampling::{Sampler, SamplingParams};
     let Some(device) = gpu() else { return };
     // Every setting's branch of the kernel on a small vocabulary; the default model's test
     // below has the real one (49,152 tokens, many a thread).
@@ -225,7 +226,8 @@ fn the_device_sampler_picks_the_host_samplers_token_from_the_same_logits() {
 #[test]
 fn the_default_models_text_on_the_fused_gpu_step_is_the_cpus_greedy_and_sampled() {
     let Some(device) = gpu() else { return };
-    use cqa_studio::generate::{GenerationSession, SamplingParams, Sampler, generate};
+    use cqa_studio::generate::{GenerationSession, generate};
+    use cqa_studio::sampling::{Sampler, SamplingParams};
     use cqa_studio::{LanguageModel, model::WeightMode};
     let gpu_model = LanguageModel::from_gguf_bytes(common::default_model_bytes(), WeightMode::Stored, &device).unwrap();
     let cpu_model = common::default_model();

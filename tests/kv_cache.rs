@@ -3,7 +3,7 @@
 
 mod common;
 use burn::tensor::{Int, Tensor, TensorData};
-use cqa_studio::generate::read_f32;
+use cqa_studio::device::read_f32;
 use cqa_studio::device::block_on;
 use cqa_studio::model::{Llama, LlamaConfig};
 

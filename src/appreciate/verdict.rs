@@ -4,7 +4,7 @@
 //! calibration benchmark's log-probs.
 
 use crate::error::{Error, Result};
-use crate::generate::read_f32;
+use crate::device::read_f32;
 use crate::loader::LanguageModel;
 use crate::prompt::{AppreciationInput, appreciation_prompt, verdict_line};
 use burn::tensor::activation::log_softmax;

@@ -4,7 +4,7 @@
 //!
 //! Module fields carry HF tensor-path names (`embed_tokens`, `self_attn.q_proj`, ...), so the
 //! only rename table is GGUF's (`gguf::names`). burn's `Linear` stores `[in, out]` while HF
-//! stores `[out, in]`: weights are transposed once, in [`linear_from`].
+//! stores `[out, in]`: weights are transposed once, in [`dense_from`].
 
 pub mod cache;
 pub mod config;
@@ -19,12 +19,13 @@ pub mod rope;
 pub mod weights;
 
 use crate::error::{Error, Result};
-use crate::lora::{Adapter, LoraFactors, Projection};
+use crate::linear::{BaseLinear, LoraFactors, Projection, StoredLinear, StoredWeight, dense_from};
+use crate::lora::Adapter;
 use crate::quant::StoredMatrix;
 use crate::rng::Rng;
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, Linear};
-use layers::{BaseLinear, StoredEmbedding, StoredLinear, StoredWeight, TokenEmbedding};
+use burn::nn::Embedding;
+use layers::{StoredEmbedding, TokenEmbedding};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -385,7 +386,7 @@ impl Llama {
     /// Builds the model from named weights, checking every shape against `config`.
     ///
     /// With `WeightMode::Stored` (or `Q8_0`), weight matrices stay in their stored blocks: in
-    /// host memory on the CPU, as words in device buffers on a GPU (`layers::StoredWeight`);
+    /// host memory on the CPU, as words in device buffers on a GPU (`linear::StoredWeight`);
     /// norms and biases are always f32.
     pub fn from_weights(config: &LlamaConfig, source: &WeightSource, mode: WeightMode, device: &Device) -> Result<Self> {
         let heads = (config.num_attention_heads, config.num_key_value_heads);
@@ -425,7 +426,7 @@ impl Llama {
         let n = ids.len();
         let ids: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), device);
-        crate::generate::read_f32(model.forward(tokens, &mut model.new_cache())?).await
+        crate::device::read_f32(model.forward(tokens, &mut model.new_cache())?).await
     }
 
     fn build(c: &LlamaConfig, device: &Device, load: &LoadFn, has: &HasFn, stored: &StoredFn) -> Result<Self> {
@@ -444,7 +445,7 @@ impl Llama {
                 },
                 None => load(&format!("{name}.weight"), &[d_out, d_in])?,
             };
-            Ok(BaseLinear::Dense(linear_from(&w, b, d_in, d_out, device)))
+            Ok(BaseLinear::Dense(dense_from(&w, b, d_in, d_out, device)))
         };
         let projection = |name: &str, d_in: usize, d_out: usize, bias: bool| -> Result<Projection> {
             Ok(Projection::new(linear(name, d_in, d_out, bias)?))
@@ -489,6 +490,9 @@ impl Llama {
                 input_layernorm: norm(&format!("{p}.input_layernorm.weight"))?,
                 post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
             });
+            // Hand the layer's writes to the GPU now, so their bytes are not kept queued on the
+            // host while the next layers load (see `DeviceMatrix::upload`); a no-op on the CPU.
+            let _ = device.flush();
         }
 
         // A file may ship an `lm_head` even when the config ties it (some safetensors exports do):
@@ -511,26 +515,12 @@ impl Llama {
     }
 }
 
-/// Builds a burn `Linear` from an HF `[out, in]` weight: the one place we transpose to `[in, out]`.
-fn linear_from(w: &[f32], bias: Option<Vec<f32>>, d_in: usize, d_out: usize, device: &Device) -> Linear {
-    let mut t = vec![0f32; w.len()];
-    for o in 0..d_out {
-        for i in 0..d_in {
-            t[i * d_out + o] = w[o * d_in + i];
-        }
-    }
-    Linear {
-        weight: Param::from_tensor(Tensor::from_data(TensorData::new(t, [d_in, d_out]), device)),
-        bias: bias.map(|b| Param::from_tensor(Tensor::from_data(TensorData::new(b, [d_out]), device))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn identity(device: &Device) -> Projection {
-        Projection::new(BaseLinear::Dense(linear_from(&[1.0, 0.0, 0.0, 1.0], None, 2, 2, device)))
+        Projection::new(BaseLinear::Dense(dense_from(&[1.0, 0.0, 0.0, 1.0], None, 2, 2, device)))
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub use split::split_indices;
 use crate::data::Annotation;
 use crate::error::{Error, Result};
 use crate::eval::completion_nll_sum;
-use crate::generate::read_f32;
+use crate::device::read_f32;
 use crate::loader::LanguageModel;
 use crate::lora::{Adapter, FactorData};
 use crate::model::Llama;

@@ -71,5 +71,5 @@ pub fn gguf_logprobs(
     let targets: Vec<i32> = ids[1..].iter().map(|&t| t as i32).collect();
     let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, n - 1, 1]), device);
     let picked = log_softmax(logits.narrow(1, 0, n - 1), 2).gather(2, targets);
-    (cqa_studio::device::block_on(cqa_studio::generate::read_f32(picked)).unwrap(), model)
+    (cqa_studio::device::block_on(cqa_studio::device::read_f32(picked)).unwrap(), model)
 }

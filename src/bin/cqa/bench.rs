@@ -139,8 +139,8 @@ pub fn train(
                 .into_iter()
                 .filter(|(path, _)| lora.targets_path(path))
                 .map(|(_, p)| match &p.base {
-                    cqa_studio::model::layers::BaseLinear::Dense(linear) => Ok(linear.weight.id),
-                    cqa_studio::model::layers::BaseLinear::Stored(_) => {
+                    cqa_studio::linear::BaseLinear::Dense(linear) => Ok(linear.weight.id),
+                    cqa_studio::linear::BaseLinear::Stored(_) => {
                         Err(Error::Input("burn's own LoRA needs f32 weights: run bench-train --lora burn with --weights f32".into()))
                     }
                 })
@@ -157,7 +157,7 @@ pub fn train(
                 let t = Instant::now();
                 let loss = completion_nll_sum(&model, &batch_refs, pad, &device)?;
                 let _grads = loss.clone().backward();
-                block_on(cqa_studio::generate::read_f32(loss.inner()))?;
+                block_on(cqa_studio::device::read_f32(loss.inner()))?;
                 if i > 0 {
                     times.push(t.elapsed().as_secs_f64());
                 }

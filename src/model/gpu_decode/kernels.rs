@@ -359,7 +359,7 @@ pub fn argmax_kernel(values: &[f32], out: &mut [i32], position: &mut [u32], n: u
 pub const SAMPLE_THREADS: u32 = 256;
 
 /// A 32-bit mixer (the "lowbias32" constants): the sampler's counter-based random numbers, as
-/// `generate::mix32` on the host.
+/// `sampling::mix32` on the host.
 #[cube]
 pub fn mix32(x: u32) -> u32 {
     let mut x = x;
@@ -370,7 +370,7 @@ pub fn mix32(x: u32) -> u32 {
     x ^ (x >> 16u32)
 }
 
-/// A float's place in the total order as an unsigned integer (`generate::order_key`).
+/// A float's place in the total order as an unsigned integer (`sampling::order_key`).
 #[cube]
 fn order_key(v: f32) -> u32 {
     let bits = u32::reinterpret(v);
@@ -397,7 +397,7 @@ fn penalized(logits: &[f32], seen: &mut [u32], i: usize, penalty: f32) -> f32 {
     out
 }
 
-/// The Gumbel noise of `token` in the draw whose key is `draw_key` (`generate::gumbel`): `u` an
+/// The Gumbel noise of `token` in the draw whose key is `draw_key` (`sampling::gumbel`): `u` an
 /// odd multiple of 2⁻²⁴, exact in f32 on every device, then `-ln(-ln u)`.
 #[cube]
 fn gumbel(draw_key: u32, token: u32) -> f32 {

@@ -51,7 +51,7 @@ mod unavailable {
         pub fn step(&mut self, _token: u32) -> Result<()> {
             match *self {}
         }
-        pub fn sample_on_device(&mut self, _sampler: &crate::generate::Sampler, _history: &[u32]) -> Result<()> {
+        pub fn sample_on_device(&mut self, _sampler: &crate::sampling::Sampler, _history: &[u32]) -> Result<()> {
             match *self {}
         }
         pub async fn picked_token(&mut self) -> Result<u32> {

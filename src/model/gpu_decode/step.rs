@@ -5,11 +5,12 @@ use super::kernels::{
     ARGMAX_THREADS, GATED, RESIDUAL, SAMPLE_THREADS, STACKED, argmax_kernel, attention_kernel,
     import_cache_kernel, lora_down_kernel, project_kernel, rope_cache_kernel, sample_kernel,
 };
-use crate::generate::Sampler;
+use crate::sampling::Sampler;
 use crate::error::{Error, Result};
-use crate::model::layers::{BaseLinear, StoredLinear, StoredWeight, TokenEmbedding};
+use crate::linear::{BaseLinear, StoredLinear, StoredWeight};
+use crate::model::layers::TokenEmbedding;
 use crate::model::{KvCache, Llama};
-use crate::lora::{LoraFactors, Projection};
+use crate::linear::{LoraFactors, Projection};
 use crate::quant::gpu::{ChunkShape, LANES, ROWS_PER_CUBE, elementwise_launch as elementwise, embed_kernel};
 use burn::tensor::{DType, Int, Shape, Tensor, TensorData};
 use burn_cubecl::CubeBackend;
@@ -384,7 +385,7 @@ impl GpuDecoder {
 
     /// The last step's logits, read back (for sampling on the host).
     pub async fn logits(&self) -> Result<Vec<f32>> {
-        crate::generate::read_f32(Tensor::<1>::from_primitive::<CubeBackend>(self.logits.clone())).await
+        crate::device::read_f32(Tensor::<1>::from_primitive::<CubeBackend>(self.logits.clone())).await
     }
 
     fn embed_row(&self, token: &CubeTensor, w: &Words) {
