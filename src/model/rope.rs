@@ -54,7 +54,7 @@ impl Rope {
 
     /// Splits x's last dimension into heads, moves them in front of the positions and rotates
     /// each for positions `offset..offset + seq`: one operation on the CPU, one kernel on a GPU
-    /// where no gradient is kept (`gpu_ops`), burn's ops elsewhere.
+    /// (with its own backward kernel when training; `gpu_ops`), burn's ops elsewhere.
     ///
     /// # Shapes
     /// - x: `[batch, seq, heads * head_dim]` → `[batch, heads, seq, head_dim]`

@@ -12,7 +12,7 @@
 //! portable kernels' with FMA, lane for lane and in the same order, so the results are the same
 //! bits at either width (the unit test compares them).
 
-use crate::formats::{IQ4_LEVELS, LANES, scale};
+use crate::block::{IQ4_LEVELS, LANES, scale};
 use core::arch::x86_64::*;
 
 /// The sixteen f32 lanes a dot product accumulates in, in registers of one width.
@@ -111,7 +111,7 @@ pub(crate) unsafe fn iq4_xs_with<L: Lanes>(row: &[u8], x: &[f32]) -> f32 {
             let scales_high = u16::from_le_bytes([b[2], b[3]]);
             for (i, xs) in xb.chunks_exact(32).enumerate() {
                 let (low, high) = iq4_levels(load_bytes(b, 8 + 16 * i));
-                acc.add_bytes(d * crate::formats::iq4_xs::sub_block_scale(b, scales_high, i), low, high, xs);
+                acc.add_bytes(d * crate::block::sub_block_scale(b, scales_high, i), low, high, xs);
             }
         }
         acc.sum()

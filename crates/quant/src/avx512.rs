@@ -4,7 +4,7 @@
 //! lane, so the same bits (the unit test compares them).
 
 use crate::avx2::{Lanes, five_bit_with, iq4_nl_with, iq4_xs_with};
-use crate::formats::LANES;
+use crate::block::LANES;
 use core::arch::x86_64::*;
 
 /// The sixteen lanes in one 512-bit register.

@@ -76,7 +76,7 @@ pub(crate) fn dot_q8_0<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
         for g in 0..2 {
             p = mul_add(i8_to_f32(bytes(b, 2 + 16 * g)), load(xb, 16 * g), p);
         }
-        acc = scale_add(crate::formats::scale(b, 0), p, acc);
+        acc = scale_add(crate::block::scale(b, 0), p, acc);
     }
     sum(acc)
 }
@@ -94,9 +94,9 @@ pub(crate) fn dot_q4<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &[f32],
         let (lo, hi) = if OFFSET { (i8x16_sub(lo, eight), i8x16_sub(hi, eight)) } else { (lo, hi) };
         let p = mul_add(i8_to_f32(lo), load(xb, 0), ZERO);
         let p = mul_add(i8_to_f32(hi), load(xb, 16), p);
-        acc = scale_add(crate::formats::scale(b, 0), p, acc);
+        acc = scale_add(crate::block::scale(b, 0), p, acc);
         if !OFFSET {
-            minimum = crate::formats::scale(b, 2) * block_sums[k] + minimum;
+            minimum = crate::block::scale(b, 2) * block_sums[k] + minimum;
         }
     }
     sum(acc) + minimum
@@ -108,11 +108,11 @@ pub(crate) fn dot_q4_k<const FMA: bool>(row: &[u8], x: &[f32], block_sums: &[f32
     let mut minimum = 0f32;
     let nibble = u8x16_splat(0x0f);
     for (k, (b, xb)) in row.chunks_exact(144).zip(x.chunks_exact(256)).enumerate() {
-        let (d, dmin) = (crate::formats::scale(b, 0), crate::formats::scale(b, 2));
+        let (d, dmin) = (crate::block::scale(b, 0), crate::block::scale(b, 2));
         let scales = &b[4..16];
         for chunk in 0..4 {
-            let (sc1, m1) = crate::formats::scale_min_k4(2 * chunk, scales);
-            let (sc2, m2) = crate::formats::scale_min_k4(2 * chunk + 1, scales);
+            let (sc1, m1) = crate::block::scale_min_k4(2 * chunk, scales);
+            let (sc2, m2) = crate::block::scale_min_k4(2 * chunk + 1, scales);
             let (mut p1, mut p2) = (ZERO, ZERO);
             for g in 0..2 {
                 let q = bytes(b, 16 + 32 * chunk + 16 * g);
@@ -134,7 +134,7 @@ pub(crate) fn dot_q6_k<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
     let mut acc = ZERO;
     let (nibble, two_bits, offset) = (u8x16_splat(0x0f), u8x16_splat(3), i8x16_splat(32));
     for (b, xb) in row.chunks_exact(210).zip(x.chunks_exact(256)) {
-        let d = crate::formats::scale(b, 208);
+        let d = crate::block::scale(b, 208);
         for h in 0..2 {
             let sc = &b[192 + 8 * h..200 + 8 * h];
             for is in 0..2 {
@@ -163,7 +163,7 @@ pub(crate) fn dot_q6_k<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
 #[inline(always)]
 fn iq4_run(q: v128, x: &[f32], at: usize) -> Lanes {
     // SAFETY: the levels are 16 bytes.
-    let levels = unsafe { v128_load(crate::formats::IQ4_LEVELS.as_ptr() as *const v128) };
+    let levels = unsafe { v128_load(crate::block::IQ4_LEVELS.as_ptr() as *const v128) };
     let nibble = u8x16_splat(0x0f);
     let (lo, hi) = (i8x16_swizzle(levels, v128_and(q, nibble)), i8x16_swizzle(levels, u8x16_shr(q, 4)));
     let p = mul_add(i8_to_f32(lo), load(x, at), ZERO);
@@ -174,7 +174,7 @@ fn iq4_run(q: v128, x: &[f32], at: usize) -> Lanes {
 pub(crate) fn dot_iq4_nl<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
     let mut acc = ZERO;
     for (b, xb) in row.chunks_exact(18).zip(x.chunks_exact(32)) {
-        acc = scale_add(crate::formats::scale(b, 0), iq4_run(bytes(b, 2), xb, 0), acc);
+        acc = scale_add(crate::block::scale(b, 0), iq4_run(bytes(b, 2), xb, 0), acc);
     }
     sum(acc)
 }
@@ -183,10 +183,10 @@ pub(crate) fn dot_iq4_nl<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
 pub(crate) fn dot_iq4_xs<const FMA: bool>(row: &[u8], x: &[f32]) -> f32 {
     let mut acc = ZERO;
     for (b, xb) in row.chunks_exact(136).zip(x.chunks_exact(256)) {
-        let d = crate::formats::scale(b, 0);
+        let d = crate::block::scale(b, 0);
         let scales_high = u16::from_le_bytes([b[2], b[3]]);
         for i in 0..8 {
-            let scale = d * crate::formats::iq4_xs::sub_block_scale(b, scales_high, i);
+            let scale = d * crate::block::sub_block_scale(b, scales_high, i);
             acc = scale_add(scale, iq4_run(bytes(b, 8 + 16 * i), xb, 32 * i), acc);
         }
     }
@@ -211,9 +211,9 @@ pub(crate) fn dot_five_bit<const FMA: bool, const OFFSET: bool>(row: &[u8], x: &
         let (lo, hi) = if OFFSET { (i8x16_sub(lo, sixteen), i8x16_sub(hi, sixteen)) } else { (lo, hi) };
         let p = mul_add(i8_to_f32(lo), load(xb, 0), ZERO);
         let p = mul_add(i8_to_f32(hi), load(xb, 16), p);
-        acc = scale_add(crate::formats::scale(b, 0), p, acc);
+        acc = scale_add(crate::block::scale(b, 0), p, acc);
         if !OFFSET {
-            minimum = crate::formats::scale(b, 2) * block_sums[k] + minimum;
+            minimum = crate::block::scale(b, 2) * block_sums[k] + minimum;
         }
     }
     sum(acc) + minimum

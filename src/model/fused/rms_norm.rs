@@ -63,8 +63,8 @@ impl<C: CheckpointStrategy> RmsNormBackend for Autodiff<Flex, C> {
     }
 }
 
-/// RMSNorm over the last dimension: one operation on a CPU device, one kernel on a GPU where no
-/// gradient is kept (`gpu_ops`), burn's ops elsewhere.
+/// RMSNorm over the last dimension: one operation on a CPU device, one kernel on a GPU (with its
+/// own backward kernel when training; `gpu_ops`), burn's ops elsewhere.
 ///
 /// # Shapes
 /// - x: `[batch, seq, d]`, weight: `[d]` → like x

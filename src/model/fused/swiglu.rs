@@ -59,8 +59,8 @@ impl<C: CheckpointStrategy> SwigluBackend for Autodiff<Flex, C> {
     }
 }
 
-/// `silu(gate) · up`: one operation on a CPU device, one kernel on a GPU where no gradient is
-/// kept (`gpu_ops`), burn's ops elsewhere.
+/// `silu(gate) · up`: one operation on a CPU device, one kernel on a GPU (with its own
+/// backward kernels when training; `gpu_ops`), burn's ops elsewhere.
 pub fn swiglu(gate: Tensor<3>, up: Tensor<3>) -> Tensor<3> {
     if crate::device::runs_on_cpu(&gate.device()) {
         Tensor::from_dispatch(<Dispatch as SwigluBackend>::swiglu(gate.into_dispatch(), up.into_dispatch()))

@@ -4,6 +4,7 @@
 //! u16 above it, biased by 32; value `d·(scale − 32)·level`. 4.25 bits a weight.
 
 use super::{IQ4_LEVELS, LANES, scale};
+pub(crate) use crate::block::sub_block_scale;
 
 pub(crate) fn decode(bytes: &[u8], out: &mut [f32]) {
     for (b, y) in bytes.chunks_exact(136).zip(out.chunks_exact_mut(256)) {
@@ -21,15 +22,6 @@ pub(crate) fn decode(bytes: &[u8], out: &mut [f32]) {
             }
         }
     }
-}
-
-/// Sub-block `i`'s scale of the super-block `b` (whose u16 of high scale bits is `scales_high`),
-/// before `d`: its 6-bit scale less 32.
-#[inline(always)]
-pub(crate) fn sub_block_scale(b: &[u8], scales_high: u16, i: usize) -> f32 {
-    let low = (b[4 + i / 2] >> (4 * (i % 2))) & 0x0f;
-    let high = ((scales_high >> (2 * i)) & 3) as u8;
-    ((low | (high << 4)) as i32 - 32) as f32
 }
 
 /// Each sub-block of 32 as an IQ4_NL block with its own scale.
