@@ -19,7 +19,9 @@ embeddings), SmolLM2-360M and SmolLM2-135M (llama). `--quant q8_0` stores every 
 ffn_down and the embedding, and where a row is not a whole number of 256-element super-blocks
 llama.cpp's fallbacks, Q5_0 for Q4_K and Q8_0 for Q6_K (as in a real SmolLM2 or Qwen2.5
 download). `--quant iq4_xs` takes IQ4_XS, and IQ4_NL where rows are not whole super-blocks.
-Norms and biases are F32.
+`--quant f16` stores every matrix as F16: with `--pad-vocab`, a source that llama.cpp loads and
+its own quantizer requantizes into Q4_K_M etc. with the real fallbacks (`bench_formats.py
+--source`). Norms and biases are F32.
 
 The tokenizer and chat template are copied from the default SmolLM2 GGUF (49152 tokens); the
 embedding keeps the real model's row count, so every token id the tokenizer makes is valid.
@@ -88,6 +90,8 @@ def random_k_blocks(rng: np.random.Generator, qtype: Q, n_elements: int) -> np.n
 def weight_type(name: str, cols: int, quant: str) -> Q:
     if quant == "q8_0":
         return Q.Q8_0
+    if quant == "f16":
+        return Q.F16
     whole = cols % 256 == 0
     if quant == "iq4_xs":
         return Q.IQ4_XS if whole else Q.IQ4_NL
@@ -97,6 +101,8 @@ def weight_type(name: str, cols: int, quant: str) -> Q:
 
 
 def matrix(rng: np.random.Generator, rows: int, cols: int, qtype: Q) -> np.ndarray:
+    if qtype == Q.F16:
+        return (rng.standard_normal((rows, cols), dtype=np.float32) * WEIGHT_STD).astype(np.float16)
     if qtype in (Q.Q8_0, Q.Q5_0):
         # Quantized in slices: a 151936 × 1536 embedding is 900 MB as float32.
         out = []
@@ -109,12 +115,22 @@ def matrix(rng: np.random.Generator, rows: int, cols: int, qtype: Q) -> np.ndarr
     return blocks.reshape(rows, -1)
 
 
-def copy_tokenizer(writer: gguf.GGUFWriter, source: Path) -> None:
+def copy_tokenizer(writer: gguf.GGUFWriter, source: Path, pad_to: int | None = None) -> None:
+    """The source's tokenizer; with `pad_to`, its token list padded with unused tokens to that many
+    (llama.cpp refuses an embedding with more rows than the tokenizer has tokens)."""
     reader = gguf.GGUFReader(str(source))
     for key, field in reader.fields.items():
         if not key.startswith("tokenizer."):
             continue
         value = field.contents()
+        if pad_to is not None and key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.scores"):
+            extra = range(len(value), pad_to)
+            if key == "tokenizer.ggml.tokens":
+                value = list(value) + [f"<|unused_{i}|>" for i in extra]
+            elif key == "tokenizer.ggml.token_type":
+                value = list(value) + [5] * len(extra)  # llama.cpp's LLAMA_TOKEN_TYPE_UNUSED
+            else:
+                value = list(value) + [0.0] * len(extra)
         kind = field.types[0]
         if kind == gguf.GGUFValueType.ARRAY:
             writer.add_key_value(key, value, kind, sub_type=field.types[-1])
@@ -125,7 +141,10 @@ def copy_tokenizer(writer: gguf.GGUFWriter, source: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=sorted(SHAPES))
-    parser.add_argument("--quant", choices=["q8_0", "q4_k_m", "iq4_xs"], default="q8_0")
+    parser.add_argument("--quant", choices=["q8_0", "q4_k_m", "iq4_xs", "f16"], default="q8_0")
+    parser.add_argument("--pad-vocab", action="store_true",
+                        help="pad the tokenizer to the embedding's rows with unused tokens, so llama.cpp loads the file "
+                             "(with --quant f16: the source llama.cpp's own quantizer requantizes, tests/reference/bench_formats.py --source)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layers", type=int, help="fewer layers than the model has (every width kept): for tests")
@@ -154,7 +173,7 @@ def main() -> int:
     writer.add_rope_freq_base(s["theta"])
     writer.add_layer_norm_rms_eps(s["eps"])
     writer.add_vocab_size(s["vocab"])
-    copy_tokenizer(writer, TOKENIZER_SOURCE)
+    copy_tokenizer(writer, TOKENIZER_SOURCE, s["vocab"] if args.pad_vocab else None)
 
     def add_matrix(name: str, rows: int, cols: int) -> None:
         qtype = weight_type(name, cols, args.quant)

@@ -96,10 +96,18 @@ impl GenerationSession {
             let n = input.len();
             let ids: Vec<i32> = input.iter().map(|&t| t as i32).collect();
             let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &lm.device);
-            let hidden = lm.model.forward_hidden(tokens, &mut self.cache)?;
-            // Only the last position's logits are needed: skip the vocab projection for the rest.
-            let last = hidden.narrow(1, n - 1, 1);
-            let mut logits = read_f32(lm.model.logits(last)).await?;
+            let step = |cache: &mut KvCache| -> Result<_> {
+                let hidden = lm.model.forward_hidden(tokens, cache)?;
+                // Only the last position's logits are needed: skip the vocab projection for the rest.
+                Ok(lm.model.logits(hidden.narrow(1, n - 1, 1)))
+            };
+            // A decode step (one token after the prompt) may round x to 8 bits; the prompt never.
+            let logits = if n == 1 && !self.sampler.params().f32_activations {
+                cqa_quant::with_int8_activations(|| step(&mut self.cache))?
+            } else {
+                step(&mut self.cache)?
+            };
+            let mut logits = read_f32(logits).await?;
             self.sampler.sample(&mut logits, &self.history)
         };
         if lm.tokenizer.stop_ids().contains(&next) {

@@ -188,7 +188,7 @@ fn the_device_sampler_picks_the_host_samplers_token_from_the_same_logits() {
         let mut picks = Vec::new();
         for (temperature, top_k, top_p, repetition_penalty) in settings {
             let what = format!("seed {seed}, T {temperature}, top-k {top_k}, top-p {top_p}, penalty {repetition_penalty}");
-            let params = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, max_new_tokens: 64 };
+            let params = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, max_new_tokens: 64, ..Default::default() };
             let mut cache = model.new_cache();
             block_on(read_f32(model.forward(tokens(&prompt, &device), &mut cache).unwrap())).unwrap();
             let mut host = Sampler::new(params.clone()).unwrap();
@@ -233,8 +233,10 @@ fn the_default_models_text_on_the_fused_gpu_step_is_the_cpus_greedy_and_sampled(
     let cpu_model = common::default_model();
     let prompt = cpu_model.tokenizer.encode("The lighthouse keeper", false).unwrap();
     let layers = gpu_model.config.num_hidden_layers;
-    let sampled = SamplingParams { temperature: 0.8, top_k: 40, top_p: 0.95, repetition_penalty: 1.1, seed: 11, max_new_tokens: 64 };
-    for params in [SamplingParams { max_new_tokens: 64, ..Default::default() }, sampled.clone()] {
+    // f32 activations on the CPU, as the GPU's kernels compute (by default a CPU with AVX-512 VNNI
+    // rounds a decode step's x to 8 bits).
+    let sampled = SamplingParams { temperature: 0.8, top_k: 40, top_p: 0.95, repetition_penalty: 1.1, seed: 11, max_new_tokens: 64, f32_activations: true, ..Default::default() };
+    for params in [SamplingParams { max_new_tokens: 64, f32_activations: true, ..Default::default() }, sampled.clone()] {
         let (want, _) = block_on(generate(cpu_model, prompt.clone(), params.clone(), |_| {})).unwrap();
         let mut session = GenerationSession::new(&gpu_model, prompt.clone(), params.clone()).unwrap();
         let mut got = Vec::new();
@@ -255,7 +257,7 @@ fn the_default_models_text_on_the_fused_gpu_step_is_the_cpus_greedy_and_sampled(
     // Pick by pick on the device's own logits, each setting's kernel over the whole vocabulary.
     let model = &gpu_model.model;
     for (temperature, top_k, top_p, repetition_penalty) in [(1.0, 0, 1.0, 1.0), (0.7, 0, 0.9, 1.0), (1.2, 50, 1.0, 1.3), (0.0, 0, 1.0, 1.5)] {
-        let params = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed: 5, max_new_tokens: 8 };
+        let params = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed: 5, max_new_tokens: 8, ..Default::default() };
         let mut cache = model.new_cache();
         block_on(read_f32(model.forward(tokens(&prompt, &device), &mut cache).unwrap())).unwrap();
         let mut host = Sampler::new(params.clone()).unwrap();

@@ -78,12 +78,66 @@ fn greedy_generation_matches_transformers() {
         let prompt_ids = lm.tokenizer.encode(rendered, !chat).unwrap();
         assert_eq!(prompt_ids, common::ids(&case["prompt_ids"]));
         let expected = common::ids(&case["new_ids"]);
-        let params = SamplingParams { max_new_tokens: expected.len(), ..Default::default() };
+        // f32 activations: every product as transformers computes it (the default rounds a
+        // decode step's x to 8 bits on AVX-512 VNNI CPUs; the test below bounds what that moves).
+        let params = SamplingParams { max_new_tokens: expected.len(), f32_activations: true, ..Default::default() };
         let mut text = String::new();
         let (new_ids, _) = block_on(generate(lm, prompt_ids, params, |piece| text.push_str(piece))).unwrap();
         assert_eq!(new_ids, expected, "greedy continuation of {rendered:?} differs");
         assert_eq!(text, case["new_text"].as_str().unwrap());
     }
+}
+
+/// Decode steps with x rounded to 8 bits a value (`cqa_quant::with_int8_activations`, the
+/// default on CPUs with AVX-512 VNNI, as llama.cpp decodes) against the same steps in f32, fed
+/// transformers' greedy text token by token: the log-probabilities of the likely tokens stay
+/// within a bound, and the greedy pick differs only where the f32 step's two best tokens are
+/// close. (Measured on this model: likely tokens move by up to ~0.4 nats, and the picks that
+/// differ had margins under 0.1; a wrong offset or scale in any format's kernel moves them by
+/// whole nats.)
+#[test]
+fn int8_decode_steps_stay_near_the_f32_steps() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    use cqa_studio::device::read_f32;
+    if !cqa_quant::int8_activations_available() {
+        return eprintln!("skipped: this CPU has no AVX-512 VNNI, so decode steps keep f32 activations");
+    }
+    let lm = common::default_model();
+    let model = &lm.model;
+    let tokens = |ids: &[u32]| Tensor::<2, Int>::from_data(TensorData::new(ids.iter().map(|&t| t as i32).collect::<Vec<_>>(), [1, ids.len()]), &lm.device);
+    let log_softmax = |logits: Vec<f32>| {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let log_sum = logits.iter().map(|l| ((l - max) as f64).exp()).sum::<f64>().ln() as f32 + max;
+        logits.into_iter().map(|l| l - log_sum).collect::<Vec<f32>>()
+    };
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+    let fixture = common::fixture("golden_generate.json");
+    let (mut worst_likely, mut worst_margin, mut steps, mut flips) = (0f32, 0f32, 0, 0);
+    for case in fixture["cases"].as_array().unwrap() {
+        let (prompt, text) = (common::ids(&case["prompt_ids"]), common::ids(&case["new_ids"]));
+        let mut cache = model.new_cache();
+        block_on(read_f32(model.forward(tokens(&prompt), &mut cache).unwrap())).unwrap();
+        for pair in text.windows(2) {
+            let step = |cache: &mut cqa_studio::model::KvCache| log_softmax(block_on(read_f32(model.forward(tokens(&pair[..1]), cache).unwrap())).unwrap());
+            let rounded = cqa_quant::with_int8_activations(|| step(&mut cache.clone()));
+            let exact = step(&mut cache);
+            assert_eq!(exact.len(), rounded.len());
+            // Tokens of probability above ~1e-3: the far tail's log-probs move more and matter less.
+            let likely = exact.iter().zip(&rounded).filter(|(e, _)| **e > -7.0).map(|(e, r)| (e - r).abs()).fold(0f32, f32::max);
+            worst_likely = worst_likely.max(likely);
+            let (want, got) = (argmax(&exact), argmax(&rounded));
+            if want != got {
+                flips += 1;
+                worst_margin = worst_margin.max(exact[want] - exact[got]);
+            }
+            steps += 1;
+        }
+    }
+    eprintln!("int8 vs f32 decode steps ({steps}): likely tokens' max |Δ logprob| {worst_likely:.3e}; greedy pick differs at {flips}, f32 margins ≤ {worst_margin:.3e}");
+    assert!(steps >= 20, "only {steps} steps compared");
+    assert!(worst_likely < 0.6, "likely tokens' max |Δ logprob| {worst_likely}");
+    assert!(worst_margin < 0.25, "an 8-bit step changed a pick the f32 step made by {worst_margin} nats");
+    assert!(worst_likely > 0.0, "the 8-bit steps gave exactly the f32 log-probs: the rounding did not run");
 }
 
 #[test]

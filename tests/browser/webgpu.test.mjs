@@ -46,7 +46,7 @@ test('the default model scores and generates in the browser as it does natively'
   const text = 'The tide came in over the stones.';
   const context = 'Write one sentence about the sea.';
   const native = JSON.parse(execFileSync(CQA, ['score', '--text', text, '--context', context, '--json']));
-  const nativeGen = execFileSync(CQA, ['generate', '--prompt', 'The old lighthouse keeper', '--max-tokens', '6']).toString().trimEnd();
+  const nativeGen = execFileSync(CQA, ['generate', '--prompt', 'The old lighthouse keeper', '--max-tokens', '6', '--f32-activations']).toString().trimEnd();
   const t0 = Date.now();
   const web = await page.evaluate(async ({ text, context }) => {
     const bytes = new Uint8Array(await (await fetch('models/SmolLM2-135M-Instruct.Q4_1.gguf')).arrayBuffer());
@@ -92,7 +92,7 @@ test('a decoded token on WebGPU: the fused step, counted at the WebGPU API, with
   ];
   const texts = [];
   for (const run of runs) {
-    const nativeGen = execFileSync(CQA, ['generate', '--prompt', prompt, '--max-tokens', '10', ...run.cli]).toString().trimEnd();
+    const nativeGen = execFileSync(CQA, ['generate', '--prompt', prompt, '--max-tokens', '10', '--f32-activations', ...run.cli]).toString().trimEnd();
     const web = await page.evaluate(async ({ prompt, params }) => {
       const counts = { dispatches: 0, submits: 0, bytesRead: 0 };
       const wrap = (proto, name, count) => {

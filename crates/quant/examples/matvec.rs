@@ -1,7 +1,8 @@
 //! Throughput of the stored-weight products on this CPU, for the shapes of SmolLM2-135M:
 //! `cargo run --release -p cqa-quant --example matvec` (add `--features gemm/x86-v4` for gemm's
 //! AVX-512 kernels, as the cqa binary has them). Prints GB/s of weights read (decode, m = 1) and
-//! GFLOP/s (panels, m = 256), per format and shape, after a plain f32 gemm of one shape. An
+//! GFLOP/s (panels, m = 256), per format and shape (decode with f32 x and with x rounded to
+//! bytes, `with_int8_activations`), after a plain f32 gemm of one shape. An
 //! argument such as `Q5_0,Q4_K` limits it to those formats.
 
 use cqa_quant::{Format, StoredMatrix};
@@ -46,7 +47,15 @@ fn main() {
                 }
                 let s = t.elapsed().as_secs_f64() / reps as f64;
                 if m == 1 {
-                    println!("{:5} {name:9} {rows}x{cols} m=1   {:8.1} µs  {:6.2} GB/s", format.name(), s * 1e6, w.resident_bytes() as f64 / s / 1e9);
+                    // The same product with x rounded to bytes, as a generation's decode steps take it.
+                    let _ = cqa_quant::with_int8_activations(|| w.matmul_transposed(&x, m));
+                    let t = Instant::now();
+                    for _ in 0..reps {
+                        std::hint::black_box(cqa_quant::with_int8_activations(|| w.matmul_transposed(&x, m)));
+                    }
+                    let s8 = t.elapsed().as_secs_f64() / reps as f64;
+                    let gbs = |s: f64| w.resident_bytes() as f64 / s / 1e9;
+                    println!("{:5} {name:9} {rows}x{cols} m=1   {:8.1} µs  {:6.2} GB/s   int8 x: {:8.1} µs  {:6.2} GB/s", format.name(), s * 1e6, gbs(s), s8 * 1e6, gbs(s8));
                 } else {
                     println!("{:5} {name:9} {rows}x{cols} m={m} {:8.1} µs  {:6.1} GFLOP/s", format.name(), s * 1e6, 2.0 * (m * rows * cols) as f64 / s / 1e9);
                 }

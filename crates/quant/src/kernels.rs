@@ -6,6 +6,8 @@
 //!   The dot keeps sixteen f32 lanes so the compiler emits vector code (Rust never reorders
 //!   float sums on its own), built three times on x86-64, chosen at run time: AVX-512, AVX2+FMA
 //!   and baseline. In the browser it is the wasm build's SIMD, if enabled, or scalar code.
+//!   Inside [`with_int8_activations`] (a generation's decode steps), on CPUs with AVX-512 VNNI,
+//!   x is rounded to bytes once per product and the blocks meet it in integers (`vnni.rs`).
 //! - **panels** (prefill, scoring, training): compute-bound. Rows are expanded to f32 and
 //!   multiplied with the `gemm` crate's kernels, so the expansion costs 1/m of the multiply and
 //!   the f32 copy never exceeds a panel. The forward product gives each thread tasks of whole
@@ -265,7 +267,13 @@ fn gemm_parallelism() -> gemm::Parallelism {
 }
 
 fn decode_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
-    let rows = w.rows;
+    #[cfg(target_arch = "x86_64")]
+    if INT8_ACTIVATIONS.get() && crate::vnni::takes(w.format) && w.cols % 32 == 0 && crate::vnni::available() {
+        // SAFETY: `vnni::available` checked the CPU's features.
+        let rounded = unsafe { crate::vnni::Int8Rows::new(x, m, w.cols) };
+        // SAFETY: as above.
+        return decode_tasks(w, m, |r0, out| unsafe { crate::vnni::dot_rows(w, r0, out, &rounded, m) });
+    }
     // Per x row and block, Σx: the Q4_1 / Q5_1 / Q4_K / Q5_K minimums multiply it, so it is summed
     // once here instead of once per weight row.
     let block_sums: Vec<f32> = if matches!(w.format, Format::Q4_1 | Format::Q5_1 | Format::Q4K | Format::Q5K) {
@@ -273,14 +281,18 @@ fn decode_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
     } else {
         Vec::new()
     };
+    decode_tasks(w, m, |r0, out| dot_rows(w, r0, out, x, &block_sums, m))
+}
+
+/// `y[m, rows]` from `fill(r0, out)`, which writes rows `r0..r0 + n` of W's products with the m
+/// x rows into `out` (`[n, m]`).
+fn decode_tasks(w: &StoredMatrix, m: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let rows = w.rows;
     // yt is [rows, m] so that each task owns one contiguous run. The tasks go to the spinning
     // pool (spin.rs): decode's products come back to back, too short for rayon's wake-ups.
     let rows_per_task = rows.div_ceil((crate::spin::helpers() + 1) * 4).max(16);
     let mut yt = vec![0f32; rows * m];
-    crate::spin::run_chunks(&mut yt, rows_per_task * m, |t, out| {
-        let r0 = t * rows_per_task;
-        dot_rows(w, r0, out, x, &block_sums, m);
-    });
+    crate::spin::run_chunks(&mut yt, rows_per_task * m, |t, out| fill(t * rows_per_task, out));
     if m == 1 {
         return yt;
     }
@@ -291,6 +303,37 @@ fn decode_xwt(w: &StoredMatrix, x: &[f32], m: usize) -> Vec<f32> {
         }
     }
     y
+}
+
+/// Whether [`with_int8_activations`] changes anything on this CPU (x86-64 with AVX-512 VNNI).
+pub fn int8_activations_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return crate::vnni::available();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+thread_local! {
+    /// Whether this thread's decode products take x rounded to 8 bits (`with_int8_activations`).
+    static INT8_ACTIVATIONS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's decode products (fewer than eight rows of x) taking x rounded to
+/// bytes, a scale per 32 values, and multiplying it with the weights in integers, as llama.cpp
+/// decodes: where the CPU has AVX-512 VNNI and for the formats `vnni.rs` takes; elsewhere the
+/// products are the f32 ones. The rounding moves a product by a fraction of a percent of its
+/// largest terms, so callers ask for it only where a token is being picked (generation), not
+/// where log-probabilities are reported.
+pub fn with_int8_activations<R>(f: impl FnOnce() -> R) -> R {
+    /// Puts the previous setting back, even if `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INT8_ACTIVATIONS.set(self.0);
+        }
+    }
+    let _restore = Restore(INT8_ACTIVATIONS.replace(true));
+    f()
 }
 
 /// Fills `out` (`[n, m]`) with rows `r0..r0+n` of W dotted with each of the m x rows.

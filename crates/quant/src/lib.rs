@@ -18,8 +18,11 @@ mod kernels;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
 pub mod spin;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 mod words;
 
+pub use kernels::{int8_activations_available, with_int8_activations};
 pub use format::{Format, GpuHolding, TABLE, Traits, ggml_type_name};
 pub use formats::IQ4_LEVELS;
 pub use words::{WordLayout, decode_row, f16_bits_to_f32, format_code};

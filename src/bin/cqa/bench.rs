@@ -25,7 +25,7 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-pub fn run(lm: &LanguageModel, lengths: &[usize], decode: usize, repeats: usize, load_s: f64) -> Result<String> {
+pub fn run(lm: &LanguageModel, lengths: &[usize], decode: usize, repeats: usize, load_s: f64, f32_activations: bool) -> Result<String> {
     let text = "The lighthouse keeper counted the ships by their lights, and the lights by their colours. ".repeat(200);
     let ids = lm.tokenizer.encode(&text, false)?;
     let mut prefill = serde_json::Map::new();
@@ -61,10 +61,10 @@ pub fn run(lm: &LanguageModel, lengths: &[usize], decode: usize, repeats: usize,
         }
         Ok((steps as f64 / t.elapsed().as_secs_f64(), first_token_s, session.uses_fused_gpu_decode(), session.dispatches_per_token()))
     };
-    let greedy = SamplingParams { max_new_tokens: decode, ..Default::default() };
+    let greedy = SamplingParams { max_new_tokens: decode, f32_activations, ..Default::default() };
     // Seeded sampling as the page's "Try it" does it (T 0.8, top-k 40, top-p 0.9), with a repetition
     // penalty: every filter of the sampler, picked on the GPU where decoding is.
-    let sampled = SamplingParams { temperature: 0.8, top_k: 40, top_p: 0.9, repetition_penalty: 1.1, seed: 42, max_new_tokens: decode };
+    let sampled = SamplingParams { temperature: 0.8, top_k: 40, top_p: 0.9, repetition_penalty: 1.1, seed: 42, max_new_tokens: decode, f32_activations };
     let (_, _, fused, dispatches) = decode_once(&greedy)?;
     let runs = (0..repeats).map(|_| decode_once(&greedy)).collect::<Result<Vec<_>>>()?;
     let decode_tps = median(runs.iter().map(|r| r.0).collect());
@@ -78,6 +78,8 @@ pub fn run(lm: &LanguageModel, lengths: &[usize], decode: usize, repeats: usize,
         "prefill_tokens_per_second": prefill,
         "decode_tokens_per_second": decode_tps,
         "decode_sampled_tokens_per_second": sampled_tps,
+        // Whether the CPU decode steps rounded x to 8 bits (`SamplingParams::f32_activations`).
+        "decode_activations": if f32_activations { "f32" } else { "int8 where the CPU has AVX-512 VNNI" },
         "first_token_seconds": first_token_s,
         // The fused GPU decode step (model::gpu_decode): whether it ran, and its dispatches a token.
         "decode_fused_gpu": fused,

@@ -82,6 +82,10 @@ enum Command {
         /// Print the rendered prompt to stderr before generating.
         #[arg(long)]
         show_prompt: bool,
+        /// Decode with f32 activations, as the reference stack does (by default a CPU with
+        /// AVX-512 VNNI rounds a decode step's activations to 8 bits, as llama.cpp does).
+        #[arg(long)]
+        f32_activations: bool,
     },
     /// Per-token log-probabilities of TEXT, after CONTEXT if given.
     ///
@@ -121,6 +125,9 @@ enum Command {
         /// Timed repetitions (after one warm-up); the median is reported.
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Decode with f32 activations (see `generate --f32-activations`).
+        #[arg(long)]
+        f32_activations: bool,
     },
     /// LoRA fine-tuning on expert annotations (the appreciation task).
     Train(Box<train::TrainArgs>),
@@ -306,13 +313,13 @@ fn run(cli: Cli) -> Result<()> {
     let load_s = t0.elapsed().as_secs_f64();
 
     match cli.command {
-        Command::Generate { prompt, chat, max_tokens, temperature, top_p, top_k, repetition_penalty, seed, show_prompt } => {
+        Command::Generate { prompt, chat, max_tokens, temperature, top_p, top_k, repetition_penalty, seed, show_prompt, f32_activations } => {
             let prompt = if chat { chat_prompt(lm, &[ChatMessage::new("user", &prompt)])? } else { plain_prompt(lm, &prompt)? };
             if show_prompt {
                 eprintln!("{}", prompt.text);
             }
             let ids = prompt.ids;
-            let params = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, max_new_tokens: max_tokens };
+            let params = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, max_new_tokens: max_tokens, f32_activations };
             let mut out = std::io::stdout().lock();
             block_on(generate(lm, ids, params, |piece| {
                 let _ = out.write_all(piece.as_bytes());
@@ -339,12 +346,12 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Error::Input(e.to_string()))?);
             }
         }
-        Command::Bench { prefill, decode, repeats } => {
+        Command::Bench { prefill, decode, repeats, f32_activations } => {
             let lengths: Vec<usize> = prefill
                 .split(',')
                 .map(|s| s.trim().parse().map_err(|_| Error::Input(format!("bad --prefill length `{s}`"))))
                 .collect::<Result<_>>()?;
-            let report = bench::run(lm, &lengths, decode, repeats.max(1), load_s)?;
+            let report = bench::run(lm, &lengths, decode, repeats.max(1), load_s, f32_activations)?;
             println!("{report}");
         }
         Command::Calibrate { bench, json, tokens } => calibrate_command(&base, tuned.as_ref(), &bench, json, tokens)?,
