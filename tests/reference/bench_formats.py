@@ -80,6 +80,7 @@ def main() -> int:
                     "prefill_256": cqa["prefill_tokens_per_second"]["256"],
                     "peak_rss_mib": cqa["peak_rss_mib"], "load_s": cqa["load_seconds"]},
             "llama_cpp": {"decode": llama["decode"]["tokens_per_s"], "prefill_256": llama["prefill"]["256"]["tokens_per_s"],
+                          "prefill_256_all_logits": llama["prefill_all_logits"]["256"]["tokens_per_s"],
                           "peak_rss_mib": llama["peak_rss_mib"], "load_s": llama["load_s"]},
         }
         rows.append(row)

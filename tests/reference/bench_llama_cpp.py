@@ -8,9 +8,12 @@ Prints one JSON object with:
 * ``prefill``: one evaluation of a 256- and a 512-token input from an empty cache, as tokens/s;
   median and best of 3 timed runs after 1 warm-up. llama.cpp computes the logits of the last
   position only, transformers and ``cqa bench`` those of every position;
+* ``prefill_all_logits``: the same with the logits of every position (``logits_all``), the
+  work of scoring and of ``cqa bench``'s prefill;
 * ``decode``: greedy generation of exactly 64 new tokens from the short prompt, end-of-text
   ignored, as new tokens/s (the prompt's prefill included, as in the other two);
-* ``peak_rss_mib`` and the thread count (the same for prompt and generation).
+* ``peak_rss_mib`` (before the scoring context) and the thread count (the same for prompt and
+  generation).
 
 Re-run (from the repository root): ``./x bench`` installs llama-cpp-python (pinned in
 requirements-llama.txt) into its own venv under ~/.cache/cqa-studio and runs this with it.
@@ -79,6 +82,23 @@ def main() -> int:
         assert produced == DECODE_TOKENS
 
     times = timed(decode)
+    # Taken before the scoring context below, whose logits of every position it would count.
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    del llm
+
+    # Scoring: the same inputs with the logits of every position, the work `cqa bench`'s
+    # prefill and transformers' do (a log-prob for each token).
+    scorer = llama_cpp.Llama(model_path=str(model_path), n_ctx=1024, n_batch=512, n_threads=args.threads,
+                             n_threads_batch=args.threads, logits_all=True, verbose=False)
+    scoring = {}
+    for n in PREFILL_LENGTHS:
+        ids = filler_ids[:n]
+
+        def run():
+            scorer.reset()
+            scorer.eval(ids)
+
+        scoring[str(n)] = {"tokens": n, **rates(n, timed(run))}
     result = {
         "engine": "llama.cpp (llama-cpp-python)",
         "model": model_path.name,
@@ -89,8 +109,9 @@ def main() -> int:
         "loadavg_1m_at_start": load_at_start,
         "load_s": load_s,
         "prefill": prefill,
+        "prefill_all_logits": scoring,
         "decode": {"prompt_tokens": len(prompt_ids), "new_tokens": DECODE_TOKENS, **rates(DECODE_TOKENS, times)},
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib,
     }
     emit(result, args.output)
     return 0

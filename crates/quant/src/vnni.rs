@@ -104,9 +104,7 @@ pub(crate) fn available() -> bool {
 /// Whether [`dot`] takes this format; the others keep f32 activations.
 pub(crate) fn takes(format: Format) -> bool {
     match format {
-        Format::Q4_0 | Format::Q4_1 | Format::Q5_0 | Format::Q5_1 | Format::Q8_0 | Format::Q4K | Format::Q5K | Format::Q6K | Format::IQ4XS => true,
-        // Its f32 kernel (a 128-bit shuffle a run) measured as fast or faster.
-        Format::IQ4NL => false,
+        Format::Q4_0 | Format::Q4_1 | Format::Q5_0 | Format::Q5_1 | Format::Q8_0 | Format::Q4K | Format::Q5K | Format::Q6K | Format::IQ4NL | Format::IQ4XS => true,
         Format::F32
         | Format::F16
         | Format::BF16
@@ -138,6 +136,7 @@ pub(crate) unsafe fn dot_rows(w: &StoredMatrix, r0: usize, out: &mut [f32], x: &
         Format::Q5_0 => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 22, x, |b| (fifth_bits(nibbles(b, 6), b, 2), scale(b, 0), Offset::Subtract(16)))),
         Format::Q5_1 => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 24, x, |b| with_minimum(fifth_bits(nibbles(b, 8), b, 4), b))),
         Format::Q8_0 => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 34, x, |b| (_mm256_xor_si256(load32(b, 2), _mm256_set1_epi8(-128)), scale(b, 0), Offset::Subtract(128)))),
+        Format::IQ4NL => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 18, x, |b| (iq4_levels(nibbles(b, 2)), scale(b, 0), Offset::Subtract(128)))),
         Format::IQ4XS => each_row(w, r0, out, x, m, |row, x| iq4_xs(row, x)),
         Format::Q4K => each_row(w, r0, out, x, m, |row, x| k4::<false>(row, x)),
         Format::Q5K => each_row(w, r0, out, x, m, |row, x| k4::<true>(row, x)),
@@ -147,7 +146,6 @@ pub(crate) unsafe fn dot_rows(w: &StoredMatrix, r0: usize, out: &mut [f32], x: &
         | Format::BF16
         | Format::Q2K
         | Format::Q3K
-        | Format::IQ4NL
         | Format::TQ1_0
         | Format::TQ2_0
         | Format::MXFP4
