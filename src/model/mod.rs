@@ -202,6 +202,8 @@ pub struct Llama {
     pub norm: RmsNorm,
     /// `None` when the head is tied to `embed_tokens`.
     pub lm_head: Option<BaseLinear>,
+    /// Constants (the rotation tables), grown as positions are used: not a parameter.
+    #[module(skip)]
     rope: Rope,
 }
 

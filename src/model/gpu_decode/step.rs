@@ -211,8 +211,9 @@ impl GpuDecoder {
         if head_dim > 256 || !head_dim.is_multiple_of(2) || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
             return None;
         }
-        let (cos, sin) = model.rope.tables();
-        let (cos, sin) = (cube_float(cos.clone())?, cube_float(sin.clone())?);
+        // The decoder's positions: those of its cache's capacity.
+        let (cos, sin) = model.rope.tables_covering(capacity);
+        let (cos, sin) = (cube_float(cos)?, cube_float(sin)?);
         let final_norm = cube_float(model.norm.weight.val())?;
 
         let client = final_norm.client.clone();
