@@ -78,6 +78,7 @@ def main() -> int:
             "tensor_types": info["tensor_types"],
             "cqa": {"decode": cqa["decode_tokens_per_second"], "decode_f32_activations": cqa_f32["decode_tokens_per_second"],
                     "prefill_256": cqa["prefill_tokens_per_second"]["256"],
+                    "prompt_256": cqa["prompt_tokens_per_second"]["256"],
                     "peak_rss_mib": cqa["peak_rss_mib"], "load_s": cqa["load_seconds"]},
             "llama_cpp": {"decode": llama["decode"]["tokens_per_s"], "prefill_256": llama["prefill"]["256"]["tokens_per_s"],
                           "prefill_256_all_logits": llama["prefill_all_logits"]["256"]["tokens_per_s"],

@@ -42,6 +42,21 @@ pub fn run(lm: &LanguageModel, lengths: &[usize], decode: usize, repeats: usize,
         let times = (0..repeats).map(|_| run()).collect::<Result<Vec<_>>>()?;
         prefill.insert(n.to_string(), serde_json::json!(n as f64 / median(times)));
     }
+    // A generation's prompt of the same lengths: the logits of its last position only (what
+    // llama.cpp's prefill computes), and the first token picked from them.
+    let mut prompt_rates = serde_json::Map::new();
+    for &n in lengths {
+        let run = || -> Result<f64> {
+            let params = SamplingParams { max_new_tokens: 1, f32_activations, ..Default::default() };
+            let t = Instant::now();
+            let mut session = GenerationSession::new(lm, ids[..n].to_vec(), params)?;
+            block_on(session.next_token(lm))?;
+            Ok(t.elapsed().as_secs_f64())
+        };
+        run()?;
+        let times = (0..repeats).map(|_| run()).collect::<Result<Vec<_>>>()?;
+        prompt_rates.insert(n.to_string(), serde_json::json!(n as f64 / median(times)));
+    }
     let prompt = lm.tokenizer.encode("Once upon a time", false)?;
     // (tokens a second, first token's seconds, whether the fused GPU step ran, its dispatches)
     let decode_once = |params: &SamplingParams| -> Result<(f64, f64, bool, usize)> {
@@ -76,6 +91,8 @@ pub fn run(lm: &LanguageModel, lengths: &[usize], decode: usize, repeats: usize,
         "features": { "fusion": cfg!(feature = "fusion"), "autotune": cfg!(feature = "autotune") },
         "load_seconds": load_s,
         "prefill_tokens_per_second": prefill,
+        // The same lengths as a generation's prompt (last position's logits, then one token).
+        "prompt_tokens_per_second": prompt_rates,
         "decode_tokens_per_second": decode_tps,
         "decode_sampled_tokens_per_second": sampled_tps,
         // Whether the CPU decode steps rounded x to 8 bits (`SamplingParams::f32_activations`).

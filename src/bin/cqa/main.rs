@@ -114,7 +114,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure load time, prefill (scoring) and decode throughput, and peak memory.
+    /// Measure load time, prefill (scoring), prompt (generation) and decode throughput, and peak memory.
     Bench {
         /// Prompt lengths to score, comma-separated.
         #[arg(long, default_value = "256,512")]
