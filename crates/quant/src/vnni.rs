@@ -131,12 +131,12 @@ pub(crate) fn takes(format: Format) -> bool {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn dot_rows(w: &StoredMatrix, r0: usize, out: &mut [f32], x: &Int8Rows, m: usize) {
     match w.format {
-        Format::Q4_0 => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 18, x, |b| (nibbles(b, 2), scale(b, 0), Offset::Subtract(8)))),
+        Format::Q4_0 => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 18, x, |b| (nibbles(b, 2), converted_scale(b, 0), Offset::Subtract(8)))),
         Format::Q4_1 => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 20, x, |b| with_minimum(nibbles(b, 4), b))),
-        Format::Q5_0 => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 22, x, |b| (fifth_bits(nibbles(b, 6), b, 2), scale(b, 0), Offset::Subtract(16)))),
+        Format::Q5_0 => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 22, x, |b| (fifth_bits(nibbles(b, 6), b, 2), converted_scale(b, 0), Offset::Subtract(16)))),
         Format::Q5_1 => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 24, x, |b| with_minimum(fifth_bits(nibbles(b, 8), b, 4), b))),
-        Format::Q8_0 => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 34, x, |b| (_mm256_xor_si256(load32(b, 2), _mm256_set1_epi8(-128)), scale(b, 0), Offset::Subtract(128)))),
-        Format::IQ4NL => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 18, x, |b| (iq4_levels(nibbles(b, 2)), scale(b, 0), Offset::Subtract(128)))),
+        Format::Q8_0 => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 34, x, |b| (_mm256_xor_si256(load32(b, 2), _mm256_set1_epi8(-128)), converted_scale(b, 0), Offset::Subtract(128)))),
+        Format::IQ4NL => each_row(w, r0, out, x, m, |row, x| blocks_of_32(row, 18, x, |b| (iq4_levels(nibbles(b, 2)), converted_scale(b, 0), Offset::Subtract(128)))),
         Format::IQ4XS => each_row(w, r0, out, x, m, |row, x| iq4_xs(row, x)),
         Format::Q4K => each_row(w, r0, out, x, m, |row, x| k4::<false>(row, x)),
         Format::Q5K => each_row(w, r0, out, x, m, |row, x| k4::<true>(row, x)),
@@ -258,7 +258,7 @@ fn blocks_of_32(row: &[u8], block_bytes: usize, x: Int8Row, block: impl Fn(&[u8]
 fn iq4_xs(row: &[u8], x: Int8Row) -> f32 {
     let mut acc = Acc::new();
     for (sb, b) in row.chunks_exact(136).enumerate() {
-        let d = scale(b, 0);
+        let d = converted_scale(b, 0);
         let scales_high = u16::from_le_bytes([b[2], b[3]]);
         for i in 0..8 {
             let k = sb * 8 + i;
@@ -333,21 +333,29 @@ fn q6_k(row: &[u8], x: Int8Row) -> f32 {
     acc.sum()
 }
 
-/// The f16 at `b[at..at + 2]` as f32 (`block::scale`'s integer decode).
+/// The f16 at `b[at..at + 2]` as f32 by the CPU's conversion, from a register the move zeroes.
 ///
-/// Which decode a kernel uses was measured (`matvec`): the CPU's conversion (`scale_pair`,
-/// `converted_scale`) made the Q4_1, Q5_1 and K-quant rows up to twice as fast, and the Q4_0,
-/// Q5_0 and Q8_0 rows up to 1.8× slower, on this project's AVX-512 machine.
-#[inline(always)]
-fn scale(b: &[u8], at: usize) -> f32 {
-    crate::block::scale(b, at)
-}
-
-/// The f16 at `b[at..at + 2]` as f32 by the CPU's conversion.
+/// Written with the intrinsics, LLVM loads the two bytes into lane 0 of whichever register is at
+/// hand (`vpinsrw`, the other lanes being unused), so the conversion waits on that register's
+/// last writer: here the running sum, which chained every block to the one before (Q4_0 at 20
+/// GB/s instead of 30, and slower than `block::scale`'s integer decode).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 fn converted_scale(b: &[u8], at: usize) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes([b[at], b[at + 1]]) as i32)))
+    let half = u16::from_le_bytes([b[at], b[at + 1]]) as u32;
+    let value: __m128;
+    // SAFETY: the caller runs with F16C (this function's features); the two instructions touch
+    // only the named registers.
+    unsafe {
+        core::arch::asm!(
+            "vmovd {v}, {h:e}",
+            "vcvtph2ps {v}, {v}",
+            h = in(reg) half,
+            v = out(xmm_reg) value,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    _mm_cvtss_f32(value)
 }
 
 /// The two f16s at `b[0..4]` (Q4_1's and Q5_1's d and min, the K-quants' d and dmin) as f32,
