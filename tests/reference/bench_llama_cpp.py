@@ -38,6 +38,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO_ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def time_inputs(llm: llama_cpp.Llama, filler_ids: list[int]) -> dict:
+    """One evaluation of each of PREFILL_LENGTHS' first filler tokens from an empty cache."""
+    out = {}
+    for n in PREFILL_LENGTHS:
+        ids = filler_ids[:n]
+
+        def run():
+            llm.reset()
+            llm.eval(ids)
+
+        out[str(n)] = {"tokens": n, **rates(n, timed(run))}
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="GGUF file")
@@ -61,15 +75,7 @@ def main() -> int:
     filler_ids = llm.tokenize((FILLER * 16).encode(), add_bos=False, special=False)
     assert len(filler_ids) >= max(PREFILL_LENGTHS)
 
-    prefill = {}
-    for n in PREFILL_LENGTHS:
-        ids = filler_ids[:n]
-
-        def run():
-            llm.reset()
-            llm.eval(ids)
-
-        prefill[str(n)] = {"tokens": n, **rates(n, timed(run))}
+    prefill = time_inputs(llm, filler_ids)
 
     prompt_ids = llm.tokenize(DECODE_PROMPT.encode(), add_bos=False, special=False)
 
@@ -90,15 +96,7 @@ def main() -> int:
     # prefill and transformers' do (a log-prob for each token).
     scorer = llama_cpp.Llama(model_path=str(model_path), n_ctx=1024, n_batch=512, n_threads=args.threads,
                              n_threads_batch=args.threads, logits_all=True, verbose=False)
-    scoring = {}
-    for n in PREFILL_LENGTHS:
-        ids = filler_ids[:n]
-
-        def run():
-            scorer.reset()
-            scorer.eval(ids)
-
-        scoring[str(n)] = {"tokens": n, **rates(n, timed(run))}
+    scoring = time_inputs(scorer, filler_ids)
     result = {
         "engine": "llama.cpp (llama-cpp-python)",
         "model": model_path.name,
