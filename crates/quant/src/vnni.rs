@@ -7,13 +7,14 @@
 //! `vpdpbusd` multiplies unsigned bytes by signed ones, so every format's values are first made
 //! unsigned bytes `u` with an offset `o`, its value being `scale·(u − o)`: Q4_0's nibbles
 //! (o = 8), Q5_0's five bits (o = 16), Q8_0's bytes + 128 (o = 128), IQ4's levels + 128; Q4_1,
-//! Q5_1, Q4_K and Q5_K have a minimum instead of an offset. The offsets and minimums are then
-//! one scalar term a block, `scale·o·Σq` over that block's rounded x (`Int8Rows::sums32`), started in the integer sum.
+//! Q5_1, Q4_K and Q5_K have a minimum instead of an offset. An offset is then `−o·Σq` over the
+//! block's rounded x (`Int8Rows::sums32`), started in the integer sum; a minimum is one scalar
+//! term a block, `min·d·Σq` (`Int8Rows::scaled_sums`).
 //!
 //! Only the single-token decode of a generation asks for this (`with_int8_activations`): the
-//! rounding of x changes the products by ~0.3 % of a block's largest value, within what the
-//! weights' own quantization moves them, but scoring, calibration and training keep f32
-//! activations so that their figures stay those of the reference stack.
+//! rounding of x moves a likely token's log-prob by up to ~0.4 nats on the default model
+//! (`tests/model_reference.rs`), so scoring, calibration and training keep f32 activations and
+//! their figures stay those of the reference stack.
 
 use crate::{Format, StoredMatrix};
 use crate::block::{IQ4_LEVELS, scale_min_k4, sub_block_scale};
@@ -27,7 +28,7 @@ pub(crate) struct Int8Rows {
     d: Vec<f32>,
     sums16: Vec<i32>,
     sums32: Vec<i32>,
-    /// `d·Σq` per 32: the rounded x's sum, which a minimum multiplies.
+    /// `d·Σq` per 32: the rounded x's sum in x's units, which a minimum multiplies.
     scaled_sums: Vec<f32>,
 }
 
@@ -241,13 +242,15 @@ fn blocks_of_32(row: &[u8], block_bytes: usize, x: Int8Row, block: impl Fn(&[u8]
     for (k, (b, q)) in row.chunks_exact(block_bytes).zip(x.q.chunks_exact(32)).enumerate() {
         let (u, d, offset) = block(b);
         let s = _mm256_set1_ps(d * x.d[k]);
-        // The offset or minimum term goes to the scalar accumulators: started in the integer sum
-        // instead (`first_lane`), it put a transfer into each block's chain and measured slower.
-        acc.add_scalar(match offset {
-            Offset::Subtract(o) => -(d * o as f32) * x.scaled_sums[k],
-            Offset::Minimum(min) => min * x.scaled_sums[k],
-        });
-        acc.add(u, q, s, _mm256_setzero_si256());
+        // An offset is an integer, started in the block's integer sum; a minimum is a float, a
+        // scalar term of its own.
+        match offset {
+            Offset::Subtract(o) => acc.add(u, q, s, first_lane(-o * x.sums32[k])),
+            Offset::Minimum(min) => {
+                acc.add_scalar(min * x.scaled_sums[k]);
+                acc.add(u, q, s, _mm256_setzero_si256());
+            }
+        }
     }
     acc.sum()
 }
